@@ -1,0 +1,35 @@
+# Two commands for a newcomer (see README):
+#   make demo   set up .venv and run the demo scenario on the embedded SQLite store
+#   make test   set up .venv and run every test (PostgreSQL tests run when a server is reachable)
+PYTHON ?= python3
+VENV   := .venv
+BIN    := $(VENV)/bin
+STAMP  := $(VENV)/.installed
+
+.PHONY: demo test setup bench clean
+
+# Install output goes to .venv/install.log and is shown only if the install fails.
+$(STAMP): pyproject.toml
+	@echo "setting up $(VENV) (pinned dependencies from pyproject.toml) ..."
+	$(PYTHON) -m venv $(VENV)
+	@{ $(BIN)/pip install --upgrade pip && $(BIN)/pip install -e '.[test]'; } > $(VENV)/install.log 2>&1 \
+		|| { cat $(VENV)/install.log; echo "install failed (log above, also in $(VENV)/install.log)"; exit 1; }
+	touch $(STAMP)
+
+setup: $(STAMP)
+
+demo: $(STAMP)
+	rm -f demo.db demo.db-wal demo.db-shm
+	$(BIN)/clearing --db demo.db demo
+
+# PostgreSQL tests use this server when it is reachable and are skipped (with the reason) when not.
+export CLEARING_TEST_POSTGRES ?= postgresql://postgres@127.0.0.1:5432/test
+
+test: $(STAMP)
+	$(BIN)/pytest $(PYTEST_ARGS)
+
+bench: $(STAMP)
+	$(BIN)/python bench/bench_trades.py
+
+clean:
+	rm -rf $(VENV) demo.db demo.db-wal demo.db-shm

@@ -1,0 +1,262 @@
+"""Commands at the boundary: JSON Lines and CLI options become these pydantic models.
+
+One model per command type, selected by ``type``. Validation here is about the command
+alone (shape, types, number format, positivity, the collateral quantum); rules that need
+state (tick and step of a market, margin, time order) are checked by the domain.
+
+Numbers are JSON strings or integers, never JSON floats: ``{"amount": "0.1"}`` and
+``{"amount": 100}`` are accepted, ``{"amount": 0.1}`` is rejected as ``float_not_allowed``.
+Every rejection is a :class:`~clearing.errors.InputError` with a code and the field.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from datetime import datetime, timezone
+from decimal import Decimal
+from typing import Annotated, Any, Literal, Union, get_args
+
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    PlainSerializer,
+    TypeAdapter,
+    ValidationError,
+)
+from pydantic_core import PydanticCustomError
+
+from clearing.errors import InputError
+from clearing.money import USDC, ZERO, D, MoneyError, decimal_places
+
+NAME_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.:@-]{0,63}$")
+ID_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.:/@-]{0,127}$")
+MAX_LINE_BYTES = 64 * 1024
+MAX_TIERS = 32
+
+
+def _decimal(value: Any) -> Decimal:
+    try:
+        return D(value)
+    except MoneyError as error:
+        raise PydanticCustomError(error.code, error.message) from None
+
+
+def _positive(value: Decimal) -> Decimal:
+    if value <= ZERO:
+        raise PydanticCustomError("not_positive", "must be greater than zero, got {value}", {"value": str(value)})
+    return value
+
+
+def _non_negative(value: Decimal) -> Decimal:
+    if value < ZERO:
+        raise PydanticCustomError("negative", "must not be negative, got {value}", {"value": str(value)})
+    return value
+
+
+def _collateral_quantum(value: Decimal) -> Decimal:
+    places = decimal_places(USDC.quantum)
+    if decimal_places(value) > places:
+        raise PydanticCustomError(
+            "too_many_decimals",
+            "{value} has more than {places} decimal places ({asset} quantum {quantum})",
+            {"value": str(value), "places": places, "asset": USDC.symbol, "quantum": str(USDC.quantum)},
+        )
+    return value
+
+
+def _fraction(value: Decimal) -> Decimal:
+    if not ZERO < value <= Decimal(1):
+        raise PydanticCustomError("invalid_fraction", "must be a fraction in (0, 1], got {value}", {"value": str(value)})
+    return value
+
+
+def _name(value: Any) -> str:
+    if not isinstance(value, str) or not NAME_PATTERN.match(value):
+        raise PydanticCustomError(
+            "invalid_name", "must be 1-64 characters of letters, digits and _ . : @ -, starting with a letter or digit"
+        )
+    return value
+
+
+def _command_id(value: Any) -> str:
+    if not isinstance(value, str) or not ID_PATTERN.match(value):
+        raise PydanticCustomError(
+            "invalid_id", "must be 1-128 characters of letters, digits and _ . : / @ -, starting with a letter or digit"
+        )
+    return value
+
+
+def _aware_time(value: Any) -> datetime:
+    if not isinstance(value, str):
+        raise PydanticCustomError("invalid_time", "must be an ISO-8601 string with a time zone")
+    try:
+        parsed = datetime.fromisoformat(value)
+    except ValueError:
+        raise PydanticCustomError("invalid_time", "'{value}' is not an ISO-8601 time", {"value": value[:40]}) from None
+    if parsed.tzinfo is None:
+        raise PydanticCustomError("invalid_time", "'{value}' has no time zone (add Z or +00:00)", {"value": value[:40]})
+    return parsed.astimezone(timezone.utc)
+
+
+_text = PlainSerializer(lambda value: format(value.normalize(), "f"), return_type=str)
+Number = Annotated[Decimal, BeforeValidator(_decimal), _text]
+Positive = Annotated[Decimal, BeforeValidator(_decimal), AfterValidator(_positive), _text]
+Money = Annotated[Decimal, BeforeValidator(_decimal), AfterValidator(_positive), AfterValidator(_collateral_quantum), _text]
+Fraction = Annotated[Decimal, BeforeValidator(_decimal), AfterValidator(_fraction), _text]
+Name = Annotated[str, BeforeValidator(_name)]
+CommandId = Annotated[str, BeforeValidator(_command_id)]
+Time = Annotated[datetime, BeforeValidator(_aware_time), PlainSerializer(lambda v: v.isoformat(), return_type=str)]
+
+
+class Command(BaseModel):
+    """Fields every command has: its type, the client's id, an optional business time."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    type: str
+    id: CommandId
+    at: Time | None = None
+
+    def content(self) -> dict[str, Any]:
+        """Canonical content for idempotency: what the client sent, normalized."""
+        return self.model_dump(mode="json", exclude_none=True, exclude={"id"})
+
+
+class Tier(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    notional_floor: Annotated[Decimal, BeforeValidator(_decimal), AfterValidator(_non_negative), _text]
+    initial_margin_fraction: Fraction
+    maintenance_margin_fraction: Fraction
+
+
+class CreateMarket(Command):
+    type: Literal["create_market"]
+    market: Name
+    kind: Literal["perpetual", "future"]
+    expiry: Time | None = None
+    contract_size: Positive = Decimal(1)
+    tick_size: Positive
+    step_size: Positive
+    initial_margin_fraction: Fraction | None = None
+    maintenance_margin_fraction: Fraction | None = None
+    tiers: Annotated[list[Tier], Field(min_length=1, max_length=MAX_TIERS)] | None = None
+    price_band: Fraction = Decimal("0.1")
+
+
+class CloseMarket(Command):
+    type: Literal["close_market"]
+    market: Name
+
+
+class OpenAccount(Command):
+    type: Literal["open_account"]
+    account: Name
+
+
+class CloseAccount(Command):
+    type: Literal["close_account"]
+    account: Name
+
+
+class Deposit(Command):
+    type: Literal["deposit"]
+    account: Name
+    amount: Money
+
+
+class Withdraw(Command):
+    type: Literal["withdraw"]
+    account: Name
+    amount: Money
+
+
+class Trade(Command):
+    type: Literal["trade"]
+    market: Name
+    buyer: Name
+    seller: Name
+    size: Positive
+    price: Positive
+
+
+class Price(Command):
+    type: Literal["price"]
+    market: Name
+    price: Positive
+
+
+class FundInsurance(Command):
+    type: Literal["fund_insurance"]
+    amount: Money
+    contributor: Name | None = None
+
+
+COMMAND_CLASSES = (CreateMarket, CloseMarket, OpenAccount, CloseAccount, Deposit, Withdraw, Trade, Price, FundInsurance)
+AnyCommand = Annotated[Union[COMMAND_CLASSES], Field(discriminator="type")]  # type: ignore[valid-type]
+COMMAND_TYPES = tuple(get_args(cls.model_fields["type"].annotation)[0] for cls in COMMAND_CLASSES)
+_ADAPTER: TypeAdapter[Any] = TypeAdapter(AnyCommand)
+
+_PYDANTIC_CODES = {
+    "missing": "missing_field",
+    "extra_forbidden": "unknown_field",
+    "literal_error": "invalid_value",
+    "string_type": "invalid_value",
+    "list_type": "invalid_value",
+    "model_type": "invalid_value",
+    "dict_type": "invalid_value",
+    "too_short": "invalid_value",
+    "too_long": "invalid_value",
+}
+
+
+class JsonConstant:
+    """JSON's NaN / Infinity / -Infinity literals, kept so the field that holds one is named."""
+
+    def __init__(self, name: str) -> None:
+        self.name = name
+
+    def __repr__(self) -> str:
+        return self.name
+
+
+def parse_line(line: str) -> Command:
+    """Parse one JSON Lines command; raises :class:`InputError` naming the field."""
+    if len(line.encode()) > MAX_LINE_BYTES:
+        raise InputError("line_too_long", None, f"line is longer than {MAX_LINE_BYTES} bytes")
+    try:
+        raw = json.loads(line, parse_constant=JsonConstant)
+    except json.JSONDecodeError as error:
+        raise InputError("malformed_json", None, f"not valid JSON: {error.msg} at column {error.colno}") from None
+    if not isinstance(raw, dict):
+        raise InputError("not_an_object", None, "each line must be a JSON object")
+    return parse_command(raw)
+
+
+def parse_command(raw: dict[str, Any]) -> Command:
+    """Validate a command given as a dict (from JSON or from CLI options)."""
+    if "type" not in raw:
+        raise InputError("missing_field", "type", f"field 'type' is required; one of: {', '.join(COMMAND_TYPES)}")
+    if raw["type"] not in COMMAND_TYPES:
+        raise InputError("unknown_type", "type", f"unknown command type {str(raw['type'])[:40]!r}; one of: {', '.join(COMMAND_TYPES)}")
+    try:
+        return _ADAPTER.validate_python(raw)
+    except ValidationError as error:
+        raise _input_error(error) from None
+
+
+def _input_error(error: ValidationError) -> InputError:
+    first = error.errors(include_url=False)[0]
+    location = [str(part) for part in first["loc"][1:]]  # drop the union tag
+    field = ".".join(location) or None
+    code = _PYDANTIC_CODES.get(first["type"], first["type"])
+    if code == "missing_field":
+        return InputError(code, field, f"field {field!r} is required")
+    if code == "unknown_field":
+        return InputError(code, field, f"field {field!r} is not part of a {first['loc'][0]} command")
+    message = first["msg"]
+    return InputError(code, field, f"{field}: {message}" if field else message)

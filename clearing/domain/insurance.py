@@ -1,0 +1,53 @@
+"""The ``InsuranceFund`` aggregate: one clearinghouse-wide fund, funded by contributions.
+
+Later issues draw on it for bankruptcies; its balance never goes negative. Every
+movement records its cause and the balance after it, so the fund's history reads as a
+ledger: ``contribution 10,000 -> balance 10,000``.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from decimal import Decimal
+from uuid import UUID
+
+from eventsourcing.domain import Aggregate
+
+from clearing.domain.ids import insurance_fund_id
+from clearing.money import ZERO
+
+
+class InsuranceFund(Aggregate):
+    """The clearinghouse insurance fund (a single aggregate with a fixed id)."""
+
+    class Established(Aggregate.Created):
+        at: datetime
+
+    @staticmethod
+    def create_id() -> UUID:  # type: ignore[override]
+        return insurance_fund_id()
+
+    def __init__(self, at: datetime) -> None:
+        self.established_at = at
+        self.balance = ZERO
+
+    class Contributed(Aggregate.Event):
+        amount: Decimal
+        contributor: str | None
+        cause: str
+        balance_after: Decimal
+        at: datetime
+
+        def apply(self, fund: InsuranceFund) -> None:
+            fund.balance = self.balance_after
+
+    def contribute(self, amount: Decimal, contributor: str | None, at: datetime) -> None:
+        assert amount > ZERO
+        self.trigger_event(
+            self.Contributed,
+            amount=amount,
+            contributor=contributor,
+            cause="contribution",
+            balance_after=self.balance + amount,
+            at=at,
+        )

@@ -1,0 +1,274 @@
+"""The ``Market`` aggregate: contract terms, margin tiers, status and the mark price.
+
+Commands check the rules and trigger one event that carries every number they decided;
+each event's ``apply`` only assigns, so replay under newer code cannot re-decide history.
+
+Mark price rules (``set_mark_price``): positive, on the tick, business time not before the
+previous mark, and within the price band of the previous mark. Example: band 0.10 and
+previous mark 50,000 accept 45,000..55,000; 56,000 is rejected as ``price_outside_band``.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from decimal import Decimal
+from uuid import UUID
+
+from eventsourcing.domain import Aggregate
+
+from clearing.domain.ids import market_id
+from clearing.domain.margin import MarginTier, build_tiers
+from clearing.errors import RuleError
+from clearing.money import ZERO, Asset, fmt, is_multiple
+
+ACTIVE = "active"
+CLOSED = "closed"
+PERPETUAL = "perpetual"
+FUTURE = "future"
+
+
+class Market(Aggregate):
+    """A listed contract. Id: uuid5 of the symbol."""
+
+    class Listed(Aggregate.Created):
+        market: str
+        kind: str
+        expiry: datetime | None
+        contract_size: Decimal
+        tick_size: Decimal
+        step_size: Decimal
+        price_band: Decimal
+        tiers: list[MarginTier]
+        collateral_asset: str
+        collateral_quantum: Decimal
+        at: datetime
+
+    @staticmethod
+    def create_id(market: str) -> UUID:  # type: ignore[override]
+        return market_id(market)
+
+    def __init__(  # noqa: PLR0913 - the contract terms are one event
+        self,
+        market: str,
+        kind: str,
+        expiry: datetime | None,
+        contract_size: Decimal,
+        tick_size: Decimal,
+        step_size: Decimal,
+        price_band: Decimal,
+        tiers: list[MarginTier],
+        collateral_asset: str,
+        collateral_quantum: Decimal,
+        at: datetime,
+    ) -> None:
+        self.market = market
+        self.kind = kind
+        self.expiry = expiry
+        self.contract_size = contract_size
+        self.tick_size = tick_size
+        self.step_size = step_size
+        self.price_band = price_band
+        self.tiers = tuple(tiers)
+        self.collateral_asset = collateral_asset
+        self.collateral_quantum = collateral_quantum
+        self.listed_at = at
+        self.status = ACTIVE
+        self.price_mark: Decimal | None = None
+        self.price_mark_at: datetime | None = None
+        self.closed_at: datetime | None = None
+        self.open_interest = ZERO
+        self.volume_total = ZERO
+
+    # -- events -------------------------------------------------------------------------
+
+    class MarkPriceSet(Aggregate.Event):
+        market: str
+        price_mark: Decimal
+        price_mark_previous: Decimal | None
+        price_band: Decimal
+        at: datetime
+
+        def apply(self, market: Market) -> None:
+            market.price_mark = self.price_mark
+            market.price_mark_at = self.at
+
+    class TradingRecorded(Aggregate.Event):
+        """Trades cleared in this market by one committed batch, and open interest after.
+
+        Written once per batch that trades the market. Besides keeping open interest (sum
+        of long sizes) and volume, it puts the market in the batch's write set, so a batch
+        decided on a market that another process changed meanwhile (a new mark, a close)
+        is refused by the event store and decided again.
+        """
+
+        market: str
+        trades: int
+        volume: Decimal
+        open_interest_after: Decimal
+        volume_total_after: Decimal
+        price_mark: Decimal | None
+        at: datetime
+
+        def apply(self, market: Market) -> None:
+            market.open_interest = self.open_interest_after
+            market.volume_total = self.volume_total_after
+
+    class MarketClosed(Aggregate.Event):
+        market: str
+        at: datetime
+
+        def apply(self, market: Market) -> None:
+            market.status = CLOSED
+            market.closed_at = self.at
+
+    # -- commands -----------------------------------------------------------------------
+
+    def set_mark_price(self, price: Decimal, at: datetime) -> None:
+        """Record a new mark price after the tick, time and band checks."""
+        self.check_price_on_tick(price, "price")
+        if self.price_mark_at is not None and at < self.price_mark_at:
+            raise RuleError(
+                "stale_time",
+                "at",
+                f"{at.isoformat()} is before the last mark time {self.price_mark_at.isoformat()} of {self.market}",
+            )
+        if self.price_mark is not None:
+            self.check_within_band(price, "price", "price_outside_band", "mark")
+        self.trigger_event(
+            self.MarkPriceSet,
+            market=self.market,
+            price_mark=price,
+            price_mark_previous=self.price_mark,
+            price_band=self.price_band,
+            at=at,
+        )
+
+    def record_trading(self, trades: int, volume: Decimal, open_interest_change: Decimal, at: datetime) -> None:
+        self.trigger_event(
+            self.TradingRecorded,
+            market=self.market,
+            trades=trades,
+            volume=volume,
+            open_interest_after=self.open_interest + open_interest_change,
+            volume_total_after=self.volume_total + volume,
+            price_mark=self.price_mark,
+            at=at,
+        )
+
+    def close(self, at: datetime) -> None:
+        """Stop trading in this market; prices are still accepted for marking."""
+        if self.status != ACTIVE:
+            raise RuleError("market_closed", "market", f"market {self.market} is already {self.status}")
+        self.trigger_event(self.MarketClosed, market=self.market, at=at)
+
+    # -- checks used by trading ---------------------------------------------------------
+
+    def check_open_for_trading(self, at: datetime) -> Decimal:
+        """Return the mark price if the market accepts trades at ``at``."""
+        if self.status != ACTIVE:
+            raise RuleError("market_closed", "market", f"market {self.market} is {self.status}")
+        if self.expiry is not None and at >= self.expiry:
+            raise RuleError("market_expired", "at", f"market {self.market} expired at {self.expiry.isoformat()}")
+        if self.price_mark is None:
+            raise RuleError("no_mark_price", "market", f"market {self.market} has no mark price yet")
+        return self.price_mark
+
+    def check_price_on_tick(self, price: Decimal, field: str) -> None:
+        if price <= ZERO:
+            raise RuleError("not_positive", field, f"{field} must be positive, got {fmt(price)}")
+        if not is_multiple(price, self.tick_size):
+            raise RuleError("price_off_tick", field, f"{field} {fmt(price)} is not a multiple of tick size {fmt(self.tick_size)}")
+
+    def check_size_on_step(self, size: Decimal, field: str) -> None:
+        if size <= ZERO:
+            raise RuleError("not_positive", field, f"{field} must be positive, got {fmt(size)}")
+        if not is_multiple(size, self.step_size):
+            raise RuleError("size_off_step", field, f"{field} {fmt(size)} is not a multiple of step size {fmt(self.step_size)}")
+
+    def check_within_band(self, price: Decimal, field: str, code: str, what: str) -> None:
+        """Reject ``price`` more than ``price_band`` (a fraction) away from the mark."""
+        assert self.price_mark is not None
+        limit = self.price_mark * self.price_band
+        if abs(price - self.price_mark) > limit:
+            low, high = self.price_mark - limit, self.price_mark + limit
+            raise RuleError(
+                code,
+                field,
+                f"{field} {fmt(price)} is outside the {what} band {fmt(low)}..{fmt(high)} of {self.market} "
+                f"(mark {fmt(self.price_mark)}, band {fmt(self.price_band)})",
+            )
+
+
+def list_market(  # noqa: PLR0913 - the contract terms of one listing
+    market: str,
+    kind: str,
+    expiry: datetime | None,
+    contract_size: Decimal,
+    tick_size: Decimal,
+    step_size: Decimal,
+    brackets: list[tuple[Decimal, Decimal, Decimal]],
+    price_band: Decimal,
+    collateral: Asset,
+    at: datetime,
+) -> Market:
+    """Validate contract terms and list a market (its ``Listed`` event records the tiers).
+
+    ``brackets`` are ``(notional_floor, initial_fraction, maintenance_fraction)``. The
+    smallest trade notional, tick x step x contract size, must be a whole number of
+    collateral quanta, so every trade settles exactly without rounding: tick 0.1 and step
+    0.001 give 0.0001 USDC, a multiple of 0.000001; tick 0.5 and step 0.0000001 do not.
+    """
+    _check_expiry(kind, expiry, at)
+    _check_brackets(brackets)
+    smallest_notional = tick_size * step_size * contract_size
+    if not is_multiple(smallest_notional, collateral.quantum):
+        raise RuleError(
+            "incompatible_quanta",
+            "tick_size",
+            f"tick_size x step_size x contract_size = {fmt(smallest_notional)} is not a multiple of the "
+            f"{collateral.symbol} quantum {fmt(collateral.quantum)}",
+        )
+    return Market(
+        market=market,
+        kind=kind,
+        expiry=expiry,
+        contract_size=contract_size,
+        tick_size=tick_size,
+        step_size=step_size,
+        price_band=price_band,
+        tiers=list(build_tiers(brackets)),
+        collateral_asset=collateral.symbol,
+        collateral_quantum=collateral.quantum,
+        at=at,
+    )
+
+
+def _check_expiry(kind: str, expiry: datetime | None, at: datetime) -> None:
+    if kind == FUTURE and expiry is None:
+        raise RuleError("expiry_required", "expiry", "a future needs an expiry time")
+    if kind == PERPETUAL and expiry is not None:
+        raise RuleError("expiry_not_allowed", "expiry", "a perpetual has no expiry")
+    if expiry is not None and expiry <= at:
+        raise RuleError("expiry_in_past", "expiry", f"expiry {expiry.isoformat()} is not after {at.isoformat()}")
+
+
+def _check_brackets(brackets: list[tuple[Decimal, Decimal, Decimal]]) -> None:
+    """First floor 0, floors increasing, fractions non-decreasing, maintenance <= initial."""
+    previous: tuple[Decimal, Decimal, Decimal] | None = None
+    for index, (floor, initial, maintenance) in enumerate(brackets):
+        if maintenance > initial:
+            raise RuleError(
+                "invalid_margin_fractions",
+                f"tiers.{index}.maintenance_margin_fraction" if len(brackets) > 1 else "maintenance_margin_fraction",
+                f"maintenance fraction {fmt(maintenance)} is above initial fraction {fmt(initial)}",
+            )
+        if previous is None:
+            if floor != ZERO:
+                raise RuleError("invalid_tiers", f"tiers.{index}.notional_floor", "the first tier must start at 0")
+        elif floor <= previous[0] or initial < previous[1] or maintenance < previous[2]:
+            raise RuleError(
+                "invalid_tiers",
+                f"tiers.{index}",
+                "tier floors must increase and margin fractions must not decrease from tier to tier",
+            )
+        previous = (floor, initial, maintenance)

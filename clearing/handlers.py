@@ -1,0 +1,131 @@
+"""One handler per command type: load aggregates, let the domain decide, report.
+
+A handler either raises a :class:`~clearing.errors.ClearingError` before any event is
+triggered, or triggers all of its command's events. It returns a one-line summary.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Callable
+
+from clearing import commands as c
+from clearing.domain import ids
+from clearing.domain.account import Account
+from clearing.domain.insurance import InsuranceFund
+from clearing.domain.market import list_market
+from clearing.domain.trading import (
+    decide_close_account,
+    decide_deposit,
+    decide_trade,
+    decide_withdrawal,
+    record_side,
+)
+from clearing.errors import InputError, RuleError
+from clearing.money import USDC, ZERO, fmt
+from clearing.working_set import WorkingSet
+
+
+def create_market(ws: WorkingSet, command: c.CreateMarket, at: datetime) -> str:
+    if ws.exists(ids.market_id(command.market)):
+        raise RuleError("market_exists", "market", f"market {command.market} already exists")
+    market = ws.add(
+        list_market(
+            market=command.market,
+            kind=command.kind,
+            expiry=command.expiry,
+            contract_size=command.contract_size,
+            tick_size=command.tick_size,
+            step_size=command.step_size,
+            brackets=_brackets(command),
+            price_band=command.price_band,
+            collateral=USDC,
+            at=at,
+        )
+    )
+    return f"listed {market.kind} {market.market} ({len(market.tiers)} margin tier(s))"
+
+
+def _brackets(command: c.CreateMarket) -> list[tuple]:
+    """Tiers as given, or one tier from the two fractions; both must then agree."""
+    imf, mmf = command.initial_margin_fraction, command.maintenance_margin_fraction
+    if command.tiers is None:
+        if imf is None:
+            raise InputError("missing_field", "initial_margin_fraction", "give initial_margin_fraction or tiers")
+        if mmf is None:
+            raise InputError("missing_field", "maintenance_margin_fraction", "give maintenance_margin_fraction or tiers")
+        return [(ZERO, imf, mmf)]
+    brackets = [(t.notional_floor, t.initial_margin_fraction, t.maintenance_margin_fraction) for t in command.tiers]
+    for field, given, tier_value in (
+        ("initial_margin_fraction", imf, brackets[0][1]),
+        ("maintenance_margin_fraction", mmf, brackets[0][2]),
+    ):
+        if given is not None and given != tier_value:
+            raise RuleError("invalid_tiers", field, f"{field} {fmt(given)} differs from the first tier's {fmt(tier_value)}")
+    return brackets
+
+
+def close_market(ws: WorkingSet, command: c.CloseMarket, at: datetime) -> str:
+    ws.market(command.market).close(at)
+    return f"closed market {command.market}"
+
+
+def open_account(ws: WorkingSet, command: c.OpenAccount, at: datetime) -> str:
+    if ws.exists(ids.account_id(command.account)):
+        raise RuleError("account_exists", "account", f"account {command.account} already exists")
+    ws.add(Account(account=command.account, at=at))
+    return f"opened account {command.account}"
+
+
+def close_account(ws: WorkingSet, command: c.CloseAccount, at: datetime) -> str:
+    decide_close_account(ws.account(command.account, "account"), at)
+    return f"closed account {command.account}"
+
+
+def deposit(ws: WorkingSet, command: c.Deposit, at: datetime) -> str:
+    account = ws.account(command.account, "account")
+    decide_deposit(account, command.amount, at)
+    return f"deposited {fmt(command.amount)} to {command.account}, collateral {fmt(account.collateral)}"
+
+
+def withdraw(ws: WorkingSet, command: c.Withdraw, at: datetime) -> str:
+    account = ws.account(command.account, "account")
+    decide_withdrawal(account, command.amount, at, ws.markets)
+    return f"withdrew {fmt(command.amount)} from {command.account}, collateral {fmt(account.collateral)}"
+
+
+def trade(ws: WorkingSet, command: c.Trade, at: datetime) -> str:
+    market = ws.market(command.market)
+    buyer = ws.account(command.buyer, "buyer")
+    seller = ws.account(command.seller, "seller")
+    buy, sell = decide_trade(market, buyer, seller, command.size, command.price, at, ws.markets)
+    record_side(buy, market, command.id, command.price, at)
+    record_side(sell, market, command.id, command.price, at)
+    ws.note_trade(market, command.size, buy.open_interest_change + sell.open_interest_change, at)
+    return f"{command.buyer} bought {fmt(command.size)} {command.market} from {command.seller} at {fmt(command.price)}"
+
+
+def price(ws: WorkingSet, command: c.Price, at: datetime) -> str:
+    market = ws.market(command.market)
+    market.set_mark_price(command.price, at)
+    return f"mark {command.market} {fmt(command.price)}"
+
+
+def fund_insurance(ws: WorkingSet, command: c.FundInsurance, at: datetime) -> str:
+    fund = ws.insurance_fund() or ws.add(InsuranceFund(at=at))
+    fund.contribute(command.amount, command.contributor, at)
+    return f"insurance fund +{fmt(command.amount)}, balance {fmt(fund.balance)}"
+
+
+HANDLERS: dict[str, Callable[[WorkingSet, c.Command, datetime], str]] = {
+    "create_market": create_market,  # type: ignore[dict-item]
+    "close_market": close_market,  # type: ignore[dict-item]
+    "open_account": open_account,  # type: ignore[dict-item]
+    "close_account": close_account,  # type: ignore[dict-item]
+    "deposit": deposit,  # type: ignore[dict-item]
+    "withdraw": withdraw,  # type: ignore[dict-item]
+    "trade": trade,  # type: ignore[dict-item]
+    "price": price,  # type: ignore[dict-item]
+    "fund_insurance": fund_insurance,  # type: ignore[dict-item]
+}
+assert set(HANDLERS) == set(c.COMMAND_TYPES)

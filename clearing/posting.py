@@ -1,0 +1,81 @@
+"""The posting pipeline shared by ``clearing post``, the subcommands, the demo and bench.
+
+Lines are parsed and validated one by one, stamped with the current time at the boundary
+when they carry no ``at`` (the domain never reads the clock), grouped into batches and
+executed; outcomes come back in line order, each only after its batch has committed.
+Blank lines and lines starting with ``#`` are skipped, so scenario scripts can be commented.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable, Iterable, Iterator
+from datetime import datetime, timezone
+
+from clearing.application import ClearingApplication, Envelope, Outcome
+from clearing.commands import Command, parse_line
+from clearing.errors import InputError
+
+DEFAULT_BATCH_SIZE = 1000
+MAX_BATCH_SIZE = 100_000
+
+
+def utc_now() -> datetime:
+    return datetime.now(timezone.utc)
+
+
+def post_lines(
+    app: ClearingApplication,
+    lines: Iterable[str],
+    batch_size: int = DEFAULT_BATCH_SIZE,
+    clock: Callable[[], datetime] = utc_now,
+) -> Iterator[Outcome]:
+    """Post JSON Lines commands; yields one outcome per command line, in order."""
+    assert 1 <= batch_size <= MAX_BATCH_SIZE
+    pending: list[Envelope | Outcome] = []
+    for number, line in enumerate(lines, start=1):
+        text = line.strip()
+        if not text or text.startswith("#"):
+            continue
+        pending.append(_envelope(text, number, clock))
+        if len(pending) >= batch_size:
+            yield from _flush(app, pending)
+            pending = []
+    if pending:
+        yield from _flush(app, pending)
+
+
+def post_commands(app: ClearingApplication, commands: Iterable[Command], clock: Callable[[], datetime] = utc_now) -> list[Outcome]:
+    """Post already validated commands (the terminal subcommands build these) as one batch."""
+    envelopes = [Envelope(command, command.at or clock(), None) for command in commands]
+    return app.execute(envelopes)
+
+
+def _envelope(text: str, number: int, clock: Callable[[], datetime]) -> Envelope | Outcome:
+    try:
+        command = parse_line(text)
+    except InputError as error:
+        return Outcome.rejected(error, *_best_effort_id_and_type(text), number)
+    return Envelope(command, command.at or clock(), number)
+
+
+def _flush(app: ClearingApplication, pending: list[Envelope | Outcome]) -> Iterator[Outcome]:
+    envelopes = [item for item in pending if isinstance(item, Envelope)]
+    executed = iter(app.execute(envelopes)) if envelopes else iter(())
+    for item in pending:
+        yield item if isinstance(item, Outcome) else next(executed)
+
+
+def _best_effort_id_and_type(text: str) -> tuple[str, str]:
+    """The id and type of a line that failed validation, for its result line ("?" if unknown)."""
+    try:
+        raw = json.loads(text)
+    except (ValueError, RecursionError):
+        return "?", "?"
+    if not isinstance(raw, dict):
+        return "?", "?"
+    return _text_or_unknown(raw.get("id")), _text_or_unknown(raw.get("type"))
+
+
+def _text_or_unknown(value: object) -> str:
+    return value[:128] if isinstance(value, str) else "?"

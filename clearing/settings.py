@@ -1,0 +1,68 @@
+"""One setting chooses the event store: a file path (SQLite) or a ``postgresql://`` URL.
+
+``--db`` on the command line, else ``CLEARING_DB``, else ``clearing.db`` in the current
+directory. The value is turned into the eventsourcing library's own environment keys
+(``PERSISTENCE_MODULE``, ``SQLITE_DBNAME`` or ``POSTGRES_*``); nothing else is configured
+by hand. ``postgresql://user:secret@host:5432/db?schema=clearing`` selects a schema.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from urllib.parse import parse_qs, unquote, urlsplit
+
+from clearing.errors import InputError
+
+DEFAULT_DB = "clearing.db"
+ENV_VAR = "CLEARING_DB"
+
+
+def resolve_db(option: str | None) -> str:
+    return option or os.environ.get(ENV_VAR) or DEFAULT_DB
+
+
+def is_postgres(db: str) -> bool:
+    return db.startswith(("postgresql://", "postgres://"))
+
+
+def store_env(db: str) -> dict[str, str]:
+    """Environment for the eventsourcing application from the one ``db`` setting."""
+    if is_postgres(db):
+        return _postgres_env(db)
+    if db.startswith(("sqlite:", "file:")) and db != ":memory:":
+        raise InputError("invalid_db", "db", "give SQLite as a plain file path, not a URL")
+    if db != ":memory:":
+        parent = Path(db).expanduser().resolve().parent
+        if not parent.is_dir():
+            raise InputError("invalid_db", "db", f"directory {parent} does not exist")
+        db = str(Path(db).expanduser())
+    return _with_defaults({"PERSISTENCE_MODULE": "eventsourcing.sqlite", "SQLITE_DBNAME": db}, SQLITE_LOCK_TIMEOUT="30")
+
+
+def _postgres_env(url: str) -> dict[str, str]:
+    parts = urlsplit(url)
+    query = parse_qs(parts.query)
+    database = unquote(parts.path.lstrip("/"))
+    if not database:
+        raise InputError("invalid_db", "db", "the PostgreSQL URL needs a database name: postgresql://user@host/db")
+    env = {
+        "PERSISTENCE_MODULE": "eventsourcing.postgres",
+        "POSTGRES_DBNAME": database,
+        "POSTGRES_HOST": parts.hostname or "127.0.0.1",
+        "POSTGRES_PORT": str(parts.port or 5432),
+        "POSTGRES_USER": unquote(parts.username or "postgres"),
+        "POSTGRES_PASSWORD": unquote(parts.password or ""),
+    }
+    if "schema" in query:
+        env["POSTGRES_SCHEMA"] = query["schema"][0]
+    # The library waits forever for its table lock by default; a stuck writer must surface.
+    return _with_defaults(env, POSTGRES_LOCK_TIMEOUT="10", POSTGRES_CONNECT_TIMEOUT="10")
+
+
+def _with_defaults(env: dict[str, str], **defaults: str) -> dict[str, str]:
+    """Add library timeouts unless the operator set them in the environment."""
+    for key, value in defaults.items():
+        if key not in os.environ:
+            env[key] = value
+    return env

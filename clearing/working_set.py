@@ -1,0 +1,199 @@
+"""The in-memory working set of aggregates that a batch of commands decides against.
+
+Aggregates are loaded once through the library's repository (snapshot + later events) and
+kept across batches, so posting a stream never re-reads the log per command. The working
+set is dropped whenever a save fails, and aggregates another process may have changed
+without us writing them (markets, the insurance fund) are fast-forwarded from the event
+store at the start of every batch. A stale account or traded market cannot be *written*:
+the event store refuses a stale write with ``IntegrityError`` (every batch that trades a
+market writes one ``TradingRecorded`` event on it for that reason). A *rejection* writes
+nothing, so before one is reported the aggregates the command read are caught up and the
+command is decided again (``catch_up_command_reads``). Marks of *other* markets, read for
+an account's margin, are at most one batch old.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Mapping
+from datetime import datetime
+from decimal import Decimal
+from typing import TYPE_CHECKING, Any, TypeVar
+from uuid import UUID
+
+from eventsourcing.application import AggregateNotFoundError
+from eventsourcing.domain import Aggregate
+
+from clearing.domain import ids
+from clearing.domain.account import Account
+from clearing.domain.insurance import InsuranceFund
+from clearing.domain.market import Market
+from clearing.errors import InvariantViolation, NotFoundError
+from clearing.money import ZERO
+
+if TYPE_CHECKING:
+    from clearing.application import ClearingApplication
+
+T = TypeVar("T", bound=Aggregate)
+MAX_AGGREGATES = 1_000_000
+
+
+class StaleBatch(Exception):
+    """State that earlier commands of the batch were decided on has changed in the store."""
+
+
+class WorkingSet:
+    """Aggregates by id, plus which ones the current command and batch touched."""
+
+    def __init__(self, app: ClearingApplication) -> None:
+        self._app = app
+        self._aggregates: dict[UUID, Aggregate] = {}
+        self._command_touched: dict[UUID, Aggregate] = {}
+        self._markets_by_name: dict[str, Market] = {}
+        self.batch_start_versions: dict[UUID, int] = {}
+        self.trading: dict[str, tuple[int, Decimal, Decimal, datetime]] = {}
+        self.markets = MarketDirectory(self)
+
+    # -- lifecycle ----------------------------------------------------------------------
+
+    def begin_batch(self) -> None:
+        """Fast-forward the shared aggregates we read without writing."""
+        self.batch_start_versions = {}
+        self.trading = {}
+        if len(self._aggregates) > MAX_AGGREGATES:
+            self.discard()
+        for aggregate in list(self._aggregates.values()):
+            if isinstance(aggregate, (Market, InsuranceFund)):
+                self._catch_up(aggregate)
+
+    def _catch_up(self, aggregate: Aggregate) -> bool:
+        """Apply events another process stored after our copy; True if there were any."""
+        newer = list(self._app.events.get(aggregate.id, gt=aggregate.version))
+        for event in newer:
+            event.mutate(aggregate)
+        return bool(newer)
+
+    def catch_up_command_reads(self) -> bool:
+        """Bring every aggregate the current command read up to date (after a rejection).
+
+        Only aggregates without pending events are read from the store: one changed by an
+        earlier command of this batch is ahead of the store already, and if another process
+        wrote it too, the batch's save fails and the whole batch is decided again. A market
+        that earlier trades of this batch were decided on must not move under them: then the
+        whole batch is stale (``StaleBatch``) and is decided again.
+        """
+        moved = False
+        for aggregate in self._command_touched.values():
+            if aggregate.version == self.batch_start_versions.get(aggregate.id) and self._catch_up(aggregate):
+                if isinstance(aggregate, Market) and aggregate.market in self.trading:
+                    raise StaleBatch(f"market {aggregate.market} changed under this batch's trades")
+                moved = True
+        return moved
+
+    def note_trade(self, market: Market, volume: Decimal, open_interest_change: Decimal, at: datetime) -> None:
+        """Accumulate a trade for the market's per-batch ``TradingRecorded`` event."""
+        trades, total, change, _ = self.trading.get(market.market, (0, ZERO, ZERO, at))
+        self.trading[market.market] = (trades + 1, total + volume, change + open_interest_change, at)
+
+    def record_trading(self) -> list[Any]:
+        """One ``TradingRecorded`` event per market traded in this batch (see the event)."""
+        events: list[Any] = []
+        for name, (trades, volume, change, at) in self.trading.items():
+            market = self._markets_by_name[name]
+            market.record_trading(trades, volume, change, at)
+            events.extend(market.collect_events())
+        self.trading = {}
+        return events
+
+    def discard(self) -> None:
+        """Forget everything (after a failed save the in-memory state is not the stored one)."""
+        self._aggregates.clear()
+        self._command_touched.clear()
+        self._markets_by_name.clear()
+        self.batch_start_versions = {}
+        self.trading = {}
+
+    def begin_command(self) -> None:
+        self._command_touched = {}
+
+    def command_events(self) -> list[Any]:
+        """Pending events of every aggregate the command touched, in the order touched."""
+        events: list[Any] = []
+        for aggregate in self._command_touched.values():
+            events.extend(aggregate.collect_events())
+        return events
+
+    def assert_untouched(self) -> None:
+        """A rejected command must not have triggered any event (decide, then apply)."""
+        for aggregate in self._command_touched.values():
+            if aggregate.pending_events:
+                raise InvariantViolation(f"rejected command left pending events on {type(aggregate).__name__}")
+
+    # -- access -------------------------------------------------------------------------
+
+    def add(self, aggregate: T) -> T:
+        self._aggregates[aggregate.id] = aggregate
+        self._touch(aggregate, version_before=0)
+        return aggregate
+
+    def account(self, name: str, field: str) -> Account:
+        found = self._get(ids.account_id(name), Account)
+        if found is None:
+            raise NotFoundError("account_not_found", field, f"account {name} does not exist")
+        return found
+
+    def market(self, name: str, field: str = "market") -> Market:
+        found = self._get(ids.market_id(name), Market)
+        if found is None:
+            raise NotFoundError("market_not_found", field, f"market {name} does not exist")
+        self._markets_by_name[name] = found
+        return found
+
+    def market_for_reading(self, name: str) -> Market:
+        """A market only read (marks and terms for margin), so not marked as touched."""
+        found = self._markets_by_name.get(name)
+        return found if found is not None else self.market(name)
+
+    def insurance_fund(self) -> InsuranceFund | None:
+        return self._get(ids.insurance_fund_id(), InsuranceFund)
+
+    def exists(self, aggregate_id: UUID) -> bool:
+        return aggregate_id in self._aggregates or aggregate_id in self._app.repository
+
+    def _get(self, aggregate_id: UUID, kind: type[T]) -> T | None:
+        aggregate = self._aggregates.get(aggregate_id)
+        if aggregate is None:
+            try:
+                aggregate = self._app.repository.get(aggregate_id)
+            except AggregateNotFoundError:
+                return None
+            self._aggregates[aggregate_id] = aggregate
+        if not isinstance(aggregate, kind):
+            return None
+        self._touch(aggregate, version_before=aggregate.version)
+        return aggregate
+
+    def _touch(self, aggregate: Aggregate, version_before: int) -> None:
+        self._command_touched.setdefault(aggregate.id, aggregate)
+        self.batch_start_versions.setdefault(aggregate.id, version_before)
+
+    def touched_aggregates(self) -> Iterator[tuple[Aggregate, int]]:
+        for aggregate_id, version_before in self.batch_start_versions.items():
+            aggregate = self._aggregates.get(aggregate_id)
+            if aggregate is not None:
+                yield aggregate, version_before
+
+
+class MarketDirectory(Mapping[str, Market]):
+    """Markets by symbol, loaded on demand (what margin arithmetic needs for marks)."""
+
+    def __init__(self, working_set: WorkingSet) -> None:
+        self._working_set = working_set
+
+    def __getitem__(self, name: str) -> Market:
+        return self._working_set.market_for_reading(name)
+
+    def __iter__(self) -> Iterator[str]:
+        raise TypeError("markets are looked up by name, not listed")
+
+    def __len__(self) -> int:
+        raise TypeError("markets are looked up by name, not counted")

@@ -1,0 +1,164 @@
+"""One subcommand per command type, for people at a terminal.
+
+Each builds the same dict a JSON line would hold and sends it through the same
+validation and posting path as ``clearing post``. Without ``--id`` a fresh id is made
+(``cli-`` + random hex); give your own ``--id`` to be able to retry safely.
+"""
+
+from __future__ import annotations
+
+import functools
+import uuid
+from typing import Any, Callable
+
+import click
+
+from clearing.application import Outcome
+from clearing.commands import parse_command
+from clearing.errors import ClearingError
+from clearing.posting import post_commands
+from cli.main import Store, finish, main, pass_store
+
+
+def command_options(function: Callable[..., Any]) -> Callable[..., Any]:
+    """--id, --at and --json, shared by every command subcommand."""
+
+    @click.option("--id", "command_id", metavar="ID", help="Client command id (idempotency key). [default: random]")
+    @click.option("--at", metavar="TIME", help="ISO-8601 business time with zone. [default: now]")
+    @click.option("--json", "as_json", is_flag=True, help="Print the result as JSON.")
+    @functools.wraps(function)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        return function(*args, **kwargs)
+
+    return wrapper
+
+
+def submit(store: Store, command_type: str, command_id: str | None, at: str | None, as_json: bool, **fields: Any) -> None:
+    raw: dict[str, Any] = {"type": command_type, "id": command_id or f"cli-{uuid.uuid4().hex}"}
+    if at is not None:
+        raw["at"] = at
+    raw.update({key: value for key, value in fields.items() if value is not None})
+    try:
+        command = parse_command(raw)
+    except ClearingError as error:
+        finish([Outcome.rejected(error, raw["id"], command_type, None)], as_json)
+        return
+    finish(post_commands(store.app, [command]), as_json)
+
+
+@main.command("create-market")
+@click.argument("market")
+@click.option("--kind", type=click.Choice(["perpetual", "future"]), required=True, help="Contract kind.")
+@click.option("--expiry", metavar="TIME", help="Expiry time of a future (ISO-8601 with zone).")
+@click.option("--tick-size", required=True, help="Price tick, e.g. 0.1.")
+@click.option("--step-size", required=True, help="Size step, e.g. 0.001.")
+@click.option("--contract-size", help="Underlying per contract. [default 1]")
+@click.option("--initial-margin-fraction", "--imf", "imf", help="Initial margin fraction, e.g. 0.05.")
+@click.option("--maintenance-margin-fraction", "--mmf", "mmf", help="Maintenance margin fraction, e.g. 0.03.")
+@click.option(
+    "--tier",
+    "tiers",
+    multiple=True,
+    metavar="FLOOR:IMF:MMF",
+    help="Margin tier from notional FLOOR (repeat, first FLOOR 0); replaces --imf/--mmf.",
+)
+@click.option("--price-band", help="Largest mark move per update as a fraction. [default 0.1]")
+@command_options
+@pass_store
+def create_market(store: Store, market: str, kind: str, expiry: str | None, tick_size: str, step_size: str,
+                  contract_size: str | None, imf: str | None, mmf: str | None, tiers: tuple[str, ...],
+                  price_band: str | None, command_id: str | None, at: str | None, as_json: bool) -> None:
+    """List a new MARKET (perpetual, or future with --expiry)."""
+    parsed_tiers = [_tier(text) for text in tiers] or None
+    submit(store, "create_market", command_id, at, as_json, market=market, kind=kind, expiry=expiry,
+           tick_size=tick_size, step_size=step_size, contract_size=contract_size, initial_margin_fraction=imf,
+           maintenance_margin_fraction=mmf, tiers=parsed_tiers, price_band=price_band)
+
+
+def _tier(text: str) -> dict[str, str]:
+    parts = text.split(":")
+    if len(parts) != 3:
+        raise click.BadParameter(f"{text!r} is not FLOOR:IMF:MMF", param_hint="--tier")
+    return dict(zip(("notional_floor", "initial_margin_fraction", "maintenance_margin_fraction"), parts))
+
+
+@main.command("close-market")
+@click.argument("market")
+@command_options
+@pass_store
+def close_market(store: Store, market: str, command_id: str | None, at: str | None, as_json: bool) -> None:
+    """Stop trading in MARKET (mark prices are still accepted)."""
+    submit(store, "close_market", command_id, at, as_json, market=market)
+
+
+@main.command("open-account")
+@click.argument("account")
+@command_options
+@pass_store
+def open_account(store: Store, account: str, command_id: str | None, at: str | None, as_json: bool) -> None:
+    """Open a cross-margin ACCOUNT."""
+    submit(store, "open_account", command_id, at, as_json, account=account)
+
+
+@main.command("close-account")
+@click.argument("account")
+@command_options
+@pass_store
+def close_account(store: Store, account: str, command_id: str | None, at: str | None, as_json: bool) -> None:
+    """Close ACCOUNT (it must be flat and hold no collateral)."""
+    submit(store, "close_account", command_id, at, as_json, account=account)
+
+
+@main.command()
+@click.argument("account")
+@click.argument("amount")
+@command_options
+@pass_store
+def deposit(store: Store, account: str, amount: str, command_id: str | None, at: str | None, as_json: bool) -> None:
+    """Deposit AMOUNT of collateral (USDC, up to 6 decimals) into ACCOUNT."""
+    submit(store, "deposit", command_id, at, as_json, account=account, amount=amount)
+
+
+@main.command()
+@click.argument("account")
+@click.argument("amount")
+@command_options
+@pass_store
+def withdraw(store: Store, account: str, amount: str, command_id: str | None, at: str | None, as_json: bool) -> None:
+    """Withdraw AMOUNT from ACCOUNT if free collateral covers it."""
+    submit(store, "withdraw", command_id, at, as_json, account=account, amount=amount)
+
+
+@main.command()
+@click.argument("market")
+@click.option("--buyer", required=True, help="Buying account.")
+@click.option("--seller", required=True, help="Selling account.")
+@click.option("--size", required=True, help="Size in contracts, on the market's step.")
+@click.option("--price", required=True, help="Trade price, on the market's tick.")
+@command_options
+@pass_store
+def trade(store: Store, market: str, buyer: str, seller: str, size: str, price: str,
+          command_id: str | None, at: str | None, as_json: bool) -> None:
+    """Clear a trade in MARKET between --buyer and --seller (both margin-checked)."""
+    submit(store, "trade", command_id, at, as_json, market=market, buyer=buyer, seller=seller, size=size, price=price)
+
+
+@main.command()
+@click.argument("market")
+@click.argument("price")
+@command_options
+@pass_store
+def price(store: Store, market: str, price: str, command_id: str | None, at: str | None, as_json: bool) -> None:
+    """Set the mark PRICE of MARKET (on tick, within the price band, time not going back)."""
+    submit(store, "price", command_id, at, as_json, market=market, price=price)
+
+
+@main.command("fund-insurance")
+@click.argument("amount")
+@click.option("--contributor", help="Who contributed (recorded with the movement).")
+@command_options
+@pass_store
+def fund_insurance(store: Store, amount: str, contributor: str | None, command_id: str | None, at: str | None,
+                   as_json: bool) -> None:
+    """Contribute AMOUNT to the insurance fund."""
+    submit(store, "fund_insurance", command_id, at, as_json, amount=amount, contributor=contributor)

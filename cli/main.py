@@ -1,0 +1,168 @@
+"""``clearing``: the operator's command line.
+
+    clearing post commands.jsonl          post a JSON Lines stream (or - for stdin)
+    clearing deposit alice 1000           one command, built exactly as post builds it
+    clearing account show alice --json    margin state of an account
+    clearing events --from 100            the event log
+
+The store is chosen by ``--db`` or ``CLEARING_DB``: a file path (SQLite, created on first
+use) or a ``postgresql://`` URL. Exit status: 0 when every command was applied (or already
+applied), 1 when any was rejected, 2 for usage errors, 3 when the store is unreachable.
+"""
+
+from __future__ import annotations
+
+import sys
+import time
+from pathlib import Path
+from typing import Any, TextIO
+
+import click
+from eventsourcing.persistence import PersistenceError
+
+from clearing.application import ClearingApplication, Outcome, open_application
+from clearing.errors import ClearingError
+from clearing.posting import DEFAULT_BATCH_SIZE, MAX_BATCH_SIZE, post_lines
+from clearing.settings import DEFAULT_DB, ENV_VAR, is_postgres, resolve_db, store_env
+from cli import render
+
+PROGRESS_SECONDS = 5.0
+
+
+class Store:
+    """Opens the application on first use, so ``--help`` never touches the database."""
+
+    def __init__(self, db: str) -> None:
+        self.db = db
+        self._app: ClearingApplication | None = None
+
+    @property
+    def existing_app(self) -> ClearingApplication:
+        """The application for a read: a missing SQLite file is an error, not a new store."""
+        if self._app is None and not is_postgres(self.db) and self.db != ":memory:" and not Path(self.db).exists():
+            click.echo(f"error: [store_not_found] no event store at {self.db} (use --db or CLEARING_DB)", err=True)
+            sys.exit(1)
+        return self.app
+
+    @property
+    def app(self) -> ClearingApplication:
+        if self._app is None:
+            try:
+                self._app = open_application(store_env(self.db))
+            except ClearingError as error:
+                raise click.UsageError(str(error)) from None
+            except Exception as error:  # driver errors: unreachable server, bad file
+                click.echo(f"error: cannot open the event store {self.db!r}: {error}".splitlines()[0], err=True)
+                sys.exit(3)
+        return self._app
+
+
+pass_store = click.make_pass_decorator(Store)
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
+@click.option(
+    "--db",
+    metavar="PATH|URL",
+    default=None,
+    help=f"Event store: an SQLite file path or a postgresql:// URL. [env {ENV_VAR}; default {DEFAULT_DB}]",
+)
+@click.version_option(package_name="clearing-ledger")
+@click.pass_context
+def main(ctx: click.Context, db: str | None) -> None:
+    """Event-sourced clearinghouse ledger for perpetuals and dated futures.
+
+    Every deposit, withdrawal, trade and price is an immutable event. Post commands as
+    JSON Lines with `clearing post`, or one at a time with the subcommands below.
+    """
+    ctx.obj = Store(resolve_db(db))
+
+
+@main.command()
+@click.argument("file", type=click.File("r", encoding="utf-8-sig"))
+@click.option("--json", "as_json", is_flag=True, help="One JSON object per result line.")
+@click.option(
+    "--batch-size",
+    type=click.IntRange(1, MAX_BATCH_SIZE),
+    default=None,
+    help=f"Commands committed per transaction. [default {DEFAULT_BATCH_SIZE}; 1 when reading a terminal]",
+)
+@pass_store
+def post(store: Store, file: TextIO, as_json: bool, batch_size: int | None) -> None:
+    """Post a stream of JSON Lines commands from FILE (or - for standard input).
+
+    Each line is one command object with "type" and a client-chosen "id", and an
+    optional ISO-8601 "at" business time (stamped with the current time when absent).
+    Types: create_market, close_market, open_account, close_account, deposit,
+    withdraw, trade, price, fund_insurance. Numbers are JSON strings or integers.
+
+    Every command is atomic, and one result line is printed per command once it is
+    committed. Re-posting a command with the same id and content is a no-op, so an
+    interrupted post can simply be run again. Exit status 1 if any command was rejected.
+    """
+    size = batch_size or (1 if file.isatty() else DEFAULT_BATCH_SIZE)
+    counts = {"applied": 0, "already_applied": 0, "rejected": 0}
+    started = last_report = time.monotonic()
+    app = store.app
+    try:
+        for outcome in post_lines(app, file, batch_size=size):
+            render.echo_outcome(outcome, as_json)
+            counts[outcome.status] += 1
+            now = time.monotonic()
+            if now - last_report >= PROGRESS_SECONDS and sys.stderr.isatty():
+                done = sum(counts.values())
+                click.echo(f"... {done} commands ({done / (now - started):.0f}/s)", err=True)
+                last_report = now
+    except PersistenceError as error:
+        done = sum(counts.values())
+        click.echo(f"error: the event store failed after {done} reported command(s): {str(error).splitlines()[0]}", err=True)
+        click.echo("error: results of the failed batch were not reported; run the same post again: commands "
+                   "already stored are reported 'already applied'", err=True)
+        sys.exit(3)
+    _summary(counts)
+
+
+def _summary(counts: dict[str, int]) -> None:
+    total = sum(counts.values())
+    click.echo(
+        f"{total} command(s): {counts['applied']} applied, {counts['already_applied']} already applied, "
+        f"{counts['rejected']} rejected",
+        err=True,
+    )
+    sys.exit(1 if counts["rejected"] else 0)
+
+
+@main.command()
+@click.option("--from", "start", type=click.IntRange(1), default=1, show_default=True, help="First log position.")
+@click.option("--limit", type=click.IntRange(1), default=None, help="Stop after this many events.")
+@click.option("--json", "as_json", is_flag=True, help="One JSON object per event.")
+@pass_store
+def events(store: Store, start: int, limit: int | None, as_json: bool) -> None:
+    """List the event log in order, from position --from."""
+    from cli.queries import iter_events
+
+    for record in iter_events(store.existing_app, start, limit):
+        if as_json:
+            click.echo(render.dumps(record))
+        else:
+            key = record["data"].get("account") or record["data"].get("market") or record["data"].get("command_id") or ""
+            fields = " ".join(f"{k}={render.text_value(v)}" for k, v in record["data"].items() if k not in ("account", "market", "command_id"))
+            click.echo(f"{record['position']:>8}  {record['type']:<28} {key:<16} {fields}")
+
+
+def finish(outcomes: list[Outcome], as_json: bool) -> None:
+    """Print the outcomes of a subcommand and exit 1 if any was rejected."""
+    for outcome in outcomes:
+        render.echo_outcome(outcome, as_json)
+    if any(outcome.status == "rejected" for outcome in outcomes):
+        sys.exit(1)
+
+
+def echo_view(view: dict[str, Any], as_json: bool, text: Any) -> None:
+    click.echo(render.dumps(view) if as_json else text(view))
+
+
+# Register the other command groups (imported for their side effect on ``main``).
+from cli import commands as _commands  # noqa: E402,F401
+from cli import queries as _queries  # noqa: E402,F401
+from cli import demo as _demo  # noqa: E402,F401

@@ -1,0 +1,96 @@
+"""Read commands: ``account show``, ``market show``, ``insurance-fund show`` and the event log."""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Iterator
+from typing import Any
+
+import click
+
+from clearing.application import ClearingApplication
+from clearing.errors import ClearingError
+from cli import render
+from cli.main import Store, echo_view, main, pass_store
+from projections.margin_state import account_view, insurance_fund_view, market_view
+
+PAGE = 1000
+_SKIP = {"originator_id", "originator_version", "timestamp", "originator_topic"}
+
+
+def iter_events(app: ClearingApplication, start: int, limit: int | None) -> Iterator[dict[str, Any]]:
+    """Events from log position ``start`` on, read in pages straight from the recorder."""
+    remaining = limit
+    position = start
+    while remaining is None or remaining > 0:
+        page = PAGE if remaining is None else min(PAGE, remaining)
+        notifications = app.recorder.select_notifications(start=position, limit=page)
+        if not notifications:
+            return
+        for notification in notifications:
+            event = app.mapper.to_domain_event(notification)
+            yield {
+                "position": notification.id,
+                "type": notification.topic.rsplit(":", 1)[-1],
+                "aggregate_id": str(event.originator_id),
+                "aggregate_version": event.originator_version,
+                "recorded_at": event.timestamp.isoformat(),
+                "data": {k: v for k, v in vars(event).items() if k not in _SKIP},
+            }
+        position = notifications[-1].id + 1
+        if remaining is not None:
+            remaining -= len(notifications)
+
+
+def _show(view_function: Any, *args: Any) -> dict[str, Any]:
+    try:
+        return view_function(*args)
+    except ClearingError as error:
+        click.echo(f"error: {error}", err=True)
+        sys.exit(1)
+
+
+@main.group()
+def account() -> None:
+    """Query accounts."""
+
+
+@account.command("show")
+@click.argument("name")
+@click.option("--json", "as_json", is_flag=True, help="JSON output; every decimal is a string.")
+@pass_store
+def account_show(store: Store, name: str, as_json: bool) -> None:
+    """Margin state of account NAME on current mark prices.
+
+    Collateral, equity (collateral + unrealized PnL), initial and maintenance margin,
+    free collateral (equity - initial margin), margin ratio (equity / maintenance;
+    below 1 the account is liquidatable) and each position with its liquidation price.
+    """
+    echo_view(_show(account_view, store.existing_app, name), as_json, render.account_text)
+
+
+@main.group()
+def market() -> None:
+    """Query markets."""
+
+
+@market.command("show")
+@click.argument("name")
+@click.option("--json", "as_json", is_flag=True, help="JSON output; every decimal is a string.")
+@pass_store
+def market_show(store: Store, name: str, as_json: bool) -> None:
+    """Contract terms, margin tiers, status and mark price of market NAME."""
+    echo_view(_show(market_view, store.existing_app, name), as_json, render.market_text)
+
+
+@main.group("insurance-fund")
+def insurance_fund() -> None:
+    """Query the insurance fund."""
+
+
+@insurance_fund.command("show")
+@click.option("--json", "as_json", is_flag=True, help="JSON output; every decimal is a string.")
+@pass_store
+def insurance_fund_show(store: Store, as_json: bool) -> None:
+    """Balance of the insurance fund and every movement with its cause."""
+    echo_view(_show(insurance_fund_view, store.existing_app), as_json, render.fund_text)

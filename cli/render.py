@@ -1,0 +1,111 @@
+"""Rendering for people (aligned text) and machines (JSON, every decimal a string)."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import asdict, is_dataclass
+from datetime import datetime
+from decimal import Decimal
+from typing import Any
+from uuid import UUID
+
+import click
+
+from clearing.application import Outcome
+from clearing.money import fmt
+
+
+def to_json_value(value: Any) -> Any:
+    """Decimals, times, ids and value objects as JSON-safe values (decimals as strings)."""
+    if isinstance(value, Decimal):
+        return fmt(value)
+    if isinstance(value, datetime):
+        return value.isoformat()
+    if isinstance(value, UUID):
+        return str(value)
+    if is_dataclass(value) and not isinstance(value, type):
+        return {key: to_json_value(item) for key, item in asdict(value).items()}
+    if isinstance(value, dict):
+        return {str(key): to_json_value(item) for key, item in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [to_json_value(item) for item in value]
+    return value
+
+
+def text_value(value: Any) -> str:
+    """A value for a one-line text listing: scalars plain, structures as compact JSON."""
+    converted = to_json_value(value)
+    return converted if isinstance(converted, str) else json.dumps(converted, separators=(",", ":"))
+
+
+def dumps(data: Any) -> str:
+    return json.dumps(to_json_value(data), separators=(",", ":"), ensure_ascii=False)
+
+
+def outcome_json(outcome: Outcome) -> str:
+    data: dict[str, Any] = {"line": outcome.line, "id": outcome.command_id, "type": outcome.command_type}
+    data["status"] = outcome.status
+    if outcome.status == "rejected":
+        data.update(code=outcome.code, field=outcome.field, message=outcome.message)
+    else:
+        data["summary"] = outcome.summary
+        if outcome.positions:
+            data["positions"] = outcome.positions
+    return dumps(data)
+
+
+def outcome_text(outcome: Outcome) -> str:
+    where = f"line {outcome.line}: " if outcome.line is not None else ""
+    if outcome.status == "rejected":
+        field = f" [{outcome.field}]" if outcome.field else ""
+        return f"{where}{outcome.command_id} rejected {outcome.code}{field}: {outcome.message}"
+    return f"{where}{outcome.command_id} {outcome.status.replace('_', ' ')}: {outcome.summary}"
+
+
+def echo_outcome(outcome: Outcome, as_json: bool) -> None:
+    click.echo(outcome_json(outcome) if as_json else outcome_text(outcome))
+
+
+def account_text(view: dict[str, Any]) -> str:
+    lines = [f"account {view['account']} ({view['status']})"]
+    for key in ("collateral", "equity", "initial_margin", "maintenance_margin", "free_collateral", "margin_ratio", "realized_pnl"):
+        lines.append(f"  {key:<20} {view[key] if view[key] is not None else '-'}")
+    if not view["positions"]:
+        lines.append("  no open positions")
+        return "\n".join(lines)
+    columns = ("market", "size", "entry_price", "mark_price", "unrealized_pnl", "maintenance_margin", "liquidation_price")
+    rows = [[str(p[c]) if p[c] is not None else "-" for c in columns] for p in view["positions"]]
+    lines.append(table(columns, rows, indent="  "))
+    return "\n".join(lines)
+
+
+def market_text(view: dict[str, Any]) -> str:
+    lines = [f"market {view['market']} ({view['kind']}, {view['status']})"]
+    for key in ("mark_price", "mark_time", "open_interest", "volume", "expiry", "contract_size", "tick_size", "step_size", "price_band", "collateral_asset"):
+        lines.append(f"  {key:<17} {view[key] if view[key] is not None else '-'}")
+    columns = ("notional_floor", "initial_margin_fraction", "maintenance_margin_fraction", "maintenance_margin_deduction")
+    lines.append(table(columns, [[t[c] for c in columns] for t in view["tiers"]], indent="  "))
+    return "\n".join(lines)
+
+
+def fund_text(view: dict[str, Any]) -> str:
+    lines = [f"insurance fund balance {view['balance']}"]
+    if view["movements"]:
+        columns = ("at", "cause", "amount", "contributor", "balance_after")
+        rows = [[str(m[c]) if m[c] is not None else "-" for c in columns] for m in view["movements"]]
+        lines.append(table(columns, rows, indent="  "))
+    else:
+        lines.append("  no movements")
+    return "\n".join(lines)
+
+
+def table(columns: tuple[str, ...], rows: list[list[str]], indent: str = "") -> str:
+    widths = [max([len(c)] + [len(r[i]) for r in rows]) for i, c in enumerate(columns)]
+    out = [indent + "  ".join(c.ljust(w) for c, w in zip(columns, widths)).rstrip()]
+    for row in rows:
+        out.append(indent + "  ".join(v.rjust(w) if _numeric(v) else v.ljust(w) for v, w in zip(row, widths)).rstrip())
+    return "\n".join(out)
+
+
+def _numeric(text: str) -> bool:
+    return text.lstrip("-").replace(".", "", 1).isdigit()

@@ -1,0 +1,163 @@
+"""The bad-input catalogue: every case gets a specific code, names its field, writes nothing.
+
+Each row is (case name, JSON line, expected code, expected field). The ledger behind every
+row holds: BTC-PERP (tick 0.1, step 0.001, IMF 10%, MMF 5%, band 10%, mark 50,000 at
+T+1h), NOMARK-PERP (no mark yet), OLD-PERP (closed), BTC-FUT (expires 2025-03-01), alice and
+bob with 10,000 each and alice long 0.1 BTC from bob, carol closed, dave with 100 and no
+position, an insurance fund of 1,000, and command id "dep-used" already applied.
+Grow this table with every feature (docs/errors.md lists the codes).
+"""
+
+import json
+
+import pytest
+
+from tests.ledger import Ledger
+
+SETUP = """
+{"type":"create_market","id":"m-btc","market":"BTC-PERP","kind":"perpetual","tick_size":"0.1","step_size":"0.001","initial_margin_fraction":"0.1","maintenance_margin_fraction":"0.05","price_band":"0.1","at":"2025-01-01T00:00:00Z"}
+{"type":"price","id":"p-btc","market":"BTC-PERP","price":"50000","at":"2025-01-01T01:00:00Z"}
+{"type":"create_market","id":"m-nomark","market":"NOMARK-PERP","kind":"perpetual","tick_size":"0.1","step_size":"0.001","initial_margin_fraction":"0.1","maintenance_margin_fraction":"0.05","at":"2025-01-01T00:00:00Z"}
+{"type":"create_market","id":"m-old","market":"OLD-PERP","kind":"perpetual","tick_size":"0.1","step_size":"0.001","initial_margin_fraction":"0.1","maintenance_margin_fraction":"0.05","at":"2025-01-01T00:00:00Z"}
+{"type":"price","id":"p-old","market":"OLD-PERP","price":"100","at":"2025-01-01T00:00:00Z"}
+{"type":"close_market","id":"c-old","market":"OLD-PERP","at":"2025-01-01T00:00:00Z"}
+{"type":"create_market","id":"m-fut","market":"BTC-FUT","kind":"future","expiry":"2025-03-01T08:00:00Z","tick_size":"0.5","step_size":"0.001","initial_margin_fraction":"0.1","maintenance_margin_fraction":"0.05","at":"2025-01-01T00:00:00Z"}
+{"type":"price","id":"p-fut","market":"BTC-FUT","price":"50000","at":"2025-01-01T00:00:00Z"}
+{"type":"open_account","id":"o-alice","account":"alice"}
+{"type":"deposit","id":"d-alice","account":"alice","amount":"10000"}
+{"type":"open_account","id":"o-bob","account":"bob"}
+{"type":"deposit","id":"d-bob","account":"bob","amount":"10000"}
+{"type":"open_account","id":"o-carol","account":"carol"}
+{"type":"close_account","id":"c-carol","account":"carol"}
+{"type":"open_account","id":"o-dave","account":"dave"}
+{"type":"deposit","id":"dep-used","account":"dave","amount":"100"}
+{"type":"trade","id":"t-setup","market":"BTC-PERP","buyer":"alice","seller":"bob","size":"0.1","price":"50000","at":"2025-01-01T01:00:00Z"}
+{"type":"fund_insurance","id":"f-setup","amount":"1000"}
+"""
+
+TRADE = {"type": "trade", "id": "t-new", "market": "BTC-PERP", "buyer": "alice", "seller": "bob", "size": "0.01",
+         "price": "50000"}
+PRICE = {"type": "price", "id": "p-new", "market": "BTC-PERP", "price": "50100", "at": "2025-01-01T02:00:00Z"}
+DEPOSIT = {"type": "deposit", "id": "d-new", "account": "alice", "amount": "100"}
+MARKET = {"type": "create_market", "id": "m-new", "market": "NEW-PERP", "kind": "perpetual", "tick_size": "0.1",
+          "step_size": "0.001", "initial_margin_fraction": "0.1", "maintenance_margin_fraction": "0.05"}
+TIERS = [{"notional_floor": "0", "initial_margin_fraction": "0.02", "maintenance_margin_fraction": "0.01"},
+         {"notional_floor": "100000", "initial_margin_fraction": "0.05", "maintenance_margin_fraction": "0.025"}]
+
+
+def line(base: dict, **changes) -> str:
+    command = {**base, **changes}
+    return json.dumps({key: value for key, value in command.items() if value is not ...})
+
+
+CASES = [
+    # -- the line itself
+    ("malformed JSON", '{"type": "deposit", ', "malformed_json", None),
+    ("not an object", "[1, 2, 3]", "not_an_object", None),
+    ("line too long", json.dumps({**DEPOSIT, "account": "a" * 70000}), "line_too_long", None),
+    ("missing type", line(DEPOSIT, type=...), "missing_field", "type"),
+    ("unknown type", line(DEPOSIT, type="teleport"), "unknown_type", "type"),
+    ("missing id", line(DEPOSIT, id=...), "missing_field", "id"),
+    ("empty id", line(DEPOSIT, id=""), "invalid_id", "id"),
+    ("id is a number", line(DEPOSIT, id=7), "invalid_id", "id"),
+    ("unknown field", line(DEPOSIT, memo="hi"), "unknown_field", "memo"),
+    ("naive time", line(DEPOSIT, at="2025-01-01T00:00:00"), "invalid_time", "at"),
+    ("garbage time", line(DEPOSIT, at="yesterday"), "invalid_time", "at"),
+    # -- numbers
+    ("missing amount", line(DEPOSIT, amount=...), "missing_field", "amount"),
+    ("float amount", line(DEPOSIT, amount=1.5), "float_not_allowed", "amount"),
+    ("float that looks whole", line(PRICE, price=50000.0), "float_not_allowed", "price"),
+    ("NaN literal", '{"type":"deposit","id":"d-nan","account":"alice","amount":NaN}', "invalid_number", "amount"),
+    ("Infinity literal", '{"type":"deposit","id":"d-inf","account":"alice","amount":Infinity}', "invalid_number", "amount"),
+    ("NaN string", line(DEPOSIT, amount="NaN"), "invalid_number", "amount"),
+    ("exponent string", line(DEPOSIT, amount="1e3"), "invalid_number", "amount"),
+    ("boolean amount", line(DEPOSIT, amount=True), "invalid_number", "amount"),
+    ("list amount", line(DEPOSIT, amount=[100]), "invalid_number", "amount"),
+    ("zero amount", line(DEPOSIT, amount="0"), "not_positive", "amount"),
+    ("negative amount", line(DEPOSIT, amount="-5"), "not_positive", "amount"),
+    ("too many decimals", line(DEPOSIT, amount="1.0000001"), "too_many_decimals", "amount"),
+    # -- accounts
+    ("unknown account", line(DEPOSIT, account="zed"), "account_not_found", "account"),
+    ("bad account name", line(DEPOSIT, account="al ice"), "invalid_name", "account"),
+    ("account name not a string", line(DEPOSIT, account=12), "invalid_name", "account"),
+    ("deposit to closed account", line(DEPOSIT, account="carol"), "account_closed", "account"),
+    ("open existing account", '{"type":"open_account","id":"o-again","account":"alice"}', "account_exists", "account"),
+    ("withdraw beyond collateral", line(DEPOSIT, type="withdraw", amount="10001"), "insufficient_collateral", "amount"),
+    ("withdraw beyond free collateral", line(DEPOSIT, type="withdraw", amount="9600"), "insufficient_free_collateral", "amount"),
+    ("close account holding collateral", '{"type":"close_account","id":"c-dave","account":"dave"}', "account_not_empty", "account"),
+    ("close account with a position", '{"type":"close_account","id":"c-alice","account":"alice"}', "account_not_flat", "account"),
+    # -- trades
+    ("trade unknown market", line(TRADE, market="DOGE-PERP"), "market_not_found", "market"),
+    ("trade unknown buyer", line(TRADE, buyer="zed"), "account_not_found", "buyer"),
+    ("trade unknown seller", line(TRADE, seller="zed"), "account_not_found", "seller"),
+    ("self trade", line(TRADE, seller="alice"), "self_trade", "seller"),
+    ("trade closed buyer", line(TRADE, buyer="carol"), "account_closed", "buyer"),
+    ("trade closed market", line(TRADE, market="OLD-PERP", price="100"), "market_closed", "market"),
+    ("trade without mark price", line(TRADE, market="NOMARK-PERP"), "no_mark_price", "market"),
+    ("trade expired future", line(TRADE, market="BTC-FUT", at="2025-03-01T08:00:00Z"), "market_expired", "at"),
+    ("size off step", line(TRADE, size="0.0001"), "size_off_step", "size"),
+    ("zero size", line(TRADE, size="0"), "not_positive", "size"),
+    ("price off tick", line(TRADE, price="50000.05"), "price_off_tick", "price"),
+    ("trade price outside band", line(TRADE, price="60000"), "trade_price_outside_band", "price"),
+    ("insufficient margin buyer", line(TRADE, size="2"), "insufficient_margin", "buyer"),
+    ("insufficient margin seller", line(TRADE, buyer="dave", seller="bob", size="2.5"), "insufficient_margin", "buyer"),
+    ("flat account cannot open", line(TRADE, buyer="dave", size="0.1"), "insufficient_margin", "buyer"),
+    # -- prices
+    ("mark off tick", line(PRICE, price="50100.05"), "price_off_tick", "price"),
+    ("mark outside band", line(PRICE, price="56000"), "price_outside_band", "price"),
+    ("mark time going back", line(PRICE, at="2025-01-01T00:59:59Z"), "stale_time", "at"),
+    ("negative mark", line(PRICE, price="-1"), "not_positive", "price"),
+    ("mark unknown market", line(PRICE, market="DOGE-PERP"), "market_not_found", "market"),
+    # -- markets
+    ("create existing market", line(MARKET, market="BTC-PERP"), "market_exists", "market"),
+    ("maintenance above initial", line(MARKET, maintenance_margin_fraction="0.2"), "invalid_margin_fractions", "maintenance_margin_fraction"),
+    ("fraction above one", line(MARKET, initial_margin_fraction="1.5"), "invalid_fraction", "initial_margin_fraction"),
+    ("missing initial fraction", line(MARKET, initial_margin_fraction=...), "missing_field", "initial_margin_fraction"),
+    ("unknown kind", line(MARKET, kind="option"), "invalid_value", "kind"),
+    ("future without expiry", line(MARKET, kind="future"), "expiry_required", "expiry"),
+    ("perpetual with expiry", line(MARKET, expiry="2026-01-01T00:00:00Z"), "expiry_not_allowed", "expiry"),
+    ("expiry in the past", line(MARKET, kind="future", expiry="2020-01-01T00:00:00Z", at="2025-01-01T00:00:00Z"), "expiry_in_past", "expiry"),
+    ("tiers not starting at 0", line(MARKET, initial_margin_fraction=..., maintenance_margin_fraction=...,
+                                     tiers=[{**TIERS[0], "notional_floor": "10"}]), "invalid_tiers", "tiers.0.notional_floor"),
+    ("tier floors not increasing", line(MARKET, initial_margin_fraction=..., maintenance_margin_fraction=...,
+                                        tiers=[TIERS[0], {**TIERS[1], "notional_floor": "0"}]), "invalid_tiers", "tiers.1"),
+    ("tier fractions decreasing", line(MARKET, initial_margin_fraction=..., maintenance_margin_fraction=...,
+                                       tiers=[TIERS[1] | {"notional_floor": "0"}, TIERS[0] | {"notional_floor": "5"}]), "invalid_tiers", "tiers.1"),
+    ("tier with unknown field", line(MARKET, tiers=[{**TIERS[0], "cum": "0"}]), "unknown_field", "tiers.0.cum"),
+    ("tiers disagree with fractions", line(MARKET, tiers=TIERS), "invalid_tiers", "initial_margin_fraction"),
+    ("empty tier list", line(MARKET, initial_margin_fraction=..., maintenance_margin_fraction=..., tiers=[]), "invalid_value", "tiers"),
+    ("tick x step finer than the quantum", line(MARKET, tick_size="0.5", step_size="0.0000001"), "incompatible_quanta", "tick_size"),
+    ("close a closed market", '{"type":"close_market","id":"c-old-2","market":"OLD-PERP"}', "market_closed", "market"),
+    # -- insurance fund
+    ("zero contribution", '{"type":"fund_insurance","id":"f-0","amount":"0"}', "not_positive", "amount"),
+    # -- idempotency
+    ("same id, other content", line(DEPOSIT, id="dep-used", account="dave", amount="200"), "id_conflict", "amount"),
+    ("same id, other type", line(DEPOSIT, id="dep-used", type="withdraw", account="dave"), "id_conflict", "type"),
+]
+
+
+@pytest.fixture(scope="module")
+def setup_script() -> str:
+    return SETUP
+
+
+@pytest.mark.parametrize(("case", "text", "code", "field"), CASES, ids=[case[0] for case in CASES])
+def test_bad_input_is_rejected_with_code_and_field_and_writes_nothing(setup_script, case, text, code, field):
+    ledger = Ledger()
+    ledger.post_ok(setup_script)
+    head = ledger.head()
+    before = {name: ledger.account(name) for name in ("alice", "bob", "dave")}
+
+    (outcome,) = ledger.post(text, auto_id=False)
+
+    assert (outcome.status, outcome.code, outcome.field) == ("rejected", code, field), outcome.message
+    assert outcome.message and "\n" not in outcome.message
+    if field is not None:
+        assert field in outcome.message, outcome.message
+    assert ledger.head() == head, "a rejected command wrote events"
+    assert {name: ledger.account(name) for name in before} == before
+
+
+def test_catalogue_covers_at_least_forty_cases_and_every_code_once():
+    assert len(CASES) >= 40
+    assert len({case[0] for case in CASES}) == len(CASES)
