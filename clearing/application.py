@@ -136,6 +136,8 @@ class ClearingApplication(Application):
             except BaseException:
                 self.working_set.discard()  # memory may be ahead of the store: forget it
                 raise
+            if recordings:
+                self.working_set.known_head = recordings[-1].notification.id
             self._attach_positions(outcomes, recordings)
             self._snapshot_touched()
             return outcomes
@@ -190,6 +192,7 @@ class ClearingApplication(Application):
         the store, and if any moved the command is decided once more.
         """
         ws = self.working_set
+        ws.command_id = envelope.command.id
         for attempt in range(2):
             ws.begin_command()
             try:

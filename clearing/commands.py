@@ -188,6 +188,79 @@ class Price(Command):
     type: Literal["price"]
     market: Name
     price: Positive
+    source: Name | None = None
+
+
+def _funding_rate(value: Decimal) -> Decimal:
+    if abs(value) >= Decimal(1):
+        raise PydanticCustomError("rate_out_of_range", "must be between -1 and 1 (exclusive), got {value}", {"value": str(value)})
+    if value == ZERO:
+        raise PydanticCustomError("not_positive", "a funding rate of 0 moves nothing; give a non-zero rate")
+    return value
+
+
+Rate = Annotated[Decimal, BeforeValidator(_decimal), AfterValidator(_funding_rate), _text]
+
+
+class Funding(Command):
+    """One funding period of a perpetual: rate > 0 longs pay shorts, < 0 shorts pay longs."""
+
+    type: Literal["funding"]
+    market: Name
+    rate: Rate
+
+
+class Settle(Command):
+    type: Literal["settle"]
+    market: Name
+    price: Positive
+
+
+class Liquidate(Command):
+    """An operator's liquidation at an auction price (default: the whole position)."""
+
+    type: Literal["liquidate"]
+    account: Name
+    market: Name
+    price: Positive
+    size: Positive | None = None
+    liquidator: Name | None = None
+
+
+Operation = Literal["liquidations", "trading"]
+
+
+class Pause(Command):
+    type: Literal["pause"]
+    operation: Operation
+    market: Name | None = None
+
+
+class Resume(Command):
+    type: Literal["resume"]
+    operation: Operation
+    market: Name | None = None
+
+
+class Approve(Command):
+    type: Literal["approve"]
+    officer: Name
+    action: Literal["pause", "resume"]
+    operation: Operation
+    market: Name | None = None
+
+
+class RegisterOfficer(Command):
+    type: Literal["register_officer"]
+    officer: Name
+
+
+class SetParameters(Command):
+    """Versioned parameters: of one market when ``market`` is given, else clearinghouse defaults."""
+
+    type: Literal["set_parameters"]
+    market: Name | None = None
+    parameters: dict[str, Any]
 
 
 class FundInsurance(Command):
@@ -196,7 +269,25 @@ class FundInsurance(Command):
     contributor: Name | None = None
 
 
-COMMAND_CLASSES = (CreateMarket, CloseMarket, OpenAccount, CloseAccount, Deposit, Withdraw, Trade, Price, FundInsurance)
+COMMAND_CLASSES = (
+    CreateMarket,
+    CloseMarket,
+    OpenAccount,
+    CloseAccount,
+    Deposit,
+    Withdraw,
+    Trade,
+    Price,
+    FundInsurance,
+    Funding,
+    Settle,
+    Liquidate,
+    Pause,
+    Resume,
+    Approve,
+    RegisterOfficer,
+    SetParameters,
+)
 AnyCommand = Annotated[Union[COMMAND_CLASSES], Field(discriminator="type")]  # type: ignore[valid-type]
 COMMAND_TYPES = tuple(get_args(cls.model_fields["type"].annotation)[0] for cls in COMMAND_CLASSES)
 _ADAPTER: TypeAdapter[Any] = TypeAdapter(AnyCommand)

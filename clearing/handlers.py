@@ -10,6 +10,8 @@ from datetime import datetime
 from typing import Callable
 
 from clearing import commands as c
+from clearing import risk_engine, settlement
+from clearing.domain.parameters import validate
 from clearing.domain import ids
 from clearing.domain.account import Account
 from clearing.domain.insurance import InsuranceFund
@@ -85,6 +87,7 @@ def close_account(ws: WorkingSet, command: c.CloseAccount, at: datetime) -> str:
 def deposit(ws: WorkingSet, command: c.Deposit, at: datetime) -> str:
     account = ws.account(command.account, "account")
     decide_deposit(account, command.amount, at)
+    risk_engine.after_deposit(ws, account, at)
     return f"deposited {fmt(command.amount)} to {command.account}, collateral {fmt(account.collateral)}"
 
 
@@ -98,23 +101,95 @@ def trade(ws: WorkingSet, command: c.Trade, at: datetime) -> str:
     market = ws.market(command.market)
     buyer = ws.account(command.buyer, "buyer")
     seller = ws.account(command.seller, "seller")
+    ch = ws.clearinghouse()
+    if ch is not None:
+        ch.check_trading_allowed(command.market)
     buy, sell = decide_trade(market, buyer, seller, command.size, command.price, at, ws.markets)
     record_side(buy, market, command.id, command.price, at)
     record_side(sell, market, command.id, command.price, at)
     ws.note_trade(market, command.size, buy.open_interest_change + sell.open_interest_change, at)
+    ws.note_holder(market, buyer)
+    ws.note_holder(market, seller)
     return f"{command.buyer} bought {fmt(command.size)} {command.market} from {command.seller} at {fmt(command.price)}"
 
 
 def price(ws: WorkingSet, command: c.Price, at: datetime) -> str:
     market = ws.market(command.market)
-    market.set_mark_price(command.price, at)
-    return f"mark {command.market} {fmt(command.price)}"
+    params = ws.parameters(command.market)
+    market.set_mark_price(command.price, at, command.source, params.oracle_sources, params.twap_window)
+    checked = risk_engine.sweep(ws, market, at)
+    source = f" (from {command.source})" if command.source else ""
+    return f"mark {command.market} {fmt(market.price_mark)}{source}, {checked} account(s) checked"
 
 
 def fund_insurance(ws: WorkingSet, command: c.FundInsurance, at: datetime) -> str:
     fund = ws.insurance_fund() or ws.add(InsuranceFund(at=at))
     fund.contribute(command.amount, command.contributor, at)
     return f"insurance fund +{fmt(command.amount)}, balance {fmt(fund.balance)}"
+
+
+def funding(ws: WorkingSet, command: c.Funding, at: datetime) -> str:
+    market = ws.market(command.market)
+    paid, accounts = settlement.pay_funding(ws, market, command.rate, at)
+    return f"funding {fmt(command.rate)} on {command.market}: {fmt(paid)} paid across {accounts} position(s)"
+
+
+def settle(ws: WorkingSet, command: c.Settle, at: datetime) -> str:
+    market = ws.market(command.market)
+    count, losses = settlement.settle_market(ws, market, command.price, at)
+    return f"settled {command.market} at {fmt(command.price)}: {count} position(s) closed, {losses} loss(es) covered"
+
+
+def liquidate(ws: WorkingSet, command: c.Liquidate, at: datetime) -> str:
+    account = ws.account(command.account, "account")
+    market = ws.market(command.market)
+    liquidator = ws.account(command.liquidator, "liquidator") if command.liquidator else None
+    close, taker = settlement.check_manual_liquidation(ws, account, market, command.size, command.price, liquidator, at)
+    affected = risk_engine.manual_liquidation(ws, account, market, close, command.price, taker, at)
+    risk_engine.check_accounts(ws, market, affected, at, "loss_allocation")
+    return f"liquidated {fmt(close)} {command.market} of {command.account} at {fmt(command.price)} to {taker.account}"
+
+
+def register_officer(ws: WorkingSet, command: c.RegisterOfficer, at: datetime) -> str:
+    ch = ws.clearinghouse_for_write(at)
+    ch.register_officer(command.officer, at)
+    return f"registered risk officer {command.officer} ({len(ch.officers)} of {ch.parameters['officers_max']})"
+
+
+def approve(ws: WorkingSet, command: c.Approve, at: datetime) -> str:
+    if command.market is not None:
+        ws.market(command.market)
+    ch = ws.clearinghouse_for_write(at)
+    held = ch.approve(command.action, command.operation, command.market, command.officer, at)
+    return f"{command.officer} approved {command.action} {command.operation} in {command.market or 'all markets'} ({held} of {ch.parameters['approvals_required']})"
+
+
+def pause(ws: WorkingSet, command: c.Pause, at: datetime) -> str:
+    if command.market is not None:
+        ws.market(command.market)
+    ch = ws.clearinghouse_for_write(at)
+    ch.apply_control("pause", command.operation, command.market, at)
+    return f"paused {command.operation} in {command.market or 'all markets'}"
+
+
+def resume(ws: WorkingSet, command: c.Resume, at: datetime) -> str:
+    if command.market is not None:
+        ws.market(command.market)
+    ch = ws.clearinghouse_for_write(at)
+    ch.apply_control("resume", command.operation, command.market, at)
+    drained = risk_engine.drain_queue(ws, command.market, at) if command.operation == "liquidations" else 0
+    return f"resumed {command.operation} in {command.market or 'all markets'}; {drained} queued liquidation(s) processed"
+
+
+def set_parameters(ws: WorkingSet, command: c.SetParameters, at: datetime) -> str:
+    changes = validate(command.market is not None, command.parameters)
+    if command.market is not None:
+        market = ws.market(command.market)
+        market.set_parameters(changes, at)
+        return f"parameters of {command.market} now version {market.parameters_version}"
+    ch = ws.clearinghouse_for_write(at)
+    ch.set_parameters(changes, at)
+    return f"clearinghouse parameters now version {ch.parameters_version}"
 
 
 HANDLERS: dict[str, Callable[[WorkingSet, c.Command, datetime], str]] = {
@@ -127,5 +202,13 @@ HANDLERS: dict[str, Callable[[WorkingSet, c.Command, datetime], str]] = {
     "trade": trade,  # type: ignore[dict-item]
     "price": price,  # type: ignore[dict-item]
     "fund_insurance": fund_insurance,  # type: ignore[dict-item]
+    "funding": funding,  # type: ignore[dict-item]
+    "settle": settle,  # type: ignore[dict-item]
+    "liquidate": liquidate,  # type: ignore[dict-item]
+    "register_officer": register_officer,  # type: ignore[dict-item]
+    "approve": approve,  # type: ignore[dict-item]
+    "pause": pause,  # type: ignore[dict-item]
+    "resume": resume,  # type: ignore[dict-item]
+    "set_parameters": set_parameters,  # type: ignore[dict-item]
 }
 assert set(HANDLERS) == set(c.COMMAND_TYPES)

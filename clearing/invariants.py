@@ -8,9 +8,17 @@ without using the aggregates' code. It then checks:
   the insurance fund equals deposits - withdrawals + contributions, exactly;
 * ``positions_net_to_zero``: in every market longs equal shorts;
 * ``open_interest_matches``: each market's recorded open interest equals its long sizes;
-* ``insurance_fund_not_negative``;
+* ``insurance_fund_not_negative``: after every fund event, not only at the end;
 * ``closed_accounts_are_flat``: no closed account holds a position or collateral;
+* ``flat_accounts_pay_no_losses``: every loss allocation falls on an account that held a
+  position in that market at that moment;
+* ``allocations_sum_to_loss``: the shares of each allocation set add up to its loss;
+* ``bankrupt_accounts_end_at_zero_or_above``: an account made whole by the fund or by
+  allocations ends with collateral >= 0;
 * ``replay_equals_live``: every account rebuilt by the repository matches the fold.
+
+Liquidation penalties and fund draws move money between accounts and the fund; only
+``fund_insurance`` contributions bring money in, so they alone count as contributions.
 
 Tests run ``check_ledger`` after every command; ``InvariantViolation`` is raised rather than
 ``assert`` (which ``python -O`` would strip).
@@ -48,6 +56,8 @@ class Fold:
     closed: set[str] = field(default_factory=set)
     account_ids: dict[str, UUID] = field(default_factory=dict)
     open_interest_recorded: dict[str, Decimal] = field(default_factory=dict)
+    allocations: dict[tuple[str, str], list[Decimal]] = field(default_factory=dict)
+    counts: dict[str, int] = field(default_factory=lambda: defaultdict(int))
 
 
 def fold_log(app: ClearingApplication) -> Fold:
@@ -61,32 +71,67 @@ def fold_log(app: ClearingApplication) -> Fold:
     return fold
 
 
-def _fold_event(fold: Fold, kind: str, event: Any) -> None:
+def _fold_event(fold: Fold, kind: str, event: Any) -> None:  # noqa: C901, PLR0912 - one branch per event type
+    fold.counts[kind] += 1
     if kind == "Account.Opened":
         fold.account_ids[event.account] = event.originator_id
     elif kind == "Account.Deposited":
         fold.deposits += event.amount
-        fold.quote[event.account] += event.amount
-        fold.collateral[event.account] += event.amount
+        _cash(fold, event.account, event.amount)
     elif kind == "Account.Withdrawn":
         fold.withdrawals += event.amount
-        fold.quote[event.account] -= event.amount
-        fold.collateral[event.account] -= event.amount
+        _cash(fold, event.account, -event.amount)
     elif kind == "Account.TradeFilled":
-        fold.quote[event.account] -= event.size_delta * event.price * fold.contract_sizes[event.market]
-        fold.sizes[(event.account, event.market)] += event.size_delta
-        fold.collateral[event.account] += event.realized_pnl
+        _fill(fold, event.account, event.market, event.size_delta, event.price, event.realized_pnl)
+    elif kind == "Account.Liquidated":
+        _fill(fold, event.account, event.market, event.size_delta, event.price_fill, event.realized_pnl)
+        _cash(fold, event.account, -event.penalty)
+    elif kind == "Account.PositionTaken":
+        _fill(fold, event.account, event.market, event.size_delta, event.price, event.realized_pnl)
+        _cash(fold, event.account, event.fee_received)
+    elif kind == "Account.PositionSettled":
+        _fill(fold, event.account, event.market, -event.size, event.price_settlement, event.realized_pnl)
+    elif kind == "Account.FundingPaid":
+        _cash(fold, event.account, event.amount)
+    elif kind == "Account.LossAllocated":
+        if fold.sizes[(event.account, event.market)] == ZERO:
+            raise InvariantViolation(f"flat_accounts_pay_no_losses: {event.account} paid {event.share} in {event.market} with no position")
+        fold.allocations.setdefault((event.loss_id, event.policy), [event.loss_total, ZERO])[1] += event.share
+        _cash(fold, event.account, -event.share)
+    elif kind == "Account.LossCovered":
+        _cash(fold, event.account, event.fund_paid + event.allocated)
+        if fold.collateral[event.account] < ZERO:
+            raise InvariantViolation(f"bankrupt_accounts_end_at_zero_or_above: {event.account} left at {fold.collateral[event.account]}")
     elif kind == "Account.AccountClosed":
         fold.closed.add(event.account)
     elif kind == "Market.Listed":
         fold.contract_sizes[event.market] = event.contract_size
     elif kind == "Market.MarkPriceSet":
         fold.marks[event.market] = event.price_mark
+    elif kind == "Market.MarketSettled":
+        fold.marks[event.market] = event.price_settlement
+        fold.open_interest_recorded[event.market] = ZERO
     elif kind == "Market.TradingRecorded":
         fold.open_interest_recorded[event.market] = event.open_interest_after
     elif kind == "InsuranceFund.Contributed":
-        fold.contributions += event.amount
+        if event.cause == "contribution":
+            fold.contributions += event.amount
         fold.insurance_fund += event.amount
+    elif kind == "InsuranceFund.Drawn":
+        fold.insurance_fund -= event.amount
+        if fold.insurance_fund < ZERO:
+            raise InvariantViolation(f"insurance_fund_not_negative: balance {fold.insurance_fund} after a draw")
+
+
+def _cash(fold: Fold, account: str, amount: Decimal) -> None:
+    fold.quote[account] += amount
+    fold.collateral[account] += amount
+
+
+def _fill(fold: Fold, account: str, market: str, size_delta: Decimal, price: Decimal, realized: Decimal) -> None:
+    fold.quote[account] -= size_delta * price * fold.contract_sizes[market]
+    fold.sizes[(account, market)] += size_delta
+    fold.collateral[account] += realized
 
 
 def check_ledger(app: ClearingApplication) -> Fold:
@@ -99,6 +144,7 @@ def check_ledger(app: ClearingApplication) -> Fold:
         if fold.insurance_fund < ZERO:
             raise InvariantViolation(f"insurance_fund_not_negative: balance {fold.insurance_fund}")
         _closed_accounts_are_flat(fold)
+        _allocations_sum_to_loss(fold)
         _replay_equals_live(app, fold)
     return fold
 
@@ -141,6 +187,12 @@ def _closed_accounts_are_flat(fold: Fold) -> None:
         open_markets = [m for (a, m), size in fold.sizes.items() if a == account and size != ZERO]
         if open_markets or fold.collateral[account] != ZERO:
             raise InvariantViolation(f"closed_accounts_are_flat: {account} holds {open_markets}, collateral {fold.collateral[account]}")
+
+
+def _allocations_sum_to_loss(fold: Fold) -> None:
+    for (loss_id, policy), (loss, shares) in fold.allocations.items():
+        if shares != loss:
+            raise InvariantViolation(f"allocations_sum_to_loss: {loss_id} ({policy}) shares {shares} != loss {loss}")
 
 
 def _replay_equals_live(app: ClearingApplication, fold: Fold) -> None:

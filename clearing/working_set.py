@@ -25,10 +25,13 @@ from eventsourcing.domain import Aggregate
 
 from clearing.domain import ids
 from clearing.domain.account import Account
+from clearing.domain.clearinghouse import Clearinghouse
 from clearing.domain.insurance import InsuranceFund
 from clearing.domain.market import Market
+from clearing.domain.parameters import DEFAULTS, ParameterSet, effective
 from clearing.errors import InvariantViolation, NotFoundError
 from clearing.money import ZERO
+from clearing.risk_index import MarketRiskIndex, RiskIndexes
 
 if TYPE_CHECKING:
     from clearing.application import ClearingApplication
@@ -51,7 +54,11 @@ class WorkingSet:
         self._markets_by_name: dict[str, Market] = {}
         self.batch_start_versions: dict[UUID, int] = {}
         self.trading: dict[str, tuple[int, Decimal, Decimal, datetime]] = {}
+        self.position_changes: dict[str, dict[str, Account]] = {}
         self.markets = MarketDirectory(self)
+        self.risk = RiskIndexes()
+        self.command_id = ""
+        self.known_head: int | None = None
 
     # -- lifecycle ----------------------------------------------------------------------
 
@@ -59,10 +66,15 @@ class WorkingSet:
         """Fast-forward the shared aggregates we read without writing."""
         self.batch_start_versions = {}
         self.trading = {}
+        self.position_changes = {}
         if len(self._aggregates) > MAX_AGGREGATES:
             self.discard()
+        head = self._app.recorder.max_notification_id() or 0
+        if self.known_head is not None and head != self.known_head:
+            self.discard()  # another process wrote: nothing cached can be trusted, indexes included
+        self.known_head = head
         for aggregate in list(self._aggregates.values()):
-            if isinstance(aggregate, (Market, InsuranceFund)):
+            if isinstance(aggregate, (Market, InsuranceFund, Clearinghouse)):
                 self._catch_up(aggregate)
 
     def _catch_up(self, aggregate: Aggregate) -> bool:
@@ -94,15 +106,106 @@ class WorkingSet:
         trades, total, change, _ = self.trading.get(market.market, (0, ZERO, ZERO, at))
         self.trading[market.market] = (trades + 1, total + volume, change + open_interest_change, at)
 
+    def note_position(self, market: Market, account: Account, size_before: Decimal, volume: Decimal, at: datetime) -> None:
+        """Record a position change (liquidation, deleveraging, settlement) for the batch event.
+
+        ``volume`` is counted once per fill (the liquidated side passes it, the taker 0).
+        """
+        size_after = account.position(market.market).size
+        change = max(size_after, ZERO) - max(size_before, ZERO)
+        trades, total, oi_change, _ = self.trading.get(market.market, (0, ZERO, ZERO, at))
+        self.trading[market.market] = (trades + (1 if volume else 0), total + volume, oi_change + change, at)
+        self.position_changes.setdefault(market.market, {})[account.account] = account
+        self._markets_by_name[market.market] = market
+
+    def note_holder(self, market: Market, account: Account) -> None:
+        self.position_changes.setdefault(market.market, {})[account.account] = account
+
+    def holders(self, market: str) -> set[str]:
+        """Accounts with an open position in ``market`` now (stored holders + this batch)."""
+        found = set(self._markets_by_name[market].holders if market in self._markets_by_name else self.market(market).holders)
+        for name, account in self.position_changes.get(market, {}).items():
+            if account.position(market).size != ZERO:
+                found.add(name)
+            else:
+                found.discard(name)
+        return found
+
     def record_trading(self) -> list[Any]:
         """One ``TradingRecorded`` event per market traded in this batch (see the event)."""
         events: list[Any] = []
-        for name, (trades, volume, change, at) in self.trading.items():
+        for name in {**self.trading, **self.position_changes}:
             market = self._markets_by_name[name]
-            market.record_trading(trades, volume, change, at)
-            events.extend(market.collect_events())
+            trades, volume, change, at = self.trading.get(name, (0, ZERO, ZERO, None))
+            changed = self.position_changes.get(name, {})
+            added = sorted(a for a, acc in changed.items() if acc.position(name).size != ZERO and a not in market.holders)
+            removed = sorted(a for a, acc in changed.items() if acc.position(name).size == ZERO and a in market.holders)
+            if at is None:
+                at = market.price_mark_at or market.listed_at
+            if trades or change or added or removed:
+                market.record_trading(trades, volume, change, added, removed, at)
+                events.extend(market.collect_events())
         self.trading = {}
+        self.position_changes = {}
         return events
+
+    # -- risk engine support ---------------------------------------------------------------
+
+    def clearinghouse(self) -> Clearinghouse | None:
+        return self._get(ids.clearinghouse_id(), Clearinghouse)
+
+    def clearinghouse_for_write(self, at: datetime) -> Clearinghouse:
+        return self.clearinghouse() or self.add(Clearinghouse(at=at))
+
+    def fund(self, at: datetime) -> InsuranceFund:
+        return self.insurance_fund() or self.add(InsuranceFund(at=at))
+
+    def backstop(self, name: str, at: datetime) -> Account:
+        """The backstop liquidator's account, opened on first use."""
+        found = self._get(ids.account_id(name), Account)
+        return found if found is not None else self.add(Account(account=name, at=at))
+
+    def parameters(self, market: str) -> ParameterSet:
+        """Effective parameters of ``market``: clearinghouse defaults + market overrides."""
+        ch = self._aggregates.get(ids.clearinghouse_id()) or self.clearinghouse()
+        defaults = ch.parameters if isinstance(ch, Clearinghouse) else DEFAULTS
+        version = ch.parameters_version if isinstance(ch, Clearinghouse) else 0
+        found = self.market_for_reading(market)
+        return effective(defaults, found.overrides, version, found.parameters_version)
+
+    def peek_account(self, name: str) -> Account | None:
+        """An account for reading only (index upkeep): not marked as touched."""
+        aggregate = self._aggregates.get(ids.account_id(name))
+        if aggregate is None:
+            try:
+                aggregate = self._app.repository.get(ids.account_id(name))
+            except AggregateNotFoundError:
+                return None
+            self._aggregates[aggregate.id] = aggregate
+        return aggregate if isinstance(aggregate, Account) else None
+
+    def risk_index(self, market: Market) -> MarketRiskIndex:
+        """The market's liquidation-price index, built on first use and kept current."""
+        index = self.risk.built(market)
+        if index is None:
+            index = MarketRiskIndex(market.market)
+            for name in self.holders(market.market):
+                account = self.peek_account(name)
+                if account is not None:
+                    index.update(account, self.markets)
+            self.risk.add(index)
+        self.refresh_risk()
+        return index
+
+    def refresh_risk(self) -> None:
+        for name in sorted(self.risk.dirty):
+            account = self.peek_account(name)
+            for index in self.risk.by_market.values():
+                if account is None:
+                    index.remove(name)
+                elif name in index.watch or account.position(index.market).size != ZERO or index._entry.get(name):
+                    index.update(account, self.markets)
+        self.risk.dirty.clear()
 
     def discard(self) -> None:
         """Forget everything (after a failed save the in-memory state is not the stored one)."""
@@ -111,6 +214,9 @@ class WorkingSet:
         self._markets_by_name.clear()
         self.batch_start_versions = {}
         self.trading = {}
+        self.position_changes = {}
+        self.risk.clear()
+        self.known_head = None
 
     def begin_command(self) -> None:
         self._command_touched = {}
@@ -119,6 +225,8 @@ class WorkingSet:
         """Pending events of every aggregate the command touched, in the order touched."""
         events: list[Any] = []
         for aggregate in self._command_touched.values():
+            if isinstance(aggregate, Account) and aggregate.pending_events:
+                self.risk.mark_dirty(aggregate.account)
             events.extend(aggregate.collect_events())
         return events
 

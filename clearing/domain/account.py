@@ -18,6 +18,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import datetime
 from decimal import Decimal
+from typing import Any
 from uuid import UUID
 
 from eventsourcing.domain import Aggregate
@@ -27,6 +28,11 @@ from clearing.money import ZERO, exact, round_up
 
 OPEN = "open"
 CLOSED = "closed"
+
+HEALTHY = "healthy"
+MARGIN_CALL = "margin_call"
+LIQUIDATING = "liquidating"
+BANKRUPT = "bankrupt"
 
 
 @dataclass(frozen=True)
@@ -100,6 +106,8 @@ class Account(Aggregate):
         self.collateral = ZERO
         self.positions: dict[str, Position] = {}
         self.closed_at: datetime | None = None
+        self.risk_status = HEALTHY
+        self.margin_call: dict[str, Any] | None = None  # open call: deadline, amount, market
 
     def position(self, market: str) -> Position:
         return self.positions.get(market, FLAT)
@@ -169,3 +177,225 @@ class Account(Aggregate):
         def apply(self, account: Account) -> None:
             account.status = CLOSED
             account.closed_at = self.at
+
+
+    class MarginCallIssued(Aggregate.Event):
+        """Equity fell below maintenance margin: the call, its amount and its deadline.
+
+        ``amount_to_initial`` = initial margin - equity (the CCP rule: a call restores initial
+        margin). ``deadline`` = ``at`` + ``margin_call_grace`` seconds.
+        """
+
+        account: str
+        market: str
+        price_mark: Decimal
+        equity: Decimal
+        initial_margin: Decimal
+        maintenance_margin: Decimal
+        amount_to_initial: Decimal
+        deadline: datetime
+        parameters: dict[str, Any]
+        at: datetime
+
+        def apply(self, account: Account) -> None:
+            account.risk_status = MARGIN_CALL
+            account.margin_call = {
+                "issued_at": self.at,
+                "deadline": self.deadline,
+                "amount_to_initial": self.amount_to_initial,
+                "market": self.market,
+            }
+
+
+    class MarginCallMet(Aggregate.Event):
+        """Equity is back at or above maintenance margin; the open call is cleared."""
+
+        account: str
+        reason: str
+        equity: Decimal
+        maintenance_margin: Decimal
+        at: datetime
+
+        def apply(self, account: Account) -> None:
+            account.risk_status = HEALTHY
+            account.margin_call = None
+
+
+    class Liquidated(Aggregate.Event):
+        """One liquidation step on the liquidated account, with every input it was decided on.
+
+        The account sells (or buys back) ``-size_delta`` at ``price_fill`` to ``counterparty``.
+        ``quote_bankruptcy`` is what closing this size at the bankruptcy price would pay it;
+        ``penalty`` (to fund and liquidator) is taken only from ``quote_fill - quote_bankruptcy``.
+        A fill below the bankruptcy quote leaves a deficit, made good by ``LossCovered``.
+        """
+
+        account: str
+        liquidation_id: str
+        market: str
+        reason: str
+        counterparty: str
+        size_delta: Decimal
+        price_mark: Decimal
+        price_fill: Decimal
+        price_bankruptcy: Decimal
+        quote_fill: Decimal
+        quote_bankruptcy: Decimal
+        equity_before: Decimal
+        initial_margin_before: Decimal
+        maintenance_margin_before: Decimal
+        penalty: Decimal
+        fee_liquidator: Decimal
+        realized_pnl: Decimal
+        position_size_after: Decimal
+        position_cost_after: Decimal
+        collateral_after: Decimal
+        equity_after: Decimal
+        maintenance_margin_after: Decimal
+        risk_status_after: str
+        parameters: dict[str, Any]
+        at: datetime
+
+        def apply(self, account: Account) -> None:
+            _set_position(account, self.market, self.position_size_after, self.position_cost_after, self.realized_pnl)
+            account.collateral = self.collateral_after
+            account.risk_status = self.risk_status_after
+            if self.risk_status_after in (HEALTHY, BANKRUPT):
+                account.margin_call = None
+
+
+    class PositionTaken(Aggregate.Event):
+        """The other side of a liquidation step: the backstop liquidator or a deleveraged account.
+
+        ``basis`` is ``backstop`` or ``adl``. For ``adl`` the account is closed at the bankrupt
+        account's bankruptcy price; ``adl_rank`` is its ranking (PnL% x leverage) and
+        ``loss_vs_mark`` what closing there cost it against the mark.
+        """
+
+        account: str
+        liquidation_id: str
+        market: str
+        basis: str
+        liquidated_account: str
+        size_delta: Decimal
+        price: Decimal
+        price_mark: Decimal
+        fee_received: Decimal
+        adl_rank: Decimal | None
+        loss_vs_mark: Decimal
+        realized_pnl: Decimal
+        position_size_after: Decimal
+        position_cost_after: Decimal
+        collateral_after: Decimal
+        at: datetime
+
+        def apply(self, account: Account) -> None:
+            _set_position(account, self.market, self.position_size_after, self.position_cost_after, self.realized_pnl)
+            account.collateral = self.collateral_after
+
+
+    class LossCovered(Aggregate.Event):
+        """A bankrupt account's deficit made good: by the fund and by allocations to others."""
+
+        account: str
+        loss_id: str
+        market: str
+        deficit: Decimal
+        fund_paid: Decimal
+        allocated: Decimal
+        policy: str
+        collateral_after: Decimal
+        at: datetime
+
+        def apply(self, account: Account) -> None:
+            account.collateral = self.collateral_after
+            account.risk_status = BANKRUPT
+            account.margin_call = None
+
+
+    class LossAllocated(Aggregate.Event):
+        """This account's share of a socialized loss and the basis it was computed from.
+
+        ``socialize_per_contract``: basis = |size| of the open position, basis_total = longs +
+        shorts. ``haircut_gains``: basis = unrealized gain at ``price_mark``, basis_total = all
+        gains in the market. Shares are split by largest remainder at the collateral quantum.
+        """
+
+        account: str
+        loss_id: str
+        market: str
+        policy: str
+        loss_total: Decimal
+        share: Decimal
+        basis: Decimal
+        basis_total: Decimal
+        price_mark: Decimal
+        collateral_after: Decimal
+        at: datetime
+
+        def apply(self, account: Account) -> None:
+            account.collateral = self.collateral_after
+
+
+    class FundingPaid(Aggregate.Event):
+        """Funding on one position: ``amount`` > 0 received, < 0 paid; size x mark x rate."""
+
+        account: str
+        market: str
+        funding_id: str
+        rate: Decimal
+        price_mark: Decimal
+        size: Decimal
+        amount: Decimal
+        collateral_after: Decimal
+        at: datetime
+
+        def apply(self, account: Account) -> None:
+            account.collateral = self.collateral_after
+
+
+    class PositionSettled(Aggregate.Event):
+        """A future's position closed at the final settlement price, PnL realized."""
+
+        account: str
+        market: str
+        price_settlement: Decimal
+        size: Decimal
+        realized_pnl: Decimal
+        collateral_after: Decimal
+        at: datetime
+
+        def apply(self, account: Account) -> None:
+            _set_position(account, self.market, ZERO, ZERO, self.realized_pnl)
+            account.collateral = self.collateral_after
+
+
+    class LiquidationDeferred(Aggregate.Event):
+        """A due liquidation not carried out because the mark is too far from its TWAP."""
+
+        account: str
+        market: str
+        price_mark: Decimal
+        price_twap: Decimal
+        deviation: Decimal
+        twap_max_deviation: Decimal
+        equity: Decimal
+        maintenance_margin: Decimal
+        at: datetime
+
+        def apply(self, account: Account) -> None:
+            account.risk_status = LIQUIDATING if account.risk_status != BANKRUPT else account.risk_status
+
+    class RecoveredFromBankruptcy(Aggregate.Event):
+        """A deposit into a bankrupt, flat account makes it healthy again."""
+
+        account: str
+        at: datetime
+
+        def apply(self, account: Account) -> None:
+            account.risk_status = HEALTHY
+
+
+def _set_position(account: Account, market: str, size: Decimal, cost: Decimal, realized: Decimal) -> None:
+    before = account.positions.get(market, FLAT)
+    account.positions[market] = Position(size=size, cost=cost, realized_pnl=before.realized_pnl + realized)

@@ -33,3 +33,10 @@ def command_id(command: str) -> UUID:
 
 
 INSURANCE_FUND_ID = uuid5(NAMESPACE, "insurance-fund/main")
+
+
+CLEARINGHOUSE_ID = uuid5(NAMESPACE, "clearinghouse/main")
+
+
+def clearinghouse_id() -> UUID:
+    return CLEARINGHOUSE_ID

@@ -1,6 +1,7 @@
 """The ``InsuranceFund`` aggregate: one clearinghouse-wide fund, funded by contributions.
 
-Later issues draw on it for bankruptcies; its balance never goes negative. Every
+Liquidation penalties flow in and bankruptcy deficits are drawn out; its balance never
+goes negative (a draw is capped at the balance). Every
 movement records its cause and the balance after it, so the fund's history reads as a
 ledger: ``contribution 10,000 -> balance 10,000``.
 """
@@ -41,13 +42,42 @@ class InsuranceFund(Aggregate):
         def apply(self, fund: InsuranceFund) -> None:
             fund.balance = self.balance_after
 
-    def contribute(self, amount: Decimal, contributor: str | None, at: datetime) -> None:
+    class Drawn(Aggregate.Event):
+        """The fund paid a bankrupt account's deficit (``cause`` says why)."""
+
+        amount: Decimal
+        account: str
+        market: str
+        cause: str
+        reference: str
+        balance_after: Decimal
+        at: datetime
+
+        def apply(self, fund: InsuranceFund) -> None:
+            fund.balance = self.balance_after
+
+    def contribute(self, amount: Decimal, contributor: str | None, at: datetime, cause: str = "contribution") -> None:
+        """Add ``amount`` (a contribution, or a liquidation penalty when ``cause`` says so)."""
         assert amount > ZERO
         self.trigger_event(
             self.Contributed,
             amount=amount,
             contributor=contributor,
-            cause="contribution",
+            cause=cause,
             balance_after=self.balance + amount,
+            at=at,
+        )
+
+    def draw(self, amount: Decimal, account: str, market: str, reference: str, at: datetime) -> None:
+        """Pay ``amount`` out; the caller has capped it at the balance (never negative)."""
+        assert ZERO < amount <= self.balance
+        self.trigger_event(
+            self.Drawn,
+            amount=amount,
+            account=account,
+            market=market,
+            cause="bankruptcy",
+            reference=reference,
+            balance_after=self.balance - amount,
             at=at,
         )

@@ -10,8 +10,9 @@ previous mark 50,000 accept 45,000..55,000; 56,000 is rejected as ``price_outsid
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import datetime, timedelta
 from decimal import Decimal
+from typing import Any
 from uuid import UUID
 
 from eventsourcing.domain import Aggregate
@@ -19,10 +20,11 @@ from eventsourcing.domain import Aggregate
 from clearing.domain.ids import market_id
 from clearing.domain.margin import MarginTier, build_tiers
 from clearing.errors import RuleError
-from clearing.money import ZERO, Asset, fmt, is_multiple
+from clearing.money import ZERO, Asset, exact, fmt, is_multiple, round_down
 
 ACTIVE = "active"
 CLOSED = "closed"
+SETTLED = "settled"
 PERPETUAL = "perpetual"
 FUTURE = "future"
 
@@ -78,19 +80,44 @@ class Market(Aggregate):
         self.closed_at: datetime | None = None
         self.open_interest = ZERO
         self.volume_total = ZERO
+        self.holders: dict[str, bool] = {}  # ordered set (JSON-encodable for snapshots)
+        self.overrides: dict[str, Any] = {}
+        self.parameters_version = 0
+        self.source_prices: dict[str, Decimal] = {}
+        self.recent_marks: list[tuple[datetime, Decimal]] = []
+        self.price_settlement: Decimal | None = None
+        self.price_twap: Decimal | None = None
+        self.funding_count = 0
 
     # -- events -------------------------------------------------------------------------
 
     class MarkPriceSet(Aggregate.Event):
+        """A new mark: the posted price, or the median of the sources' latest prices.
+
+        Carries the source that reported (if any), every source's latest price after it,
+        and the time-weighted average of the marks over ``twap_window`` seconds before
+        this one, so the liquidation deferral rule can be re-checked from the event alone.
+        ``apply`` appends the mark to the window and drops points older than the window.
+        """
+
         market: str
         price_mark: Decimal
         price_mark_previous: Decimal | None
         price_band: Decimal
+        source: str | None
+        source_price: Decimal | None
+        source_prices_after: dict[str, Decimal]
+        price_twap: Decimal
+        twap_window: int
         at: datetime
 
         def apply(self, market: Market) -> None:
             market.price_mark = self.price_mark
             market.price_mark_at = self.at
+            market.source_prices = dict(self.source_prices_after)
+            market.price_twap = self.price_twap
+            market.recent_marks = _window(market.recent_marks, self.at, self.twap_window)
+            market.recent_marks.append((self.at, self.price_mark))
 
     class TradingRecorded(Aggregate.Event):
         """Trades cleared in this market by one committed batch, and open interest after.
@@ -107,11 +134,56 @@ class Market(Aggregate):
         open_interest_after: Decimal
         volume_total_after: Decimal
         price_mark: Decimal | None
+        holders_added: list[str]
+        holders_removed: list[str]
         at: datetime
 
         def apply(self, market: Market) -> None:
             market.open_interest = self.open_interest_after
             market.volume_total = self.volume_total_after
+            for name in self.holders_removed:
+                market.holders.pop(name, None)
+            market.holders.update(dict.fromkeys(self.holders_added, True))
+
+    class ParametersSet(Aggregate.Event):
+        """Market overrides of the clearinghouse parameter defaults, versioned."""
+
+        market: str
+        changes: dict[str, Any]
+        overrides_after: dict[str, Any]
+        parameters_version: int
+        at: datetime
+
+        def apply(self, market: Market) -> None:
+            market.overrides = {k: tuple(v) if isinstance(v, list) else v for k, v in self.overrides_after.items()}
+            market.parameters_version = self.parameters_version
+
+    class FundingApplied(Aggregate.Event):
+        """One funding period: rate, the mark it was paid on, and the totals moved."""
+
+        market: str
+        rate: Decimal
+        price_mark: Decimal
+        paid_by_longs: Decimal
+        accounts: int
+        funding_count: int
+        at: datetime
+
+        def apply(self, market: Market) -> None:
+            market.funding_count = self.funding_count
+
+    class MarketSettled(Aggregate.Event):
+        market: str
+        price_settlement: Decimal
+        positions_settled: int
+        at: datetime
+
+        def apply(self, market: Market) -> None:
+            market.status = SETTLED
+            market.price_settlement = self.price_settlement
+            market.price_mark = self.price_settlement
+            market.open_interest = ZERO
+            market.holders = {}
 
     class MarketClosed(Aggregate.Event):
         market: str
@@ -123,8 +195,15 @@ class Market(Aggregate):
 
     # -- commands -----------------------------------------------------------------------
 
-    def set_mark_price(self, price: Decimal, at: datetime) -> None:
-        """Record a new mark price after the tick, time and band checks."""
+    def set_mark_price(self, price: Decimal, at: datetime, source: str | None, sources: tuple[str, ...], twap_window: int) -> None:
+        """Record a price; with ``sources`` configured, the mark is their median.
+
+        Checks: the market is not settled, the price is on the tick, business time does not
+        go backwards, the reporting source is configured, and the new mark is within the
+        price band of the previous one.
+        """
+        if self.status == SETTLED:
+            raise RuleError("market_settled", "market", f"market {self.market} is settled; it takes no more prices")
         self.check_price_on_tick(price, "price")
         if self.price_mark_at is not None and at < self.price_mark_at:
             raise RuleError(
@@ -132,18 +211,57 @@ class Market(Aggregate):
                 "at",
                 f"{at.isoformat()} is before the last mark time {self.price_mark_at.isoformat()} of {self.market}",
             )
+        prices = {name: value for name, value in self.source_prices.items() if name in sources}
+        if sources:
+            if source is None:
+                raise RuleError("source_required", "source", f"{self.market} marks at the median of {', '.join(sources)}; name the source")
+            if source not in sources:
+                raise RuleError("unknown_source", "source", f"{source} is not a price source of {self.market}")
+            prices[source] = price
+            mark = median_on_tick(list(prices.values()), self.tick_size)
+        elif source is not None:
+            raise RuleError("unknown_source", "source", f"{self.market} has no configured price sources")
+        else:
+            mark = price
         if self.price_mark is not None:
-            self.check_within_band(price, "price", "price_outside_band", "mark")
+            self.check_within_band(mark, "price", "price_outside_band", "mark")
         self.trigger_event(
             self.MarkPriceSet,
             market=self.market,
-            price_mark=price,
+            price_mark=mark,
             price_mark_previous=self.price_mark,
             price_band=self.price_band,
+            source=source,
+            source_price=price if source else None,
+            source_prices_after=prices,
+            price_twap=self.twap(at, twap_window, mark),
+            twap_window=twap_window,
             at=at,
         )
 
-    def record_trading(self, trades: int, volume: Decimal, open_interest_change: Decimal, at: datetime) -> None:
+    def twap(self, at: datetime, window_seconds: int, price_now: Decimal) -> Decimal:
+        """Time-weighted average mark over ``window_seconds`` before ``at``, on the tick.
+
+        Each mark holds until the next one. Example: 100 for 200 s then 110 for the last
+        100 s of a 300 s window: (100 x 200 + 110 x 100) / 300 = 103.33 -> 103.3 (tick
+        0.1, rounded down). Without history the TWAP is the price now.
+        """
+        points = _window(self.recent_marks, at, window_seconds)
+        start = at - timedelta(seconds=window_seconds)
+        weighted, seconds = ZERO, ZERO
+        for index, (when, value) in enumerate(points):
+            begin = max(when, start)
+            end = points[index + 1][0] if index + 1 < len(points) else at
+            duration = Decimal((end - begin).total_seconds()) if end > begin else ZERO
+            weighted += value * duration
+            seconds += duration
+        if seconds == ZERO:
+            return price_now
+        return round_down(weighted / seconds, self.tick_size)
+
+    def record_trading(  # noqa: PLR0913
+        self, trades: int, volume: Decimal, open_interest_change: Decimal, added: list[str], removed: list[str], at: datetime
+    ) -> None:
         self.trigger_event(
             self.TradingRecorded,
             market=self.market,
@@ -152,6 +270,19 @@ class Market(Aggregate):
             open_interest_after=self.open_interest + open_interest_change,
             volume_total_after=self.volume_total + volume,
             price_mark=self.price_mark,
+            holders_added=added,
+            holders_removed=removed,
+            at=at,
+        )
+
+    def set_parameters(self, changes: dict[str, Any], at: datetime) -> None:
+        overrides = {k: list(v) if isinstance(v, tuple) else v for k, v in {**self.overrides, **changes}.items()}
+        self.trigger_event(
+            self.ParametersSet,
+            market=self.market,
+            changes={k: list(v) if isinstance(v, tuple) else v for k, v in changes.items()},
+            overrides_after=overrides,
+            parameters_version=self.parameters_version + 1,
             at=at,
         )
 
@@ -197,6 +328,30 @@ class Market(Aggregate):
                 f"{field} {fmt(price)} is outside the {what} band {fmt(low)}..{fmt(high)} of {self.market} "
                 f"(mark {fmt(self.price_mark)}, band {fmt(self.price_band)})",
             )
+
+
+def _window(points: list[tuple[datetime, Decimal]], at: datetime, window_seconds: int) -> list[tuple[datetime, Decimal]]:
+    """The points still needed for a TWAP at ``at``: those in the window plus the one before."""
+    start = at - timedelta(seconds=window_seconds)
+    first = 0
+    for index, (when, _) in enumerate(points):
+        if when <= start:
+            first = index
+    return points[first:]
+
+
+@exact
+def median_on_tick(prices: list[Decimal], tick: Decimal) -> Decimal:
+    """Median of the sources' prices; an even count averages the middle two, rounded down.
+
+    Example: 100.0, 100.2, 250.0 -> 100.2 (one bad source cannot move the mark); 100.0 and
+    100.3 -> 100.15 -> 100.1 on a 0.1 tick.
+    """
+    ordered = sorted(prices)
+    middle = len(ordered) // 2
+    if len(ordered) % 2:
+        return ordered[middle]
+    return round_down((ordered[middle - 1] + ordered[middle]) / 2, tick)
 
 
 def list_market(  # noqa: PLR0913 - the contract terms of one listing

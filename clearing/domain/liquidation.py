@@ -1,0 +1,532 @@
+"""Margin calls, liquidation steps, bankruptcy, and loss allocation: the decisions.
+
+Each function decides from the aggregates it is given and triggers events that carry
+every number it used; nothing here reads a clock or today's parameters from anywhere but
+the ``ParameterSet`` passed in (which the events record).
+
+The rule, per account below maintenance margin (equity < MM):
+
+1. **Call.** ``MarginCallIssued`` with the amount that restores initial margin and a
+   deadline ``at + margin_call_grace``. Equity back at or above MM clears it
+   (``MarginCallMet``).
+2. **Due** when the deadline has passed, or at once when equity < ``liquidation_floor`` x
+   MM, or when the account is already being liquidated.
+3. **Which position.** Largest maintenance requirement first, ties by market name.
+4. **How much.** Solvent accounts: the size that brings equity back to MM x (1 +
+   ``liquidation_buffer``) net of the spread and penalty (Drift's base-to-cover formula),
+   rounded up to the step, capped at ``max_liquidation_fraction`` of the position; the
+   whole position when its notional is at most ``liquidation_min_notional``. Accounts
+   with equity <= 0: every position, in full.
+5. **Price.** The backstop liquidator takes the size at mark -/+ ``liquidation_spread`` x
+   MMF x mark (on the tick, against the account), or at an operator's auction price.
+6. **Penalty / deficit.** With ``q_b`` the bankruptcy quote (dYdX, rounded so the fund
+   never pays for rounding) and ``q_f`` the fill quote: a surplus ``q_f - q_b`` pays a
+   penalty of at most ``liquidation_fee_rate`` x |q_f| (the liquidator's share to it, the
+   rest to the fund); a deficit ``q_b - q_f`` is drawn from the insurance fund, and what
+   the fund cannot pay is allocated by the market's ``loss_policy``.
+
+Worked example (dYdX's insurance-fund example): deposit 100, long 500 at 1.00, MMF 3 %,
+spread 1.5 (so 4.5 % of mark). At mark 0.801 equity 0.50 < MM 12.015: the account is
+insolvent-close, fill at 0.801 x (1 - 0.045) -> 0.764 (tick 0.001); q_f = 382, q_b = 400.5
+-> the fund pays 18.5. (The docs round the fill to 0.77 and get 15.)
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from decimal import Decimal
+from typing import Any, Iterable, Mapping, Protocol, Sequence
+
+from clearing.domain.account import BANKRUPT, HEALTHY, LIQUIDATING, MARGIN_CALL, Account, Position, decide_fill
+from clearing.domain.insurance import InsuranceFund
+from clearing.domain.liquidation_math import (
+    adl_ranking,
+    allocate_largest_remainder,
+    bankruptcy_price,
+    bankruptcy_quote,
+    base_to_cover_shortage,
+)
+from clearing.domain.margin import maintenance_requirement, position_notional, unrealized_pnl
+from clearing.domain.market import Market
+from clearing.domain.parameters import ADL, HAIRCUT_GAINS, SOCIALIZE_PER_CONTRACT, ParameterSet
+from clearing.domain.risk import MarginTotals, margin_totals
+from clearing.money import ONE, ZERO, exact, round_down, round_up
+
+
+class RiskContext(Protocol):
+    """What the decisions need from the working set (``WorkingSet`` implements it)."""
+
+    markets: Mapping[str, Market]
+
+    def account(self, name: str, field: str) -> Account: ...
+    def backstop(self, name: str, at: datetime) -> Account: ...
+    def fund(self, at: datetime) -> InsuranceFund: ...
+    def parameters(self, market: str) -> ParameterSet: ...
+    def holders(self, market: str) -> Iterable[str]: ...
+    def note_position(self, market: Market, account: Account, size_before: Decimal, volume: Decimal, at: datetime) -> None: ...
+
+
+def totals_of(account: Account, markets: Mapping[str, Market]) -> MarginTotals:
+    return margin_totals(account.collateral, account.positions, markets)
+
+
+# -- 1. and 2.: calls ---------------------------------------------------------------------
+
+
+@exact
+def check_call(account: Account, totals: MarginTotals, trigger: Market, params: ParameterSet, at: datetime, reason: str) -> bool:
+    """Issue or clear the margin call; True when the account is due for liquidation now."""
+    if totals.equity >= totals.maintenance_margin or not account.open_positions():
+        if account.risk_status in (MARGIN_CALL, LIQUIDATING):
+            account.trigger_event(
+                Account.MarginCallMet,
+                account=account.account,
+                reason=reason,
+                equity=totals.equity,
+                maintenance_margin=totals.maintenance_margin,
+                at=at,
+            )
+        return False
+    if account.risk_status not in (MARGIN_CALL, LIQUIDATING):
+        account.trigger_event(
+            Account.MarginCallIssued,
+            account=account.account,
+            market=trigger.market,
+            price_mark=trigger.price_mark,
+            equity=totals.equity,
+            initial_margin=totals.initial_margin,
+            maintenance_margin=totals.maintenance_margin,
+            amount_to_initial=totals.initial_margin - totals.equity,
+            deadline=at + timedelta(seconds=params.margin_call_grace),
+            parameters=params.as_record(),
+            at=at,
+        )
+    assert account.margin_call is not None or account.risk_status == LIQUIDATING
+    deadline_passed = account.margin_call is None or account.margin_call["deadline"] <= at
+    below_floor = totals.equity < params.liquidation_floor * totals.maintenance_margin
+    return account.risk_status == LIQUIDATING or deadline_passed or below_floor
+
+
+def positions_by_priority(account: Account, markets: Mapping[str, Market]) -> list[str]:
+    """Markets to reduce first: largest maintenance requirement, ties by name (step 3)."""
+    keyed = []
+    for name, position in account.open_positions().items():
+        market = markets[name]
+        notional = position_notional(position.size, market.price_mark, market.contract_size)
+        keyed.append((-maintenance_requirement(market.tiers, notional, market.collateral_quantum), name))
+    return [name for _, name in sorted(keyed)]
+
+
+# -- 4. and 5.: size and price ----------------------------------------------------------------
+
+
+@exact
+def size_to_close(position: Position, market: Market, totals: MarginTotals, params: ParameterSet) -> Decimal:
+    """Contracts to close in one step (step 4). Example: shortage 10 at mark 100, MMF 10 %,
+    buffer 0, no spread or fee -> 1 contract (10 / (100 x 0.1))."""
+    size = abs(position.size)
+    notional = position_notional(position.size, market.price_mark, market.contract_size)
+    if totals.equity <= ZERO or notional <= params.liquidation_min_notional:
+        return size
+    maintenance = maintenance_requirement(market.tiers, notional, market.collateral_quantum)
+    fraction = maintenance / notional
+    buffered = fraction * (ONE + params.liquidation_buffer)
+    shortage = totals.maintenance_margin * (ONE + params.liquidation_buffer) - totals.equity
+    cost_rate = params.liquidation_spread * fraction + params.liquidation_fee_rate
+    base = base_to_cover_shortage(shortage, market.price_mark * market.contract_size, buffered, cost_rate, ZERO)
+    if base is None:
+        return size
+    cap = max(round_up(params.max_liquidation_fraction * size, market.step_size), market.step_size)
+    return min(max(round_up(base, market.step_size), market.step_size), cap, size)
+
+
+@exact
+def spread_price(position: Position, market: Market, params: ParameterSet) -> Decimal:
+    """Mark moved against the account by spread x MMF x mark, on the tick (step 5).
+
+    Example: long, mark 50,000, MMF 5 %, spread 0.5: 50,000 x (1 - 0.025) = 48,750.
+    """
+    mark = market.price_mark
+    notional = position_notional(position.size, mark, market.contract_size)
+    fraction = maintenance_requirement(market.tiers, notional, market.collateral_quantum) / notional
+    move = mark * params.liquidation_spread * fraction
+    if position.size > ZERO:
+        return max(round_down(mark - move, market.tick_size), market.tick_size)
+    return round_up(mark + move, market.tick_size)
+
+
+# -- 6.: one step ---------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class StepResult:
+    deficit: Decimal  # > 0 when the fill was below the bankruptcy quote
+    bankrupt: bool
+
+
+@exact
+def bankruptcy_quote_for(account: Account, market: Market, delta: Decimal, totals: MarginTotals) -> Decimal:
+    position = account.position(market.market)
+    mark, contract, quantum = market.price_mark, market.contract_size, market.collateral_quantum
+    before = maintenance_requirement(market.tiers, position_notional(position.size, mark, contract), quantum)
+    after = maintenance_requirement(market.tiers, position_notional(position.size + delta, mark, contract), quantum)
+    if totals.maintenance_margin <= ZERO:
+        return -delta * mark * contract - totals.equity
+    return bankruptcy_quote(position.size, delta, mark, contract, before, after, totals.equity, totals.maintenance_margin, quantum)
+
+
+@exact
+def liquidation_step(  # noqa: PLR0913 - the inputs of one recorded decision
+    ctx: RiskContext,
+    account: Account,
+    market: Market,
+    close: Decimal,
+    price_fill: Decimal,
+    liquidator: Account,
+    params: ParameterSet,
+    reason: str,
+    liquidation_id: str,
+    at: datetime,
+) -> StepResult:
+    """Close ``close`` contracts of ``account`` in ``market`` at ``price_fill`` to ``liquidator``."""
+    position = account.position(market.market)
+    totals = totals_of(account, ctx.markets)
+    delta = -close if position.size > ZERO else close
+    quote_bankruptcy = bankruptcy_quote_for(account, market, delta, totals)
+    quote_fill = -delta * price_fill * market.contract_size
+    surplus = quote_fill - quote_bankruptcy
+    quantum = market.collateral_quantum
+    penalty = min(surplus, round_up(params.liquidation_fee_rate * abs(quote_fill), quantum)) if surplus > ZERO else ZERO
+    fee_liquidator = round_down(penalty * params.liquidator_fee_share, quantum)
+    fill = decide_fill(position, delta, price_fill, market.contract_size, quantum)
+    collateral_after = account.collateral + fill.realized_pnl - penalty
+    positions_after = dict(account.positions)
+    positions_after[market.market] = fill.position_after
+    after = margin_totals(collateral_after, positions_after, ctx.markets)
+    deficit = -surplus if surplus < ZERO else ZERO
+    status = _status_after(after, positions_after, deficit)
+    account.trigger_event(
+        Account.Liquidated,
+        account=account.account,
+        liquidation_id=liquidation_id,
+        market=market.market,
+        reason=reason,
+        counterparty=liquidator.account,
+        size_delta=delta,
+        price_mark=market.price_mark,
+        price_fill=price_fill,
+        price_bankruptcy=bankruptcy_price(quote_bankruptcy, delta, market.contract_size, market.tick_size),
+        quote_fill=quote_fill,
+        quote_bankruptcy=quote_bankruptcy,
+        equity_before=totals.equity,
+        initial_margin_before=totals.initial_margin,
+        maintenance_margin_before=totals.maintenance_margin,
+        penalty=penalty,
+        fee_liquidator=fee_liquidator,
+        realized_pnl=fill.realized_pnl,
+        position_size_after=fill.position_after.size,
+        position_cost_after=fill.position_after.cost,
+        collateral_after=collateral_after,
+        equity_after=after.equity,
+        maintenance_margin_after=after.maintenance_margin,
+        risk_status_after=status,
+        parameters=params.as_record(),
+        at=at,
+    )
+    ctx.note_position(market, account, position.size, close, at)
+    _take(ctx, liquidator, account, market, -delta, price_fill, fee_liquidator, "backstop", None, liquidation_id, at)
+    if penalty - fee_liquidator > ZERO:
+        ctx.fund(at).contribute(penalty - fee_liquidator, account.account, at, cause="liquidation_penalty")
+    return StepResult(deficit=deficit, bankrupt=deficit > ZERO)
+
+
+def _status_after(after: MarginTotals, positions: Mapping[str, Position], deficit: Decimal) -> str:
+    if deficit > ZERO:
+        return BANKRUPT
+    if not any(p.size != ZERO for p in positions.values()) or after.equity >= after.maintenance_margin:
+        return HEALTHY
+    return LIQUIDATING
+
+
+@exact
+def _take(  # noqa: PLR0913
+    ctx: RiskContext,
+    taker: Account,
+    liquidated: Account,
+    market: Market,
+    delta: Decimal,
+    price: Decimal,
+    fee: Decimal,
+    basis: str,
+    rank: Decimal | None,
+    liquidation_id: str,
+    at: datetime,
+) -> None:
+    """The counterparty's side of a liquidation fill (backstop or deleveraged account)."""
+    position = taker.position(market.market)
+    fill = decide_fill(position, delta, price, market.contract_size, market.collateral_quantum)
+    loss_vs_mark = delta * (price - market.price_mark) * market.contract_size  # > 0: worse than mark
+    taker.trigger_event(
+        Account.PositionTaken,
+        account=taker.account,
+        liquidation_id=liquidation_id,
+        market=market.market,
+        basis=basis,
+        liquidated_account=liquidated.account,
+        size_delta=delta,
+        price=price,
+        price_mark=market.price_mark,
+        fee_received=fee,
+        adl_rank=rank,
+        loss_vs_mark=loss_vs_mark,
+        realized_pnl=fill.realized_pnl,
+        position_size_after=fill.position_after.size,
+        position_cost_after=fill.position_after.cost,
+        collateral_after=taker.collateral + fill.realized_pnl + fee,
+        at=at,
+    )
+    ctx.note_position(market, taker, position.size, abs(delta), at)
+
+
+# -- deficits: fund, then the loss policy ------------------------------------------------------
+
+
+@exact
+def cover_deficit(  # noqa: PLR0913
+    ctx: RiskContext,
+    account: Account,
+    market: Market,
+    deficit: Decimal,
+    params: ParameterSet,
+    loss_id: str,
+    at: datetime,
+) -> list[str]:
+    """Make a bankrupt account whole: fund first, then ``socialize_per_contract`` or
+    ``haircut_gains``. Returns the accounts that paid a share (to be re-checked)."""
+    fund = ctx.fund(at)
+    fund_paid = min(deficit, fund.balance)
+    if fund_paid > ZERO:
+        fund.draw(fund_paid, account.account, market.market, loss_id, at)
+    rest = deficit - fund_paid
+    payers: list[str] = []
+    policy = "insurance_fund"
+    if rest > ZERO:
+        policy = params.loss_policy if params.loss_policy != ADL else SOCIALIZE_PER_CONTRACT
+        payers = allocate_loss(ctx, account, market, rest, policy, loss_id, at)
+    account.trigger_event(
+        Account.LossCovered,
+        account=account.account,
+        loss_id=loss_id,
+        market=market.market,
+        deficit=deficit,
+        fund_paid=fund_paid,
+        allocated=rest,
+        policy=policy,
+        collateral_after=account.collateral + deficit,
+        at=at,
+    )
+    return payers
+
+
+@exact
+def allocate_loss(  # noqa: PLR0913
+    ctx: RiskContext, bankrupt: Account, market: Market, loss: Decimal, policy: str, loss_id: str, at: datetime
+) -> list[str]:
+    """Charge ``loss`` to open positions in ``market`` (never to a flat account).
+
+    ``socialize_per_contract``: pro rata to |size| over longs + shorts (Drift / Mango).
+    ``haircut_gains``: pro rata to unrealized gains at the mark, at most each gain; what
+    gains cannot cover goes per contract. Largest-remainder rounding at the quantum, so
+    the shares add up to the loss exactly. Example: 1.00 over sizes 1, 1, 1 -> 0.34, 0.33, 0.33.
+    """
+    holders = sorted(name for name in ctx.holders(market.market) if name != bankrupt.account)
+    accounts = [ctx.account(name, "account") for name in holders]
+    accounts = [a for a in accounts if a.position(market.market).size != ZERO]
+    quantum = market.collateral_quantum
+    if policy == HAIRCUT_GAINS:
+        gains = [(a, max(ZERO, _upnl(a, market))) for a in accounts]
+        gain_total = sum((g for _, g in gains), ZERO)
+        haircut = min(loss, round_down(gain_total, quantum))
+        if haircut > ZERO:
+            _charge(market, [(a, round_down(g, quantum)) for a, g in gains if g > ZERO], haircut, HAIRCUT_GAINS, loss_id, at)
+        loss -= haircut
+    if loss > ZERO:
+        _charge(market, [(a, abs(a.position(market.market).size)) for a in accounts], loss, SOCIALIZE_PER_CONTRACT, loss_id, at)
+    return [a.account for a in accounts]
+
+
+def _upnl(account: Account, market: Market) -> Decimal:
+    position = account.position(market.market)
+    return unrealized_pnl(position.size, position.cost, market.price_mark, market.contract_size)
+
+
+def _charge(market: Market, weights: Sequence[tuple[Account, Decimal]], loss: Decimal, policy: str, loss_id: str, at: datetime) -> None:
+    basis_total = sum((w for _, w in weights), ZERO)
+    shares = allocate_largest_remainder(loss, [(a.account, w) for a, w in weights], market.collateral_quantum)
+    for account, weight in weights:
+        share = shares[account.account]
+        if share == ZERO:
+            continue
+        account.trigger_event(
+            Account.LossAllocated,
+            account=account.account,
+            loss_id=loss_id,
+            market=market.market,
+            policy=policy,
+            loss_total=loss,
+            share=share,
+            basis=weight,
+            basis_total=basis_total,
+            price_mark=market.price_mark,
+            collateral_after=account.collateral - share,
+            at=at,
+        )
+
+
+# -- ADL ----------------------------------------------------------------------------------------
+
+
+@exact
+def adl_rank(account: Account, market: Market, markets: Mapping[str, Market]) -> Decimal | None:
+    """BitMEX ranking of one position: PnL% x effective leverage (PnL% / leverage at a loss).
+
+    Effective leverage uses the account's equity as the distance to bankruptcy:
+    bankrupt value = mark value - equity. None (ranked last) when equity <= 0.
+    """
+    position = account.position(market.market)
+    equity = totals_of(account, markets).equity
+    if equity <= ZERO or position.cost == ZERO:
+        return None
+    value_mark = position.size * market.price_mark * market.contract_size
+    return adl_ranking(value_mark, position.cost, value_mark - equity)
+
+
+@exact
+def deleverage(  # noqa: PLR0913
+    ctx: RiskContext, account: Account, market: Market, params: ParameterSet, loss_id: str, at: datetime
+) -> list[str]:
+    """Close the bankrupt position against ranked opposite positions at its bankruptcy price.
+
+    The fund first pays what it can of the account's negative equity (at most that); the
+    bankruptcy price is then computed with that payment, and opposite-side accounts are
+    closed in ranking order (highest first, ties by name), each up to its size, until the
+    position is gone. Returns the deleveraged accounts (to be re-checked).
+    """
+    position = account.position(market.market)
+    delta = -position.size
+    totals = totals_of(account, ctx.markets)
+    share = _requirement_share(account, market, delta, totals)
+    fund = ctx.fund(at)
+    fund_paid = min(fund.balance, max(ZERO, round_up(-totals.equity * share, market.collateral_quantum)))
+    if fund_paid > ZERO:
+        fund.draw(fund_paid, account.account, market.market, loss_id, at)
+        account.trigger_event(
+            Account.LossCovered,
+            account=account.account,
+            loss_id=loss_id,
+            market=market.market,
+            deficit=fund_paid,
+            fund_paid=fund_paid,
+            allocated=ZERO,
+            policy="insurance_fund",
+            collateral_after=account.collateral + fund_paid,
+            at=at,
+        )
+        totals = totals_of(account, ctx.markets)
+    quote = bankruptcy_quote_for(account, market, delta, totals)
+    price = bankruptcy_price(quote, delta, market.contract_size, market.tick_size)
+    ranked = _ranked_opposites(ctx, account, market)
+    remaining = abs(delta)
+    touched: list[str] = []
+    for rank, other in ranked:
+        if remaining == ZERO:
+            break
+        size = min(remaining, abs(other.position(market.market).size))
+        slice_delta = size if delta > ZERO else -size
+        _adl_slice(ctx, account, other, market, slice_delta, price, rank, quote, totals, params, loss_id, at)
+        remaining -= size
+        touched.append(other.account)
+    return touched
+
+
+def _requirement_share(account: Account, market: Market, delta: Decimal, totals: MarginTotals) -> Decimal:
+    position = account.position(market.market)
+    mark, contract, quantum = market.price_mark, market.contract_size, market.collateral_quantum
+    before = maintenance_requirement(market.tiers, position_notional(position.size, mark, contract), quantum)
+    after = maintenance_requirement(market.tiers, position_notional(position.size + delta, mark, contract), quantum)
+    return (before - after) / totals.maintenance_margin if totals.maintenance_margin > ZERO else ONE
+
+
+def _ranked_opposites(ctx: RiskContext, account: Account, market: Market) -> list[tuple[Decimal | None, Account]]:
+    side_long = account.position(market.market).size > ZERO
+    candidates = []
+    for name in sorted(ctx.holders(market.market)):
+        if name == account.account:
+            continue
+        other = ctx.account(name, "account")
+        size = other.position(market.market).size
+        if size != ZERO and (size > ZERO) != side_long:
+            candidates.append((adl_rank(other, market, ctx.markets), other))
+    floor = Decimal("-1e30")
+    return sorted(candidates, key=lambda item: (-(item[0] if item[0] is not None else floor), item[1].account))
+
+
+@exact
+def _adl_slice(  # noqa: PLR0913
+    ctx: RiskContext,
+    account: Account,
+    other: Account,
+    market: Market,
+    delta: Decimal,
+    price: Decimal,
+    rank: Decimal | None,
+    quote_total: Decimal,
+    totals: MarginTotals,
+    params: ParameterSet,
+    loss_id: str,
+    at: datetime,
+) -> None:
+    position = account.position(market.market)
+    fill = decide_fill(position, delta, price, market.contract_size, market.collateral_quantum)
+    collateral_after = account.collateral + fill.realized_pnl
+    positions_after = dict(account.positions)
+    positions_after[market.market] = fill.position_after
+    after = margin_totals(collateral_after, positions_after, ctx.markets)
+    account.trigger_event(
+        Account.Liquidated,
+        account=account.account,
+        liquidation_id=loss_id,
+        market=market.market,
+        reason="adl",
+        counterparty=other.account,
+        size_delta=delta,
+        price_mark=market.price_mark,
+        price_fill=price,
+        price_bankruptcy=price,
+        quote_fill=-delta * price * market.contract_size,
+        quote_bankruptcy=quote_total,
+        equity_before=totals.equity,
+        initial_margin_before=totals.initial_margin,
+        maintenance_margin_before=totals.maintenance_margin,
+        penalty=ZERO,
+        fee_liquidator=ZERO,
+        realized_pnl=fill.realized_pnl,
+        position_size_after=fill.position_after.size,
+        position_cost_after=fill.position_after.cost,
+        collateral_after=collateral_after,
+        equity_after=after.equity,
+        maintenance_margin_after=after.maintenance_margin,
+        risk_status_after=BANKRUPT,
+        parameters=params.as_record(),
+        at=at,
+    )
+    ctx.note_position(market, account, position.size, abs(delta), at)
+    _take(ctx, other, account, market, -delta, price, ZERO, "adl", rank, loss_id, at)
+
+
+def first_open(markets_in_order: Sequence[str], skip: Any) -> str | None:
+    for name in markets_in_order:
+        if not skip(name):
+            return name
+    return None

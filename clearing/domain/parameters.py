@@ -1,0 +1,181 @@
+"""Risk parameters: clearinghouse defaults, per-market overrides, and their valid ranges.
+
+Parameters are state, changed only by ``set_parameters`` events, and every risk decision
+event carries the values it used (``ParameterSet.as_record``), so replay never reads the
+parameters in force *today*. A market's effective set is the clearinghouse defaults with
+the market's own overrides on top: with default ``liquidation_fee_rate`` 0.01 and a
+BTC-PERP override of 0.015, a BTC-PERP liquidation records 0.015.
+
+Names and meanings (fractions are plain decimals, 0.05 = 5 %):
+
+* ``margin_call_grace`` - seconds of business time a margin call stays open before the
+  account is liquidated; 0 liquidates at once (the crypto-venue rule).
+* ``liquidation_floor`` - fraction of maintenance margin; equity below it liquidates at
+  once even inside the grace period.
+* ``liquidation_buffer`` - partial liquidation closes enough to reach maintenance x
+  (1 + buffer) (Drift's 2 % buffer idea, here relative to maintenance).
+* ``max_liquidation_fraction`` - most of a position one liquidation step may close.
+* ``liquidation_min_notional`` - positions at or below this notional close in full.
+* ``liquidation_spread`` - fill price moves against the account by spread x MMF x mark
+  (dYdX's spread-to-maintenance ratio).
+* ``liquidation_fee_rate`` - penalty on closed notional, taken only from equity above the
+  bankruptcy price; ``liquidator_fee_share`` of it goes to the liquidator, the rest to
+  the insurance fund.
+* ``backstop_liquidator`` - account that takes liquidated positions (opened on first use).
+* ``loss_policy`` - ``adl``, ``socialize_per_contract`` or ``haircut_gains``.
+* ``oracle_sources`` - named price sources; when set, the mark is their median.
+* ``twap_window`` / ``twap_max_deviation`` - liquidations are deferred while the mark is
+  more than this fraction away from its time-weighted average over the window (0 = off).
+* ``approvals_required`` (M) and ``officers_max`` (N) - clearinghouse only: M of N
+  registered risk officers must approve a pause or resume.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from decimal import Decimal
+from typing import Any, Callable
+
+from clearing.errors import InputError, RuleError
+from clearing.money import ONE, ZERO, D, MoneyError
+
+ADL = "adl"
+SOCIALIZE_PER_CONTRACT = "socialize_per_contract"
+HAIRCUT_GAINS = "haircut_gains"
+LOSS_POLICIES = (ADL, SOCIALIZE_PER_CONTRACT, HAIRCUT_GAINS)
+
+
+def _decimal_in(low: Decimal, high: Decimal | None, low_open: bool = False) -> Callable[[str, Any], Decimal]:
+    def check(name: str, raw: Any) -> Decimal:
+        if isinstance(raw, bool) or not isinstance(raw, (str, int, float)):
+            raise InputError("invalid_value", f"parameters.{name}", f"parameters.{name} must be a decimal string")
+        try:
+            value = D(raw)
+        except MoneyError as error:
+            raise InputError(error.code, f"parameters.{name}", f"parameters.{name}: {error.message}") from None
+        too_low = value <= low if low_open else value < low
+        if too_low or (high is not None and value > high):
+            bounds = f"{'(' if low_open else '['}{low}, {high if high is not None else 'inf'}]"
+            raise RuleError("parameter_out_of_range", f"parameters.{name}", f"parameters.{name} {raw} is outside {bounds}")
+        return value
+
+    return check
+
+
+def _int_in(low: int, high: int) -> Callable[[str, Any], int]:
+    def check(name: str, raw: Any) -> int:
+        if isinstance(raw, bool) or not isinstance(raw, int):
+            raise InputError("invalid_value", f"parameters.{name}", f"parameters.{name} must be a whole number")
+        if not low <= raw <= high:
+            raise RuleError("parameter_out_of_range", f"parameters.{name}", f"parameters.{name} {raw} is outside [{low}, {high}]")
+        return raw
+
+    return check
+
+
+def _policy(name: str, raw: Any) -> str:
+    if raw not in LOSS_POLICIES:
+        raise RuleError("parameter_out_of_range", f"parameters.{name}", f"parameters.{name} must be one of {', '.join(LOSS_POLICIES)}")
+    return str(raw)
+
+
+def _account_name(name: str, raw: Any) -> str:
+    from clearing.commands import NAME_PATTERN
+
+    if not isinstance(raw, str) or not NAME_PATTERN.match(raw):
+        raise InputError("invalid_name", f"parameters.{name}", f"parameters.{name} must be an account name")
+    return raw
+
+
+def _sources(name: str, raw: Any) -> tuple[str, ...]:
+    from clearing.commands import NAME_PATTERN
+
+    if not isinstance(raw, list) or len(raw) > 15 or not all(isinstance(s, str) and NAME_PATTERN.match(s) for s in raw):
+        raise InputError("invalid_value", f"parameters.{name}", f"parameters.{name} must be a list of up to 15 source names")
+    if len(set(raw)) != len(raw):
+        raise RuleError("parameter_out_of_range", f"parameters.{name}", f"parameters.{name} names a source twice")
+    return tuple(sorted(raw))
+
+
+DAY_SECONDS = 86_400
+MARKET_CHECKS: dict[str, Callable[[str, Any], Any]] = {
+    "margin_call_grace": _int_in(0, 30 * DAY_SECONDS),
+    "liquidation_floor": _decimal_in(ZERO, ONE),
+    "liquidation_buffer": _decimal_in(ZERO, ONE),
+    "max_liquidation_fraction": _decimal_in(ZERO, ONE, low_open=True),
+    "liquidation_min_notional": _decimal_in(ZERO, None),
+    "liquidation_spread": _decimal_in(ZERO, Decimal(5)),
+    "liquidation_fee_rate": _decimal_in(ZERO, Decimal("0.1")),
+    "liquidator_fee_share": _decimal_in(ZERO, ONE),
+    "backstop_liquidator": _account_name,
+    "loss_policy": _policy,
+    "oracle_sources": _sources,
+    "twap_window": _int_in(0, DAY_SECONDS),
+    "twap_max_deviation": _decimal_in(ZERO, ONE),
+}
+CLEARINGHOUSE_CHECKS: dict[str, Callable[[str, Any], Any]] = {
+    **MARKET_CHECKS,
+    "approvals_required": _int_in(1, 15),
+    "officers_max": _int_in(1, 15),
+}
+
+DEFAULTS: dict[str, Any] = {
+    "margin_call_grace": 0,
+    "liquidation_floor": Decimal("0.5"),
+    "liquidation_buffer": Decimal("0.1"),
+    "max_liquidation_fraction": Decimal("0.5"),
+    "liquidation_min_notional": Decimal("1000"),
+    "liquidation_spread": Decimal("0.5"),
+    "liquidation_fee_rate": Decimal("0.01"),
+    "liquidator_fee_share": ZERO,
+    "backstop_liquidator": "backstop",
+    "loss_policy": ADL,
+    "oracle_sources": (),
+    "twap_window": 300,
+    "twap_max_deviation": ZERO,
+    "approvals_required": 1,
+    "officers_max": 1,
+}
+
+
+def validate(scope_is_market: bool, changes: Mapping[str, Any]) -> dict[str, Any]:
+    """Check names and ranges of a ``set_parameters`` change; returns typed values."""
+    checks = MARKET_CHECKS if scope_is_market else CLEARINGHOUSE_CHECKS
+    if not changes:
+        raise InputError("missing_field", "parameters", "parameters must name at least one parameter")
+    typed: dict[str, Any] = {}
+    for name, raw in changes.items():
+        if name not in checks:
+            scope = "a market" if scope_is_market else "the clearinghouse"
+            raise InputError("unknown_parameter", f"parameters.{name}", f"parameters.{name} is not a parameter of {scope}")
+        typed[name] = checks[name](name, raw)
+    return typed
+
+
+@dataclass(frozen=True)
+class ParameterSet:
+    """The effective parameters of one market (defaults + overrides) and their versions."""
+
+    values: Mapping[str, Any]
+    clearinghouse_version: int
+    market_version: int
+
+    def __getattr__(self, name: str) -> Any:
+        try:
+            return self.values[name]
+        except KeyError:
+            raise AttributeError(name) from None
+
+    def as_record(self) -> dict[str, Any]:
+        """What decision events carry: every value (lists as lists) and both versions."""
+        record = {name: list(value) if isinstance(value, tuple) else value for name, value in self.values.items()}
+        record["clearinghouse_parameters_version"] = self.clearinghouse_version
+        record["market_parameters_version"] = self.market_version
+        return record
+
+
+def effective(defaults: Mapping[str, Any], overrides: Mapping[str, Any], ch_version: int, m_version: int) -> ParameterSet:
+    values = {name: value for name, value in defaults.items() if name in MARKET_CHECKS}
+    values.update(overrides)
+    return ParameterSet(values, ch_version, m_version)

@@ -1,0 +1,231 @@
+"""The risk engine's control flow: sweeps after price moves, one account's check, the queue.
+
+``sweep`` runs after every mark price: it asks the market's liquidation-price index for
+the accounts the move can have taken below maintenance (plus the watch set) and checks
+each one, in account-name order. An account is checked at most once per sweep; accounts
+that paid a share of a loss or were deleveraged are checked after the others, since those
+payments can take them below maintenance too.
+
+``check_account`` runs the rule in ``clearing.domain.liquidation``: call, then - if due -
+one liquidation step (or, for an account with equity <= 0, every position closed). Two
+conditions hold a due liquidation back and are recorded: liquidations paused in that
+market (the account is queued on the clearinghouse and liquidated in queue order when
+they resume) and a mark too far from its TWAP (``LiquidationDeferred``).
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from decimal import Decimal
+from typing import TYPE_CHECKING
+
+from clearing.domain.account import BANKRUPT, CLOSED, LIQUIDATING, MARGIN_CALL, Account
+from clearing.domain.clearinghouse import LIQUIDATIONS
+from clearing.domain.liquidation import (
+    bankruptcy_quote_for,
+    check_call,
+    cover_deficit,
+    deleverage,
+    liquidation_step,
+    positions_by_priority,
+    size_to_close,
+    spread_price,
+    totals_of,
+)
+from clearing.domain.market import Market
+from clearing.domain.parameters import ADL, ParameterSet
+from clearing.money import ZERO, exact
+
+if TYPE_CHECKING:
+    from clearing.working_set import WorkingSet
+
+
+class Sequencer:
+    """Liquidation ids unique within a command: ``<command id>/L<n>``."""
+
+    def __init__(self, command_id: str) -> None:
+        self.command_id = command_id
+        self.count = 0
+
+    def next(self) -> str:
+        self.count += 1
+        return f"{self.command_id}/L{self.count}"
+
+
+def sweep(ws: WorkingSet, market: Market, at: datetime, reason: str = "price") -> int:
+    """Check every account the new mark of ``market`` can affect; returns how many."""
+    index = ws.risk_index(market)
+    candidates = index.crossing(market.price_mark)
+    return check_accounts(ws, market, sorted(candidates), at, reason)
+
+
+def check_accounts(ws: WorkingSet, market: Market, names: list[str], at: datetime, reason: str) -> int:
+    """Check ``names`` (then whoever their liquidations touched), each once."""
+    sequencer = Sequencer(ws.command_id)
+    done: set[str] = set()
+    queue = list(names)
+    while queue:
+        name = queue.pop(0)
+        if name in done:
+            continue
+        done.add(name)
+        account = ws.peek_account(name)
+        if account is None or account.status == CLOSED or _is_backstop(ws, account):
+            continue
+        account = ws.account(name, "account")  # now part of the command
+        affected = check_account(ws, account, market, at, reason, sequencer)
+        queue.extend(sorted(a for a in affected if a not in done))
+    return len(done)
+
+
+def _is_backstop(ws: WorkingSet, account: Account) -> bool:
+    for market in account.open_positions():
+        if ws.parameters(market).backstop_liquidator == account.account:
+            return True
+    return False
+
+
+def check_account(
+    ws: WorkingSet, account: Account, trigger: Market, at: datetime, reason: str, sequencer: Sequencer
+) -> list[str]:
+    """Call, clear or liquidate one account; returns accounts the liquidation touched."""
+    if trigger.market not in account.open_positions():
+        trigger = ws.markets[next(iter(sorted(account.open_positions())))] if account.open_positions() else trigger
+    params = ws.parameters(trigger.market)
+    totals = totals_of(account, ws.markets)
+    if not check_call(account, totals, trigger, params, at, reason):
+        return []
+    return liquidate_due(ws, account, at, sequencer)
+
+
+def liquidate_due(ws: WorkingSet, account: Account, at: datetime, sequencer: Sequencer) -> list[str]:
+    """One step for a solvent account; every position for an account with equity <= 0."""
+    insolvent = totals_of(account, ws.markets).equity <= ZERO
+    affected: list[str] = []
+    for name in positions_by_priority(account, ws.markets):
+        market = ws.markets[name]
+        params = ws.parameters(name)
+        if _held_back(ws, account, market, params, at):
+            return affected
+        position = account.position(name)
+        close = abs(position.size) if insolvent else size_to_close(position, market, totals_of(account, ws.markets), params)
+        affected.extend(_step(ws, account, ws.market(name), close, None, None, params, "insolvent" if insolvent else "margin", sequencer, at))
+        if not insolvent:
+            break
+    return affected
+
+
+def _held_back(ws: WorkingSet, account: Account, market: Market, params: ParameterSet, at: datetime) -> bool:
+    """Paused liquidations queue the account; a mark off its TWAP defers (both recorded)."""
+    ch = ws.clearinghouse()
+    if ch is not None and ch.is_paused(LIQUIDATIONS, market.market):
+        if account.account not in ch.queued_accounts(market.market):
+            totals = totals_of(account, ws.markets)
+            ch.enqueue(account.account, market.market, market.price_mark, totals.equity, totals.maintenance_margin, at)
+        return True
+    deviation = _twap_deviation(market)
+    if params.twap_max_deviation > ZERO and deviation is not None and deviation > params.twap_max_deviation:
+        totals = totals_of(account, ws.markets)
+        account.trigger_event(
+            Account.LiquidationDeferred,
+            account=account.account,
+            market=market.market,
+            price_mark=market.price_mark,
+            price_twap=market.price_twap,
+            deviation=deviation,
+            twap_max_deviation=params.twap_max_deviation,
+            equity=totals.equity,
+            maintenance_margin=totals.maintenance_margin,
+            at=at,
+        )
+        return True
+    return False
+
+
+@exact
+def _twap_deviation(market: Market) -> Decimal | None:
+    if market.price_twap is None or market.price_twap <= ZERO or market.price_mark is None:
+        return None
+    return abs(market.price_mark - market.price_twap) / market.price_twap
+
+
+@exact
+def _step(  # noqa: PLR0913
+    ws: WorkingSet,
+    account: Account,
+    market: Market,
+    close: Decimal,
+    price: Decimal | None,
+    liquidator: Account | None,
+    params: ParameterSet,
+    reason: str,
+    sequencer: Sequencer,
+    at: datetime,
+) -> list[str]:
+    """One liquidation fill plus whatever its deficit needs (fund, loss policy, ADL)."""
+    position = account.position(market.market)
+    size = abs(position.size)
+    fill_price = price if price is not None else spread_price(position, market, params)
+    delta = -close if position.size > ZERO else close
+    totals = totals_of(account, ws.markets)
+    shortfall = bankruptcy_quote_for(account, market, delta, totals) - (-delta * fill_price * market.contract_size)
+    if shortfall > ZERO and close < size and price is None:
+        close, delta = size, -position.size  # a fill below bankruptcy closes the whole position
+        shortfall = bankruptcy_quote_for(account, market, delta, totals) - (-delta * fill_price * market.contract_size)
+    liquidation_id = sequencer.next()
+    if price is None and params.loss_policy == ADL and shortfall > ws.fund(at).balance:
+        return deleverage(ws, account, market, params, liquidation_id, at)
+    taker = liquidator if liquidator is not None else ws.backstop(params.backstop_liquidator, at)
+    result = liquidation_step(ws, account, market, close, fill_price, taker, params, reason, liquidation_id, at)
+    if result.deficit > ZERO:
+        return cover_deficit(ws, account, market, result.deficit, params, liquidation_id, at)
+    return []
+
+
+def manual_liquidation(  # noqa: PLR0913
+    ws: WorkingSet, account: Account, market: Market, close: Decimal, price: Decimal, liquidator: Account, at: datetime
+) -> list[str]:
+    """An operator's liquidation at an auction price (checked by the handler first)."""
+    params = ws.parameters(market.market)
+    sequencer = Sequencer(ws.command_id)
+    return _step(ws, account, market, close, price, liquidator, params, "manual", sequencer, at)
+
+
+def drain_queue(ws: WorkingSet, market_scope: str | None, at: datetime) -> int:
+    """After liquidations resume: each queued account in order, liquidated or recovered."""
+    ch = ws.clearinghouse()
+    if ch is None:
+        return 0
+    entries = [e for e in list(ch.queue) if market_scope is None or e["market"] == market_scope]
+    sequencer = Sequencer(ws.command_id)
+    for entry in entries:
+        if ch.is_paused(LIQUIDATIONS, entry["market"]):
+            continue
+        account = ws.account(entry["account"], "account")
+        market = ws.markets[entry["market"]]
+        totals = totals_of(account, ws.markets)
+        params = ws.parameters(entry["market"])
+        due = bool(account.open_positions()) and check_call(account, totals, market, params, at, "resume")
+        recovered = not account.open_positions() or totals.equity >= totals.maintenance_margin
+        ch.dequeue(entry, "liquidated" if due else "recovered" if recovered else "called", at)
+        if due:
+            liquidate_due(ws, account, at, sequencer)
+    return len(entries)
+
+
+def after_deposit(ws: WorkingSet, account: Account, at: datetime) -> None:
+    """A deposit can meet an open call, or return a flat bankrupt account to healthy."""
+    if account.risk_status == BANKRUPT and not account.open_positions():
+        account.trigger_event(Account.RecoveredFromBankruptcy, account=account.account, at=at)
+        return
+    if account.risk_status in (MARGIN_CALL, LIQUIDATING):
+        totals = totals_of(account, ws.markets)
+        if totals.equity >= totals.maintenance_margin:
+            account.trigger_event(
+                Account.MarginCallMet,
+                account=account.account,
+                reason="deposit",
+                equity=totals.equity,
+                maintenance_margin=totals.maintenance_margin,
+                at=at,
+            )

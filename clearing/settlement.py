@@ -1,0 +1,203 @@
+"""Funding, expiry settlement and the checks of an operator's manual liquidation.
+
+Funding (perpetuals): each position pays or receives ``size x mark x contract x rate``.
+Payers' amounts are rounded up to the quantum; their total is split among the receivers
+pro rata to size by largest remainder, so funding is zero-sum to the last unit. Example:
+rate 0.0001, mark 50,000: a long of 1 pays 5; two shorts of 0.5 receive 2.5 each.
+
+Settlement (futures, at or after expiry): every position closes at the final price and
+realizes its PnL; an account then below zero with nothing else open is made whole by the
+insurance fund and then by the market's loss policy, applied to the settled positions
+(``adl``: pro rata to what each opposite-side winner gains at the final price, as closing
+them at the bankrupt's price would take; ``socialize_per_contract``: per contract settled;
+``haircut_gains``: pro rata to settlement gains). Accounts still holding other positions
+are re-checked by the risk engine instead.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from decimal import Decimal
+from typing import TYPE_CHECKING
+
+from clearing import risk_engine
+from clearing.domain.account import Account
+from clearing.domain.clearinghouse import LIQUIDATIONS
+from clearing.domain.liquidation import _charge, totals_of
+from clearing.domain.liquidation_math import allocate_largest_remainder
+from clearing.domain.margin import unrealized_pnl
+from clearing.domain.market import FUTURE, PERPETUAL, SETTLED, Market
+from clearing.domain.parameters import ADL, SOCIALIZE_PER_CONTRACT
+from clearing.errors import RuleError
+from clearing.money import ZERO, exact, fmt, round_up
+
+if TYPE_CHECKING:
+    from clearing.working_set import WorkingSet
+
+
+def _holders(ws: WorkingSet, market: Market) -> list[Account]:
+    accounts = [ws.account(name, "account") for name in sorted(ws.holders(market.market))]
+    return [a for a in accounts if a.position(market.market).size != ZERO]
+
+
+@exact
+def pay_funding(ws: WorkingSet, market: Market, rate: Decimal, at: datetime) -> tuple[Decimal, int]:
+    """One funding period on ``market``; returns (total paid, positions)."""
+    if market.kind != PERPETUAL:
+        raise RuleError("not_a_perpetual", "market", f"market {market.market} is a {market.kind}; funding is for perpetuals")
+    if market.status == SETTLED:
+        raise RuleError("market_settled", "market", f"market {market.market} is settled")
+    if market.price_mark is None:
+        raise RuleError("no_mark_price", "market", f"market {market.market} has no mark price yet")
+    mark, contract, quantum = market.price_mark, market.contract_size, market.collateral_quantum
+    accounts = _holders(ws, market)
+    payers = [(a, a.position(market.market).size) for a in accounts if a.position(market.market).size * rate > ZERO]
+    receivers = [(a, a.position(market.market).size) for a in accounts if a.position(market.market).size * rate < ZERO]
+    amounts = {a.account: -round_up(abs(size * mark * contract * rate), quantum) for a, size in payers}
+    paid = -sum(amounts.values(), ZERO)
+    shares = allocate_largest_remainder(paid, [(a.account, abs(size)) for a, size in receivers], quantum) if receivers else {}
+    amounts.update(shares)
+    funding_id = ws.command_id
+    for account in accounts:
+        amount = amounts.get(account.account, ZERO)
+        account.trigger_event(
+            Account.FundingPaid,
+            account=account.account,
+            market=market.market,
+            funding_id=funding_id,
+            rate=rate,
+            price_mark=mark,
+            size=account.position(market.market).size,
+            amount=amount,
+            collateral_after=account.collateral + amount,
+            at=at,
+        )
+    market.trigger_event(
+        Market.FundingApplied,
+        market=market.market,
+        rate=rate,
+        price_mark=mark,
+        paid_by_longs=paid if rate > ZERO else -paid,
+        accounts=len(accounts),
+        funding_count=market.funding_count + 1,
+        at=at,
+    )
+    risk_engine.check_accounts(ws, market, [a.account for a, _ in payers], at, "funding")
+    return paid, len(accounts)
+
+
+@exact
+def settle_market(ws: WorkingSet, market: Market, price: Decimal, at: datetime) -> tuple[int, int]:
+    """Close every position of an expired future at ``price``; returns (positions, losses)."""
+    if market.kind != FUTURE:
+        raise RuleError("not_a_future", "market", f"market {market.market} is a {market.kind}; only futures settle")
+    if market.status == SETTLED:
+        raise RuleError("market_settled", "market", f"market {market.market} is already settled")
+    assert market.expiry is not None
+    if at < market.expiry:
+        raise RuleError("not_expired", "at", f"market {market.market} expires at {market.expiry.isoformat()}, not before")
+    market.check_price_on_tick(price, "price")
+    params = ws.parameters(market.market)
+    accounts = _holders(ws, market)
+    contract = market.contract_size
+    settled: list[tuple[Account, Decimal, Decimal]] = []
+    for account in accounts:
+        position = account.position(market.market)
+        pnl = unrealized_pnl(position.size, position.cost, price, contract)
+        settled.append((account, position.size, pnl))
+    for account, size, pnl in settled:
+        account.trigger_event(
+            Account.PositionSettled,
+            account=account.account,
+            market=market.market,
+            price_settlement=price,
+            size=size,
+            realized_pnl=pnl,
+            collateral_after=account.collateral + pnl,
+            at=at,
+        )
+    market.trigger_event(Market.MarketSettled, market=market.market, price_settlement=price, positions_settled=len(settled), at=at)
+    losses = _cover_settlement_losses(ws, market, settled, params, at)
+    touched = [a.account for a, _, _ in settled if a.open_positions()]
+    if touched:
+        risk_engine.check_accounts(ws, market, touched, at, "settlement")
+    return len(settled), losses
+
+
+def _cover_settlement_losses(ws: WorkingSet, market: Market, settled: list, params, at: datetime) -> int:
+    losses = 0
+    for account, _, _ in settled:
+        if account.collateral >= ZERO or account.open_positions():
+            continue
+        losses += 1
+        deficit = -account.collateral
+        loss_id = f"{ws.command_id}/S{losses}"
+        fund = ws.fund(at)
+        fund_paid = min(deficit, fund.balance)
+        if fund_paid > ZERO:
+            fund.draw(fund_paid, account.account, market.market, loss_id, at)
+        rest = deficit - fund_paid
+        policy = "insurance_fund"
+        if rest > ZERO:
+            policy = params.loss_policy
+            others = [(a, size, pnl) for a, size, pnl in settled if a.account != account.account and a.collateral >= ZERO]
+            if policy == SOCIALIZE_PER_CONTRACT:
+                weights = [(a, abs(size)) for a, size, _ in others]
+            else:  # adl and haircut_gains: the winners of this settlement, pro rata to their gain
+                weights = [(a, pnl) for a, _, pnl in others if pnl > ZERO]
+            if not weights or sum((w for _, w in weights), ZERO) <= ZERO:
+                weights = [(a, abs(size)) for a, size, _ in others]
+                policy = SOCIALIZE_PER_CONTRACT
+            _charge(market, weights, rest, policy if policy != ADL else "adl_settlement", loss_id, at)
+        account.trigger_event(
+            Account.LossCovered,
+            account=account.account,
+            loss_id=loss_id,
+            market=market.market,
+            deficit=deficit,
+            fund_paid=fund_paid,
+            allocated=rest,
+            policy=policy,
+            collateral_after=ZERO,
+            at=at,
+        )
+    return losses
+
+
+@exact
+def check_manual_liquidation(  # noqa: PLR0913
+    ws: WorkingSet,
+    account: Account,
+    market: Market,
+    size: Decimal | None,
+    price: Decimal,
+    liquidator: Account | None,
+    at: datetime,
+) -> tuple[Decimal, Account]:
+    """Validate an operator's ``liquidate``; returns (contracts to close, taker)."""
+    position = account.position(market.market)
+    if position.size == ZERO:
+        raise RuleError("no_position", "market", f"account {account.account} has no position in {market.market}")
+    if market.price_mark is None or market.status == SETTLED:
+        raise RuleError("market_settled" if market.status == SETTLED else "no_mark_price", "market", f"market {market.market} cannot be liquidated in now")
+    totals = totals_of(account, ws.markets)
+    if totals.equity >= totals.maintenance_margin:
+        raise RuleError(
+            "account_healthy",
+            "account",
+            f"account {account.account} has equity {fmt(totals.equity)}, not below its maintenance margin {fmt(totals.maintenance_margin)}",
+        )
+    ch = ws.clearinghouse()
+    if ch is not None and ch.is_paused(LIQUIDATIONS, market.market):
+        raise RuleError("liquidations_paused", "market", f"liquidations in {market.market} are paused by the risk officers")
+    market.check_price_on_tick(price, "price")
+    close = abs(position.size) if size is None else size
+    market.check_size_on_step(close, "size")
+    if close > abs(position.size):
+        raise RuleError("size_exceeds_position", "size", f"size {fmt(close)} is more than the position {fmt(abs(position.size))}")
+    params = ws.parameters(market.market)
+    taker_name = liquidator.account if liquidator is not None else params.backstop_liquidator
+    if taker_name == account.account:
+        raise RuleError("self_trade", "liquidator", "an account cannot take its own liquidated position")
+    taker = liquidator if liquidator is not None else ws.backstop(params.backstop_liquidator, at)
+    return close, taker
