@@ -18,7 +18,7 @@ from __future__ import annotations
 
 from datetime import datetime
 from decimal import Decimal
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from clearing import risk_engine
 from clearing.domain.account import Account
@@ -27,7 +27,7 @@ from clearing.domain.liquidation import _charge, totals_of
 from clearing.domain.liquidation_math import allocate_largest_remainder
 from clearing.domain.margin import unrealized_pnl
 from clearing.domain.market import FUTURE, PERPETUAL, SETTLED, Market
-from clearing.domain.parameters import ADL, SOCIALIZE_PER_CONTRACT
+from clearing.domain.parameters import SOCIALIZE_PER_CONTRACT
 from clearing.errors import RuleError
 from clearing.money import ZERO, exact, fmt, round_up
 
@@ -105,6 +105,7 @@ def settle_market(ws: WorkingSet, market: Market, price: Decimal, at: datetime) 
         position = account.position(market.market)
         pnl = unrealized_pnl(position.size, position.cost, price, contract)
         settled.append((account, position.size, pnl))
+    covers = _allocate_settlement_losses(ws, market, settled, params, at)  # while positions are open
     for account, size, pnl in settled:
         account.trigger_event(
             Account.PositionSettled,
@@ -117,38 +118,7 @@ def settle_market(ws: WorkingSet, market: Market, price: Decimal, at: datetime) 
             at=at,
         )
     market.trigger_event(Market.MarketSettled, market=market.market, price_settlement=price, positions_settled=len(settled), at=at)
-    losses = _cover_settlement_losses(ws, market, settled, params, at)
-    touched = [a.account for a, _, _ in settled if a.open_positions()]
-    if touched:
-        risk_engine.check_accounts(ws, market, touched, at, "settlement")
-    return len(settled), losses
-
-
-def _cover_settlement_losses(ws: WorkingSet, market: Market, settled: list, params, at: datetime) -> int:
-    losses = 0
-    for account, _, _ in settled:
-        if account.collateral >= ZERO or account.open_positions():
-            continue
-        losses += 1
-        deficit = -account.collateral
-        loss_id = f"{ws.command_id}/S{losses}"
-        fund = ws.fund(at)
-        fund_paid = min(deficit, fund.balance)
-        if fund_paid > ZERO:
-            fund.draw(fund_paid, account.account, market.market, loss_id, at)
-        rest = deficit - fund_paid
-        policy = "insurance_fund"
-        if rest > ZERO:
-            policy = params.loss_policy
-            others = [(a, size, pnl) for a, size, pnl in settled if a.account != account.account and a.collateral >= ZERO]
-            if policy == SOCIALIZE_PER_CONTRACT:
-                weights = [(a, abs(size)) for a, size, _ in others]
-            else:  # adl and haircut_gains: the winners of this settlement, pro rata to their gain
-                weights = [(a, pnl) for a, _, pnl in others if pnl > ZERO]
-            if not weights or sum((w for _, w in weights), ZERO) <= ZERO:
-                weights = [(a, abs(size)) for a, size, _ in others]
-                policy = SOCIALIZE_PER_CONTRACT
-            _charge(market, weights, rest, policy if policy != ADL else "adl_settlement", loss_id, at)
+    for account, loss_id, deficit, fund_paid, rest, policy in covers:
         account.trigger_event(
             Account.LossCovered,
             account=account.account,
@@ -158,10 +128,49 @@ def _cover_settlement_losses(ws: WorkingSet, market: Market, settled: list, para
             fund_paid=fund_paid,
             allocated=rest,
             policy=policy,
-            collateral_after=ZERO,
+            collateral_after=account.collateral + deficit,
             at=at,
         )
-    return losses
+    losses = len(covers)
+    touched = [a.account for a, _, _ in settled if a.open_positions()]
+    if touched:
+        risk_engine.check_accounts(ws, market, touched, at, "settlement")
+    return len(settled), losses
+
+
+def _allocate_settlement_losses(ws: WorkingSet, market: Market, settled: list, params: Any, at: datetime) -> list[tuple]:
+    """Fund draws and allocations for accounts the final price leaves below zero.
+
+    Decided before the positions close, so every payer still holds a position when it
+    pays (flat accounts never pay). Returns what each bankrupt account is then credited.
+    """
+    covers: list[tuple] = []
+    after = {a.account: a.collateral + pnl for a, _, pnl in settled}
+    bankrupt = {a.account for a, _, _ in settled if after[a.account] < ZERO and len(a.open_positions()) == 1}
+    for account, _, _ in settled:
+        if account.account not in bankrupt:
+            continue
+        deficit = -after[account.account]
+        loss_id = f"{ws.command_id}/S{len(covers) + 1}"
+        fund = ws.fund(at)
+        fund_paid = min(deficit, fund.balance)
+        if fund_paid > ZERO:
+            fund.draw(fund_paid, account.account, market.market, loss_id, at)
+        rest = deficit - fund_paid
+        policy = "insurance_fund"
+        if rest > ZERO:
+            others = [(a, size, pnl) for a, size, pnl in settled if a.account not in bankrupt]
+            policy = params.loss_policy
+            if policy == SOCIALIZE_PER_CONTRACT:
+                weights = [(a, abs(size)) for a, size, _ in others]
+            else:  # adl and haircut_gains: the winners of this settlement, pro rata to their gain
+                weights = [(a, pnl) for a, _, pnl in others if pnl > ZERO]
+            if not weights:
+                weights = [(a, abs(size)) for a, size, _ in others]
+                policy = SOCIALIZE_PER_CONTRACT
+            _charge(market, weights, rest, policy, loss_id, at)
+        covers.append((account, loss_id, deficit, fund_paid, rest, policy))
+    return covers
 
 
 @exact

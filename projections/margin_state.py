@@ -10,11 +10,12 @@ from __future__ import annotations
 from typing import Any
 
 from clearing.application import ClearingApplication
+from clearing.domain.account import Account
 from clearing.domain.market import Market
 from clearing.domain.insurance import InsuranceFund
 from clearing.domain.margin import total
 from clearing.domain.risk import account_margin
-from clearing.money import fmt
+from clearing.money import ZERO, fmt
 
 
 def account_view(app: ClearingApplication, name: str) -> dict[str, Any]:
@@ -24,7 +25,8 @@ def account_view(app: ClearingApplication, name: str) -> dict[str, Any]:
     margin = account_margin(account.collateral, account.positions, markets)
     return {
         "account": account.account,
-        "status": account.status,
+        "status": "closed" if account.status == "closed" else account.risk_status,
+        "margin_call": _call(account.margin_call),
         "collateral": fmt(margin.collateral),
         "equity": fmt(margin.equity),
         "initial_margin": fmt(margin.initial_margin),
@@ -48,6 +50,17 @@ def account_view(app: ClearingApplication, name: str) -> dict[str, Any]:
             for row in margin.positions
         ],
         "version": account.version,
+    }
+
+
+def _call(call: dict[str, Any] | None) -> dict[str, str] | None:
+    if call is None:
+        return None
+    return {
+        "market": call["market"],
+        "issued_at": call["issued_at"].isoformat(),
+        "deadline": call["deadline"].isoformat(),
+        "amount_to_initial": fmt(call["amount_to_initial"]),
     }
 
 
@@ -84,25 +97,60 @@ def market_view(app: ClearingApplication, name: str) -> dict[str, Any]:
 
 
 def insurance_fund_view(app: ClearingApplication) -> dict[str, Any]:
-    """Balance and every movement of the insurance fund, read from its own events."""
+    """Balance and every inflow and outflow of the insurance fund, with its cause."""
     fund = app.get_insurance_fund()
     if fund is None:
-        return {"balance": "0", "movements": []}
-    movements = [
-        {
-            "at": event.at.isoformat(),
-            "cause": event.cause,
-            "amount": fmt(event.amount),
-            "contributor": event.contributor,
-            "balance_after": fmt(event.balance_after),
-            "version": event.originator_version,
-        }
-        for event in app.events.get(fund.id)
-        if isinstance(event, InsuranceFund.Contributed)
-    ]
-    return {"balance": fmt(fund.balance), "movements": movements}
+        return {"balance": "0", "inflows": "0", "outflows": "0", "movements": []}
+    movements: list[dict[str, Any]] = []
+    inflows = outflows = ZERO
+    for event in app.events.get(fund.id):
+        if isinstance(event, InsuranceFund.Contributed):
+            inflows += event.amount
+            movements.append({"at": event.at.isoformat(), "direction": "in", "cause": event.cause, "amount": fmt(event.amount),
+                              "counterparty": event.contributor, "reference": None,
+                              "balance_after": fmt(event.balance_after), "version": event.originator_version})
+        elif isinstance(event, InsuranceFund.Drawn):
+            outflows += event.amount
+            movements.append({"at": event.at.isoformat(), "direction": "out", "cause": event.cause, "amount": fmt(event.amount),
+                              "counterparty": event.account, "reference": event.reference,
+                              "balance_after": fmt(event.balance_after), "version": event.originator_version})
+    return {"balance": fmt(fund.balance), "inflows": fmt(inflows), "outflows": fmt(outflows), "movements": movements}
+
+
+def loss_allocations(app: ClearingApplication, market: str | None = None) -> list[dict[str, Any]]:
+    """Every loss allocation and deleveraging fill in log order (optionally one market).
+
+    Read from the log (the SQL projection of issue 4 replaces this scan).
+    """
+    rows: list[dict[str, Any]] = []
+    start = 1
+    while notifications := app.recorder.select_notifications(start=start, limit=5000, topics=_LOSS_TOPICS):
+        for notification in notifications:
+            event = app.mapper.to_domain_event(notification)
+            if (market is not None and event.market != market) or getattr(event, "basis", "adl") != "adl":
+                continue
+            rows.append(_loss_row(event))
+        start = notifications[-1].id + 1
+    return rows
+
+
+def _loss_row(event: Any) -> dict[str, Any]:
+    if isinstance(event, Account.LossAllocated):
+        return {"at": event.at.isoformat(), "loss_id": event.loss_id, "market": event.market, "account": event.account,
+                "policy": event.policy, "share": fmt(event.share), "basis": fmt(event.basis),
+                "basis_total": fmt(event.basis_total), "loss_total": fmt(event.loss_total), "price_mark": fmt(event.price_mark)}
+    return {"at": event.at.isoformat(), "loss_id": event.liquidation_id, "market": event.market, "account": event.account,
+            "policy": "adl", "share": fmt(event.loss_vs_mark), "basis": fmt(abs(event.size_delta)),
+            "basis_total": None, "loss_total": None, "price_mark": fmt(event.price_mark),
+            "price": fmt(event.price), "rank": _optional(event.adl_rank), "liquidated_account": event.liquidated_account}
 
 
 def _optional(value: Any) -> str | None:
     return None if value is None else fmt(value)
 
+
+
+_LOSS_TOPICS = [
+    "clearing.domain.account:Account.LossAllocated",
+    "clearing.domain.account:Account.PositionTaken",
+]

@@ -1,0 +1,285 @@
+"""Risk-engine scenarios that read like a ledger: a JSONL script in, balances out.
+
+Market BTC-PERP: tick 0.1, step 0.001, IMF 10 %, MMF 5 %, band 50 %. Alice deposits
+1,000 and buys 0.2 at 50,000 (IM exactly 1,000) from bob (100,000); carol long 0.1 and
+dave short 0.1 (100,000 each) give the market more holders. Defaults unless a script sets
+them: spread 0.5 x MMF, fee 1 %, buffer 10 %, cap 50 %, min notional 1,000, floor 0.5.
+Every scenario ends with ``check_ledger`` (money conserved, fund never negative, flat
+accounts pay nothing, allocations sum to their loss, replay equals live).
+"""
+
+from decimal import Decimal as Dec
+
+import pytest
+
+from clearing.invariants import check_ledger
+from tests.ledger import MARKET_BTC, Ledger, accounts_with
+
+SETUP = f"""
+{MARKET_BTC}
+{accounts_with(("alice", "1000"), ("bob", "100000"), ("carol", "100000"), ("dave", "100000"))}
+{{"type":"price","market":"BTC-PERP","price":"50000"}}
+{{"type":"trade","market":"BTC-PERP","buyer":"alice","seller":"bob","size":"0.2","price":"50000"}}
+{{"type":"trade","market":"BTC-PERP","buyer":"carol","seller":"dave","size":"0.1","price":"50000"}}
+"""
+
+
+def ledger_with(script: str = "") -> Ledger:
+    ledger = Ledger()
+    ledger.post_ok(SETUP + script)
+    check_ledger(ledger.app)
+    return ledger
+
+
+def price(value: str, at: str | None = None) -> str:
+    when = f',"at":"{at}"' if at else ""
+    return f'{{"type":"price","market":"BTC-PERP","price":"{value}"{when}}}'
+
+
+def fund(ledger: Ledger) -> Dec:
+    found = ledger.app.get_insurance_fund()
+    return found.balance if found else Dec(0)
+
+
+def events(ledger: Ledger, kind: str) -> list:
+    rows = ledger.app.recorder.select_notifications(start=1, limit=100000)
+    return [ledger.app.mapper.to_domain_event(n) for n in rows if n.topic.endswith(":" + kind)]
+
+
+def test_margin_call_met_by_a_deposit():
+    ledger = ledger_with('{"type":"set_parameters","parameters":{"margin_call_grace":3600}}')
+    ledger.post_ok(price("47000"))  # equity 400 < MM 470, above the floor 235
+    alice = ledger.account("alice")
+    assert alice["status"] == "margin_call" and alice["margin_call"]["amount_to_initial"] == "540"
+    (call,) = events(ledger, "Account.MarginCallIssued")
+    assert (call.equity, call.maintenance_margin, call.initial_margin) == (Dec(400), Dec(470), Dec(940))
+    assert call.parameters["margin_call_grace"] == 3600 and call.parameters["clearinghouse_parameters_version"] == 1
+    ledger.post_ok('{"type":"deposit","account":"alice","amount":"500"}')
+    assert ledger.account("alice")["status"] == "healthy" and ledger.account("alice")["margin_call"] is None
+    assert [e.reason for e in events(ledger, "Account.MarginCallMet")] == ["deposit"]
+    assert ledger.position("alice", "BTC-PERP") == Dec("0.2")
+    check_ledger(ledger.app)
+
+
+def test_price_recovery_clears_the_call():
+    ledger = ledger_with('{"type":"set_parameters","parameters":{"margin_call_grace":3600}}')
+    ledger.post_ok(price("47000") + "\n" + price("49000"))
+    assert ledger.account("alice")["status"] == "healthy"
+    assert [e.reason for e in events(ledger, "Account.MarginCallMet")] == ["price"]
+
+
+def test_call_unmet_at_the_deadline_is_liquidated():
+    ledger = ledger_with('{"type":"set_parameters","parameters":{"margin_call_grace":3600}}')
+    ledger.post_ok(price("47000", "2025-01-01T00:10:00Z") + "\n" + price("47000", "2025-01-01T01:00:00Z"))
+    assert not events(ledger, "Account.Liquidated"), "still inside the grace period"
+    ledger.post_ok(price("47000", "2025-01-01T01:10:00Z"))
+    (step,) = events(ledger, "Account.Liquidated")
+    assert step.reason == "margin" and step.size_delta == Dec("-0.1")  # capped at 50 %
+    assert step.price_fill == Dec("45825")  # 47,000 x (1 - 0.5 x 5 %)
+    check_ledger(ledger.app)
+
+
+def test_partial_then_full_liquidation_with_penalty_for_the_fund():
+    ledger = ledger_with('{"type":"set_parameters","parameters":{"liquidation_spread":"0","liquidation_min_notional":"5000"}}')
+    ledger.post_ok(price("45400"))  # equity 80, MM 454: below the floor, due at once
+    (first,) = events(ledger, "Account.Liquidated")
+    assert (first.size_delta, first.price_fill, first.quote_fill, first.quote_bankruptcy) == (
+        Dec("-0.1"), Dec("45400"), Dec("4540"), Dec("4500"))
+    assert first.penalty == Dec(40) and first.risk_status_after == "liquidating"  # min(40 surplus, 1 % of 4,540)
+    assert ledger.collateral("alice") == Dec(500) and fund(ledger) == Dec(40)
+    assert ledger.position("backstop", "BTC-PERP") == Dec("0.1")
+
+    ledger.post_ok(price("45300"))  # notional 4,530 <= 5,000: the rest closes in full
+    second = events(ledger, "Account.Liquidated")[1]
+    assert (second.size_delta, second.quote_bankruptcy, second.penalty) == (Dec("-0.100"), Dec(4500), Dec(30))
+    assert ledger.position("alice", "BTC-PERP") == 0 and ledger.collateral("alice") == 0
+    assert ledger.account("alice")["status"] == "healthy" and fund(ledger) == Dec(70)
+    check_ledger(ledger.app)
+
+
+def test_bankruptcy_covered_by_the_fund():
+    ledger = ledger_with('{"type":"fund_insurance","amount":"1000"}')
+    ledger.post_ok(price("44000"))  # equity -200: insolvent, closed in full
+    (step,) = events(ledger, "Account.Liquidated")
+    assert (step.price_fill, step.quote_fill, step.quote_bankruptcy, step.penalty) == (Dec("42900"), Dec(8580), Dec(9000), 0)
+    (draw,) = events(ledger, "InsuranceFund.Drawn")
+    assert draw.amount == Dec(420) and fund(ledger) == Dec(580)
+    (covered,) = events(ledger, "Account.LossCovered")
+    assert (covered.deficit, covered.fund_paid, covered.allocated, covered.policy) == (Dec(420), Dec(420), 0, "insurance_fund")
+    assert ledger.collateral("alice") == 0 and ledger.account("alice")["status"] == "bankrupt"
+    assert not events(ledger, "Account.LossAllocated")
+    check_ledger(ledger.app)
+
+
+def test_bankruptcy_that_exhausts_the_fund_exactly():
+    ledger = ledger_with('{"type":"fund_insurance","amount":"420"}')
+    ledger.post_ok(price("44000"))
+    assert fund(ledger) == 0 and ledger.collateral("alice") == 0
+    assert not events(ledger, "Account.LossAllocated") and not events(ledger, "Account.PositionTaken")[0].basis == "adl"
+    check_ledger(ledger.app)
+
+
+@pytest.mark.parametrize(
+    ("policy", "expected"),
+    [
+        # 320 over |size|: backstop 0.2, bob 0.2, carol 0.1, dave 0.1 (largest remainder, ties by name)
+        ("socialize_per_contract", {"backstop": "106.666667", "bob": "106.666667", "carol": "53.333333", "dave": "53.333333"}),
+        # 320 over gains at 44,000: bob 1,200, dave 600, backstop 220 (bought at 42,900); carol is at a loss
+        ("haircut_gains", {"bob": "190.09901", "dave": "95.049505", "backstop": "34.851485"}),
+    ],
+)
+def test_bankruptcy_beyond_the_fund_is_allocated_by_policy(policy, expected):
+    ledger = ledger_with(f'{{"type":"fund_insurance","amount":"100"}}\n'
+                         f'{{"type":"set_parameters","market":"BTC-PERP","parameters":{{"loss_policy":"{policy}"}}}}')
+    before = {name: ledger.collateral(name) for name in ("bob", "carol", "dave")}
+    ledger.post_ok(price("44000"))
+    shares = {e.account: str(e.share.normalize()) for e in events(ledger, "Account.LossAllocated")}
+    assert shares == expected
+    assert sum(Dec(v) for v in shares.values()) == Dec(320)
+    (covered,) = events(ledger, "Account.LossCovered")
+    assert (covered.deficit, covered.fund_paid, covered.allocated, covered.policy) == (Dec(420), Dec(100), Dec(320), policy)
+    assert fund(ledger) == 0 and ledger.collateral("alice") == 0
+    for name, paid in expected.items():
+        if name in before:
+            assert ledger.collateral(name) == before[name] - Dec(paid)
+    check_ledger(ledger.app)
+
+
+def test_bankruptcy_beyond_the_fund_deleverages_the_top_ranked_short():
+    ledger = ledger_with('{"type":"fund_insurance","amount":"100"}')  # default loss_policy adl
+    ledger.post_ok(price("44000"))
+    fills = events(ledger, "Account.PositionTaken")
+    assert [(f.account, f.basis, f.size_delta, f.price) for f in fills] == [("bob", "adl", Dec("0.2"), Dec("44500"))]
+    assert fills[0].loss_vs_mark == Dec(100)  # bought back at 44,500 instead of 44,000
+    assert fills[0].adl_rank > 0
+    assert fund(ledger) == 0 and ledger.collateral("alice") == 0
+    assert ledger.position("bob", "BTC-PERP") == 0 and ledger.collateral("bob") == Dec(101100)
+    assert ledger.position("dave", "BTC-PERP") == Dec("-0.1"), "dave ranks below bob and is untouched"
+    check_ledger(ledger.app)
+
+
+def test_pause_needs_quorum_queues_liquidations_and_resume_processes_them():
+    ledger = ledger_with("""
+{"type":"set_parameters","parameters":{"officers_max":3,"approvals_required":2}}
+{"type":"register_officer","officer":"olga"}
+{"type":"register_officer","officer":"omar"}
+{"type":"register_officer","officer":"otto"}
+{"type":"approve","officer":"olga","action":"pause","operation":"liquidations","market":"BTC-PERP"}
+""")
+    (early,) = ledger.post('{"type":"pause","operation":"liquidations","market":"BTC-PERP"}')
+    assert (early.status, early.code) == ("rejected", "quorum_not_met")
+    ledger.post_ok("""
+{"type":"approve","officer":"omar","action":"pause","operation":"liquidations","market":"BTC-PERP"}
+{"type":"pause","operation":"liquidations","market":"BTC-PERP"}
+""")
+    ledger.post_ok(price("45400"))
+    assert ledger.account("alice")["status"] == "margin_call", "calls are still issued"
+    assert not events(ledger, "Account.Liquidated")
+    (queued,) = events(ledger, "Clearinghouse.LiquidationQueued")
+    assert (queued.account, queued.equity, queued.maintenance_margin) == ("alice", Dec(80), Dec(454))
+    ledger.post_ok(price("45300"))
+    assert len(events(ledger, "Clearinghouse.LiquidationQueued")) == 1, "queued once"
+    (resume_early,) = ledger.post('{"type":"resume","operation":"liquidations","market":"BTC-PERP"}')
+    assert resume_early.code == "quorum_not_met"
+    ledger.post_ok("""
+{"type":"approve","officer":"otto","action":"resume","operation":"liquidations","market":"BTC-PERP"}
+{"type":"approve","officer":"olga","action":"resume","operation":"liquidations","market":"BTC-PERP"}
+{"type":"resume","operation":"liquidations","market":"BTC-PERP"}
+""")
+    (dequeued,) = events(ledger, "Clearinghouse.LiquidationDequeued")
+    assert dequeued.outcome == "liquidated" and events(ledger, "Account.Liquidated")
+    applied = events(ledger, "Clearinghouse.ControlApplied")
+    assert [(a.action, a.approved_by) for a in applied] == [("pause", ["olga", "omar"]), ("resume", ["otto", "olga"])]
+    check_ledger(ledger.app)
+
+
+def test_trading_pause_rejects_trades():
+    ledger = ledger_with("""
+{"type":"register_officer","officer":"olga"}
+{"type":"approve","officer":"olga","action":"pause","operation":"trading"}
+{"type":"pause","operation":"trading"}
+""")
+    (outcome,) = ledger.post('{"type":"trade","market":"BTC-PERP","buyer":"carol","seller":"dave","size":"0.1","price":"50000"}')
+    assert (outcome.code, outcome.field) == ("trading_paused", "market")
+
+
+def test_funding_is_zero_sum_to_the_quantum():
+    ledger = ledger_with(price("50000.3") + '\n{"type":"funding","market":"BTC-PERP","rate":"0.0000137"}')
+    paid = {e.account: e.amount for e in events(ledger, "Account.FundingPaid")}
+    # longs pay size x mark x rate rounded up: 0.2 x 50,000.3 x 0.0000137 = 0.13700082.. -> 0.137001
+    assert paid["alice"] == Dec("-0.137001") and paid["carol"] == Dec("-0.068501")
+    assert paid["bob"] + paid["dave"] == Dec("0.205502") and sum(paid.values()) == 0
+    check_ledger(ledger.app)
+
+
+def test_negative_funding_pays_longs():
+    ledger = ledger_with('{"type":"funding","market":"BTC-PERP","rate":"-0.0001"}')
+    paid = {e.account: e.amount for e in events(ledger, "Account.FundingPaid")}
+    assert paid == {"alice": Dec(1), "bob": Dec(-1), "carol": Dec("0.5"), "dave": Dec("-0.5")}
+
+
+FUTURE = ('{"type":"create_market","market":"BTC-0331","kind":"future","expiry":"2025-03-31T08:00:00Z","tick_size":"0.5",'
+          '"step_size":"0.001","initial_margin_fraction":"0.1","maintenance_margin_fraction":"0.05","price_band":"0.5"}')
+
+
+def test_futures_settlement_realizes_pnl_and_marks_the_market_settled():
+    ledger = ledger_with(f"""{FUTURE}
+{{"type":"price","market":"BTC-0331","price":"50000"}}
+{{"type":"trade","market":"BTC-0331","buyer":"carol","seller":"dave","size":"0.5","price":"50000"}}
+""")
+    (early,) = ledger.post('{"type":"settle","market":"BTC-0331","price":"52000"}')
+    assert (early.code, early.field) == ("not_expired", "at")
+    ledger.post_ok('{"type":"settle","market":"BTC-0331","price":"52000","at":"2025-03-31T08:00:00Z"}')
+    assert ledger.position("carol", "BTC-0331") == 0 and ledger.position("dave", "BTC-0331") == 0
+    assert ledger.collateral("carol") == Dec(101000) and ledger.collateral("dave") == Dec(99000)
+    market = ledger.app.get_market("BTC-0331")
+    assert market.status == "settled" and market.open_interest == 0 and market.holders == {}
+    check_ledger(ledger.app)
+
+
+def test_settlement_loss_beyond_the_fund_haircuts_the_winners():
+    ledger = ledger_with(f"""{FUTURE}
+{{"type":"price","market":"BTC-0331","price":"50000"}}
+{{"type":"open_account","account":"erin"}}
+{{"type":"deposit","account":"erin","amount":"2500"}}
+{{"type":"trade","market":"BTC-0331","buyer":"erin","seller":"dave","size":"0.5","price":"50000"}}
+{{"type":"fund_insurance","amount":"300"}}
+""")
+    ledger.post_ok('{"type":"settle","market":"BTC-0331","price":"44000","at":"2025-03-31T08:00:00Z"}')
+    (covered,) = events(ledger, "Account.LossCovered")  # erin: 2,500 - 3,000 = -500
+    assert (covered.deficit, covered.fund_paid, covered.allocated) == (Dec(500), Dec(300), Dec(200))
+    assert ledger.collateral("erin") == 0 and ledger.collateral("dave") == Dec(100000 + 3000 - 200)
+    check_ledger(ledger.app)
+
+
+def test_oracle_median_ignores_one_bad_source():
+    ledger = ledger_with('{"type":"set_parameters","market":"BTC-PERP","parameters":{"oracle_sources":["a","b","c"]}}')
+    ledger.post_ok("""
+{"type":"price","market":"BTC-PERP","price":"50000","source":"a"}
+{"type":"price","market":"BTC-PERP","price":"50010","source":"b"}
+{"type":"price","market":"BTC-PERP","price":"70000","source":"c"}
+""")
+    assert ledger.app.get_market("BTC-PERP").price_mark == Dec(50010)
+    (bad,) = ledger.post('{"type":"price","market":"BTC-PERP","price":"50000"}')
+    assert (bad.code, bad.field) == ("source_required", "source")
+
+
+def test_liquidation_deferred_while_the_mark_is_far_from_its_twap():
+    ledger = ledger_with('{"type":"set_parameters","parameters":{"twap_window":600,"twap_max_deviation":"0.05"}}')
+    ledger.post_ok(price("50000", "2025-01-01T00:05:00Z") + "\n" + price("45400", "2025-01-01T00:10:00Z"))
+    (deferred,) = events(ledger, "Account.LiquidationDeferred")
+    assert deferred.price_twap == Dec(50000) and deferred.deviation == Dec("0.092")
+    assert not events(ledger, "Account.Liquidated")
+    ledger.post_ok(price("45400", "2025-01-01T00:30:00Z"))  # the TWAP has caught up: liquidated now
+    assert events(ledger, "Account.Liquidated")
+    check_ledger(ledger.app)
+
+
+def test_manual_liquidation_at_an_auction_price():
+    ledger = ledger_with('{"type":"set_parameters","parameters":{"margin_call_grace":86400}}')
+    ledger.post_ok(price("47000"))
+    ledger.post_ok('{"type":"liquidate","account":"alice","market":"BTC-PERP","price":"46900","liquidator":"carol"}')
+    (step,) = events(ledger, "Account.Liquidated")
+    assert (step.reason, step.counterparty, step.price_fill, step.size_delta) == ("manual", "carol", Dec(46900), Dec("-0.2"))
+    assert ledger.position("carol", "BTC-PERP") == Dec("0.3") and ledger.position("alice", "BTC-PERP") == 0
+    check_ledger(ledger.app)
