@@ -148,9 +148,15 @@ def trade(store: Store, market: str, buyer: str, seller: str, size: str, price: 
 @click.argument("price")
 @command_options
 @pass_store
-def price(store: Store, market: str, price: str, command_id: str | None, at: str | None, as_json: bool) -> None:
-    """Set the mark PRICE of MARKET (on tick, within the price band, time not going back)."""
-    submit(store, "price", command_id, at, as_json, market=market, price=price)
+@click.option("--source", help="Named price source (when the market marks at the median of its sources).")
+def price(store: Store, market: str, price: str, source: str | None, command_id: str | None, at: str | None,
+          as_json: bool) -> None:
+    """Set the mark PRICE of MARKET (on tick, within the price band, time not going back).
+
+    Runs the risk sweep: accounts the move takes below maintenance margin are called
+    and, when due, liquidated.
+    """
+    submit(store, "price", command_id, at, as_json, market=market, price=price, source=source)
 
 
 @main.command("fund-insurance")
@@ -162,3 +168,113 @@ def fund_insurance(store: Store, amount: str, contributor: str | None, command_i
                    as_json: bool) -> None:
     """Contribute AMOUNT to the insurance fund."""
     submit(store, "fund_insurance", command_id, at, as_json, amount=amount, contributor=contributor)
+
+
+@main.command()
+@click.argument("market")
+@click.argument("rate")
+@command_options
+@pass_store
+def funding(store: Store, market: str, rate: str, command_id: str | None, at: str | None, as_json: bool) -> None:
+    """Pay one funding period on perpetual MARKET at RATE (> 0: longs pay shorts)."""
+    submit(store, "funding", command_id, at, as_json, market=market, rate=rate)
+
+
+@main.command()
+@click.argument("market")
+@click.argument("price")
+@command_options
+@pass_store
+def settle(store: Store, market: str, price: str, command_id: str | None, at: str | None, as_json: bool) -> None:
+    """Settle expired future MARKET at the final PRICE: close every position, cover losses."""
+    submit(store, "settle", command_id, at, as_json, market=market, price=price)
+
+
+@main.command()
+@click.argument("account")
+@click.argument("market")
+@click.option("--price", required=True, help="Auction price, on the market's tick.")
+@click.option("--size", help="Contracts to close. [default: the whole position]")
+@click.option("--liquidator", help="Account taking the position. [default: the backstop liquidator]")
+@command_options
+@pass_store
+def liquidate(store: Store, account: str, market: str, price: str, size: str | None, liquidator: str | None,
+              command_id: str | None, at: str | None, as_json: bool) -> None:
+    """Liquidate ACCOUNT's position in MARKET at an auction --price (account must be below maintenance)."""
+    submit(store, "liquidate", command_id, at, as_json, account=account, market=market, price=price, size=size,
+           liquidator=liquidator)
+
+
+OPERATION = click.Choice(["liquidations", "trading"])
+
+
+@main.command()
+@click.argument("operation", type=OPERATION)
+@click.option("--market", help="Only this market. [default: everywhere]")
+@command_options
+@pass_store
+def pause(store: Store, operation: str, market: str | None, command_id: str | None, at: str | None, as_json: bool) -> None:
+    """Pause OPERATION; takes effect only once M risk officers approved it."""
+    submit(store, "pause", command_id, at, as_json, operation=operation, market=market)
+
+
+@main.command()
+@click.argument("operation", type=OPERATION)
+@click.option("--market", help="Only this market. [default: everywhere]")
+@command_options
+@pass_store
+def resume(store: Store, operation: str, market: str | None, command_id: str | None, at: str | None, as_json: bool) -> None:
+    """Resume OPERATION (with M approvals); queued liquidations are then processed in order."""
+    submit(store, "resume", command_id, at, as_json, operation=operation, market=market)
+
+
+@main.command()
+@click.argument("officer")
+@click.argument("action", type=click.Choice(["pause", "resume"]))
+@click.argument("operation", type=OPERATION)
+@click.option("--market", help="Only this market. [default: everywhere]")
+@command_options
+@pass_store
+def approve(store: Store, officer: str, action: str, operation: str, market: str | None, command_id: str | None,
+            at: str | None, as_json: bool) -> None:
+    """Record OFFICER's approval to ACTION (pause/resume) OPERATION."""
+    submit(store, "approve", command_id, at, as_json, officer=officer, action=action, operation=operation, market=market)
+
+
+@main.command("register-officer")
+@click.argument("officer")
+@command_options
+@pass_store
+def register_officer(store: Store, officer: str, command_id: str | None, at: str | None, as_json: bool) -> None:
+    """Register risk OFFICER (at most officers_max of them)."""
+    submit(store, "register_officer", command_id, at, as_json, officer=officer)
+
+
+@main.command("set-parameters")
+@click.argument("assignments", nargs=-1, required=True, metavar="NAME=VALUE...")
+@click.option("--market", help="Override for this market. [default: clearinghouse defaults]")
+@command_options
+@pass_store
+def set_parameters(store: Store, assignments: tuple[str, ...], market: str | None, command_id: str | None,
+                   at: str | None, as_json: bool) -> None:
+    """Set risk parameters, e.g. liquidation_fee_rate=0.015 margin_call_grace=3600.
+
+    Whole numbers (margin_call_grace, twap_window, approvals_required, officers_max) are
+    given as digits; oracle_sources as a comma-separated list. See docs/commands.md.
+    """
+    submit(store, "set_parameters", command_id, at, as_json, market=market,
+           parameters=dict(_assignment(text) for text in assignments))
+
+
+_WHOLE = {"margin_call_grace", "twap_window", "approvals_required", "officers_max"}
+
+
+def _assignment(text: str) -> tuple[str, Any]:
+    name, sep, value = text.partition("=")
+    if not sep or not name:
+        raise click.BadParameter(f"{text!r} is not NAME=VALUE", param_hint="NAME=VALUE")
+    if name == "oracle_sources":
+        return name, [part for part in value.split(",") if part]
+    if name in _WHOLE and value.isdigit():
+        return name, int(value)
+    return name, value

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import sys
 from collections.abc import Iterator
 from typing import Any
@@ -12,7 +13,7 @@ from clearing.application import ClearingApplication
 from clearing.errors import ClearingError
 from cli import render
 from cli.main import Store, echo_view, main, pass_store
-from projections.margin_state import account_view, insurance_fund_view, market_view
+from projections.margin_state import account_view, insurance_fund_view, loss_allocations, market_view
 
 PAGE = 1000
 _SKIP = {"originator_id", "originator_version", "timestamp", "originator_topic"}
@@ -94,3 +95,22 @@ def insurance_fund() -> None:
 def insurance_fund_show(store: Store, as_json: bool) -> None:
     """Balance of the insurance fund and every movement with its cause."""
     echo_view(_show(insurance_fund_view, store.existing_app), as_json, render.fund_text)
+
+
+@main.command()
+@click.option("--market", metavar="MARKET", help="Only allocations in this market.")
+@click.option("--json", "as_json", is_flag=True, help="JSON Lines output, one allocation per line.")
+@pass_store
+def losses(store: Store, market: str | None, as_json: bool) -> None:
+    """Socialized-loss allocations and deleveraging fills, in log order.
+
+    One row per account and loss: the policy (adl, socialize_per_contract,
+    haircut_gains), the share it paid, and the basis the share was computed from
+    (|size|, unrealized gain, or for adl the size closed; share = cost against the mark).
+    """
+    rows = _show(loss_allocations, store.existing_app, market)
+    if as_json:
+        for row in rows:
+            click.echo(json.dumps(row))
+    else:
+        click.echo(render.losses_text(rows))

@@ -68,6 +68,9 @@ def echo_outcome(outcome: Outcome, as_json: bool) -> None:
 
 def account_text(view: dict[str, Any]) -> str:
     lines = [f"account {view['account']} ({view['status']})"]
+    call = view.get("margin_call")
+    if call:
+        lines.append(f"  margin call in {call['market']}: {call['amount_to_initial']} to restore initial margin, deadline {call['deadline']}")
     for key in ("collateral", "equity", "initial_margin", "maintenance_margin", "free_collateral", "margin_ratio", "realized_pnl"):
         lines.append(f"  {key:<20} {view[key] if view[key] is not None else '-'}")
     if not view["positions"]:
@@ -89,9 +92,9 @@ def market_text(view: dict[str, Any]) -> str:
 
 
 def fund_text(view: dict[str, Any]) -> str:
-    lines = [f"insurance fund balance {view['balance']}"]
+    lines = [f"insurance fund balance {view['balance']} (in {view['inflows']}, out {view['outflows']})"]
     if view["movements"]:
-        columns = ("at", "cause", "amount", "contributor", "balance_after")
+        columns = ("at", "direction", "cause", "amount", "counterparty", "reference", "balance_after")
         rows = [[str(m[c]) if m[c] is not None else "-" for c in columns] for m in view["movements"]]
         lines.append(table(columns, rows, indent="  "))
     else:
@@ -109,3 +112,10 @@ def table(columns: tuple[str, ...], rows: list[list[str]], indent: str = "") -> 
 
 def _numeric(text: str) -> bool:
     return text.lstrip("-").replace(".", "", 1).isdigit()
+
+
+def losses_text(rows: list[dict[str, Any]]) -> str:
+    if not rows:
+        return "no loss allocations"
+    columns = ("at", "loss_id", "market", "account", "policy", "share", "basis", "basis_total")
+    return table(columns, [[str(r[c]) if r.get(c) is not None else "-" for c in columns] for r in rows])

@@ -127,8 +127,10 @@ def loss_allocations(app: ClearingApplication, market: str | None = None) -> lis
     while notifications := app.recorder.select_notifications(start=start, limit=5000, topics=_LOSS_TOPICS):
         for notification in notifications:
             event = app.mapper.to_domain_event(notification)
-            if (market is not None and event.market != market) or getattr(event, "basis", "adl") != "adl":
+            if market is not None and event.market != market:
                 continue
+            if isinstance(event, Account.PositionTaken) and event.basis != "adl":
+                continue  # a backstop fill, not a loss allocation
             rows.append(_loss_row(event))
         start = notifications[-1].id + 1
     return rows

@@ -33,7 +33,18 @@ SETUP = """
 {"type":"deposit","id":"dep-used","account":"dave","amount":"100"}
 {"type":"trade","id":"t-setup","market":"BTC-PERP","buyer":"alice","seller":"bob","size":"0.1","price":"50000","at":"2025-01-01T01:00:00Z"}
 {"type":"fund_insurance","id":"f-setup","amount":"1000"}
+{"type":"create_market","id":"m-set","market":"SET-FUT","kind":"future","expiry":"2025-01-01T00:30:00Z","tick_size":"0.5","step_size":"0.001","initial_margin_fraction":"0.1","maintenance_margin_fraction":"0.05","at":"2025-01-01T00:00:00Z"}
+{"type":"settle","id":"s-set","market":"SET-FUT","price":"100","at":"2025-01-01T00:30:00Z"}
+{"type":"set_parameters","id":"sp-setup","parameters":{"officers_max":2,"approvals_required":1}}
+{"type":"register_officer","id":"r-olga","officer":"olga"}
+{"type":"register_officer","id":"r-omar","officer":"omar"}
+{"type":"approve","id":"a-setup","officer":"olga","action":"pause","operation":"liquidations","market":"BTC-FUT"}
+{"type":"pause","id":"p-setup","operation":"liquidations","market":"BTC-FUT"}
+{"type":"approve","id":"a-pending","officer":"olga","action":"pause","operation":"trading"}
 """
+LIQUIDATE = {"type": "liquidate", "id": "l-new", "account": "alice", "market": "BTC-PERP", "price": "50000"}
+PARAMS = {"type": "set_parameters", "id": "sp-new"}
+APPROVE = {"type": "approve", "id": "a-new", "officer": "omar", "action": "pause", "operation": "trading"}
 
 TRADE = {"type": "trade", "id": "t-new", "market": "BTC-PERP", "buyer": "alice", "seller": "bob", "size": "0.01",
          "price": "50000"}
@@ -130,6 +141,45 @@ CASES = [
     ("close a closed market", '{"type":"close_market","id":"c-old-2","market":"OLD-PERP"}', "market_closed", "market"),
     # -- insurance fund
     ("zero contribution", '{"type":"fund_insurance","id":"f-0","amount":"0"}', "not_positive", "amount"),
+    # -- risk engine (issue 3)
+    ("liquidate a healthy account", line(LIQUIDATE), "account_healthy", "account"),
+    ("liquidate an account without a position", line(LIQUIDATE, account="dave"), "no_position", "market"),
+    ("liquidate in an unknown market", line(LIQUIDATE, market="NOPE-PERP"), "market_not_found", "market"),
+    ("liquidate with a float price", line(LIQUIDATE, price=50000.5), "float_not_allowed", "price"),
+    ("settle a perpetual", '{"type":"settle","id":"s-new","market":"BTC-PERP","price":"50000"}', "not_a_future", "market"),
+    ("settle before expiry", '{"type":"settle","id":"s-new","market":"BTC-FUT","price":"50000"}', "not_expired", "at"),
+    ("settle a settled market", '{"type":"settle","id":"s-new","market":"SET-FUT","price":"100","at":"2025-01-02T00:00:00Z"}',
+     "market_settled", "market"),
+    ("price on a settled market", '{"type":"price","id":"p-new","market":"SET-FUT","price":"100"}', "market_settled", "market"),
+    ("price from an unconfigured source", line(PRICE, source="feedx"), "unknown_source", "source"),
+    ("funding on a future", '{"type":"funding","id":"f-new","market":"BTC-FUT","rate":"0.0001"}', "not_a_perpetual", "market"),
+    ("funding rate of 100 %", '{"type":"funding","id":"f-new","market":"BTC-PERP","rate":"1"}', "rate_out_of_range", "rate"),
+    ("funding rate of zero", '{"type":"funding","id":"f-new","market":"BTC-PERP","rate":"0"}', "not_positive", "rate"),
+    ("approval by an unknown officer", line(APPROVE, officer="mallory"), "unknown_officer", "officer"),
+    ("duplicate approval", line(APPROVE, officer="olga"), "duplicate_approval", "officer"),
+    ("approval of an unknown action", line(APPROVE, action="delete"), "invalid_value", "action"),
+    ("resume without quorum", '{"type":"resume","id":"r-new","operation":"liquidations","market":"BTC-FUT"}',
+     "quorum_not_met", "operation"),
+    ("pause what is paused", '{"type":"pause","id":"p-new","operation":"liquidations","market":"BTC-FUT"}',
+     "already_paused", "market"),
+    ("resume what is not paused", '{"type":"resume","id":"r-new","operation":"trading"}', "not_paused", "operation"),
+    ("pause an unknown operation", '{"type":"pause","id":"p-new","operation":"withdrawals"}', "invalid_value", "operation"),
+    ("register an officer twice", '{"type":"register_officer","id":"r-new","officer":"olga"}', "officer_exists", "officer"),
+    ("more officers than officers_max", '{"type":"register_officer","id":"r-new","officer":"otto"}', "officers_full", "officer"),
+    ("parameter out of range", line(PARAMS, parameters={"liquidation_fee_rate": "0.5"}), "parameter_out_of_range",
+     "parameters.liquidation_fee_rate"),
+    ("negative grace", line(PARAMS, parameters={"margin_call_grace": -1}), "parameter_out_of_range", "parameters.margin_call_grace"),
+    ("unknown loss policy", line(PARAMS, market="BTC-PERP", parameters={"loss_policy": "lottery"}), "parameter_out_of_range",
+     "parameters.loss_policy"),
+    ("unknown parameter", line(PARAMS, parameters={"leverage": "100"}), "unknown_parameter", "parameters.leverage"),
+    ("clearinghouse-only parameter on a market", line(PARAMS, market="BTC-PERP", parameters={"officers_max": 3}),
+     "unknown_parameter", "parameters.officers_max"),
+    ("float parameter", line(PARAMS, parameters={"liquidation_fee_rate": 0.01}), "float_not_allowed",
+     "parameters.liquidation_fee_rate"),
+    ("quorum above officers_max", line(PARAMS, parameters={"approvals_required": 3}), "parameter_out_of_range",
+     "parameters.approvals_required"),
+    ("no parameters", line(PARAMS, parameters={}), "missing_field", "parameters"),
+    ("grace as a string", line(PARAMS, parameters={"margin_call_grace": "60"}), "invalid_value", "parameters.margin_call_grace"),
     # -- idempotency
     ("same id, other content", line(DEPOSIT, id="dep-used", account="dave", amount="200"), "id_conflict", "amount"),
     ("same id, other type", line(DEPOSIT, id="dep-used", type="withdraw", account="dave"), "id_conflict", "type"),

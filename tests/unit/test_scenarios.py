@@ -124,8 +124,9 @@ def test_insurance_fund_lists_every_contribution_with_running_balance():
                    '{"type":"fund_insurance","amount":"0.5"}')
     fund = __import__("projections.margin_state", fromlist=["x"]).insurance_fund_view(ledger.app)
     assert fund["balance"] == "1000.5"
-    assert [(m["amount"], m["balance_after"], m["contributor"]) for m in fund["movements"]] == [
-        ("1000", "1000", "treasury"), ("0.5", "1000.5", None)]
+    assert [(m["direction"], m["cause"], m["amount"], m["balance_after"], m["counterparty"]) for m in fund["movements"]] == [
+        ("in", "contribution", "1000", "1000", "treasury"), ("in", "contribution", "0.5", "1000.5", None)]
+    assert (fund["inflows"], fund["outflows"]) == ("1000.5", "0")
     check_ledger(ledger.app)
 
 
