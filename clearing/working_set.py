@@ -59,6 +59,7 @@ class WorkingSet:
         self.risk = RiskIndexes()
         self.command_id = ""
         self.known_head: int | None = None
+        self._shared: dict[UUID, Aggregate] = {}  # markets, fund, clearinghouse: caught up per batch
 
     # -- lifecycle ----------------------------------------------------------------------
 
@@ -73,9 +74,8 @@ class WorkingSet:
         if self.known_head is not None and head != self.known_head:
             self.discard()  # another process wrote: nothing cached can be trusted, indexes included
         self.known_head = head
-        for aggregate in list(self._aggregates.values()):
-            if isinstance(aggregate, (Market, InsuranceFund, Clearinghouse)):
-                self._catch_up(aggregate)
+        for aggregate in list(self._shared.values()):
+            self._catch_up(aggregate)
 
     def _catch_up(self, aggregate: Aggregate) -> bool:
         """Apply events another process stored after our copy; True if there were any."""
@@ -210,6 +210,7 @@ class WorkingSet:
     def discard(self) -> None:
         """Forget everything (after a failed save the in-memory state is not the stored one)."""
         self._aggregates.clear()
+        self._shared.clear()
         self._command_touched.clear()
         self._markets_by_name.clear()
         self.batch_start_versions = {}
@@ -238,8 +239,13 @@ class WorkingSet:
 
     # -- access -------------------------------------------------------------------------
 
-    def add(self, aggregate: T) -> T:
+    def _remember(self, aggregate: Aggregate) -> None:
         self._aggregates[aggregate.id] = aggregate
+        if isinstance(aggregate, (Market, InsuranceFund, Clearinghouse)):
+            self._shared[aggregate.id] = aggregate
+
+    def add(self, aggregate: T) -> T:
+        self._remember(aggregate)
         self._touch(aggregate, version_before=0)
         return aggregate
 
@@ -274,7 +280,7 @@ class WorkingSet:
                 aggregate = self._app.repository.get(aggregate_id)
             except AggregateNotFoundError:
                 return None
-            self._aggregates[aggregate_id] = aggregate
+            self._remember(aggregate)
         if not isinstance(aggregate, kind):
             return None
         self._touch(aggregate, version_before=aggregate.version)
