@@ -60,6 +60,7 @@ class WorkingSet:
         self.command_id = ""
         self.known_head: int | None = None
         self._shared: dict[UUID, Aggregate] = {}  # markets, fund, clearinghouse: caught up per batch
+        self._clearinghouse_absent = False
 
     # -- lifecycle ----------------------------------------------------------------------
 
@@ -152,10 +153,20 @@ class WorkingSet:
     # -- risk engine support ---------------------------------------------------------------
 
     def clearinghouse(self) -> Clearinghouse | None:
-        return self._get(ids.clearinghouse_id(), Clearinghouse)
+        """The clearinghouse, or None; its absence is remembered until the cache is dropped
+        (a foreign write drops it), so trades do not query the store for it every time."""
+        if self._clearinghouse_absent:
+            return None
+        found = self._get(ids.clearinghouse_id(), Clearinghouse)
+        self._clearinghouse_absent = found is None
+        return found
 
     def clearinghouse_for_write(self, at: datetime) -> Clearinghouse:
-        return self.clearinghouse() or self.add(Clearinghouse(at=at))
+        found = self.clearinghouse()
+        if found is None:
+            found = self.add(Clearinghouse(at=at))
+            self._clearinghouse_absent = False
+        return found
 
     def fund(self, at: datetime) -> InsuranceFund:
         return self.insurance_fund() or self.add(InsuranceFund(at=at))
@@ -211,6 +222,7 @@ class WorkingSet:
         """Forget everything (after a failed save the in-memory state is not the stored one)."""
         self._aggregates.clear()
         self._shared.clear()
+        self._clearinghouse_absent = False
         self._command_touched.clear()
         self._markets_by_name.clear()
         self.batch_start_versions = {}

@@ -23,7 +23,7 @@ from typing import Any, Iterator
 import click
 
 from clearing.errors import InvariantViolation
-from clearing.invariants import check_ledger
+from clearing.invariants import check_ledger, fold_log
 from clearing.money import fmt
 from clearing.posting import post_lines
 from cli import render
@@ -120,9 +120,13 @@ def _summaries(app: Any, accounts: int, show_accounts: int) -> None:
         click.echo(render.market_text(market_view(app, name)))
     views = [account_view(app, f"acct-{index:04d}") for index in range(accounts)]
     with_positions = [v for v in views if v["positions"]]
-    below = sum(1 for v in with_positions if Decimal(v["margin_ratio"]) < 1)
-    click.echo(f"\nAccounts: {len(views)} open, {len(with_positions)} with positions, {below} below maintenance "
-               "margin (margin ratio < 1; margin calls and liquidation come with the risk engine)")
+    statuses = Counter(v["status"] for v in views)
+    click.echo(f"\nAccounts: {len(views)} open, {len(with_positions)} with positions; risk status: "
+               + ", ".join(f"{status} {count}" for status, count in sorted(statuses.items())))
+    backstop = [account_view(app, name) for name in _other_accounts(app, accounts)]
+    if backstop:
+        click.echo("Other accounts (backstop liquidator): " + ", ".join(
+            f"{v['account']} equity {v['equity']}, {len(v['positions'])} position(s)" for v in backstop))
     rows = []
     for view in sorted(with_positions, key=lambda v: Decimal(v["margin_ratio"]))[: max(show_accounts, 10)]:
         rows.append([view["account"], view["collateral"], view["equity"], view["initial_margin"],
@@ -136,7 +140,13 @@ def _summaries(app: Any, accounts: int, show_accounts: int) -> None:
     fund = insurance_fund_view(app)
     click.echo("")
     click.echo(render.fund_text(fund))
-    _verify(app, sum(Decimal(v["equity"]) for v in views), Decimal(fund["balance"]))
+    _verify(app, sum(Decimal(v["equity"]) for v in views + backstop), Decimal(fund["balance"]))
+
+
+def _other_accounts(app: Any, accounts: int) -> list[str]:
+    """Accounts the demo did not open itself (the backstop liquidator, opened on first use)."""
+    ours = {f"acct-{index:04d}" for index in range(accounts)}
+    return sorted(name for name in fold_log(app).account_ids if name not in ours)
 
 
 def _verify(app: Any, total_equity: Decimal, fund_balance: Decimal) -> None:

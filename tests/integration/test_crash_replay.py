@@ -1,28 +1,36 @@
-"""Real crash tapes through the ledger: 1-minute BTC perpetual closes as mark prices.
+"""Real crash tapes through the risk engine: 1-minute BTC perpetual closes as mark prices.
 
 Uses ../shared/data (skipped with the reason when absent; never copied into the package).
-A long and a short at 10x face each other from the window's first open; every minute's close
-is posted as the mark. Checks, per window: no mark is refused by a 20% price band, money is
-conserved to the last unit, and each side's equity is exactly deposit + size x (last close -
-entry). Without the risk engine (issue 3) nobody is liquidated; the test reports how deep the
-long went below maintenance margin.
+A population of longs and shorts at 3x to 20x faces one maker from the window's first
+open; every minute's close is posted as the mark, with funding every 8 hours of tape.
+The invariants are checked every hour of tape and at the end (money conserved to the last
+unit, fund never negative, flat accounts pay nothing, allocations sum to their loss,
+bankrupt accounts end at zero or above, replay equals live), no account below maintenance
+is left marked healthy, and the test prints how many calls, liquidations, fund draws,
+deleveragings and allocations each window produced.
 """
 
 from __future__ import annotations
 
 import csv
-import json
 from collections import defaultdict
 from decimal import Decimal
 
 import pytest
 
+from clearing.domain.risk import margin_totals
 from clearing.invariants import check_ledger
 from clearing.settings import store_env
 from tests.conftest import SHARED_DATA
 from tests.ledger import Ledger
 
 TAPE = SHARED_DATA / "binance_um_btcusdt_perp_1m_crash_windows.csv"
+LEVERAGES = (3, 5, 8, 10, 12, 15, 18, 20)
+POLICIES = {
+    "2020-03-12_black_thursday": "socialize_per_contract",
+    "2021-05-19_china_ban_crash": "haircut_gains",
+    "2025-10-10_tariff_crash_adl": "adl",
+}
 
 
 def windows() -> dict[str, list[dict[str, str]]]:
@@ -33,40 +41,60 @@ def windows() -> dict[str, list[dict[str, str]]]:
     return rows
 
 
-@pytest.mark.skipif(not TAPE.exists(), reason=f"crash data not found at {TAPE}")
-@pytest.mark.parametrize("window", ["2020-03-12_black_thursday", "2021-05-19_china_ban_crash", "2025-10-10_tariff_crash_adl"])
-def test_crash_window_marks_conserve_money_exactly(window, sqlite_db, capsys):
-    rows = windows()[window]
-    entry, size, deposit = Decimal(rows[0]["open"]), Decimal(1), Decimal(rows[0]["open"]) / 10
-    deposit = deposit.quantize(Decimal("0.01"))
-    start = rows[0]["open_time_utc"]
-    ledger = Ledger(store_env(sqlite_db))
-    setup = [
+def population(entry: str, start: str, policy: str) -> list[dict]:
+    lines: list[dict] = [
         {"type": "create_market", "id": "m", "market": "BTCUSDT", "kind": "perpetual", "tick_size": "0.01",
-         "step_size": "0.001", "initial_margin_fraction": "0.1", "maintenance_margin_fraction": "0.05",
+         "step_size": "0.001", "initial_margin_fraction": "0.05", "maintenance_margin_fraction": "0.03",
          "price_band": "0.2", "at": start},
-        {"type": "price", "id": "p-open", "market": "BTCUSDT", "price": rows[0]["open"], "at": start},
-        {"type": "open_account", "id": "o-long", "account": "long", "at": start},
-        {"type": "open_account", "id": "o-short", "account": "short", "at": start},
-        {"type": "deposit", "id": "d-long", "account": "long", "amount": str(deposit), "at": start},
-        {"type": "deposit", "id": "d-short", "account": "short", "amount": str(deposit), "at": start},
-        {"type": "trade", "id": "t", "market": "BTCUSDT", "buyer": "long", "seller": "short", "size": str(size),
-         "price": rows[0]["open"], "at": start},
+        {"type": "set_parameters", "id": "sp", "market": "BTCUSDT", "parameters": {"loss_policy": policy}, "at": start},
+        {"type": "price", "id": "p-open", "market": "BTCUSDT", "price": entry, "at": start},
+        {"type": "fund_insurance", "id": "if", "amount": "300", "at": start},
+        {"type": "open_account", "id": "o-maker", "account": "maker", "at": start},
+        {"type": "deposit", "id": "d-maker", "account": "maker", "amount": "1000000", "at": start},
     ]
-    ledger.post_ok(setup)
-    marks = [{"type": "price", "id": f"p{n}", "market": "BTCUSDT", "price": row["close"], "at": row["open_time_utc"]}
-             for n, row in enumerate(rows)]
-    outcomes = ledger.post(marks)
-    refused = [o for o in outcomes if o.status != "applied"]
-    assert not refused, [(o.command_id, o.code, o.message) for o in refused]
+    size = Decimal("0.1")
+    for leverage in LEVERAGES:
+        deposit = (size * Decimal(entry) / leverage).quantize(Decimal("0.01"), rounding="ROUND_CEILING")
+        for side in ("long", "short"):
+            name = f"{side}{leverage}x"
+            buyer, seller = (name, "maker") if side == "long" else ("maker", name)
+            lines += [
+                {"type": "open_account", "id": f"o-{name}", "account": name, "at": start},
+                {"type": "deposit", "id": f"d-{name}", "account": name, "amount": str(deposit), "at": start},
+                {"type": "trade", "id": f"t-{name}", "market": "BTCUSDT", "buyer": buyer, "seller": seller,
+                 "size": str(size), "price": entry, "at": start},
+            ]
+    return lines
 
-    last = Decimal(rows[-1]["close"])
-    long, short = ledger.account("long"), ledger.account("short")
-    assert Decimal(long["equity"]) == deposit + size * (last - entry)
-    assert Decimal(short["equity"]) == deposit - size * (last - entry)
-    check_ledger(ledger.app)
-    lows = min(Decimal(row["close"]) for row in rows)
-    worst_long = deposit + size * (lows - entry)
+
+@pytest.mark.skipif(not TAPE.exists(), reason=f"crash data not found at {TAPE}")
+@pytest.mark.parametrize("window", list(POLICIES))
+def test_crash_window_through_the_risk_engine(window, sqlite_db, capsys):
+    rows = windows()[window]
+    ledger = Ledger(store_env(sqlite_db))
+    ledger.post_ok(population(rows[0]["open"], rows[0]["open_time_utc"], POLICIES[window]))
+    for n, row in enumerate(rows):
+        commands = [{"type": "price", "id": f"p{n}", "market": "BTCUSDT", "price": row["close"], "at": row["open_time_utc"]}]
+        if n and n % 480 == 0:
+            commands.append({"type": "funding", "id": f"f{n}", "market": "BTCUSDT", "rate": "0.0001", "at": row["open_time_utc"]})
+        outcomes = ledger.post(commands)
+        assert all(o.status == "applied" for o in outcomes), [(o.command_id, o.code, o.message) for o in outcomes]
+        if n % 60 == 59:
+            check_ledger(ledger.app)
+    fold = check_ledger(ledger.app)
+    market = {"BTCUSDT": ledger.app.get_market("BTCUSDT")}
+    for leverage in LEVERAGES:
+        for side in ("long", "short"):
+            account = ledger.app.get_account(f"{side}{leverage}x")
+            totals = margin_totals(account.collateral, account.positions, market)
+            assert account.collateral >= 0 or account.open_positions()
+            if account.open_positions() and totals.equity < totals.maintenance_margin:
+                assert account.risk_status != "healthy", account.account
+    counts = fold.counts
+    assert counts["Account.MarginCallIssued"] > 0 and counts["Account.Liquidated"] > 0, "a crash with 20x longs liquidates"
+    adl = sum(1 for row in __import__("projections.margin_state", fromlist=["x"]).loss_allocations(ledger.app) if row["policy"] == "adl")
     with capsys.disabled():
-        print(f"\n  {window}: {len(rows)} marks, long equity at the lowest close {worst_long} "
-              f"vs maintenance {(lows * Decimal('0.05')).quantize(Decimal('0.01'))}")
+        print(f"\n  {window} ({POLICIES[window]}): {len(rows)} marks, calls {counts['Account.MarginCallIssued']}, "
+              f"liquidation fills {counts['Account.Liquidated']}, fund draws {counts['InsuranceFund.Drawn']}, "
+              f"penalties {counts['InsuranceFund.Contributed'] - 1}, allocations {counts['Account.LossAllocated']}, "
+              f"deleveraging fills {adl}, fund {fold.insurance_fund}")
