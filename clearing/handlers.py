@@ -107,9 +107,7 @@ def trade(ws: WorkingSet, command: c.Trade, at: datetime) -> str:
     buy, sell = decide_trade(market, buyer, seller, command.size, command.price, at, ws.markets)
     record_side(buy, market, command.id, command.price, at)
     record_side(sell, market, command.id, command.price, at)
-    ws.note_trade(market, command.size, buy.open_interest_change + sell.open_interest_change, at)
-    ws.note_holder(market, buyer)
-    ws.note_holder(market, seller)
+    ws.note_trade(market, command.size, buy.open_interest_change + sell.open_interest_change, at, buyer, seller)
     return f"{command.buyer} bought {fmt(command.size)} {command.market} from {command.seller} at {fmt(command.price)}"
 
 
@@ -156,29 +154,28 @@ def register_officer(ws: WorkingSet, command: c.RegisterOfficer, at: datetime) -
     return f"registered risk officer {command.officer} ({len(ch.officers)} of {ch.parameters['officers_max']})"
 
 
+def _checked_scope(ws: WorkingSet, market: str | None) -> None:
+    if market is not None:
+        ws.market(market)  # market_not_found before anything is recorded
+
+
 def approve(ws: WorkingSet, command: c.Approve, at: datetime) -> str:
-    if command.market is not None:
-        ws.market(command.market)
+    _checked_scope(ws, command.market)
     ch = ws.clearinghouse_for_write(at)
     held = ch.approve(command.action, command.operation, command.market, command.officer, at)
-    return f"{command.officer} approved {command.action} {command.operation} in {command.market or 'all markets'} ({held} of {ch.parameters['approvals_required']})"
+    return (f"{command.officer} approved {command.action} {command.operation} in {command.market or 'all markets'} "
+            f"({held} of {ch.parameters['approvals_required']})")
 
 
-def pause(ws: WorkingSet, command: c.Pause, at: datetime) -> str:
-    if command.market is not None:
-        ws.market(command.market)
-    ch = ws.clearinghouse_for_write(at)
-    ch.apply_control("pause", command.operation, command.market, at)
-    return f"paused {command.operation} in {command.market or 'all markets'}"
-
-
-def resume(ws: WorkingSet, command: c.Resume, at: datetime) -> str:
-    if command.market is not None:
-        ws.market(command.market)
-    ch = ws.clearinghouse_for_write(at)
-    ch.apply_control("resume", command.operation, command.market, at)
-    drained = risk_engine.drain_queue(ws, command.market, at) if command.operation == "liquidations" else 0
-    return f"resumed {command.operation} in {command.market or 'all markets'}; {drained} queued liquidation(s) processed"
+def _control(ws: WorkingSet, command: c.Pause | c.Resume, at: datetime) -> str:
+    """Pause or resume (``command.type``) once the quorum has approved it."""
+    _checked_scope(ws, command.market)
+    ws.clearinghouse_for_write(at).apply_control(command.type, command.operation, command.market, at)
+    scope = command.market or "all markets"
+    if command.type == "resume" and command.operation == "liquidations":
+        drained = risk_engine.drain_queue(ws, command.market, at)
+        return f"resumed liquidations in {scope}; {drained} queued liquidation(s) processed"
+    return f"{command.type}d {command.operation} in {scope}"
 
 
 def set_parameters(ws: WorkingSet, command: c.SetParameters, at: datetime) -> str:
@@ -207,8 +204,8 @@ HANDLERS: dict[str, Callable[[WorkingSet, c.Command, datetime], str]] = {
     "liquidate": liquidate,  # type: ignore[dict-item]
     "register_officer": register_officer,  # type: ignore[dict-item]
     "approve": approve,  # type: ignore[dict-item]
-    "pause": pause,  # type: ignore[dict-item]
-    "resume": resume,  # type: ignore[dict-item]
+    "pause": _control,  # type: ignore[dict-item]
+    "resume": _control,  # type: ignore[dict-item]
     "set_parameters": set_parameters,  # type: ignore[dict-item]
 }
 assert set(HANDLERS) == set(c.COMMAND_TYPES)

@@ -19,11 +19,12 @@ from datetime import datetime
 from decimal import Decimal
 from typing import TYPE_CHECKING
 
-from clearing.domain.account import BANKRUPT, CLOSED, LIQUIDATING, MARGIN_CALL, Account
+from clearing.domain.account import BANKRUPT, CLOSED, Account
 from clearing.domain.clearinghouse import LIQUIDATIONS
 from clearing.domain.liquidation import (
     bankruptcy_quote_for,
     check_call,
+    clear_call,
     cover_deficit,
     deleverage,
     liquidation_step,
@@ -89,8 +90,9 @@ def check_account(
     ws: WorkingSet, account: Account, trigger: Market, at: datetime, reason: str, sequencer: Sequencer
 ) -> list[str]:
     """Call, clear or liquidate one account; returns accounts the liquidation touched."""
-    if trigger.market not in account.open_positions():
-        trigger = ws.markets[next(iter(sorted(account.open_positions())))] if account.open_positions() else trigger
+    open_markets = account.open_positions()
+    if open_markets and trigger.market not in open_markets:
+        trigger = ws.markets[min(open_markets)]  # the call is recorded against a market it holds
     params = ws.parameters(trigger.market)
     totals = totals_of(account, ws.markets)
     if not check_call(account, totals, trigger, params, at, reason):
@@ -164,21 +166,24 @@ def _step(  # noqa: PLR0913
 ) -> list[str]:
     """One liquidation fill plus whatever its deficit needs (fund, loss policy, ADL)."""
     position = account.position(market.market)
-    size = abs(position.size)
     fill_price = price if price is not None else spread_price(position, market, params)
-    delta = -close if position.size > ZERO else close
     totals = totals_of(account, ws.markets)
-    shortfall = bankruptcy_quote_for(account, market, delta, totals) - (-delta * fill_price * market.contract_size)
-    if shortfall > ZERO and close < size and price is None:
-        close, delta = size, -position.size  # a fill below bankruptcy closes the whole position
-        shortfall = bankruptcy_quote_for(account, market, delta, totals) - (-delta * fill_price * market.contract_size)
+    delta = -close if position.size > ZERO else close
+    quote_bankruptcy = bankruptcy_quote_for(account, market, delta, totals)
+    shortfall = quote_bankruptcy + delta * fill_price * market.contract_size  # bankruptcy quote - fill quote
+    if shortfall > ZERO and close < abs(position.size) and price is None:
+        delta = -position.size  # a fill below bankruptcy closes the whole position
+        quote_bankruptcy = bankruptcy_quote_for(account, market, delta, totals)
+        shortfall = quote_bankruptcy + delta * fill_price * market.contract_size
     liquidation_id = sequencer.next()
     if price is None and params.loss_policy == ADL and shortfall > ws.fund(at).balance:
         return deleverage(ws, account, market, params, liquidation_id, at)
     taker = liquidator if liquidator is not None else ws.backstop(params.backstop_liquidator, at)
-    result = liquidation_step(ws, account, market, close, fill_price, taker, params, reason, liquidation_id, at)
-    if result.deficit > ZERO:
-        return cover_deficit(ws, account, market, result.deficit, params, liquidation_id, at)
+    deficit = liquidation_step(
+        ws, account, market, delta, fill_price, quote_bankruptcy, totals, taker, params, reason, liquidation_id, at
+    )
+    if deficit > ZERO:
+        return cover_deficit(ws, account, market, deficit, params, liquidation_id, at)
     return []
 
 
@@ -217,15 +222,5 @@ def after_deposit(ws: WorkingSet, account: Account, at: datetime) -> None:
     """A deposit can meet an open call, or return a flat bankrupt account to healthy."""
     if account.risk_status == BANKRUPT and not account.open_positions():
         account.trigger_event(Account.RecoveredFromBankruptcy, account=account.account, at=at)
-        return
-    if account.risk_status in (MARGIN_CALL, LIQUIDATING):
-        totals = totals_of(account, ws.markets)
-        if totals.equity >= totals.maintenance_margin:
-            account.trigger_event(
-                Account.MarginCallMet,
-                account=account.account,
-                reason="deposit",
-                equity=totals.equity,
-                maintenance_margin=totals.maintenance_margin,
-                at=at,
-            )
+    else:
+        clear_call(account, totals_of(account, ws.markets), "deposit", at)

@@ -50,6 +50,9 @@ class MarketRiskIndex:
     def __len__(self) -> int:
         return len(self._entry) + len(self.watch)
 
+    def holds(self, name: str) -> bool:
+        return name in self._entry or name in self.watch
+
     def remove(self, name: str) -> None:
         self.watch.discard(name)
         entry = self._entry.pop(name, None)

@@ -23,10 +23,10 @@ from typing import TYPE_CHECKING, Any
 from clearing import risk_engine
 from clearing.domain.account import Account
 from clearing.domain.clearinghouse import LIQUIDATIONS
-from clearing.domain.liquidation import _charge, totals_of
+from clearing.domain.liquidation import charge_loss, open_holders, record_loss_covered, totals_of
 from clearing.domain.liquidation_math import allocate_largest_remainder
 from clearing.domain.margin import unrealized_pnl
-from clearing.domain.market import FUTURE, PERPETUAL, SETTLED, Market
+from clearing.domain.market import FUTURE, PERPETUAL, Market
 from clearing.domain.parameters import SOCIALIZE_PER_CONTRACT
 from clearing.errors import RuleError
 from clearing.money import ZERO, exact, fmt, round_up
@@ -35,22 +35,16 @@ if TYPE_CHECKING:
     from clearing.working_set import WorkingSet
 
 
-def _holders(ws: WorkingSet, market: Market) -> list[Account]:
-    accounts = [ws.account(name, "account") for name in sorted(ws.holders(market.market))]
-    return [a for a in accounts if a.position(market.market).size != ZERO]
-
-
 @exact
 def pay_funding(ws: WorkingSet, market: Market, rate: Decimal, at: datetime) -> tuple[Decimal, int]:
     """One funding period on ``market``; returns (total paid, positions)."""
     if market.kind != PERPETUAL:
         raise RuleError("not_a_perpetual", "market", f"market {market.market} is a {market.kind}; funding is for perpetuals")
-    if market.status == SETTLED:
-        raise RuleError("market_settled", "market", f"market {market.market} is settled")
+    market.check_not_settled("it pays no more funding")
     if market.price_mark is None:
         raise RuleError("no_mark_price", "market", f"market {market.market} has no mark price yet")
     mark, contract, quantum = market.price_mark, market.contract_size, market.collateral_quantum
-    accounts = _holders(ws, market)
+    accounts = open_holders(ws, market)
     payers = [(a, a.position(market.market).size) for a in accounts if a.position(market.market).size * rate > ZERO]
     receivers = [(a, a.position(market.market).size) for a in accounts if a.position(market.market).size * rate < ZERO]
     amounts = {a.account: -round_up(abs(size * mark * contract * rate), quantum) for a, size in payers}
@@ -91,14 +85,13 @@ def settle_market(ws: WorkingSet, market: Market, price: Decimal, at: datetime) 
     """Close every position of an expired future at ``price``; returns (positions, losses)."""
     if market.kind != FUTURE:
         raise RuleError("not_a_future", "market", f"market {market.market} is a {market.kind}; only futures settle")
-    if market.status == SETTLED:
-        raise RuleError("market_settled", "market", f"market {market.market} is already settled")
+    market.check_not_settled("it settles once")
     assert market.expiry is not None
     if at < market.expiry:
         raise RuleError("not_expired", "at", f"market {market.market} expires at {market.expiry.isoformat()}, not before")
     market.check_price_on_tick(price, "price")
     params = ws.parameters(market.market)
-    accounts = _holders(ws, market)
+    accounts = open_holders(ws, market)
     contract = market.contract_size
     settled: list[tuple[Account, Decimal, Decimal]] = []
     for account in accounts:
@@ -118,19 +111,8 @@ def settle_market(ws: WorkingSet, market: Market, price: Decimal, at: datetime) 
             at=at,
         )
     market.trigger_event(Market.MarketSettled, market=market.market, price_settlement=price, positions_settled=len(settled), at=at)
-    for account, loss_id, deficit, fund_paid, rest, policy in covers:
-        account.trigger_event(
-            Account.LossCovered,
-            account=account.account,
-            loss_id=loss_id,
-            market=market.market,
-            deficit=deficit,
-            fund_paid=fund_paid,
-            allocated=rest,
-            policy=policy,
-            collateral_after=account.collateral + deficit,
-            at=at,
-        )
+    for account, loss_id, fund_paid, rest, policy in covers:
+        record_loss_covered(account, loss_id, market, fund_paid, rest, policy, at)
     losses = len(covers)
     touched = [a.account for a, _, _ in settled if a.open_positions()]
     if touched:
@@ -152,10 +134,7 @@ def _allocate_settlement_losses(ws: WorkingSet, market: Market, settled: list, p
             continue
         deficit = -after[account.account]
         loss_id = f"{ws.command_id}/S{len(covers) + 1}"
-        fund = ws.fund(at)
-        fund_paid = min(deficit, fund.balance)
-        if fund_paid > ZERO:
-            fund.draw(fund_paid, account.account, market.market, loss_id, at)
+        fund_paid = ws.fund(at).pay_up_to(deficit, account.account, market.market, loss_id, at)
         rest = deficit - fund_paid
         policy = "insurance_fund"
         if rest > ZERO:
@@ -168,8 +147,8 @@ def _allocate_settlement_losses(ws: WorkingSet, market: Market, settled: list, p
             if not weights:
                 weights = [(a, abs(size)) for a, size, _ in others]
                 policy = SOCIALIZE_PER_CONTRACT
-            _charge(market, weights, rest, policy, loss_id, at)
-        covers.append((account, loss_id, deficit, fund_paid, rest, policy))
+            charge_loss(market, weights, rest, policy, loss_id, at)
+        covers.append((account, loss_id, fund_paid, rest, policy))
     return covers
 
 
@@ -187,8 +166,9 @@ def check_manual_liquidation(  # noqa: PLR0913
     position = account.position(market.market)
     if position.size == ZERO:
         raise RuleError("no_position", "market", f"account {account.account} has no position in {market.market}")
-    if market.price_mark is None or market.status == SETTLED:
-        raise RuleError("market_settled" if market.status == SETTLED else "no_mark_price", "market", f"market {market.market} cannot be liquidated in now")
+    market.check_not_settled("its positions are closed")
+    if market.price_mark is None:
+        raise RuleError("no_mark_price", "market", f"market {market.market} has no mark price yet")
     totals = totals_of(account, ws.markets)
     if totals.equity >= totals.maintenance_margin:
         raise RuleError(

@@ -60,7 +60,9 @@ class WorkingSet:
         self.command_id = ""
         self.known_head: int | None = None
         self._shared: dict[UUID, Aggregate] = {}  # markets, fund, clearinghouse: caught up per batch
-        self._clearinghouse_absent = False
+        self._absent: set[UUID] = set()  # ids looked up and not in the store (until the cache is dropped)
+        self._command_missed: set[UUID] = set()
+        self._parameters: dict[tuple[str, int, int], ParameterSet] = {}
 
     # -- lifecycle ----------------------------------------------------------------------
 
@@ -69,7 +71,7 @@ class WorkingSet:
         self.batch_start_versions = {}
         self.trading = {}
         self.position_changes = {}
-        if len(self._aggregates) > MAX_AGGREGATES:
+        if len(self._aggregates) + len(self._absent) > MAX_AGGREGATES:
             self.discard()
         head = self._app.recorder.max_notification_id() or 0
         if self.known_head is not None and head != self.known_head:
@@ -95,6 +97,10 @@ class WorkingSet:
         whole batch is stale (``StaleBatch``) and is decided again.
         """
         moved = False
+        for aggregate_id in self._command_missed:  # looked up, not found: maybe stored since
+            if aggregate_id in self._app.repository:
+                self._absent.discard(aggregate_id)
+                moved = True
         for aggregate in self._command_touched.values():
             if aggregate.version == self.batch_start_versions.get(aggregate.id) and self._catch_up(aggregate):
                 if isinstance(aggregate, Market) and aggregate.market in self.trading:
@@ -102,10 +108,15 @@ class WorkingSet:
                 moved = True
         return moved
 
-    def note_trade(self, market: Market, volume: Decimal, open_interest_change: Decimal, at: datetime) -> None:
-        """Accumulate a trade for the market's per-batch ``TradingRecorded`` event."""
+    def note_trade(
+        self, market: Market, volume: Decimal, open_interest_change: Decimal, at: datetime, *accounts: Account
+    ) -> None:
+        """Accumulate a trade (and its accounts' positions) for the per-batch ``TradingRecorded``."""
         trades, total, change, _ = self.trading.get(market.market, (0, ZERO, ZERO, at))
         self.trading[market.market] = (trades + 1, total + volume, change + open_interest_change, at)
+        changed = self.position_changes.setdefault(market.market, {})
+        for account in accounts:
+            changed[account.account] = account
 
     def note_position(self, market: Market, account: Account, size_before: Decimal, volume: Decimal, at: datetime) -> None:
         """Record a position change (liquidation, deleveraging, settlement) for the batch event.
@@ -118,9 +129,6 @@ class WorkingSet:
         self.trading[market.market] = (trades + (1 if volume else 0), total + volume, oi_change + change, at)
         self.position_changes.setdefault(market.market, {})[account.account] = account
         self._markets_by_name[market.market] = market
-
-    def note_holder(self, market: Market, account: Account) -> None:
-        self.position_changes.setdefault(market.market, {})[account.account] = account
 
     def holders(self, market: str) -> set[str]:
         """Accounts with an open position in ``market`` now (stored holders + this batch)."""
@@ -153,20 +161,10 @@ class WorkingSet:
     # -- risk engine support ---------------------------------------------------------------
 
     def clearinghouse(self) -> Clearinghouse | None:
-        """The clearinghouse, or None; its absence is remembered until the cache is dropped
-        (a foreign write drops it), so trades do not query the store for it every time."""
-        if self._clearinghouse_absent:
-            return None
-        found = self._get(ids.clearinghouse_id(), Clearinghouse)
-        self._clearinghouse_absent = found is None
-        return found
+        return self._get(ids.clearinghouse_id(), Clearinghouse)
 
     def clearinghouse_for_write(self, at: datetime) -> Clearinghouse:
-        found = self.clearinghouse()
-        if found is None:
-            found = self.add(Clearinghouse(at=at))
-            self._clearinghouse_absent = False
-        return found
+        return self.clearinghouse() or self.add(Clearinghouse(at=at))
 
     def fund(self, at: datetime) -> InsuranceFund:
         return self.insurance_fund() or self.add(InsuranceFund(at=at))
@@ -177,22 +175,23 @@ class WorkingSet:
         return found if found is not None else self.add(Account(account=name, at=at))
 
     def parameters(self, market: str) -> ParameterSet:
-        """Effective parameters of ``market``: clearinghouse defaults + market overrides."""
-        ch = self._aggregates.get(ids.clearinghouse_id()) or self.clearinghouse()
-        defaults = ch.parameters if isinstance(ch, Clearinghouse) else DEFAULTS
-        version = ch.parameters_version if isinstance(ch, Clearinghouse) else 0
+        """Effective parameters of ``market``: clearinghouse defaults + market overrides.
+
+        Read without touching the clearinghouse; memoized per pair of parameter versions.
+        """
+        ch = self._lookup(ids.clearinghouse_id())
         found = self.market_for_reading(market)
-        return effective(defaults, found.overrides, version, found.parameters_version)
+        version = ch.parameters_version if isinstance(ch, Clearinghouse) else 0
+        key = (market, version, found.parameters_version)
+        cached = self._parameters.get(key)
+        if cached is None:
+            defaults = ch.parameters if isinstance(ch, Clearinghouse) else DEFAULTS
+            cached = self._parameters[key] = effective(defaults, found.overrides, version, found.parameters_version)
+        return cached
 
     def peek_account(self, name: str) -> Account | None:
         """An account for reading only (index upkeep): not marked as touched."""
-        aggregate = self._aggregates.get(ids.account_id(name))
-        if aggregate is None:
-            try:
-                aggregate = self._app.repository.get(ids.account_id(name))
-            except AggregateNotFoundError:
-                return None
-            self._aggregates[aggregate.id] = aggregate
+        aggregate = self._lookup(ids.account_id(name))
         return aggregate if isinstance(aggregate, Account) else None
 
     def risk_index(self, market: Market) -> MarketRiskIndex:
@@ -209,12 +208,12 @@ class WorkingSet:
         return index
 
     def refresh_risk(self) -> None:
-        for name in sorted(self.risk.dirty):
+        for name in self.risk.dirty:
             account = self.peek_account(name)
             for index in self.risk.by_market.values():
                 if account is None:
                     index.remove(name)
-                elif name in index.watch or account.position(index.market).size != ZERO or index._entry.get(name):
+                elif index.holds(name) or account.position(index.market).size != ZERO:
                     index.update(account, self.markets)
         self.risk.dirty.clear()
 
@@ -222,7 +221,8 @@ class WorkingSet:
         """Forget everything (after a failed save the in-memory state is not the stored one)."""
         self._aggregates.clear()
         self._shared.clear()
-        self._clearinghouse_absent = False
+        self._absent.clear()
+        self._parameters.clear()
         self._command_touched.clear()
         self._markets_by_name.clear()
         self.batch_start_versions = {}
@@ -233,6 +233,7 @@ class WorkingSet:
 
     def begin_command(self) -> None:
         self._command_touched = {}
+        self._command_missed = set()
 
     def command_events(self) -> list[Any]:
         """Pending events of every aggregate the command touched, in the order touched."""
@@ -253,6 +254,7 @@ class WorkingSet:
 
     def _remember(self, aggregate: Aggregate) -> None:
         self._aggregates[aggregate.id] = aggregate
+        self._absent.discard(aggregate.id)
         if isinstance(aggregate, (Market, InsuranceFund, Clearinghouse)):
             self._shared[aggregate.id] = aggregate
 
@@ -285,15 +287,26 @@ class WorkingSet:
     def exists(self, aggregate_id: UUID) -> bool:
         return aggregate_id in self._aggregates or aggregate_id in self._app.repository
 
-    def _get(self, aggregate_id: UUID, kind: type[T]) -> T | None:
+    def _lookup(self, aggregate_id: UUID) -> Aggregate | None:
+        """Cached aggregate, else loaded once; an id not in the store is remembered as absent
+        (``discard`` forgets that, and a rejection's catch-up looks again)."""
         aggregate = self._aggregates.get(aggregate_id)
         if aggregate is None:
+            if aggregate_id in self._absent:
+                self._command_missed.add(aggregate_id)
+                return None
             try:
                 aggregate = self._app.repository.get(aggregate_id)
             except AggregateNotFoundError:
+                self._absent.add(aggregate_id)
+                self._command_missed.add(aggregate_id)
                 return None
             self._remember(aggregate)
-        if not isinstance(aggregate, kind):
+        return aggregate
+
+    def _get(self, aggregate_id: UUID, kind: type[T]) -> T | None:
+        aggregate = self._lookup(aggregate_id)
+        if aggregate is None or not isinstance(aggregate, kind):
             return None
         self._touch(aggregate, version_before=aggregate.version)
         return aggregate

@@ -68,6 +68,13 @@ class InsuranceFund(Aggregate):
             at=at,
         )
 
+    def pay_up_to(self, wanted: Decimal, account: str, market: str, reference: str, at: datetime) -> Decimal:
+        """Pay as much of ``wanted`` as the balance allows; returns what was paid (may be 0)."""
+        paid = min(wanted, self.balance)
+        if paid > ZERO:
+            self.draw(paid, account, market, reference, at)
+        return paid
+
     def draw(self, amount: Decimal, account: str, market: str, reference: str, at: datetime) -> None:
         """Pay ``amount`` out; the caller has capped it at the balance (never negative)."""
         assert ZERO < amount <= self.balance

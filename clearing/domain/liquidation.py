@@ -36,7 +36,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from decimal import Decimal
-from typing import Any, Iterable, Mapping, Protocol, Sequence
+from typing import Iterable, Mapping, Protocol, Sequence
 
 from clearing.domain.account import BANKRUPT, HEALTHY, LIQUIDATING, MARGIN_CALL, Account, Position, decide_fill
 from clearing.domain.insurance import InsuranceFund
@@ -78,15 +78,7 @@ def totals_of(account: Account, markets: Mapping[str, Market]) -> MarginTotals:
 def check_call(account: Account, totals: MarginTotals, trigger: Market, params: ParameterSet, at: datetime, reason: str) -> bool:
     """Issue or clear the margin call; True when the account is due for liquidation now."""
     if totals.equity >= totals.maintenance_margin or not account.open_positions():
-        if account.risk_status in (MARGIN_CALL, LIQUIDATING):
-            account.trigger_event(
-                Account.MarginCallMet,
-                account=account.account,
-                reason=reason,
-                equity=totals.equity,
-                maintenance_margin=totals.maintenance_margin,
-                at=at,
-            )
+        clear_call(account, totals, reason, at)
         return False
     if account.risk_status not in (MARGIN_CALL, LIQUIDATING):
         account.trigger_event(
@@ -106,6 +98,19 @@ def check_call(account: Account, totals: MarginTotals, trigger: Market, params: 
     deadline_passed = account.margin_call is None or account.margin_call["deadline"] <= at
     below_floor = totals.equity < params.liquidation_floor * totals.maintenance_margin
     return account.risk_status == LIQUIDATING or deadline_passed or below_floor
+
+
+def clear_call(account: Account, totals: MarginTotals, reason: str, at: datetime) -> None:
+    """``MarginCallMet`` for a called or liquidating account back at or above maintenance."""
+    if account.risk_status in (MARGIN_CALL, LIQUIDATING) and totals.equity >= totals.maintenance_margin:
+        account.trigger_event(
+            Account.MarginCallMet,
+            account=account.account,
+            reason=reason,
+            equity=totals.equity,
+            maintenance_margin=totals.maintenance_margin,
+            at=at,
+        )
 
 
 def positions_by_priority(account: Account, markets: Mapping[str, Market]) -> list[str]:
@@ -159,21 +164,24 @@ def spread_price(position: Position, market: Market, params: ParameterSet) -> De
 # -- 6.: one step ---------------------------------------------------------------------------
 
 
-@dataclass(frozen=True)
-class StepResult:
-    deficit: Decimal  # > 0 when the fill was below the bankruptcy quote
-    bankrupt: bool
-
-
 @exact
 def bankruptcy_quote_for(account: Account, market: Market, delta: Decimal, totals: MarginTotals) -> Decimal:
+    """dYdX bankruptcy quote for closing ``delta`` of the account's position in ``market``."""
     position = account.position(market.market)
+    before, after = _maintenance_before_after(position, market, delta)
+    if totals.maintenance_margin <= ZERO:
+        return -delta * market.price_mark * market.contract_size - totals.equity
+    return bankruptcy_quote(
+        position.size, delta, market.price_mark, market.contract_size, before, after,
+        totals.equity, totals.maintenance_margin, market.collateral_quantum,
+    )
+
+
+def _maintenance_before_after(position: Position, market: Market, delta: Decimal) -> tuple[Decimal, Decimal]:
     mark, contract, quantum = market.price_mark, market.contract_size, market.collateral_quantum
     before = maintenance_requirement(market.tiers, position_notional(position.size, mark, contract), quantum)
     after = maintenance_requirement(market.tiers, position_notional(position.size + delta, mark, contract), quantum)
-    if totals.maintenance_margin <= ZERO:
-        return -delta * mark * contract - totals.equity
-    return bankruptcy_quote(position.size, delta, mark, contract, before, after, totals.equity, totals.maintenance_margin, quantum)
+    return before, after
 
 
 @exact
@@ -181,115 +189,155 @@ def liquidation_step(  # noqa: PLR0913 - the inputs of one recorded decision
     ctx: RiskContext,
     account: Account,
     market: Market,
-    close: Decimal,
+    delta: Decimal,
     price_fill: Decimal,
+    quote_bankruptcy: Decimal,
+    totals: MarginTotals,
     liquidator: Account,
     params: ParameterSet,
     reason: str,
     liquidation_id: str,
     at: datetime,
-) -> StepResult:
-    """Close ``close`` contracts of ``account`` in ``market`` at ``price_fill`` to ``liquidator``."""
-    position = account.position(market.market)
-    totals = totals_of(account, ctx.markets)
-    delta = -close if position.size > ZERO else close
-    quote_bankruptcy = bankruptcy_quote_for(account, market, delta, totals)
+) -> Decimal:
+    """Close ``delta`` of ``account`` in ``market`` at ``price_fill`` to ``liquidator``.
+
+    ``quote_bankruptcy`` and ``totals`` are the account's, decided by the caller just
+    before. Returns the deficit (> 0 when the fill was below the bankruptcy quote).
+    """
     quote_fill = -delta * price_fill * market.contract_size
     surplus = quote_fill - quote_bankruptcy
     quantum = market.collateral_quantum
     penalty = min(surplus, round_up(params.liquidation_fee_rate * abs(quote_fill), quantum)) if surplus > ZERO else ZERO
     fee_liquidator = round_down(penalty * params.liquidator_fee_share, quantum)
-    fill = decide_fill(position, delta, price_fill, market.contract_size, quantum)
-    collateral_after = account.collateral + fill.realized_pnl - penalty
+    deficit = -surplus if surplus < ZERO else ZERO
+    price_bankruptcy = bankruptcy_price(quote_bankruptcy, delta, market.contract_size, market.tick_size)
+    fill = FillTerms(delta, price_fill, price_bankruptcy, quote_bankruptcy, penalty, fee_liquidator, reason, "backstop", None)
+    _close_out(ctx, account, liquidator, market, fill, totals, params, liquidation_id, at, bankrupt=deficit > ZERO)
+    if penalty - fee_liquidator > ZERO:
+        ctx.fund(at).contribute(penalty - fee_liquidator, account.account, at, cause="liquidation_penalty")
+    return deficit
+
+
+@dataclass(frozen=True)
+class FillTerms:
+    """The decided terms of one liquidation fill (what ``Liquidated`` records)."""
+
+    delta: Decimal
+    price: Decimal
+    price_bankruptcy: Decimal
+    quote_bankruptcy: Decimal
+    penalty: Decimal
+    fee_liquidator: Decimal
+    reason: str
+    basis: str  # backstop / adl
+    rank: Decimal | None
+
+
+@exact
+def _close_out(  # noqa: PLR0913
+    ctx: RiskContext,
+    account: Account,
+    taker: Account,
+    market: Market,
+    terms: FillTerms,
+    totals: MarginTotals,
+    params: ParameterSet,
+    liquidation_id: str,
+    at: datetime,
+    bankrupt: bool,
+) -> None:
+    """Record one liquidation fill on both sides: ``Liquidated`` and ``PositionTaken``."""
+    position = account.position(market.market)
+    fill = decide_fill(position, terms.delta, terms.price, market.contract_size, market.collateral_quantum)
+    collateral_after = account.collateral + fill.realized_pnl - terms.penalty
     positions_after = dict(account.positions)
     positions_after[market.market] = fill.position_after
     after = margin_totals(collateral_after, positions_after, ctx.markets)
-    deficit = -surplus if surplus < ZERO else ZERO
-    status = _status_after(after, positions_after, deficit)
     account.trigger_event(
         Account.Liquidated,
         account=account.account,
         liquidation_id=liquidation_id,
         market=market.market,
-        reason=reason,
-        counterparty=liquidator.account,
-        size_delta=delta,
+        reason=terms.reason,
+        counterparty=taker.account,
+        size_delta=terms.delta,
         price_mark=market.price_mark,
-        price_fill=price_fill,
-        price_bankruptcy=bankruptcy_price(quote_bankruptcy, delta, market.contract_size, market.tick_size),
-        quote_fill=quote_fill,
-        quote_bankruptcy=quote_bankruptcy,
+        price_fill=terms.price,
+        price_bankruptcy=terms.price_bankruptcy,
+        quote_fill=-terms.delta * terms.price * market.contract_size,
+        quote_bankruptcy=terms.quote_bankruptcy,
         equity_before=totals.equity,
         initial_margin_before=totals.initial_margin,
         maintenance_margin_before=totals.maintenance_margin,
-        penalty=penalty,
-        fee_liquidator=fee_liquidator,
+        penalty=terms.penalty,
+        fee_liquidator=terms.fee_liquidator,
         realized_pnl=fill.realized_pnl,
         position_size_after=fill.position_after.size,
         position_cost_after=fill.position_after.cost,
         collateral_after=collateral_after,
         equity_after=after.equity,
         maintenance_margin_after=after.maintenance_margin,
-        risk_status_after=status,
+        risk_status_after=BANKRUPT if bankrupt else _status_after(after, positions_after),
         parameters=params.as_record(),
         at=at,
     )
-    ctx.note_position(market, account, position.size, close, at)
-    _take(ctx, liquidator, account, market, -delta, price_fill, fee_liquidator, "backstop", None, liquidation_id, at)
-    if penalty - fee_liquidator > ZERO:
-        ctx.fund(at).contribute(penalty - fee_liquidator, account.account, at, cause="liquidation_penalty")
-    return StepResult(deficit=deficit, bankrupt=deficit > ZERO)
+    ctx.note_position(market, account, position.size, abs(terms.delta), at)
+    _take(ctx, taker, account, market, terms, liquidation_id, at)
 
 
-def _status_after(after: MarginTotals, positions: Mapping[str, Position], deficit: Decimal) -> str:
-    if deficit > ZERO:
-        return BANKRUPT
+def _status_after(after: MarginTotals, positions: Mapping[str, Position]) -> str:
     if not any(p.size != ZERO for p in positions.values()) or after.equity >= after.maintenance_margin:
         return HEALTHY
     return LIQUIDATING
 
 
 @exact
-def _take(  # noqa: PLR0913
-    ctx: RiskContext,
-    taker: Account,
-    liquidated: Account,
-    market: Market,
-    delta: Decimal,
-    price: Decimal,
-    fee: Decimal,
-    basis: str,
-    rank: Decimal | None,
-    liquidation_id: str,
-    at: datetime,
-) -> None:
+def _take(ctx: RiskContext, taker: Account, liquidated: Account, market: Market, terms: FillTerms, liquidation_id: str, at: datetime) -> None:
     """The counterparty's side of a liquidation fill (backstop or deleveraged account)."""
+    delta = -terms.delta
     position = taker.position(market.market)
-    fill = decide_fill(position, delta, price, market.contract_size, market.collateral_quantum)
-    loss_vs_mark = delta * (price - market.price_mark) * market.contract_size  # > 0: worse than mark
+    fill = decide_fill(position, delta, terms.price, market.contract_size, market.collateral_quantum)
     taker.trigger_event(
         Account.PositionTaken,
         account=taker.account,
         liquidation_id=liquidation_id,
         market=market.market,
-        basis=basis,
+        basis=terms.basis,
         liquidated_account=liquidated.account,
         size_delta=delta,
-        price=price,
+        price=terms.price,
         price_mark=market.price_mark,
-        fee_received=fee,
-        adl_rank=rank,
-        loss_vs_mark=loss_vs_mark,
+        fee_received=terms.fee_liquidator,
+        adl_rank=terms.rank,
+        loss_vs_mark=delta * (terms.price - market.price_mark) * market.contract_size,  # > 0: worse than mark
         realized_pnl=fill.realized_pnl,
         position_size_after=fill.position_after.size,
         position_cost_after=fill.position_after.cost,
-        collateral_after=taker.collateral + fill.realized_pnl + fee,
+        collateral_after=taker.collateral + fill.realized_pnl + terms.fee_liquidator,
         at=at,
     )
-    ctx.note_position(market, taker, position.size, abs(delta), at)
+    ctx.note_position(market, taker, position.size, ZERO, at)
 
 
 # -- deficits: fund, then the loss policy ------------------------------------------------------
+
+
+def record_loss_covered(  # noqa: PLR0913
+    account: Account, loss_id: str, market: Market, fund_paid: Decimal, allocated: Decimal, policy: str, at: datetime
+) -> None:
+    """Credit a bankrupt account what the fund and the allocations paid for its deficit."""
+    account.trigger_event(
+        Account.LossCovered,
+        account=account.account,
+        loss_id=loss_id,
+        market=market.market,
+        deficit=fund_paid + allocated,
+        fund_paid=fund_paid,
+        allocated=allocated,
+        policy=policy,
+        collateral_after=account.collateral + fund_paid + allocated,
+        at=at,
+    )
 
 
 @exact
@@ -304,29 +352,21 @@ def cover_deficit(  # noqa: PLR0913
 ) -> list[str]:
     """Make a bankrupt account whole: fund first, then ``socialize_per_contract`` or
     ``haircut_gains``. Returns the accounts that paid a share (to be re-checked)."""
-    fund = ctx.fund(at)
-    fund_paid = min(deficit, fund.balance)
-    if fund_paid > ZERO:
-        fund.draw(fund_paid, account.account, market.market, loss_id, at)
+    fund_paid = ctx.fund(at).pay_up_to(deficit, account.account, market.market, loss_id, at)
     rest = deficit - fund_paid
     payers: list[str] = []
     policy = "insurance_fund"
     if rest > ZERO:
         policy = params.loss_policy if params.loss_policy != ADL else SOCIALIZE_PER_CONTRACT
         payers = allocate_loss(ctx, account, market, rest, policy, loss_id, at)
-    account.trigger_event(
-        Account.LossCovered,
-        account=account.account,
-        loss_id=loss_id,
-        market=market.market,
-        deficit=deficit,
-        fund_paid=fund_paid,
-        allocated=rest,
-        policy=policy,
-        collateral_after=account.collateral + deficit,
-        at=at,
-    )
+    record_loss_covered(account, loss_id, market, fund_paid, rest, policy, at)
     return payers
+
+
+def open_holders(ctx: RiskContext, market: Market, excluding: str | None = None) -> list[Account]:
+    """Accounts with an open position in ``market``, in name order."""
+    accounts = [ctx.account(name, "account") for name in sorted(ctx.holders(market.market)) if name != excluding]
+    return [a for a in accounts if a.position(market.market).size != ZERO]
 
 
 @exact
@@ -340,19 +380,17 @@ def allocate_loss(  # noqa: PLR0913
     gains cannot cover goes per contract. Largest-remainder rounding at the quantum, so
     the shares add up to the loss exactly. Example: 1.00 over sizes 1, 1, 1 -> 0.34, 0.33, 0.33.
     """
-    holders = sorted(name for name in ctx.holders(market.market) if name != bankrupt.account)
-    accounts = [ctx.account(name, "account") for name in holders]
-    accounts = [a for a in accounts if a.position(market.market).size != ZERO]
+    accounts = open_holders(ctx, market, excluding=bankrupt.account)
     quantum = market.collateral_quantum
     if policy == HAIRCUT_GAINS:
         gains = [(a, max(ZERO, _upnl(a, market))) for a in accounts]
         gain_total = sum((g for _, g in gains), ZERO)
         haircut = min(loss, round_down(gain_total, quantum))
         if haircut > ZERO:
-            _charge(market, [(a, round_down(g, quantum)) for a, g in gains if g > ZERO], haircut, HAIRCUT_GAINS, loss_id, at)
+            charge_loss(market, [(a, round_down(g, quantum)) for a, g in gains if g > ZERO], haircut, HAIRCUT_GAINS, loss_id, at)
         loss -= haircut
     if loss > ZERO:
-        _charge(market, [(a, abs(a.position(market.market).size)) for a in accounts], loss, SOCIALIZE_PER_CONTRACT, loss_id, at)
+        charge_loss(market, [(a, abs(a.position(market.market).size)) for a in accounts], loss, SOCIALIZE_PER_CONTRACT, loss_id, at)
     return [a.account for a in accounts]
 
 
@@ -361,7 +399,8 @@ def _upnl(account: Account, market: Market) -> Decimal:
     return unrealized_pnl(position.size, position.cost, market.price_mark, market.contract_size)
 
 
-def _charge(market: Market, weights: Sequence[tuple[Account, Decimal]], loss: Decimal, policy: str, loss_id: str, at: datetime) -> None:
+def charge_loss(market: Market, weights: Sequence[tuple[Account, Decimal]], loss: Decimal, policy: str, loss_id: str, at: datetime) -> None:
+    """``LossAllocated`` on each account: its largest-remainder share of ``loss`` by weight."""
     basis_total = sum((w for _, w in weights), ZERO)
     shares = allocate_largest_remainder(loss, [(a.account, w) for a, w in weights], market.collateral_quantum)
     for account, weight in weights:
@@ -416,117 +455,35 @@ def deleverage(  # noqa: PLR0913
     position = account.position(market.market)
     delta = -position.size
     totals = totals_of(account, ctx.markets)
-    share = _requirement_share(account, market, delta, totals)
-    fund = ctx.fund(at)
-    fund_paid = min(fund.balance, max(ZERO, round_up(-totals.equity * share, market.collateral_quantum)))
+    before, after = _maintenance_before_after(position, market, delta)
+    share = (before - after) / totals.maintenance_margin if totals.maintenance_margin > ZERO else ONE
+    wanted = max(ZERO, round_up(-totals.equity * share, market.collateral_quantum))
+    fund_paid = ctx.fund(at).pay_up_to(wanted, account.account, market.market, loss_id, at)
     if fund_paid > ZERO:
-        fund.draw(fund_paid, account.account, market.market, loss_id, at)
-        account.trigger_event(
-            Account.LossCovered,
-            account=account.account,
-            loss_id=loss_id,
-            market=market.market,
-            deficit=fund_paid,
-            fund_paid=fund_paid,
-            allocated=ZERO,
-            policy="insurance_fund",
-            collateral_after=account.collateral + fund_paid,
-            at=at,
-        )
+        record_loss_covered(account, loss_id, market, fund_paid, ZERO, "insurance_fund", at)
         totals = totals_of(account, ctx.markets)
     quote = bankruptcy_quote_for(account, market, delta, totals)
     price = bankruptcy_price(quote, delta, market.contract_size, market.tick_size)
-    ranked = _ranked_opposites(ctx, account, market)
     remaining = abs(delta)
     touched: list[str] = []
-    for rank, other in ranked:
+    for rank, other in _ranked_opposites(ctx, account, market):
         if remaining == ZERO:
             break
         size = min(remaining, abs(other.position(market.market).size))
         slice_delta = size if delta > ZERO else -size
-        _adl_slice(ctx, account, other, market, slice_delta, price, rank, quote, totals, params, loss_id, at)
+        terms = FillTerms(slice_delta, price, price, -slice_delta * price * market.contract_size, ZERO, ZERO, "adl", "adl", rank)
+        _close_out(ctx, account, other, market, terms, totals, params, loss_id, at, bankrupt=True)
         remaining -= size
         touched.append(other.account)
     return touched
 
 
-def _requirement_share(account: Account, market: Market, delta: Decimal, totals: MarginTotals) -> Decimal:
-    position = account.position(market.market)
-    mark, contract, quantum = market.price_mark, market.contract_size, market.collateral_quantum
-    before = maintenance_requirement(market.tiers, position_notional(position.size, mark, contract), quantum)
-    after = maintenance_requirement(market.tiers, position_notional(position.size + delta, mark, contract), quantum)
-    return (before - after) / totals.maintenance_margin if totals.maintenance_margin > ZERO else ONE
-
-
 def _ranked_opposites(ctx: RiskContext, account: Account, market: Market) -> list[tuple[Decimal | None, Account]]:
     side_long = account.position(market.market).size > ZERO
-    candidates = []
-    for name in sorted(ctx.holders(market.market)):
-        if name == account.account:
-            continue
-        other = ctx.account(name, "account")
-        size = other.position(market.market).size
-        if size != ZERO and (size > ZERO) != side_long:
-            candidates.append((adl_rank(other, market, ctx.markets), other))
+    candidates = [
+        (adl_rank(other, market, ctx.markets), other)
+        for other in open_holders(ctx, market, excluding=account.account)
+        if (other.position(market.market).size > ZERO) != side_long
+    ]
     floor = Decimal("-1e30")
     return sorted(candidates, key=lambda item: (-(item[0] if item[0] is not None else floor), item[1].account))
-
-
-@exact
-def _adl_slice(  # noqa: PLR0913
-    ctx: RiskContext,
-    account: Account,
-    other: Account,
-    market: Market,
-    delta: Decimal,
-    price: Decimal,
-    rank: Decimal | None,
-    quote_total: Decimal,
-    totals: MarginTotals,
-    params: ParameterSet,
-    loss_id: str,
-    at: datetime,
-) -> None:
-    position = account.position(market.market)
-    fill = decide_fill(position, delta, price, market.contract_size, market.collateral_quantum)
-    collateral_after = account.collateral + fill.realized_pnl
-    positions_after = dict(account.positions)
-    positions_after[market.market] = fill.position_after
-    after = margin_totals(collateral_after, positions_after, ctx.markets)
-    account.trigger_event(
-        Account.Liquidated,
-        account=account.account,
-        liquidation_id=loss_id,
-        market=market.market,
-        reason="adl",
-        counterparty=other.account,
-        size_delta=delta,
-        price_mark=market.price_mark,
-        price_fill=price,
-        price_bankruptcy=price,
-        quote_fill=-delta * price * market.contract_size,
-        quote_bankruptcy=quote_total,
-        equity_before=totals.equity,
-        initial_margin_before=totals.initial_margin,
-        maintenance_margin_before=totals.maintenance_margin,
-        penalty=ZERO,
-        fee_liquidator=ZERO,
-        realized_pnl=fill.realized_pnl,
-        position_size_after=fill.position_after.size,
-        position_cost_after=fill.position_after.cost,
-        collateral_after=collateral_after,
-        equity_after=after.equity,
-        maintenance_margin_after=after.maintenance_margin,
-        risk_status_after=BANKRUPT,
-        parameters=params.as_record(),
-        at=at,
-    )
-    ctx.note_position(market, account, position.size, abs(delta), at)
-    _take(ctx, other, account, market, -delta, price, ZERO, "adl", rank, loss_id, at)
-
-
-def first_open(markets_in_order: Sequence[str], skip: Any) -> str | None:
-    for name in markets_in_order:
-        if not skip(name):
-            return name
-    return None

@@ -202,8 +202,7 @@ class Market(Aggregate):
         go backwards, the reporting source is configured, and the new mark is within the
         price band of the previous one.
         """
-        if self.status == SETTLED:
-            raise RuleError("market_settled", "market", f"market {self.market} is settled; it takes no more prices")
+        self.check_not_settled("it takes no more prices")
         self.check_price_on_tick(price, "price")
         if self.price_mark_at is not None and at < self.price_mark_at:
             raise RuleError(
@@ -303,6 +302,10 @@ class Market(Aggregate):
         if self.price_mark is None:
             raise RuleError("no_mark_price", "market", f"market {self.market} has no mark price yet")
         return self.price_mark
+
+    def check_not_settled(self, consequence: str) -> None:
+        if self.status == SETTLED:
+            raise RuleError("market_settled", "market", f"market {self.market} is settled; {consequence}")
 
     def check_price_on_tick(self, price: Decimal, field: str) -> None:
         if price <= ZERO:
