@@ -29,8 +29,13 @@ def post_lines(
     lines: Iterable[str],
     batch_size: int = DEFAULT_BATCH_SIZE,
     clock: Callable[[], datetime] = utc_now,
+    after_batch: Callable[[], None] | None = None,
 ) -> Iterator[Outcome]:
-    """Post JSON Lines commands; yields one outcome per command line, in order."""
+    """Post JSON Lines commands; yields one outcome per command line, in order.
+
+    ``after_batch`` runs after each batch has committed and before its outcomes are
+    yielded (the command line brings the projections up to date there).
+    """
     assert 1 <= batch_size <= MAX_BATCH_SIZE
     pending: list[Envelope | Outcome] = []
     for number, line in enumerate(lines, start=1):
@@ -39,10 +44,10 @@ def post_lines(
             continue
         pending.append(_envelope(text, number, clock))
         if len(pending) >= batch_size:
-            yield from _flush(app, pending)
+            yield from _flush(app, pending, after_batch)
             pending = []
     if pending:
-        yield from _flush(app, pending)
+        yield from _flush(app, pending, after_batch)
 
 
 def post_commands(app: ClearingApplication, commands: Iterable[Command], clock: Callable[[], datetime] = utc_now) -> list[Outcome]:
@@ -59,9 +64,11 @@ def _envelope(text: str, number: int, clock: Callable[[], datetime]) -> Envelope
     return Envelope(command, command.at or clock(), number)
 
 
-def _flush(app: ClearingApplication, pending: list[Envelope | Outcome]) -> Iterator[Outcome]:
+def _flush(app: ClearingApplication, pending: list[Envelope | Outcome], after_batch: Callable[[], None] | None) -> Iterator[Outcome]:
     envelopes = [item for item in pending if isinstance(item, Envelope)]
     executed = iter(app.execute(envelopes)) if envelopes else iter(())
+    if after_batch is not None:
+        after_batch()
     for item in pending:
         yield item if isinstance(item, Outcome) else next(executed)
 

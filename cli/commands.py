@@ -43,7 +43,7 @@ def submit(store: Store, command_type: str, command_id: str | None, at: str | No
     except ClearingError as error:
         finish([Outcome.rejected(error, raw["id"], command_type, None)], as_json)
         return
-    finish(post_commands(store.app, [command]), as_json)
+    finish(post_commands(store.app, [command]), as_json, store)
 
 
 @main.command("create-market")

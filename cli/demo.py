@@ -23,12 +23,12 @@ from typing import Any, Iterator
 import click
 
 from clearing.errors import InvariantViolation
-from clearing.invariants import check_ledger, fold_log
+from clearing.invariants import check_ledger
 from clearing.money import fmt
 from clearing.posting import post_lines
 from cli import render
 from cli.main import Store, main, pass_store
-from projections.margin_state import account_view, insurance_fund_view, market_view
+from projections.queries import account_names, account_view, insurance_fund_view, market_view
 
 START = datetime(2025, 10, 10, 20, 0, tzinfo=timezone.utc)
 MARKETS = {
@@ -97,7 +97,7 @@ def demo(store: Store, accounts: int, steps: int, seed: int, show_accounts: int)
     statuses: Counter[str] = Counter()
     codes: Counter[str] = Counter()
     by_type: Counter[str] = Counter()
-    for outcome in post_lines(app, lines):
+    for outcome in post_lines(app, lines, after_batch=store.catch_up):
         statuses[outcome.status] += 1
         if outcome.status == "applied":
             by_type[outcome.command_type] += 1
@@ -111,19 +111,20 @@ def demo(store: Store, accounts: int, steps: int, seed: int, show_accounts: int)
         click.echo("rejected by code: " + ", ".join(f"{c} {n}" for c, n in codes.most_common()))
     if statuses["already_applied"] and not statuses["applied"]:
         click.echo("(every command was already in this store: the demo is idempotent; use a fresh --db to start over)")
-    _summaries(app, accounts, show_accounts)
+    _summaries(app, store.views, accounts, show_accounts)
 
 
-def _summaries(app: Any, accounts: int, show_accounts: int) -> None:
+def _summaries(app: Any, projections: Any, accounts: int, show_accounts: int) -> None:
+    """Summaries read from the projection tables; the final check re-derives them from the log."""
     click.echo("\nMarkets")
     for name in MARKETS:
-        click.echo(render.market_text(market_view(app, name)))
-    views = [account_view(app, f"acct-{index:04d}") for index in range(accounts)]
+        click.echo(render.market_text(market_view(projections, name)))
+    views = [account_view(projections, f"acct-{index:04d}") for index in range(accounts)]
     with_positions = [v for v in views if v["positions"]]
     statuses = Counter(v["status"] for v in views)
     click.echo(f"\nAccounts: {len(views)} open, {len(with_positions)} with positions; risk status: "
                + ", ".join(f"{status} {count}" for status, count in sorted(statuses.items())))
-    backstop = [account_view(app, name) for name in _other_accounts(app, accounts)]
+    backstop = [account_view(projections, name) for name in _other_accounts(projections, accounts)]
     if backstop:
         click.echo("Other accounts (backstop liquidator): " + ", ".join(
             f"{v['account']} equity {v['equity']}, {len(v['positions'])} position(s)" for v in backstop))
@@ -137,16 +138,16 @@ def _summaries(app: Any, accounts: int, show_accounts: int) -> None:
     for view in sorted(with_positions, key=lambda v: Decimal(v["margin_ratio"]))[:show_accounts]:
         click.echo("")
         click.echo(render.account_text(view))
-    fund = insurance_fund_view(app)
+    fund = insurance_fund_view(projections)
     click.echo("")
     click.echo(render.fund_text(fund))
     _verify(app, sum(Decimal(v["equity"]) for v in views + backstop), Decimal(fund["balance"]))
 
 
-def _other_accounts(app: Any, accounts: int) -> list[str]:
+def _other_accounts(projections: Any, accounts: int) -> list[str]:
     """Accounts the demo did not open itself (the backstop liquidator, opened on first use)."""
     ours = {f"acct-{index:04d}" for index in range(accounts)}
-    return sorted(name for name in fold_log(app).account_ids if name not in ours)
+    return sorted(name for name in account_names(projections) if name not in ours)
 
 
 def _verify(app: Any, total_equity: Decimal, fund_balance: Decimal) -> None:

@@ -35,6 +35,42 @@ class Store:
     def __init__(self, db: str) -> None:
         self.db = db
         self._app: ClearingApplication | None = None
+        self._projection_store: Any = None
+        self._projector: Any = None
+
+    @property
+    def projection_store(self) -> Any:
+        """The projection tables' database (the event store's database)."""
+        if self._projection_store is None:
+            from projections.store import ProjectionStore
+
+            self._projection_store = ProjectionStore(self.db)
+        return self._projection_store
+
+    @property
+    def projector(self) -> Any:
+        if self._projector is None:
+            from projections.runner import Projector
+
+            self._projector = Projector(self.app, self.projection_store)
+        return self._projector
+
+    def catch_up(self) -> None:
+        """Bring every projection up to the head of the log (read-your-writes)."""
+        try:
+            self.projector.catch_up()
+        except ClearingError as error:
+            click.echo(f"error: {error}", err=True)
+            sys.exit(3)
+
+    @property
+    def views(self) -> Any:
+        """Read access to the projections, caught up to the head of the log first."""
+        from projections.read import Views
+
+        self.existing_app  # noqa: B018 - a missing store is an error, not a new one
+        self.catch_up()
+        return Views(self.projection_store)
 
     @property
     def existing_app(self) -> ClearingApplication:
@@ -105,7 +141,7 @@ def post(store: Store, file: TextIO, as_json: bool, batch_size: int | None) -> N
     started = last_report = time.monotonic()
     app = store.app
     try:
-        for outcome in post_lines(app, file, batch_size=size):
+        for outcome in post_lines(app, file, batch_size=size, after_batch=store.catch_up):
             render.echo_outcome(outcome, as_json)
             counts[outcome.status] += 1
             now = time.monotonic()
@@ -150,8 +186,13 @@ def events(store: Store, start: int, limit: int | None, as_json: bool) -> None:
             click.echo(f"{record['position']:>8}  {record['type']:<28} {key:<16} {fields}")
 
 
-def finish(outcomes: list[Outcome], as_json: bool) -> None:
-    """Print the outcomes of a subcommand and exit 1 if any was rejected."""
+def finish(outcomes: list[Outcome], as_json: bool, store: Store | None = None) -> None:
+    """Print the outcomes of a subcommand and exit 1 if any was rejected.
+
+    With ``store``, the projections are brought up to date first (read-your-writes).
+    """
+    if store is not None and any(outcome.status == "applied" for outcome in outcomes):
+        store.catch_up()
     for outcome in outcomes:
         render.echo_outcome(outcome, as_json)
     if any(outcome.status == "rejected" for outcome in outcomes):
@@ -166,3 +207,4 @@ def echo_view(view: dict[str, Any], as_json: bool, text: Any) -> None:
 from cli import commands as _commands  # noqa: E402,F401
 from cli import queries as _queries  # noqa: E402,F401
 from cli import demo as _demo  # noqa: E402,F401
+from cli import audit as _audit  # noqa: E402,F401

@@ -13,7 +13,7 @@ from clearing.application import ClearingApplication
 from clearing.errors import ClearingError
 from cli import render
 from cli.main import Store, echo_view, main, pass_store
-from projections.margin_state import account_view, insurance_fund_view, loss_allocations, market_view
+from projections.queries import account_view, insurance_fund_view, loss_allocations, market_view
 
 PAGE = 1000
 _SKIP = {"originator_id", "originator_version", "timestamp", "originator_topic"}
@@ -43,6 +43,20 @@ def iter_events(app: ClearingApplication, start: int, limit: int | None) -> Iter
             remaining -= len(notifications)
 
 
+def _views_as_of(store: Store, as_of: str | None, names: list[str]) -> Any:
+    """Live views, or views replayed into memory up to ``as_of``."""
+    if as_of is None:
+        return store.views
+    from projections.replay import replay_views, resolve_until
+
+    try:
+        until = resolve_until(store.existing_app, as_of)
+        return replay_views(store.existing_app, until, names)
+    except ClearingError as error:
+        click.echo(f"error: {error}", err=True)
+        sys.exit(1)
+
+
 def _show(view_function: Any, *args: Any) -> dict[str, Any]:
     try:
         return view_function(*args)
@@ -58,16 +72,21 @@ def account() -> None:
 
 @account.command("show")
 @click.argument("name")
+@click.option("--as-of", "as_of", metavar="POSITION|TIME",
+              help="State as of a log position, or an ISO-8601 business time (replayed from the log).")
 @click.option("--json", "as_json", is_flag=True, help="JSON output; every decimal is a string.")
 @pass_store
-def account_show(store: Store, name: str, as_json: bool) -> None:
-    """Margin state of account NAME on current mark prices.
+def account_show(store: Store, name: str, as_of: str | None, as_json: bool) -> None:
+    """Margin state of account NAME on current mark prices (or as of --as-of).
 
     Collateral, equity (collateral + unrealized PnL), initial and maintenance margin,
     free collateral (equity - initial margin), margin ratio (equity / maintenance;
     below 1 the account is liquidatable) and each position with its liquidation price.
+    Read from the margin projection; --as-of replays the log up to that point into a
+    temporary in-memory projection first.
     """
-    echo_view(_show(account_view, store.existing_app, name), as_json, render.account_text)
+    views = _views_as_of(store, as_of, ["margin"])
+    echo_view(_show(account_view, views, name), as_json, render.account_text)
 
 
 @main.group()
@@ -77,11 +96,13 @@ def market() -> None:
 
 @market.command("show")
 @click.argument("name")
+@click.option("--as-of", "as_of", metavar="POSITION|TIME", help="State as of a log position or business time.")
 @click.option("--json", "as_json", is_flag=True, help="JSON output; every decimal is a string.")
 @pass_store
-def market_show(store: Store, name: str, as_json: bool) -> None:
+def market_show(store: Store, name: str, as_json: bool, as_of: str | None) -> None:
     """Contract terms, margin tiers, status and mark price of market NAME."""
-    echo_view(_show(market_view, store.existing_app, name), as_json, render.market_text)
+    views = _views_as_of(store, as_of, ["margin"])
+    echo_view(_show(market_view, views, name), as_json, render.market_text)
 
 
 @main.group("insurance-fund")
@@ -94,7 +115,7 @@ def insurance_fund() -> None:
 @pass_store
 def insurance_fund_show(store: Store, as_json: bool) -> None:
     """Balance of the insurance fund and every movement with its cause."""
-    echo_view(_show(insurance_fund_view, store.existing_app), as_json, render.fund_text)
+    echo_view(_show(insurance_fund_view, store.views), as_json, render.fund_text)
 
 
 @main.command()
@@ -108,7 +129,7 @@ def losses(store: Store, market: str | None, as_json: bool) -> None:
     haircut_gains), the share it paid, and the basis the share was computed from
     (|size|, unrealized gain, or for adl the size closed; share = cost against the mark).
     """
-    rows = _show(loss_allocations, store.existing_app, market)
+    rows = _show(loss_allocations, store.views, market)
     if as_json:
         for row in rows:
             click.echo(json.dumps(row))

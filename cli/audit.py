@@ -1,0 +1,270 @@
+"""``clearing projections status|catch-up|rebuild`` and ``clearing audit replay|digest|verify``."""
+
+from __future__ import annotations
+
+import sys
+import time
+from pathlib import Path
+from typing import Any, Callable
+
+import click
+
+from clearing.errors import ClearingError, InvariantViolation
+from cli.main import Store, main, pass_store
+from cli import render
+
+PROGRESS_MIN_EVENTS = 20_000
+
+
+def _fail(error: ClearingError | str, code: int = 1) -> None:
+    click.echo(f"error: {error}", err=True)
+    sys.exit(code)
+
+
+class Bar:
+    """A progress bar on stderr for long runs (events of the log as its length)."""
+
+    def __init__(self, label: str, total: int) -> None:
+        self.label = label
+        self.total = total
+        self.bar: Any = None
+        self.done = 0
+
+    def __enter__(self) -> Callable[[int, int], None]:
+        if self.total >= PROGRESS_MIN_EVENTS:
+            self.bar = click.progressbar(length=self.total, label=self.label, file=sys.stderr, show_pos=True)
+            self.bar.__enter__()
+        return self.update
+
+    def update(self, reached: int, head: int) -> None:
+        if self.bar is not None:
+            self.bar.update(max(0, reached - self.done))
+        self.done = reached
+
+    def __exit__(self, *exc: Any) -> None:
+        if self.bar is not None:
+            self.bar.__exit__(*exc)
+
+
+# -- projections ---------------------------------------------------------------------------
+
+
+@main.group()
+def projections() -> None:
+    """Read models built from the event log (SQL tables beside the event store)."""
+
+
+@projections.command("status")
+@click.option("--json", "as_json", is_flag=True, help="JSON output.")
+@pass_store
+def projections_status(store: Store, as_json: bool) -> None:
+    """Each projection's position against the head of the log (does not catch up)."""
+    store.existing_app  # noqa: B018
+    rows = [{"name": s.name, "generation": s.generation, "position": s.position, "head": s.head, "lag": s.lag,
+             "rows": s.rows, "description": s.description} for s in store.projector.status()]
+    if as_json:
+        click.echo(render.dumps(rows))
+        return
+    click.echo(render.table(("name", "generation", "position", "head", "lag", "rows", "description"),
+                            [[str(r[c]) for c in ("name", "generation", "position", "head", "lag", "rows", "description")]
+                             for r in rows]))
+
+
+@projections.command("catch-up")
+@pass_store
+def projections_catch_up(store: Store) -> None:
+    """Apply every event not yet projected (commands do this themselves before returning)."""
+    app = store.existing_app
+    head = app.recorder.max_notification_id() or 0
+    started = time.perf_counter()
+    with Bar("catching up", head) as progress:
+        read = store.projector.catch_up(progress=progress)
+    click.echo(f"{read} event(s) applied in {time.perf_counter() - started:.1f}s; projections at position {head}")
+
+
+@projections.command("rebuild")
+@click.argument("names", nargs=-1, metavar="[NAME]...")
+@click.option("--batch", type=click.IntRange(100, 100_000), default=5000, show_default=True,
+              help="Events per transaction.")
+@pass_store
+def projections_rebuild(store: Store, names: tuple[str, ...], batch: int) -> None:
+    """Rebuild projections from event 1 into fresh tables, then switch readers over.
+
+    Readers keep the old tables until the new ones have caught up with the head of the
+    log; the switch and the drop of the old tables are one transaction. Without NAME,
+    every read model (margin, insurance_fund, losses, liquidations) is rebuilt. The hash
+    chain is never rebuilt.
+    """
+    from projections.runner import check_names, rebuild
+
+    app = store.existing_app
+    try:
+        chosen = check_names(names or None, rebuildable=True)
+    except ClearingError as error:
+        _fail(error)
+    head = app.recorder.max_notification_id() or 0
+    for name in chosen:
+        started = time.perf_counter()
+        with Bar(f"rebuilding {name}", head) as progress:
+            generation = rebuild(app, store.projection_store, name, page=batch, progress=progress)
+        elapsed = time.perf_counter() - started
+        rate = f", {head / elapsed:,.0f} events/s" if elapsed > 0 and head else ""
+        click.echo(f"{name}: rebuilt to position {head} as generation {generation} in {elapsed:.1f}s{rate}")
+
+
+# -- audit ---------------------------------------------------------------------------------
+
+
+@main.group()
+def audit() -> None:
+    """Auditor's tools: replay as of a point, digest of the log, full verification."""
+
+
+@audit.command("replay")
+@click.option("--until", "until", required=True, metavar="POSITION|TIME",
+              help="Last log position, or an ISO-8601 business time (the log is cut before the first later event).")
+@click.option("--into", "into", required=True, metavar="PATH|URL",
+              help="A new SQLite file or a postgresql:// URL with ?schema= to build the projections into.")
+@click.argument("names", nargs=-1, metavar="[NAME]...")
+@pass_store
+def audit_replay(store: Store, until: str, into: str, names: tuple[str, ...]) -> None:
+    """Rebuild projections as of --until into a separate database (the store is not touched).
+
+    The target gets the same tables as the live projections, as they stood at that
+    point (query them with any SQL client, or compare two replays); the event store
+    is only read.
+    """
+    from projections.replay import replay_into, resolve_until
+    from projections.runner import check_names
+    from projections.store import ProjectionStore
+
+    app = store.existing_app
+    try:
+        chosen = check_names(names or None, rebuildable=True)
+        position = resolve_until(app, until)
+        target = ProjectionStore(_fresh_target(into))
+    except ClearingError as error:
+        _fail(error)
+    with Bar("replaying", position) as progress:
+        replay_into(app, target, position, chosen, progress=progress)
+    click.echo(f"projections {', '.join(chosen)} as of position {position} written to {into}")
+
+
+def _fresh_target(into: str) -> str:
+    from clearing.errors import InputError
+    from clearing.settings import is_postgres
+
+    if is_postgres(into):
+        if "schema=" not in into:
+            raise InputError("invalid_target", "into", "give a schema: postgresql://.../db?schema=replay_1")
+        return into
+    if Path(into).exists():
+        raise InputError("target_exists", "into", f"{into} exists; replay into a new file")
+    return into
+
+
+@audit.command("digest")
+@pass_store
+def audit_digest(store: Store) -> None:
+    """Print the head of the hash chain: keep it, and later `audit verify --digest` it."""
+    from clearing.chain import digest
+
+    click.echo(digest(store.existing_app.recorder).to_text())
+
+
+@audit.command("verify")
+@click.option("--digest", "digest_text", metavar="DIGEST", help="A digest printed earlier by `clearing audit digest`.")
+@click.option("--skip", "skip", multiple=True, type=click.Choice(["chain", "projections", "invariants", "decisions"]),
+              help="Leave out a check (repeatable).")
+@pass_store
+def audit_verify(store: Store, digest_text: str | None, skip: tuple[str, ...]) -> None:
+    """Verify the ledger; exit 1 naming the first failing check and log position.
+
+    \b
+    1. chain: every event's hash recomputed from the log equals the recorded chain
+       (and extends --digest unchanged);
+    2. projections: every read model rebuilt from scratch equals the stored tables;
+    3. invariants: money conserved, insurance fund never negative, flat accounts pay
+       no losses, allocations sum to their loss, positions net to zero;
+    4. decisions: every margin call, liquidation, penalty and fund draw re-checked from
+       its recorded inputs and the replayed state; no call missed at any price.
+    """
+    from clearing.chain import Digest
+
+    app = store.existing_app
+    try:
+        expected = Digest.parse(digest_text) if digest_text else None
+    except ClearingError as error:
+        _fail(error)
+    checks = [("chain", lambda: _verify_chain(store, expected)), ("projections", lambda: _verify_projections(store)),
+              ("invariants", lambda: _verify_invariants(app)), ("decisions", lambda: _verify_decisions(app))]
+    for name, check in checks:
+        if name in skip:
+            click.echo(f"{name:<12} skipped")
+            continue
+        started = time.perf_counter()
+        failure, detail = check()
+        elapsed = time.perf_counter() - started
+        if failure is not None:
+            click.echo(f"{name:<12} FAILED {failure}")
+            sys.exit(1)
+        click.echo(f"{name:<12} ok   {detail} ({elapsed:.1f}s)")
+    click.echo("verified")
+
+
+def _verify_chain(store: Store, expected: Any) -> tuple[str | None, str]:
+    from clearing.chain import digest, verify_chain
+
+    app = store.app
+    projector = store.projector  # verify only reads: events not yet chained are reported, not chained
+    projector.prepare()
+    chain = projector.projections["chain"]
+    with store.projection_store.engine.connect() as connection:
+        broken = verify_chain(app.recorder, stored=chain.stored(connection), digest=expected)
+    if broken is not None:
+        return f"[{broken.code}] at position {broken.position}: {broken.message}", ""
+    head = digest(app.recorder)
+    return None, f"{head.events} events, head {head.head[:16]}... at position {head.position}"
+
+
+def _verify_projections(store: Store) -> tuple[str | None, str]:
+    from projections.compare import first_difference
+    from projections.runner import READ_MODELS, Projector
+    from projections.store import ProjectionStore
+
+    live = store.projector
+    positions = {s.name: s.position for s in live.status() if s.name in READ_MODELS}
+    head = store.app.recorder.max_notification_id() or 0
+    if set(positions.values()) != {head}:
+        behind = ", ".join(f"{name} at {position}" for name, position in positions.items() if position != head)
+        return (f"[projections_behind] head is {head} but {behind}; run `clearing projections catch-up` "
+                "(verify only reads)"), ""
+    scratch = Projector(store.app, ProjectionStore(":memory:"), READ_MODELS)
+    with Bar("rebuilding to compare", head) as progress:
+        scratch.catch_up(until=head, progress=progress)
+    for name in READ_MODELS:
+        difference = first_difference(live, scratch, name)
+        if difference is not None:
+            return f"[projection_differs] {name}: {difference}", ""
+    return None, f"{len(READ_MODELS)} projections rebuilt to position {head} equal the stored tables"
+
+
+def _verify_invariants(app: Any) -> tuple[str | None, str]:
+    from clearing.invariants import check_ledger
+
+    try:
+        fold = check_ledger(app)
+    except InvariantViolation as violation:
+        return f"[invariant_violated] {violation}", ""
+    return None, (f"money conserved (deposits {fold.deposits} - withdrawals {fold.withdrawals} + contributions "
+                  f"{fold.contributions}), fund {fold.insurance_fund} never negative")
+
+
+def _verify_decisions(app: Any) -> tuple[str | None, str]:
+    from clearing.decision_audit import audit_log
+
+    findings = audit_log(app)
+    if findings:
+        first = findings[0]
+        return f"[{first.check}] at position {first.position}: {first.message}", ""
+    return None, "every margin call, liquidation, penalty and fund draw re-checked"

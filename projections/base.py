@@ -1,0 +1,193 @@
+"""The shape every projection shares: tables, event handlers, and a batch of row changes.
+
+A projection declares its tables (``TableSpec``: columns, key, and whether rows are only
+appended or kept as current state) and one handler per event type it reads. The runner
+(``projections.runner``) feeds it a page of events; handlers change rows in memory
+(``Rows``) and the page is written with one statement per table when the runner flushes,
+in the same transaction as the projection's tracking record.
+
+Rows of state tables are cached across pages (a row read from the table once stays in
+memory) up to ``CACHE_ROWS``; the runner drops the cache when another process advanced
+the projection meanwhile. During a rebuild from an empty table nothing is read back.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from typing import Any
+
+from sqlalchemy import Column, Table, and_, select, tuple_
+from sqlalchemy.dialects.postgresql import insert as postgresql_insert
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
+
+CACHE_ROWS = 300_000
+LOAD_CHUNK = 500
+
+
+@dataclass(frozen=True)
+class TableSpec:
+    """A projection table: its columns, key columns, and kind (``state`` or ``append``)."""
+
+    name: str
+    columns: list[Column]
+    key: tuple[str, ...]
+    kind: str = "state"
+
+
+class Rows:
+    """Current rows of one state table, by key, with the keys changed in this page."""
+
+    def __init__(self, spec: TableSpec) -> None:
+        self.spec = spec
+        self.table: Table | None = None
+        self.cache: dict[Any, dict[str, Any]] = {}
+        self.dirty: set[Any] = set()
+        self.known_empty = False  # rebuilding from nothing: a key not cached does not exist
+        self.session: Any = None
+
+    def get(self, key: Any) -> dict[str, Any] | None:
+        row = self.cache.get(key)
+        if row is None and not self.known_empty:
+            row = self._load(key)
+        return row
+
+    def put(self, key: Any, row: dict[str, Any]) -> dict[str, Any]:
+        self.cache[key] = row
+        self.dirty.add(key)
+        return row
+
+    def touch(self, key: Any) -> dict[str, Any] | None:
+        """The row for a change: marked dirty, ``None`` when it does not exist."""
+        row = self.get(key)
+        if row is not None:
+            self.dirty.add(key)
+        return row
+
+    def _load(self, key: Any) -> dict[str, Any] | None:
+        assert self.table is not None and self.session is not None
+        columns = [self.table.c[name] for name in self.spec.key]
+        values = key if isinstance(key, tuple) else (key,)
+        condition = and_(*[column == value for column, value in zip(columns, values)])
+        found = self.session.execute(select(self.table).where(condition)).mappings().first()
+        if found is None:
+            return None
+        row = dict(found)
+        self.cache[key] = row
+        return row
+
+    def load_many(self, keys: Iterable[Any]) -> None:
+        """Read the rows of ``keys`` not yet cached, a chunk of keys per query."""
+        if self.known_empty:
+            return
+        missing = [key for key in keys if key not in self.cache]
+        assert self.table is not None and self.session is not None
+        columns = [self.table.c[name] for name in self.spec.key]
+        for start in range(0, len(missing), LOAD_CHUNK):
+            chunk = missing[start : start + LOAD_CHUNK]
+            if len(columns) == 1:
+                condition = columns[0].in_(chunk)
+            else:
+                condition = tuple_(*columns).in_(chunk)
+            for found in self.session.execute(select(self.table).where(condition)).mappings():
+                row = dict(found)
+                key = tuple(row[name] for name in self.spec.key) if len(columns) > 1 else row[self.spec.key[0]]
+                self.cache[key] = row
+
+    def changed_rows(self) -> list[dict[str, Any]]:
+        rows = [self.cache[key] for key in self.dirty]
+        self.dirty = set()
+        return rows
+
+    def forget(self) -> None:
+        self.cache.clear()
+        self.dirty.clear()
+        self.known_empty = False
+
+
+@dataclass
+class Appended:
+    """Rows appended to an append-only table in this page."""
+
+    spec: TableSpec
+    table: Table | None = None
+    rows: list[dict[str, Any]] = field(default_factory=list)
+
+
+class Projection:
+    """Base class: ``SPECS`` and ``handlers()`` are defined by each projection."""
+
+    NAME = ""
+    DESCRIPTION = ""
+    SPECS: tuple[TableSpec, ...] = ()
+    REBUILDABLE = True
+
+    def __init__(self) -> None:
+        self.state = {spec.name: Rows(spec) for spec in self.SPECS if spec.kind == "state"}
+        self.appended = {spec.name: Appended(spec) for spec in self.SPECS if spec.kind == "append"}
+        self.tables: dict[str, Table] = {}
+        self.session: Any = None
+        self.dispatch: dict[str, Callable[[int, Any, Any], None]] = self.handlers()
+
+    def handlers(self) -> dict[str, Callable[[int, Any, Any], None]]:
+        """Event type (``Account.Deposited``) -> handler(position, event, notification)."""
+        raise NotImplementedError
+
+    def before(self, position: int, event: Any) -> None:
+        """Called before the handler of every event this projection handles."""
+
+    def bind(self, tables: dict[str, Table]) -> None:
+        self.tables = tables
+        for name, rows in self.state.items():
+            rows.table = tables[name]
+        for name, appended in self.appended.items():
+            appended.table = tables[name]
+
+    def begin_page(self, session: Any) -> None:
+        self.session = session
+        for rows in self.state.values():
+            rows.session = session
+
+    def append(self, table: str, row: dict[str, Any]) -> None:
+        self.appended[table].rows.append(row)
+
+    def flush(self, session: Any) -> None:
+        """Write the page's changes: upsert changed state rows, insert appended rows."""
+        for rows in self.state.values():
+            changed = rows.changed_rows()
+            if changed:
+                assert rows.table is not None
+                session.execute(_upsert(session, rows.table, rows.spec.key), changed)
+        for appended in self.appended.values():
+            if appended.rows:
+                assert appended.table is not None
+                session.execute(appended.table.insert(), appended.rows)
+                appended.rows = []
+        for rows in self.state.values():
+            if len(rows.cache) > CACHE_ROWS:
+                rows.cache.clear()
+                rows.known_empty = False
+
+    def forget(self) -> None:
+        for rows in self.state.values():
+            rows.forget()
+        for appended in self.appended.values():
+            appended.rows = []
+
+    def mark_empty(self) -> None:
+        for rows in self.state.values():
+            rows.known_empty = True
+
+
+def _upsert(session: Any, table: Table, key: tuple[str, ...]) -> Any:
+    dialect = session.get_bind().dialect.name
+    insert = postgresql_insert if dialect == "postgresql" else sqlite_insert
+    statement = insert(table)
+    updates = {column.name: statement.excluded[column.name] for column in table.columns if column.name not in key}
+    return statement.on_conflict_do_update(index_elements=list(key), set_=updates)
+
+
+def day_of(at: datetime) -> str:
+    """The UTC calendar date of a business time, as ``YYYY-MM-DD``."""
+    return at.astimezone(timezone.utc).date().isoformat() if at.tzinfo else at.date().isoformat()

@@ -1,0 +1,42 @@
+"""Read access to the live generation of the projection tables, for queries and reports."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import Any
+
+from sqlalchemy import Table
+
+from projections.runner import BY_NAME, ProjectionError
+from projections.store import ProjectionStore
+
+
+class Views:
+    """The live tables of every projection in ``store``, read in one snapshot.
+
+    ``with views.reading() as connection`` opens one read transaction, so a report built
+    from several tables sees them all at the same log position.
+    """
+
+    def __init__(self, store: ProjectionStore) -> None:
+        self.store = store
+
+    def table(self, projection: str, name: str) -> Table:
+        generation = self.store.generation(projection)
+        if generation is None:
+            raise ProjectionError("projection_missing", projection,
+                                  f"projection {projection} has not been built; run `clearing projections rebuild`")
+        spec = next(spec for spec in BY_NAME[projection].SPECS if spec.name == name)
+        return self.store.table(spec.name, spec.columns, generation)
+
+    @contextmanager
+    def reading(self) -> Iterator[Any]:
+        """One read transaction (SQLite needs an explicit BEGIN for a stable snapshot)."""
+        with self.store.engine.connect() as connection:
+            if self.store.dialect == "sqlite":
+                connection.exec_driver_sql("BEGIN")
+            try:
+                yield connection
+            finally:
+                connection.rollback()

@@ -1,0 +1,277 @@
+"""Keeping projections current, rebuilding them, and replaying them to a past position.
+
+One pass over the log serves every projection: each page of notifications (``PAGE``
+events) is read once through the library's recorder, decoded once by its mapper, handed to
+each projection that has not yet seen it, and written in **one** transaction together with
+each projection's tracking record (``eventsourcing_sqlalchemy``). The transaction starts
+with a lock (``ProjectionStore.lock``), so two processes never apply the same event; and
+the library's tracking insert refuses a position that does not advance.
+
+``rebuild`` fills a new generation of a projection's tables from event 1 while the old
+generation stays live, then, in one locked transaction, applies the events that arrived
+meanwhile, switches the registry and drops the old tables: readers see the old view or
+the new one, never a half-built one.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+from typing import Any
+
+from eventsourcing.persistence import Tracking
+from eventsourcing.utils import get_topic
+from sqlalchemy import Table, func, select
+
+from clearing.domain.account import Account
+from clearing.domain.clearinghouse import Clearinghouse
+from clearing.domain.insurance import InsuranceFund
+from clearing.domain.market import Market
+from clearing.errors import ClearingError
+from projections.base import Projection
+from projections.chain_table import ChainProjection
+from projections.ledgers import InsuranceFundProjection, LiquidationRegisterProjection, LossesProjection
+from projections.margin import MarginProjection
+from projections.store import ProjectionStore
+
+APPLICATION = "Clearing"  # the upstream application name in every tracking record
+PAGE = 5000
+ALL: tuple[type[Projection], ...] = (
+    MarginProjection, InsuranceFundProjection, LossesProjection, LiquidationRegisterProjection, ChainProjection,
+)
+BY_NAME = {cls.NAME: cls for cls in ALL}
+READ_MODELS = tuple(cls.NAME for cls in ALL if cls.REBUILDABLE)
+_AGGREGATES = {"Account": Account, "Market": Market, "InsuranceFund": InsuranceFund, "Clearinghouse": Clearinghouse}
+
+Progress = Callable[[int, int], None]  # (position reached, head)
+
+
+class ProjectionError(ClearingError):
+    """A projection operation the operator asked for cannot be done."""
+
+
+def check_names(names: Iterable[str] | None, rebuildable: bool = False) -> list[str]:
+    """Validate projection names given on the command line."""
+    valid = READ_MODELS if rebuildable else tuple(BY_NAME)
+    chosen = list(names or valid)
+    for name in chosen:
+        if name not in valid:
+            hint = " (the chain is extended, never rebuilt)" if name == "chain" and rebuildable else ""
+            raise ProjectionError("unknown_projection", "name",
+                                  f"no projection {name!r}{hint}; choose from {', '.join(valid)}")
+    return chosen
+
+
+def topic_of(kind: str) -> str:
+    """Full library topic of an event type named ``Aggregate.Event``."""
+    aggregate, event = kind.split(".", 1)
+    return get_topic(getattr(_AGGREGATES[aggregate], event))
+
+
+@dataclass
+class Status:
+    name: str
+    generation: int | None
+    position: int
+    head: int
+    rows: int
+    description: str
+
+    @property
+    def lag(self) -> int:
+        return self.head - self.position
+
+
+class Projector:
+    """Runs a set of projections over one application's log into one projection store."""
+
+    def __init__(self, app: Any, store: ProjectionStore, names: Iterable[str] | None = None,
+                 generations: dict[str, int] | None = None) -> None:
+        self.app = app
+        self.store = store
+        self.projections: dict[str, Projection] = {name: BY_NAME[name]() for name in (names or BY_NAME)}
+        self.pinned = dict(generations or {})  # a rebuild writes a generation that is not live yet
+        self.bound: dict[str, int] = {}
+        self.expected: dict[str, int] = {}
+        self.trackers: dict[str, Any] = {}
+        self._prepared = False
+
+    # -- binding to table generations ---------------------------------------------------
+
+    def prepare(self) -> None:
+        """Create missing tables; the first generation of a new projection is 1."""
+        if self._prepared:
+            return
+        for name in self.projections:
+            generation = self.pinned.get(name) or self.store.generation(name)
+            if generation is None:
+                self._bind(name, 1)
+                with self.store.datastore.transaction(commit=True) as session:
+                    self.store.lock(session)
+                    if self.store.generation(name, session) is None:
+                        self.store.set_generation(session, name, 1)
+            else:
+                self._bind(name, generation)
+        self._prepared = True
+
+    def tables_of(self, name: str, generation: int) -> dict[str, Table]:
+        projection = self.projections[name]
+        return {spec.name: self.store.table(spec.name, spec.columns, generation) for spec in projection.SPECS}
+
+    def _bind(self, name: str, generation: int) -> None:
+        tables = self.tables_of(name, generation)
+        self.store.create_tables(list(tables.values()))
+        self.projections[name].bind(tables)
+        self.projections[name].forget()
+        self.trackers[name] = self.store.tracker(name, generation)
+        self.bound[name] = generation
+        self.expected.pop(name, None)
+
+    # -- catching up --------------------------------------------------------------------
+
+    def catch_up(self, until: int | None = None, page: int = PAGE, progress: Progress | None = None) -> int:
+        """Apply every event up to the head (or ``until``); returns events read."""
+        self.prepare()
+        read = 0
+        while True:
+            try:
+                with self.store.datastore.transaction(commit=True) as session:
+                    self.store.lock(session)
+                    count, reached, head = self._page(session, until, page)
+            except BaseException:
+                self._forget_all()
+                raise
+            self._confirm(reached)
+            read += count
+            if progress is not None:
+                progress(reached, head)
+            if count == 0 or reached >= head:
+                return read
+
+    def _page(self, session: Any, until: int | None, page: int) -> tuple[int, int, int]:
+        """One page in the caller's transaction: (events read, position reached, head)."""
+        positions = self._positions(session)
+        start = min(positions.values())
+        head = self.app.recorder.max_notification_id() or 0
+        if until is not None:
+            head = min(head, until)
+        if start >= head:
+            return 0, start, head
+        topics = self._topics()
+        notes = self.app.recorder.select_notifications(start=start, limit=page, stop=head, topics=topics,
+                                                       inclusive_of_start=False)
+        self._apply(notes, positions, session)
+        reached = notes[-1].id if len(notes) == page else head
+        for name, projection in self.projections.items():
+            if reached > positions[name]:
+                projection.flush(session)
+                self.trackers[name]._insert_tracking(session, Tracking(APPLICATION, reached))
+                self.expected[name] = reached
+        return len(notes), reached, head
+
+    def _positions(self, session: Any) -> dict[str, int]:
+        """Each projection's tracked position, re-binding when another process rebuilt it."""
+        positions: dict[str, int] = {}
+        for name, projection in self.projections.items():
+            if name not in self.pinned:
+                live = self.store.generation(name, session)
+                if live is not None and live != self.bound[name]:
+                    self._bind(name, live)
+            position = self.trackers[name].max_tracking_id(APPLICATION) or 0
+            if self.expected.get(name) != position:
+                projection.forget()  # another process advanced it: cached rows may be stale
+                if position == 0 and self._is_empty(session, projection):
+                    projection.mark_empty()
+            projection.begin_page(session)
+            positions[name] = position
+        return positions
+
+    def _is_empty(self, session: Any, projection: Projection) -> bool:
+        return all(session.execute(select(func.count()).select_from(table)).scalar() == 0
+                   for table in projection.tables.values())
+
+    def _topics(self) -> list[str]:
+        """Topics to read: all (empty list) when the chain is among the projections."""
+        if any(getattr(p, "ALL_EVENTS", False) for p in self.projections.values()):
+            return []
+        return sorted({topic_of(kind) for p in self.projections.values() for kind in p.dispatch})
+
+    def _apply(self, notes: list[Any], positions: dict[str, int], session: Any) -> None:
+        to_event = self.app.mapper.to_domain_event
+        active = list(self.projections.items())
+        for note in notes:
+            kind = note.topic.rsplit(":", 1)[-1]
+            event = None
+            for name, projection in active:
+                if note.id <= positions[name]:
+                    continue
+                if getattr(projection, "ALL_EVENTS", False):
+                    projection.on_any(note.id, note)
+                    continue
+                handler = projection.dispatch.get(kind)
+                if handler is None:
+                    continue
+                if event is None:
+                    event = to_event(note)
+                projection.before(note.id, event)
+                handler(note.id, event, note)
+
+    def _confirm(self, reached: int) -> None:
+        """The commit really happened (the SQLite datastore can swallow a failed commit)."""
+        for name in self.projections:
+            if self.expected.get(name) == reached:
+                stored = self.trackers[name].max_tracking_id(APPLICATION) or 0
+                if stored != reached:
+                    self._forget_all()
+                    raise ProjectionError("projection_not_committed", name,
+                                          f"projection {name} did not commit position {reached} (tracked {stored})")
+                return
+
+    def _forget_all(self) -> None:
+        for name, projection in self.projections.items():
+            projection.forget()
+            self.expected.pop(name, None)
+
+    # -- status -------------------------------------------------------------------------
+
+    def status(self) -> list[Status]:
+        self.prepare()
+        head = self.app.recorder.max_notification_id() or 0
+        result = []
+        with self.store.engine.connect() as connection:
+            for name, projection in self.projections.items():
+                rows = sum(connection.execute(select(func.count()).select_from(t)).scalar() or 0
+                           for t in projection.tables.values())
+                position = self.trackers[name].max_tracking_id(APPLICATION) or 0
+                result.append(Status(name, self.bound[name], position, head, rows, projection.DESCRIPTION))
+        return result
+
+
+def rebuild(app: Any, store: ProjectionStore, name: str, page: int = PAGE, progress: Progress | None = None) -> int:
+    """Rebuild projection ``name`` into a new generation and switch readers to it.
+
+    Returns the new generation. The old generation keeps serving (and being caught up by
+    other processes) until the switch, which happens in one locked transaction.
+    """
+    check_names([name], rebuildable=True)
+    live = Projector(app, store, [name])
+    live.prepare()
+    old = live.bound[name]
+    new = old + 1
+    builder = Projector(app, store, [name], generations={name: new})
+    _drop(store, builder, name, new)  # leftovers of an interrupted rebuild
+    builder.prepare()
+    builder.catch_up(page=page, progress=progress)
+    with store.datastore.transaction(commit=True) as session:
+        store.lock(session)
+        while builder._page(session, None, page)[0]:
+            pass
+        store.set_generation(session, name, new)
+        store.drop_generation(session, list(live.tables_of(name, old).values()), name, old)
+    return new
+
+
+def _drop(store: ProjectionStore, projector: Projector, name: str, generation: int) -> None:
+    with store.datastore.transaction(commit=True) as session:
+        store.lock(session)
+        store.drop_generation(session, list(projector.tables_of(name, generation).values()), name, generation)

@@ -1,0 +1,180 @@
+"""Where projections live: SQL tables beside the event store, with the library's tracking.
+
+The projection tables share the event store's database: the same SQLite file (one file
+for an operator to keep) or the same PostgreSQL schema. They are SQLAlchemy Core tables;
+each projection's position in the event log is a tracking record written by
+``eventsourcing_sqlalchemy``'s ``SQLAlchemyTrackingRecorder`` in the same transaction as
+the rows it covers, so an event is applied exactly once (ADR 0009).
+
+Exact numbers: ``ExactDecimal`` is PostgreSQL ``NUMERIC`` (exact) and SQLite ``TEXT``
+holding the canonical string (SQLite's own NUMERIC is a float and loses digits). Values are
+written canonically (``fmt``: no exponent, no trailing zeros) on both, so a table read
+back from either database, or rebuilt from the log, compares equal value by value.
+
+Generations: a projection's tables are named ``<projection>_<table>_g<N>``; the registry
+row names the generation readers use. A rebuild fills generation N+1 while N stays live,
+then switches the registry row and drops N in one transaction.
+"""
+
+from __future__ import annotations
+
+import time
+import warnings
+from decimal import Decimal
+from pathlib import Path
+from typing import Any
+from urllib.parse import quote
+
+from eventsourcing.persistence import IntegrityError, InternalError, ProgrammingError
+from eventsourcing_sqlalchemy.datastore import SQLAlchemyDatastore
+from eventsourcing_sqlalchemy.recorders import SQLAlchemyTrackingRecorder
+from sqlalchemy import Column, Integer, MetaData, String, Table, Text, select, text
+from sqlalchemy.dialects.postgresql import NUMERIC
+from sqlalchemy.exc import SQLAlchemyError
+from sqlalchemy.pool import StaticPool
+from sqlalchemy.types import TypeDecorator
+
+from clearing.money import fmt
+from clearing.settings import is_postgres, store_env
+
+CREATE_ATTEMPTS = 8
+
+# eventsourcing_sqlalchemy defines one ORM class per tracking table and SQLAlchemy warns
+# that a class of that name is re-registered; the tables are distinct, so this is noise.
+warnings.filterwarnings("ignore", message=".*NotificationTrackingRecord.*", module="eventsourcing_sqlalchemy.*")
+
+
+class ExactDecimal(TypeDecorator):
+    """A Decimal column that never loses a digit: NUMERIC on PostgreSQL, TEXT on SQLite."""
+
+    impl = Text
+    cache_ok = True
+
+    def load_dialect_impl(self, dialect: Any) -> Any:
+        if dialect.name == "postgresql":
+            return dialect.type_descriptor(NUMERIC())
+        return dialect.type_descriptor(Text())
+
+    def process_bind_param(self, value: Any, dialect: Any) -> Any:
+        if value is None:
+            return None
+        text_value = fmt(value)
+        return Decimal(text_value) if dialect.name == "postgresql" else text_value
+
+    def process_result_value(self, value: Any, dialect: Any) -> Decimal | None:
+        if value is None:
+            return None
+        return Decimal(fmt(value)) if isinstance(value, Decimal) else Decimal(value)
+
+
+def sqlalchemy_url(db: str) -> tuple[str, dict[str, Any]]:
+    """SQLAlchemy URL and engine arguments for the ``--db`` setting (file path or PG URL)."""
+    if is_postgres(db):
+        env = store_env(db)
+        auth = quote(env["POSTGRES_USER"], safe="")
+        if env.get("POSTGRES_PASSWORD"):
+            auth += ":" + quote(env["POSTGRES_PASSWORD"], safe="")
+        url = f"postgresql+psycopg://{auth}@{env['POSTGRES_HOST']}:{env['POSTGRES_PORT']}/{env['POSTGRES_DBNAME']}"
+        connect_args: dict[str, Any] = {"connect_timeout": 10}
+        if env.get("POSTGRES_SCHEMA"):
+            connect_args["options"] = f"-csearch_path={env['POSTGRES_SCHEMA']}"
+        return url, {"connect_args": connect_args, "pool_pre_ping": True}
+    if db == ":memory:":
+        return "sqlite:///:memory:", {"poolclass": StaticPool}
+    return f"sqlite:///{Path(db).expanduser().resolve()}", {"connect_args": {"timeout": 60}}
+
+
+class ProjectionStore:
+    """The database holding projection tables, their tracking records and the registry."""
+
+    def __init__(self, db: str) -> None:
+        self.db = db
+        url, engine_args = sqlalchemy_url(db)
+        self.datastore = SQLAlchemyDatastore(url=url, **engine_args)
+        assert self.datastore.engine is not None
+        self.engine = self.datastore.engine
+        self.dialect = self.engine.dialect.name
+        self.metadata = MetaData()
+        self.registry = Table(
+            "projection_registry",
+            self.metadata,
+            Column("name", String(64), primary_key=True),
+            Column("generation", Integer, nullable=False),
+        )
+        self._trackers: dict[str, SQLAlchemyTrackingRecorder] = {}
+        self._create(lambda: self.registry.create(self.engine, checkfirst=True))
+        self.datastore.init_sqlite_wal_mode()
+
+    # -- tables -------------------------------------------------------------------------
+
+    def table(self, name: str, columns: list[Column], generation: int) -> Table:
+        """The generation's table, defined once per store object."""
+        full = f"{name}_g{generation}"
+        if full in self.metadata.tables:
+            return self.metadata.tables[full]
+        return Table(full, self.metadata, *[column.copy() for column in columns])
+
+    def create_tables(self, tables: list[Table]) -> None:
+        self._create(lambda: self.metadata.create_all(self.engine, tables=tables, checkfirst=True))
+
+    def tracker(self, projection: str, generation: int) -> SQLAlchemyTrackingRecorder:
+        """The library's tracking recorder of one projection generation."""
+        key = f"{projection}_g{generation}_tracking"
+        if key not in self._trackers:
+            recorder = SQLAlchemyTrackingRecorder(datastore=self.datastore, tracking_table_name=key)
+            self._create(recorder.create_table)
+            self._trackers[key] = recorder
+        return self._trackers[key]
+
+    def drop_generation(self, session: Any, tables: list[Table], projection: str, generation: int) -> None:
+        for table in tables:
+            session.execute(text(f'DROP TABLE IF EXISTS "{table.name}"'))
+            self.metadata.remove(table)
+        session.execute(text(f'DROP TABLE IF EXISTS "{projection}_g{generation}_tracking"'))
+        self._trackers.pop(f"{projection}_g{generation}_tracking", None)
+
+    # -- registry ---------------------------------------------------------------------
+
+    def generation(self, projection: str, session: Any | None = None) -> int | None:
+        query = select(self.registry.c.generation).where(self.registry.c.name == projection)
+        if session is not None:
+            return session.execute(query).scalar()
+        with self.engine.connect() as connection:
+            return connection.execute(query).scalar()
+
+    def set_generation(self, session: Any, projection: str, generation: int) -> None:
+        updated = session.execute(
+            self.registry.update().where(self.registry.c.name == projection).values(generation=generation)
+        ).rowcount
+        if not updated:
+            session.execute(self.registry.insert().values(name=projection, generation=generation))
+
+    def lock(self, session: Any) -> None:
+        """Serialize projection writers across processes for the rest of the transaction.
+
+        PostgreSQL: a transaction-scoped advisory lock. SQLite: a write to the registry as the
+        transaction's first statement takes the database's write lock (WAL: one writer), so
+        the tracking positions read next are the latest committed ones.
+        """
+        if self.dialect == "postgresql":
+            session.execute(text("SELECT pg_advisory_xact_lock(7202611)"))
+            return
+        touched = session.execute(
+            self.registry.update().where(self.registry.c.name == "__lock__").values(generation=0)
+        ).rowcount
+        if not touched:
+            session.execute(self.registry.insert().values(name="__lock__", generation=0))
+
+    def _create(self, create: Any) -> None:
+        """DDL retried when processes race to create the same tables (PostgreSQL)."""
+        for attempt in range(CREATE_ATTEMPTS):
+            try:
+                create()
+                return
+            except (SQLAlchemyError, IntegrityError, InternalError, ProgrammingError):
+                if attempt == CREATE_ATTEMPTS - 1:
+                    raise
+                time.sleep(0.05 * (attempt + 1))
+
+    def close(self) -> None:
+        self.engine.dispose()
