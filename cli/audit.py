@@ -103,13 +103,13 @@ def projections_rebuild(store: Store, names: tuple[str, ...], batch: int) -> Non
     except ClearingError as error:
         _fail(error)
     head = app.recorder.max_notification_id() or 0
-    for name in chosen:
-        started = time.perf_counter()
-        with Bar(f"rebuilding {name}", head) as progress:
-            generation = rebuild(app, store.projection_store, name, page=batch, progress=progress)
-        elapsed = time.perf_counter() - started
-        rate = f", {head / elapsed:,.0f} events/s" if elapsed > 0 and head else ""
-        click.echo(f"{name}: rebuilt to position {head} as generation {generation} in {elapsed:.1f}s{rate}")
+    started = time.perf_counter()
+    with Bar(f"rebuilding {', '.join(chosen)}", head) as progress:
+        generations = rebuild(app, store.projection_store, chosen, page=batch, progress=progress)
+    elapsed = time.perf_counter() - started
+    rate = f", {head / elapsed:,.0f} events/s" if elapsed > 0 and head else ""
+    click.echo(f"rebuilt to position {head} in {elapsed:.1f}s{rate}: "
+               + ", ".join(f"{name} generation {generation}" for name, generation in generations.items()))
 
 
 # -- audit ---------------------------------------------------------------------------------

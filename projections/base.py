@@ -18,9 +18,13 @@ from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from typing import Any
 
-from sqlalchemy import Column, Table, and_, select, tuple_
+from decimal import Decimal
+
+from sqlalchemy import Column, Table, and_, bindparam, select, tuple_
 from sqlalchemy.dialects.postgresql import insert as postgresql_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
+
+from clearing.money import fmt
 
 CACHE_ROWS = 300_000
 LOAD_CHUNK = 500
@@ -158,11 +162,11 @@ class Projection:
             changed = rows.changed_rows()
             if changed:
                 assert rows.table is not None
-                session.execute(_upsert(session, rows.table, rows.spec.key), changed)
+                write_many(session, rows.table, changed, rows.spec.key)
         for appended in self.appended.values():
             if appended.rows:
                 assert appended.table is not None
-                session.execute(appended.table.insert(), appended.rows)
+                write_many(session, appended.table, appended.rows, None)
                 appended.rows = []
         for rows in self.state.values():
             if len(rows.cache) > CACHE_ROWS:
@@ -180,12 +184,53 @@ class Projection:
             rows.known_empty = True
 
 
-def _upsert(session: Any, table: Table, key: tuple[str, ...]) -> Any:
-    dialect = session.get_bind().dialect.name
-    insert = postgresql_insert if dialect == "postgresql" else sqlite_insert
-    statement = insert(table)
-    updates = {column.name: statement.excluded[column.name] for column in table.columns if column.name not in key}
-    return statement.on_conflict_do_update(index_elements=list(key), set_=updates)
+_STATEMENTS: dict[tuple[str, str, bool], tuple[str, list[str] | None]] = {}
+
+
+def write_many(session: Any, table: Table, rows: list[dict[str, Any]], key: tuple[str, ...] | None) -> None:
+    """Insert (``key`` None) or upsert ``rows`` with one ``executemany`` on the driver.
+
+    SQLAlchemy builds and compiles the statement once per table and dialect; the rows go
+    straight to the DB-API cursor, because binding each value through SQLAlchemy costs
+    more than the database write at rebuild volume. Decimals are written as their
+    canonical text on SQLite (what ``ExactDecimal`` does) and as ``Decimal`` on PostgreSQL.
+    """
+    connection = session.connection()
+    dialect = connection.dialect
+    sql, order = _statement(table, key, dialect)
+    if dialect.name == "sqlite":
+        values: list[Any] = [tuple(_text(row[name]) for name in order) for row in rows]  # type: ignore[union-attr]
+    else:
+        values = rows
+    cursor = connection.connection.driver_connection.cursor()
+    try:
+        cursor.executemany(sql, values)
+    finally:
+        cursor.close()
+
+
+def _statement(table: Table, key: tuple[str, ...] | None, dialect: Any) -> tuple[str, list[str] | None]:
+    cache_key = (table.name, dialect.name, key is not None)
+    if cache_key not in _STATEMENTS:
+        insert = postgresql_insert if dialect.name == "postgresql" else sqlite_insert
+        statement = insert(table).values({column.name: bindparam(column.name) for column in table.columns})
+        if key is not None:
+            updates = {c.name: statement.excluded[c.name] for c in table.columns if c.name not in key}
+            statement = statement.on_conflict_do_update(index_elements=list(key), set_=updates)
+        compiled = statement.compile(dialect=dialect)
+        order = list(compiled.positiontup) if compiled.positional else None
+        _STATEMENTS[cache_key] = (str(compiled), order)
+    return _STATEMENTS[cache_key]
+
+
+def _text(value: Any) -> Any:
+    """SQLite value: a Decimal as canonical text (``fmt``), anything else unchanged."""
+    if value.__class__ is Decimal:
+        text = str(value)
+        if "E" in text or ("." in text and text[-1] == "0") or text == "-0":
+            return fmt(value)
+        return text
+    return value
 
 
 def day_of(at: datetime) -> str:

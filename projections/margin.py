@@ -26,6 +26,7 @@ end-of-day 2025-10-10 is the state after the 23:59 event.
 from __future__ import annotations
 
 import json
+from datetime import datetime, timedelta, timezone
 from collections.abc import Callable, Iterator
 from decimal import Decimal
 from typing import Any
@@ -158,10 +159,23 @@ def _iso(at: Any) -> str | None:
     return None if at is None else at.isoformat()
 
 
+def _day_end(day: str) -> datetime:
+    """Midnight UTC after ``day``: business times before it are on ``day`` or earlier."""
+    return datetime.fromisoformat(day).replace(tzinfo=timezone.utc) + timedelta(days=1)
+
+
 class MarginProjection(Projection):
     NAME = "margin"
     DESCRIPTION = "accounts, positions, markets, daily flows and end-of-day margin state"
     SPECS = (ACCOUNTS, POSITIONS, MARKETS, FLOWS, CLOCK, EOD_ACCOUNTS, EOD_POSITIONS, EOD_MARKETS)
+
+    def __init__(self) -> None:
+        super().__init__()
+        self._day_ends: datetime | None = None
+
+    def forget(self) -> None:
+        super().forget()
+        self._day_ends = None
 
     def handlers(self) -> dict[str, Callable[[int, Any, Any], None]]:
         return {
@@ -195,17 +209,23 @@ class MarginProjection(Projection):
         ``position`` of the clock row is the last event this projection applied, so an
         end-of-day row says which log position it reflects, however the log was read.
         """
-        day = day_of(event.at)
         clocks = self.state["margin_clock"]
         clock = clocks.touch(1)
+        if clock is not None and self._day_ends is not None and event.at < self._day_ends:
+            clock["position"] = position  # same business day (the common case, no date arithmetic)
+            return
+        day = day_of(event.at)
         if clock is None:
             clocks.put(1, {"id": 1, "day": day, "position": position})
             return
+        self._day_ends = None
         if day > clock["day"]:
             self.close_day(clock["day"], clock["position"])
             clock = clocks.touch(1)
             clock["day"] = day
         clock["position"] = position
+        if day == clock["day"]:
+            self._day_ends = _day_end(day)
 
     def close_day(self, day: str, as_of_position: int) -> None:
         """Write the end-of-day rows of ``day`` from the state as it stands now."""

@@ -35,7 +35,7 @@ from projections.margin import MarginProjection
 from projections.store import ProjectionStore
 
 APPLICATION = "Clearing"  # the upstream application name in every tracking record
-PAGE = 5000
+PAGE = 50_000
 ALL: tuple[type[Projection], ...] = (
     MarginProjection, InsuranceFundProjection, LossesProjection, LiquidationRegisterProjection, ChainProjection,
 )
@@ -247,27 +247,32 @@ class Projector:
         return result
 
 
-def rebuild(app: Any, store: ProjectionStore, name: str, page: int = PAGE, progress: Progress | None = None) -> int:
-    """Rebuild projection ``name`` into a new generation and switch readers to it.
+def rebuild(app: Any, store: ProjectionStore, names: str | Iterable[str], page: int = PAGE,
+            progress: Progress | None = None) -> dict[str, int]:
+    """Rebuild projections into new generations (one pass over the log) and switch to them.
 
-    Returns the new generation. The old generation keeps serving (and being caught up by
-    other processes) until the switch, which happens in one locked transaction.
+    Returns each projection's new generation. The old generations keep serving (and being
+    caught up by other processes) until the switch: in one locked transaction the events
+    that arrived meanwhile are applied to the new tables, the registry rows are switched
+    and the old tables dropped.
     """
-    check_names([name], rebuildable=True)
-    live = Projector(app, store, [name])
+    chosen = check_names([names] if isinstance(names, str) else names, rebuildable=True)
+    live = Projector(app, store, chosen)
     live.prepare()
-    old = live.bound[name]
-    new = old + 1
-    builder = Projector(app, store, [name], generations={name: new})
-    _drop(store, builder, name, new)  # leftovers of an interrupted rebuild
+    old = dict(live.bound)
+    new = {name: generation + 1 for name, generation in old.items()}
+    builder = Projector(app, store, chosen, generations=new)
+    for name in chosen:
+        _drop(store, builder, name, new[name])  # leftovers of an interrupted rebuild
     builder.prepare()
     builder.catch_up(page=page, progress=progress)
     with store.datastore.transaction(commit=True) as session:
         store.lock(session)
         while builder._page(session, None, page)[0]:
             pass
-        store.set_generation(session, name, new)
-        store.drop_generation(session, list(live.tables_of(name, old).values()), name, old)
+        for name in chosen:
+            store.set_generation(session, name, new[name])
+            store.drop_generation(session, list(live.tables_of(name, old[name]).values()), name, old[name])
     return new
 
 

@@ -41,7 +41,7 @@ CREATE_ATTEMPTS = 8
 
 # eventsourcing_sqlalchemy defines one ORM class per tracking table and SQLAlchemy warns
 # that a class of that name is re-registered; the tables are distinct, so this is noise.
-warnings.filterwarnings("ignore", message=".*NotificationTrackingRecord.*", module="eventsourcing_sqlalchemy.*")
+warnings.filterwarnings("ignore", message=".*NotificationTrackingRecord.*")
 
 
 class ExactDecimal(TypeDecorator):
@@ -112,7 +112,7 @@ class ProjectionStore:
         full = f"{name}_g{generation}"
         if full in self.metadata.tables:
             return self.metadata.tables[full]
-        return Table(full, self.metadata, *[column.copy() for column in columns])
+        return Table(full, self.metadata, *[column._copy() for column in columns])
 
     def create_tables(self, tables: list[Table]) -> None:
         self._create(lambda: self.metadata.create_all(self.engine, tables=tables, checkfirst=True))

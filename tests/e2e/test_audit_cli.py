@@ -1,0 +1,94 @@
+"""Projections and audit through the command line, as a subprocess: what an operator runs."""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from tests.e2e.test_cli import SCRIPT
+
+CLEARING = str(Path(sys.executable).parent / "clearing")
+LATER = """{"type":"price","id":"p2","market":"BTC-PERP","price":"29000","at":"2025-01-02T00:00:00Z"}
+{"type":"deposit","id":"d-late","account":"alice","amount":"250","at":"2025-01-02T00:00:01Z"}
+"""
+
+
+def clearing(db: str, *args: str, stdin: str | None = None) -> subprocess.CompletedProcess:
+    return subprocess.run([CLEARING, "--db", db, *args], input=stdin, capture_output=True, text=True, timeout=120)
+
+
+HEAD_AFTER_SCRIPT: dict[str, int] = {}
+
+
+@pytest.fixture
+def ledger_db(tmp_path) -> str:
+    db = str(tmp_path / "audit.db")
+    assert clearing(db, "post", "-", stdin=SCRIPT).returncode == 0
+    HEAD_AFTER_SCRIPT[db] = json.loads(clearing(db, "projections", "status", "--json").stdout)[0]["head"]
+    assert clearing(db, "post", "-", stdin=LATER).returncode == 0
+    return db
+
+
+def test_a_posted_command_is_in_the_projections_when_the_command_returns(ledger_db):
+    status = json.loads(clearing(ledger_db, "projections", "status", "--json").stdout)
+    assert {row["name"]: row["lag"] for row in status} == dict.fromkeys(
+        ("margin", "insurance_fund", "losses", "liquidations", "chain"), 0)
+    assert clearing(ledger_db, "deposit", "bob", "5", "--id", "d-more").returncode == 0
+    status = json.loads(clearing(ledger_db, "projections", "status", "--json").stdout)
+    assert all(row["lag"] == 0 and row["position"] == row["head"] for row in status)
+    shown = json.loads(clearing(ledger_db, "account", "show", "bob", "--json").stdout)
+    assert shown["collateral"] == "100005"
+
+
+def test_as_of_shows_the_account_before_a_later_deposit(ledger_db):
+    cut = str(HEAD_AFTER_SCRIPT[ledger_db])
+    before = json.loads(clearing(ledger_db, "account", "show", "alice", "--json", "--as-of", cut).stdout)
+    after = json.loads(clearing(ledger_db, "account", "show", "alice", "--json").stdout)
+    assert before["collateral"] == "1000" and after["collateral"] == "1250"
+    bad = clearing(ledger_db, "account", "show", "alice", "--as-of", "yesterday")
+    assert bad.returncode == 1 and "[invalid_until]" in bad.stderr
+
+
+def test_rebuild_switches_generation_and_verify_passes(ledger_db):
+    result = clearing(ledger_db, "projections", "rebuild")
+    assert result.returncode == 0, result.stderr
+    status = {row["name"]: row for row in json.loads(clearing(ledger_db, "projections", "status", "--json").stdout)}
+    assert status["margin"]["generation"] == 2 and status["chain"]["generation"] == 1
+    assert clearing(ledger_db, "projections", "rebuild", "chain").returncode == 1
+    verify = clearing(ledger_db, "audit", "verify")
+    assert verify.returncode == 0, verify.stdout + verify.stderr
+    assert verify.stdout.strip().endswith("verified")
+
+
+def test_replay_until_writes_projections_into_a_separate_file(ledger_db, tmp_path):
+    target = str(tmp_path / "replay.db")
+    cut = str(HEAD_AFTER_SCRIPT[ledger_db])
+    result = clearing(ledger_db, "audit", "replay", "--until", cut, "--into", target)
+    assert result.returncode == 0, result.stderr
+    with sqlite3.connect(target) as connection:
+        tables = [name for (name,) in connection.execute("SELECT name FROM sqlite_master WHERE type='table'")]
+        accounts = [t for t in tables if t.startswith("margin_accounts_g")]
+        (collateral,) = connection.execute(f'SELECT collateral FROM "{accounts[0]}" WHERE account = ?',
+                                           ("alice",)).fetchone()
+    assert collateral == "1000"
+    again = clearing(ledger_db, "audit", "replay", "--until", "3", "--into", target)
+    assert again.returncode == 1 and "[target_exists]" in again.stderr
+
+
+def test_verify_names_the_position_of_a_changed_event_and_a_digest_catches_a_rewrite(ledger_db):
+    digest = clearing(ledger_db, "audit", "digest").stdout.strip()
+    with sqlite3.connect(ledger_db) as connection:
+        rowid, state = connection.execute(
+            "SELECT rowid, state FROM stored_events WHERE topic LIKE '%Deposited' ORDER BY rowid LIMIT 1").fetchone()
+        connection.execute("UPDATE stored_events SET state = ? WHERE rowid = ?",
+                           (state.replace(b'"1000"', b'"9000"'), rowid))
+    verify = clearing(ledger_db, "audit", "verify")
+    assert verify.returncode == 1
+    assert f"at position {rowid}" in verify.stdout and "chain" in verify.stdout
+    with_digest = clearing(ledger_db, "audit", "verify", "--digest", digest, "--skip", "projections")
+    assert with_digest.returncode == 1
