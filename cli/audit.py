@@ -191,11 +191,18 @@ def audit_verify(store: Store, digest_text: str | None, skip: tuple[str, ...]) -
     """
     from clearing.chain import Digest
 
-    app = store.existing_app
+    store.existing_app  # noqa: B018
     try:
         expected = Digest.parse(digest_text) if digest_text else None
     except ClearingError as error:
         _fail(error)
+    if not run_verify(store, expected, skip):
+        sys.exit(1)
+
+
+def run_verify(store: Store, expected: Any = None, skip: tuple[str, ...] = ()) -> bool:
+    """Run the four checks in order, one line each; False at the first failure."""
+    app = store.app
     checks = [("chain", lambda: _verify_chain(store, expected)), ("projections", lambda: _verify_projections(store)),
               ("invariants", lambda: _verify_invariants(app)), ("decisions", lambda: _verify_decisions(app))]
     for name, check in checks:
@@ -207,9 +214,10 @@ def audit_verify(store: Store, digest_text: str | None, skip: tuple[str, ...]) -
         elapsed = time.perf_counter() - started
         if failure is not None:
             click.echo(f"{name:<12} FAILED {failure}")
-            sys.exit(1)
+            return False
         click.echo(f"{name:<12} ok   {detail} ({elapsed:.1f}s)")
     click.echo("verified")
+    return True
 
 
 def _verify_chain(store: Store, expected: Any) -> tuple[str | None, str]:
@@ -256,8 +264,10 @@ def _verify_invariants(app: Any) -> tuple[str | None, str]:
         fold = check_ledger(app)
     except InvariantViolation as violation:
         return f"[invariant_violated] {violation}", ""
-    return None, (f"money conserved (deposits {fold.deposits} - withdrawals {fold.withdrawals} + contributions "
-                  f"{fold.contributions}), fund {fold.insurance_fund} never negative")
+    from clearing.money import fmt
+
+    return None, (f"money conserved (deposits {fmt(fold.deposits)} - withdrawals {fmt(fold.withdrawals)} + "
+                  f"contributions {fmt(fold.contributions)}), fund {fmt(fold.insurance_fund)} never negative")
 
 
 def _verify_decisions(app: Any) -> tuple[str | None, str]:

@@ -21,12 +21,15 @@ from decimal import Decimal
 from typing import Any, Iterator
 
 import click
+from pathlib import Path
 
 from clearing.errors import InvariantViolation
 from clearing.invariants import check_ledger
 from clearing.money import fmt
 from clearing.posting import post_lines
 from cli import render
+from cli import render as render_module
+from cli.audit import run_verify
 from cli.main import Store, main, pass_store
 from projections.queries import account_names, account_view, insurance_fund_view, market_view
 
@@ -88,8 +91,10 @@ def _step(rng: random.Random, step: int, at: datetime, prices: dict[str, Decimal
 @click.option("--seed", type=int, default=7, show_default=True, help="Seed of the scenario generator.")
 @click.option("--show", "show_accounts", type=click.IntRange(0, 1000), default=5, show_default=True,
               help="Accounts to print in full (the most leveraged first).")
+@click.option("--reports", "reports_dir", type=click.Path(file_okay=False), default="demo-reports", show_default=True,
+              help="Directory for the regulator reports (CSV) of the demo's business day.")
 @pass_store
-def demo(store: Store, accounts: int, steps: int, seed: int, show_accounts: int) -> None:
+def demo(store: Store, accounts: int, steps: int, seed: int, show_accounts: int, reports_dir: str) -> None:
     """Run a demo scenario on the store and print market, account and fund summaries."""
     app = store.app
     lines = (json.dumps(command) for command in scenario(accounts, steps, seed))
@@ -112,6 +117,10 @@ def demo(store: Store, accounts: int, steps: int, seed: int, show_accounts: int)
     if statuses["already_applied"] and not statuses["applied"]:
         click.echo("(every command was already in this store: the demo is idempotent; use a fresh --db to start over)")
     _summaries(app, store.views, accounts, show_accounts)
+    _reports(store, reports_dir)
+    click.echo("\nclearing audit verify")
+    if not run_verify(store):
+        sys.exit(1)
 
 
 def _summaries(app: Any, projections: Any, accounts: int, show_accounts: int) -> None:
@@ -142,6 +151,32 @@ def _summaries(app: Any, projections: Any, accounts: int, show_accounts: int) ->
     click.echo("")
     click.echo(render.fund_text(fund))
     _verify(app, sum(Decimal(v["equity"]) for v in views + backstop), Decimal(fund["balance"]))
+
+
+def _reports(store: Store, directory: str) -> None:
+    """Write every report for the demo's business day as CSV; print disclosures and stress."""
+    from projections.reports import REPORT_NAMES, build_report, check_request, render
+
+    render_table = render_module.table
+
+    day = START.date().isoformat()
+    target = Path(directory)
+    target.mkdir(parents=True, exist_ok=True)
+    views = store.views
+    click.echo(f"\nRegulator reports for {day} (clearing report NAME --date {day}), CSV in {target}/:")
+    for name in REPORT_NAMES:
+        report = build_report(views, check_request(name, day))
+        text = render(report, "csv")
+        (target / f"{name}.csv").write_text(text, encoding="utf-8")
+        click.echo(f"  {name:<17} {len(report.csv_rows or []):>5} rows  as of log position {report.as_of_position}"
+                   + ("  (provisional: the day is still open)" if report.provisional else ""))
+    click.echo("\ndisclosures (CPMI-IOSCO PQD items):")
+    click.echo(render(build_report(views, check_request("disclosures", day)), "csv").rstrip())
+    stress = build_report(views, check_request("stress", day))
+    columns = ("row_kind", "scenario", "accounts_liquidated", "loss_beyond_collateral", "fund_used", "socialized_loss")
+    click.echo("\nstress (every mark shocked; account lists in stress.csv):")
+    click.echo(render_table(columns, [[render_module.text_value(row.get(c)) if row.get(c) is not None else "-" for c in columns]
+                                      for row in stress.csv_rows or []], indent="  "))
 
 
 def _other_accounts(projections: Any, accounts: int) -> list[str]:

@@ -208,3 +208,5 @@ from cli import commands as _commands  # noqa: E402,F401
 from cli import queries as _queries  # noqa: E402,F401
 from cli import demo as _demo  # noqa: E402,F401
 from cli import audit as _audit  # noqa: E402,F401
+from cli import reports as _reports  # noqa: E402,F401
+from cli import transfer as _transfer  # noqa: E402,F401

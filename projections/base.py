@@ -15,12 +15,12 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
+from datetime import datetime, timedelta, timezone
 from typing import Any
 
 from decimal import Decimal
 
-from sqlalchemy import Column, Table, and_, bindparam, select, tuple_
+from sqlalchemy import Column, Integer, String, Table, and_, bindparam, select, tuple_
 from sqlalchemy.dialects.postgresql import insert as postgresql_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 
@@ -126,8 +126,10 @@ class Projection:
     DESCRIPTION = ""
     SPECS: tuple[TableSpec, ...] = ()
     REBUILDABLE = True
+    CLOCK = ""  # name of the projection's business-clock table (one row)
 
     def __init__(self) -> None:
+        self._day_ends: datetime | None = None
         self.state = {spec.name: Rows(spec) for spec in self.SPECS if spec.kind == "state"}
         self.appended = {spec.name: Appended(spec) for spec in self.SPECS if spec.kind == "append"}
         self.tables: dict[str, Table] = {}
@@ -138,8 +140,40 @@ class Projection:
         """Event type (``Account.Deposited``) -> handler(position, event, notification)."""
         raise NotImplementedError
 
-    def before(self, position: int, event: Any) -> None:
-        """Called before the handler of every event this projection handles."""
+    def observe(self, position: int, event: Any) -> None:
+        """Advance the business clock; called for every event of ``CLOCK_KINDS`` in log order.
+
+        The business day is the UTC date of the latest business time (``at``) seen so far
+        among those events, the same for every read model however the log was read. A
+        back-dated event is booked on the current day, like a late entry in a ledger, so a
+        closed day's figures never change. When the clock moves to a later date,
+        ``on_day_closed(day, last position of that day)`` runs before the event applies.
+        Example: events at 03-01 23:59 (position 7) then 03-02 00:01 (position 8) ->
+        ``on_day_closed("2025-03-01", 7)``; the event at 8 is on 03-02.
+        """
+        clocks = self.state[self.CLOCK]
+        clock = clocks.touch(1)
+        if clock is not None and self._day_ends is not None and event.at < self._day_ends:
+            clock["position"] = position  # the same business day: no date arithmetic
+            return
+        day = day_of(event.at)
+        if clock is None:
+            clocks.put(1, {"id": 1, "day": day, "position": position})
+        elif day > clock["day"]:
+            self.on_day_closed(clock["day"], clock["position"])
+            clock = clocks.touch(1)
+            clock.update(day=day, position=position)
+        else:
+            clock["position"] = position
+        self._day_ends = _day_end(clocks.get(1)["day"])
+
+    @property
+    def day(self) -> str:
+        """The current business day (after ``observe`` of the event being applied)."""
+        return self.state[self.CLOCK].get(1)["day"]
+
+    def on_day_closed(self, day: str, as_of_position: int) -> None:
+        """A business day ended (the margin projection writes its end-of-day rows here)."""
 
     def bind(self, tables: dict[str, Table]) -> None:
         self.tables = tables
@@ -174,6 +208,7 @@ class Projection:
                 rows.known_empty = False
 
     def forget(self) -> None:
+        self._day_ends = None
         for rows in self.state.values():
             rows.forget()
         for appended in self.appended.values():
@@ -231,6 +266,18 @@ def _text(value: Any) -> Any:
             return fmt(value)
         return text
     return value
+
+
+def clock_spec(name: str) -> TableSpec:
+    """The one-row table holding a projection's business day and last observed position."""
+    return TableSpec(name, [Column("id", Integer, primary_key=True, autoincrement=False),
+                            Column("day", String(10), nullable=False),
+                            Column("position", Integer, nullable=False)], ("id",))
+
+
+def _day_end(day: str) -> datetime:
+    """Midnight UTC after ``day``: business times before it are on ``day`` or earlier."""
+    return datetime.fromisoformat(day).replace(tzinfo=timezone.utc) + timedelta(days=1)
 
 
 def day_of(at: datetime) -> str:

@@ -9,7 +9,9 @@
   fill, backstop or deleveraging fill, fund draw, loss cover, deferral and queue entry,
   with the numbers recorded in its event (``inputs``: the event's fields as canonical JSON).
 
-Rows are keyed by log position, so a row says exactly which event it came from.
+Rows are keyed by log position, so a row says exactly which event it came from. Their
+``day`` is the business day of the log when the event was applied (``Projection.observe``),
+the same day the margin projection books the event's flows on.
 """
 
 from __future__ import annotations
@@ -23,7 +25,7 @@ from typing import Any
 from sqlalchemy import Column, Integer, String, Text
 
 from clearing.money import fmt
-from projections.base import Projection, TableSpec, day_of
+from projections.base import Projection, TableSpec, clock_spec
 from projections.store import ExactDecimal
 
 N = ExactDecimal
@@ -67,7 +69,8 @@ FUND = TableSpec("fund_movements", _common(
 class InsuranceFundProjection(Projection):
     NAME = "insurance_fund"
     DESCRIPTION = "every insurance-fund inflow and outflow with cause and running balance"
-    SPECS = (FUND,)
+    SPECS = (FUND, clock_spec("fund_clock"))
+    CLOCK = "fund_clock"
 
     def handlers(self) -> dict[str, Callable[[int, Any, Any], None]]:
         return {"InsuranceFund.Contributed": self._in, "InsuranceFund.Drawn": self._out}
@@ -75,7 +78,7 @@ class InsuranceFundProjection(Projection):
     def _row(self, position: int, event: Any, direction: str, counterparty: str | None, market: str | None,
              reference: str | None) -> None:
         self.append("fund_movements", {
-            "position": position, "at": event.at.isoformat(), "day": day_of(event.at), "direction": direction,
+            "position": position, "at": event.at.isoformat(), "day": self.day, "direction": direction,
             "cause": event.cause, "amount": event.amount, "counterparty": counterparty, "market": market,
             "reference": reference, "balance_after": event.balance_after})
 
@@ -114,7 +117,8 @@ LOSS_ALLOCATIONS = TableSpec("loss_allocations", _common(
 class LossesProjection(Projection):
     NAME = "losses"
     DESCRIPTION = "bankruptcy deficits and socialized-loss / deleveraging allocations per account"
-    SPECS = (LOSS_EVENTS, LOSS_ALLOCATIONS)
+    SPECS = (LOSS_EVENTS, LOSS_ALLOCATIONS, clock_spec("losses_clock"))
+    CLOCK = "losses_clock"
 
     def handlers(self) -> dict[str, Callable[[int, Any, Any], None]]:
         return {"Account.LossCovered": self._covered, "Account.LossAllocated": self._allocated,
@@ -122,13 +126,13 @@ class LossesProjection(Projection):
 
     def _covered(self, position: int, event: Any, _: Any) -> None:
         self.append("loss_events", {
-            "position": position, "at": event.at.isoformat(), "day": day_of(event.at), "loss_id": event.loss_id,
+            "position": position, "at": event.at.isoformat(), "day": self.day, "loss_id": event.loss_id,
             "account": event.account, "market": event.market, "policy": event.policy, "deficit": event.deficit,
             "fund_paid": event.fund_paid, "allocated": event.allocated})
 
     def _allocated(self, position: int, event: Any, _: Any) -> None:
         self.append("loss_allocations", {
-            "position": position, "at": event.at.isoformat(), "day": day_of(event.at), "loss_id": event.loss_id,
+            "position": position, "at": event.at.isoformat(), "day": self.day, "loss_id": event.loss_id,
             "market": event.market, "account": event.account, "policy": event.policy, "share": event.share,
             "basis": event.basis, "basis_total": event.basis_total, "loss_total": event.loss_total,
             "price_mark": event.price_mark, "price": None, "size_delta": None, "adl_rank": None,
@@ -138,7 +142,7 @@ class LossesProjection(Projection):
         if event.basis != "adl":
             return  # a backstop fill, not a loss allocation
         self.append("loss_allocations", {
-            "position": position, "at": event.at.isoformat(), "day": day_of(event.at),
+            "position": position, "at": event.at.isoformat(), "day": self.day,
             "loss_id": event.liquidation_id, "market": event.market, "account": event.account, "policy": "adl",
             "share": event.loss_vs_mark, "basis": abs(event.size_delta), "basis_total": None, "loss_total": None,
             "price_mark": event.price_mark, "price": event.price, "size_delta": event.size_delta,
@@ -180,7 +184,8 @@ _REGISTER_KINDS = {
 class LiquidationRegisterProjection(Projection):
     NAME = "liquidations"
     DESCRIPTION = "register of margin calls, liquidation fills, deleveraging, fund draws and loss cover"
-    SPECS = (REGISTER,)
+    SPECS = (REGISTER, clock_spec("register_clock"))
+    CLOCK = "register_clock"
 
     def handlers(self) -> dict[str, Callable[[int, Any, Any], None]]:
         return {kind: self._register for kind in _REGISTER_KINDS}
@@ -195,7 +200,7 @@ class LiquidationRegisterProjection(Projection):
         if register_kind == "counterparty_fill":
             register_kind = "deleveraging_fill" if event.basis == "adl" else "backstop_fill"
         self.append("liquidation_register", {
-            "position": position, "at": event.at.isoformat(), "day": day_of(event.at), "kind": register_kind,
+            "position": position, "at": event.at.isoformat(), "day": self.day, "kind": register_kind,
             "account": get("account"), "market": get("market"),
             "reference": get("liquidation_id", "loss_id", "reference"),
             "reason": get("reason", "outcome"), "size_delta": get("size_delta"),

@@ -25,8 +25,8 @@ end-of-day 2025-10-10 is the state after the 23:59 event.
 
 from __future__ import annotations
 
+import decimal
 import json
-from datetime import datetime, timedelta, timezone
 from collections.abc import Callable, Iterator
 from decimal import Decimal
 from typing import Any
@@ -36,8 +36,8 @@ from sqlalchemy import Column, Integer, String, Text, select
 from clearing.domain.account import Position
 from clearing.domain.margin import MarginTier
 from clearing.domain.risk import account_margin
-from clearing.money import ZERO, exact, fmt
-from projections.base import Projection, TableSpec, day_of
+from clearing.money import LEDGER_CONTEXT, ZERO, fmt
+from projections.base import Projection, TableSpec, clock_spec
 from projections.store import ExactDecimal
 
 N = ExactDecimal
@@ -94,11 +94,7 @@ FLOWS = TableSpec("margin_flows", [
     *[Column(name, Integer, nullable=False) for name in FLOW_COUNTS],
 ], ("day", "account"))
 
-CLOCK = TableSpec("margin_clock", [
-    Column("id", Integer, primary_key=True),
-    Column("day", String(10), nullable=False),
-    Column("position", Integer, nullable=False),
-], ("id",))
+CLOCK = clock_spec("margin_clock")
 
 EOD_ACCOUNTS = TableSpec("margin_eod_accounts", [
     Column("day", String(10), primary_key=True),
@@ -159,23 +155,11 @@ def _iso(at: Any) -> str | None:
     return None if at is None else at.isoformat()
 
 
-def _day_end(day: str) -> datetime:
-    """Midnight UTC after ``day``: business times before it are on ``day`` or earlier."""
-    return datetime.fromisoformat(day).replace(tzinfo=timezone.utc) + timedelta(days=1)
-
-
 class MarginProjection(Projection):
     NAME = "margin"
     DESCRIPTION = "accounts, positions, markets, daily flows and end-of-day margin state"
     SPECS = (ACCOUNTS, POSITIONS, MARKETS, FLOWS, CLOCK, EOD_ACCOUNTS, EOD_POSITIONS, EOD_MARKETS)
-
-    def __init__(self) -> None:
-        super().__init__()
-        self._day_ends: datetime | None = None
-
-    def forget(self) -> None:
-        super().forget()
-        self._day_ends = None
+    CLOCK = "margin_clock"
 
     def handlers(self) -> dict[str, Callable[[int, Any, Any], None]]:
         return {
@@ -203,38 +187,19 @@ class MarginProjection(Projection):
 
     # -- the business clock ---------------------------------------------------------------
 
-    def before(self, position: int, event: Any) -> None:
-        """Close every business day the event's ``at`` moves past (see module docstring).
+    def on_day_closed(self, day: str, as_of_position: int) -> None:
+        """Write the end-of-day rows of ``day`` from the state as it stands now.
 
-        ``position`` of the clock row is the last event this projection applied, so an
-        end-of-day row says which log position it reflects, however the log was read.
+        The day's flow rows are then dropped from memory: flows are booked on the current
+        business day only, so they are never touched again (memory stays flat over days).
         """
-        clocks = self.state["margin_clock"]
-        clock = clocks.touch(1)
-        if clock is not None and self._day_ends is not None and event.at < self._day_ends:
-            clock["position"] = position  # same business day (the common case, no date arithmetic)
-            return
-        day = day_of(event.at)
-        if clock is None:
-            clocks.put(1, {"id": 1, "day": day, "position": position})
-            return
-        self._day_ends = None
-        if day > clock["day"]:
-            self.close_day(clock["day"], clock["position"])
-            clock = clocks.touch(1)
-            clock["day"] = day
-        clock["position"] = position
-        if day == clock["day"]:
-            self._day_ends = _day_end(day)
-
-    def close_day(self, day: str, as_of_position: int) -> None:
-        """Write the end-of-day rows of ``day`` from the state as it stands now."""
         self.flush(self.session)
+        self.state["margin_flows"].cache.clear()
         for table, row in end_of_day_rows(self.session, self.tables, day, as_of_position):
             self.append(table, row)
 
     def _flow(self, position: int, event: Any, account: str) -> dict[str, Any]:
-        day = self.state["margin_clock"].get(1)["day"]
+        day = self.day
         key = (day, account)
         rows = self.state["margin_flows"]
         row = rows.touch(key)
@@ -420,13 +385,19 @@ def iter_table(session: Any, table: Any, *order: str) -> Iterator[dict[str, Any]
         yield dict(row)
 
 
-@exact
 def end_of_day_rows(session: Any, tables: dict[str, Any], day: str, as_of_position: int) -> Iterator[tuple[str, dict[str, Any]]]:
     """EOD rows for every account and market, computed on the current marks.
 
     Accounts are streamed; open positions (size != 0) are held in memory by account, so
     memory grows with the number of open positions, not with the length of the log.
+    The body runs under ``LEDGER_CONTEXT`` itself (a decorator would leave the generator's
+    body at the default 28 digits).
     """
+    with decimal.localcontext(LEDGER_CONTEXT):
+        yield from _end_of_day_rows(session, tables, day, as_of_position)
+
+
+def _end_of_day_rows(session: Any, tables: dict[str, Any], day: str, as_of_position: int) -> Iterator[tuple[str, dict[str, Any]]]:
     markets = {row["market"]: row for row in iter_table(session, tables["margin_markets"], "market")}
     terms = {name: MarketTerms(row) for name, row in markets.items()}
     totals = {name: {"long_size": ZERO, "short_size": ZERO, "holders": 0} for name in markets}

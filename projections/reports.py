@@ -92,7 +92,7 @@ class Report:
 def check_report_name(name: str) -> str:
     """``name`` when it is one of ``REPORT_NAMES``; else ``unknown_report``."""
     if name not in REPORT_NAMES:
-        raise InputError("unknown_report", "report", f"no report {name!r}; choose from {', '.join(REPORT_NAMES)}")
+        raise InputError("unknown_report", "report", f"{name[:40]!r} is unknown; choose from {', '.join(REPORT_NAMES)}")
     return name
 
 
@@ -106,7 +106,7 @@ def parse_date(value: str) -> str:
             raise ValueError
         date.fromisoformat(value)
     except ValueError:
-        raise InputError("invalid_date", "date", f"{value[:40]!r} is not a date written YYYY-MM-DD") from None
+        raise InputError("invalid_date", "date", f"{value[:40]!r} is not a valid day written YYYY-MM-DD") from None
     return value
 
 

@@ -41,6 +41,9 @@ ALL: tuple[type[Projection], ...] = (
 )
 BY_NAME = {cls.NAME: cls for cls in ALL}
 READ_MODELS = tuple(cls.NAME for cls in ALL if cls.REBUILDABLE)
+#: Event types that move the business clock: everything any read model reads, whichever
+#: projections a run builds, so every read model books an event on the same day.
+CLOCK_KINDS = frozenset(kind for name in READ_MODELS for kind in BY_NAME[name]().dispatch)
 _AGGREGATES = {"Account": Account, "Market": Market, "InsuranceFund": InsuranceFund, "Clearinghouse": Clearinghouse}
 
 Progress = Callable[[int, int], None]  # (position reached, head)
@@ -194,13 +197,14 @@ class Projector:
         """Topics to read: all (empty list) when the chain is among the projections."""
         if any(getattr(p, "ALL_EVENTS", False) for p in self.projections.values()):
             return []
-        return sorted({topic_of(kind) for p in self.projections.values() for kind in p.dispatch})
+        return sorted(topic_of(kind) for kind in CLOCK_KINDS)
 
     def _apply(self, notes: list[Any], positions: dict[str, int], session: Any) -> None:
         to_event = self.app.mapper.to_domain_event
         active = list(self.projections.items())
         for note in notes:
             kind = note.topic.rsplit(":", 1)[-1]
+            clocked = kind in CLOCK_KINDS
             event = None
             for name, projection in active:
                 if note.id <= positions[name]:
@@ -208,13 +212,14 @@ class Projector:
                 if getattr(projection, "ALL_EVENTS", False):
                     projection.on_any(note.id, note)
                     continue
-                handler = projection.dispatch.get(kind)
-                if handler is None:
+                if not clocked:
                     continue
                 if event is None:
                     event = to_event(note)
-                projection.before(note.id, event)
-                handler(note.id, event, note)
+                projection.observe(note.id, event)
+                handler = projection.dispatch.get(kind)
+                if handler is not None:
+                    handler(note.id, event, note)
 
     def _confirm(self, reached: int) -> None:
         """The commit really happened (the SQLite datastore can swallow a failed commit)."""

@@ -234,3 +234,27 @@ def test_replay_until_a_position_shows_the_past(sqlite_db):
     now = replay_views(ledger.app, ledger.head(), ["margin"])
     assert account_view(now, "alice") == margin_state.account_view(ledger.app, "alice")
     assert account_view(now, "alice")["status"] != "healthy"  # the crash of 03-02/03 took it down
+
+
+def test_a_back_dated_event_is_booked_on_the_current_business_day_everywhere(sqlite_db):
+    ledger = _post_script(sqlite_db)
+    store = ProjectionStore(sqlite_db)
+    projector = Projector(ledger.app, store, READ_MODELS)
+    projector.catch_up()
+    views = Views(store)
+    eod = views.table("margin", "margin_eod_accounts")
+    with views.reading() as connection:
+        closed_before = sorted(map(tuple, connection.execute(eod.select().where(eod.c.day == "2025-03-01"))))
+    ledger.post_ok('{"type":"fund_insurance","amount":"5","at":"2025-03-01T12:00:00Z"}\n'
+                   '{"type":"deposit","account":"maker","amount":"7","at":"2025-03-01T12:00:00Z"}')
+    projector.catch_up()
+    fund = views.table("insurance_fund", "fund_movements")
+    flows = views.table("margin", "margin_flows")
+    with views.reading() as connection:
+        (late,) = connection.execute(fund.select().where(fund.c.amount == Decimal(5))).mappings().all()
+        maker_days = {row.day: row.deposits for row in connection.execute(flows.select().where(flows.c.account == "maker"))
+                      if row.deposits}
+        closed_after = sorted(map(tuple, connection.execute(eod.select().where(eod.c.day == "2025-03-01"))))
+    assert late["day"] == "2025-03-03" and late["at"].startswith("2025-03-01")
+    assert maker_days == {"2025-03-01": Decimal(100000), "2025-03-03": Decimal(7)}
+    assert closed_after == closed_before

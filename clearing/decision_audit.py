@@ -1,0 +1,1213 @@
+"""Decision audit: every risk decision in the event log re-checked from the log alone.
+
+An auditor re-derives each recorded decision from (a) the inputs recorded in the decision
+event and (b) the state replayed from the log up to that event: collateral, positions
+(size and cost), marks, market terms and tiers, the parameters in force (clearinghouse
+defaults + market overrides), the insurance-fund balance and each account's risk status
+and open call. The replay is this module's own fold; it uses only the pure formulas of
+``clearing.domain.margin``, ``risk.margin_totals``, ``liquidation_math`` and
+``parameters``, never the risk engine, the working set or an aggregate's command.
+
+Replay follows the log: each event's recorded "after" values (collateral, position) must
+equal what the fold computes from the previous state and the event's inputs (size, price,
+amount); the fold then continues from the recorded values, so one wrong number gives one
+finding, not a cascade. Findings (``check`` codes):
+
+* ``MarginCallIssued``: ``call_figures_differ`` (equity, initial, maintenance, mark on
+  replay), ``call_not_warranted`` (equity >= maintenance, no position, or a call already
+  open), ``amount_differs`` (``amount_to_initial`` = initial - equity), ``deadline_differs``
+  (``at`` + ``margin_call_grace``), ``parameters_differ`` (the record of the parameters in
+  force for the call's market).
+  Example: collateral 1,000, long 0.2 at 50,000, mark 47,000, IMF 10 %, MMF 5 %: equity
+  400 < MM 470, so the call is warranted with IM 940 and amount 540.
+* ``MarginCallMet``: ``call_met_figures_differ``, ``call_met_not_warranted`` (no open call,
+  or equity still below maintenance).
+* ``Liquidated``: ``liquidation_figures_differ`` (mark, figures before, quote_fill =
+  -size_delta x price_fill x contract), ``liquidation_not_warranted`` (the due rule of
+  ``clearing.domain.liquidation``: below maintenance, under call or liquidating, deadline
+  passed or below ``liquidation_floor`` x MM; not paused, not deferred by the TWAP rule,
+  never the backstop; a manual ``liquidate`` needs only equity < MM), ``reason_differs``,
+  ``liquidation_order_differs`` (largest maintenance requirement first, ties by name),
+  ``size_differs`` / ``fill_price_differs`` (engine steps: Drift size, spread price),
+  ``bankruptcy_differs`` (dYdX bankruptcy quote and price), ``penalty_differs``,
+  ``fee_split_differs``, ``parameters_differ``, ``liquidation_after_differs`` (position,
+  collateral, equity, maintenance and status after the fill).
+* ``InsuranceFund.Drawn``: ``fund_draw_differs`` (min(deficit, balance before));
+  ``fund_balance_differs`` for any fund event whose balance_after is not the fold's.
+* ``LossCovered``: ``loss_cover_differs`` (deficit = q_b - q_f of its fill, or the
+  settlement deficit; fund_paid + allocated = deficit; fund_paid = the draw; allocated =
+  the shares allocated under that loss id; the policy named).
+* ``LiquidationDeferred``: ``deferral_differs`` / ``deferral_not_warranted``.
+* Cross-aggregate, per command: ``taker_differs`` (each fill's ``PositionTaken``),
+  ``fee_split_differs`` (penalty - liquidator fee contributed to the fund).
+* ``call_missed``: after each price command, no account holding a position in the
+  repriced market may be ``healthy`` with equity < maintenance (likewise funding payers,
+  accounts left with positions by a settlement, and accounts that paid a loss share or were
+  deleveraged); the finding names the price (or funding / settlement) event.
+* ``state_differs``: an "after" value of a non-decision event differs from the fold.
+
+Grouping: the log holds each command's events after its ``CommandRecord.Accepted``,
+aggregate by aggregate in the order the command first touched them (so a fund draw may
+come before or after the fill it pays for); checks that join events of several
+aggregates run when the command ends. Batch-level ``Market.TradingRecorded`` events end
+the batch's last command.
+
+Missed calls are found without re-checking every holder on every price: each healthy
+account gets a price budget, ``(equity - MM - quanta) / sum(|size| x contract x (1 +
+max MMF))``, per market it holds; it is evaluated again only when the cumulative |move| of
+one of its markets exceeds its budget, or when one of its own events changes it. Example:
+slack 100 on a long 1 BTC with MMF 5 % -> budget 95.2 of cumulative price move.
+"""
+
+from __future__ import annotations
+
+import decimal
+import heapq
+from collections import Counter, defaultdict
+from collections.abc import Callable, Iterable, Iterator
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from decimal import Decimal
+from typing import TYPE_CHECKING, Any
+
+from clearing.domain.account import BANKRUPT, HEALTHY, LIQUIDATING, MARGIN_CALL, Account
+from clearing.domain.clearinghouse import Clearinghouse
+from clearing.domain.command_record import CommandRecord
+from clearing.domain.insurance import InsuranceFund
+from clearing.domain.liquidation_math import bankruptcy_price, bankruptcy_quote, base_to_cover_shortage
+from clearing.domain.margin import maintenance_requirement, position_notional
+from clearing.domain.market import Market
+from clearing.domain.parameters import ADL, DEFAULTS, SOCIALIZE_PER_CONTRACT, ParameterSet, effective
+from clearing.domain.risk import MarginTotals, margin_totals
+from clearing.money import LEDGER_CONTEXT, ONE, ZERO, fmt, round_down, round_up
+
+PAGE = 5000
+INSURANCE_FUND = "insurance_fund"
+ALLOWANCE_QUANTUM = Decimal("1e-12")
+
+if TYPE_CHECKING:
+    from clearing.application import ClearingApplication
+
+
+@dataclass(frozen=True)
+class Finding:
+    """One disagreement between a recorded decision and its re-derivation."""
+
+    position: int
+    check: str
+    message: str
+
+
+class _Stop(Exception):
+    """Raised to end the audit at the first finding."""
+
+
+# -- replayed state ---------------------------------------------------------------------------
+
+
+class _Held:
+    """A position as the fold keeps it: signed size and signed entry notional (cost)."""
+
+    __slots__ = ("size", "cost")
+
+    def __init__(self, size: Decimal, cost: Decimal) -> None:
+        self.size = size
+        self.cost = cost
+
+
+class _MarketState:
+    """Terms, mark, TWAP and overrides of one market (what ``margin_totals`` reads)."""
+
+    __slots__ = (
+        "market", "contract_size", "tick_size", "step_size", "tiers", "collateral_quantum", "price_mark",
+        "price_twap", "settled", "overrides", "parameters_version", "favourable_weight", "exposure_unit",
+    )
+
+    def __init__(self, event: Any) -> None:
+        self.market: str = event.market
+        self.contract_size: Decimal = event.contract_size
+        self.tick_size: Decimal = event.tick_size
+        self.step_size: Decimal = event.step_size
+        self.tiers = tuple(event.tiers)
+        self.collateral_quantum: Decimal = event.collateral_quantum
+        self.price_mark: Decimal | None = None
+        self.price_twap: Decimal | None = None
+        self.settled = False
+        self.overrides: dict[str, Any] = {}
+        self.parameters_version = 0
+        highest = max(tier.maintenance_margin_fraction for tier in self.tiers)
+        # with an MMF above 1 a favourable move can lower equity - MM too (per unit size and price)
+        self.favourable_weight = self.contract_size * max(ZERO, highest - ONE)
+        self.exposure_unit = self.contract_size + self.favourable_weight
+
+
+class _AccountState:
+    """Collateral, open positions (flat ones dropped), risk status and the open call's deadline."""
+
+    __slots__ = ("name", "collateral", "positions", "status", "deadline", "closed")
+
+    def __init__(self, name: str) -> None:
+        self.name = name
+        self.collateral = ZERO
+        self.positions: dict[str, _Held] = {}
+        self.status = HEALTHY
+        self.deadline: datetime | None = None
+        self.closed = False
+
+    def size(self, market: str) -> Decimal:
+        held = self.positions.get(market)
+        return held.size if held is not None else ZERO
+
+    def cost(self, market: str) -> Decimal:
+        held = self.positions.get(market)
+        return held.cost if held is not None else ZERO
+
+    def set_position(self, market: str, size: Decimal, cost: Decimal) -> None:
+        if size == ZERO:
+            self.positions.pop(market, None)
+        else:
+            self.positions[market] = _Held(size, cost)
+
+
+# -- pure arithmetic, re-derived from the documented rules ----------------------------------------
+
+
+def apply_fill(size: Decimal, cost: Decimal, delta: Decimal, price: Decimal, contract: Decimal, quantum: Decimal) -> tuple[Decimal, Decimal, Decimal]:
+    """(size after, cost after, realized PnL) of a signed fill of ``delta`` at ``price``.
+
+    The reducing part realizes PnL; its cost is removed pro rata, rounded up to the quantum
+    (all of it when the position closes); the rest opens at ``price``. Example: long 2 with
+    cost 200, sell 3 at 110 -> realized 2 x 110 - 200 = 20, then short 1 with cost -110.
+    """
+    realized = ZERO
+    if size != ZERO and (size > ZERO) != (delta > ZERO):
+        closed = min(abs(delta), abs(size))
+        removed = cost if closed == abs(size) else round_up(cost * closed / abs(size), quantum)
+        closed_delta = closed if delta > ZERO else -closed
+        realized = -closed_delta * price * contract - removed
+        cost -= removed
+        size += closed_delta
+        delta -= closed_delta
+    if delta != ZERO:
+        cost += delta * price * contract
+        size += delta
+    return size, cost, realized
+
+
+def bankruptcy_quote_of(size: Decimal, delta: Decimal, market: _MarketState, totals: MarginTotals) -> Decimal:
+    """dYdX bankruptcy quote for closing ``delta`` of ``size``: ``-DNNV - TNC x |DMMR| / TMMR``.
+
+    Without any maintenance requirement it is the value change minus the equity. Example
+    (B1): long 0.1 at 50,000, TNC 499, TMMR 500, closing all -> 5,000 - 499 = 4,501.
+    """
+    mark, contract, quantum = market.price_mark, market.contract_size, market.collateral_quantum
+    if totals.maintenance_margin <= ZERO:
+        return -delta * mark * contract - totals.equity
+    before = maintenance_requirement(market.tiers, position_notional(size, mark, contract), quantum)
+    after = maintenance_requirement(market.tiers, position_notional(size + delta, mark, contract), quantum)
+    return bankruptcy_quote(size, delta, mark, contract, before, after, totals.equity, totals.maintenance_margin, quantum)
+
+
+def maintenance_fraction(size: Decimal, market: _MarketState) -> Decimal:
+    """The position's maintenance requirement over its notional (the tier's MMF, rounded)."""
+    notional = position_notional(size, market.price_mark, market.contract_size)
+    return maintenance_requirement(market.tiers, notional, market.collateral_quantum) / notional
+
+
+def spread_price(size: Decimal, market: _MarketState, params: ParameterSet) -> Decimal:
+    """Backstop fill: mark -/+ spread x MMF x mark, on the tick against the account.
+
+    Example: long, mark 47,000, MMF 5 %, spread 0.5 -> 47,000 x (1 - 0.025) = 45,825.
+    """
+    mark = market.price_mark
+    move = mark * params.liquidation_spread * maintenance_fraction(size, market)
+    if size > ZERO:
+        return max(round_down(mark - move, market.tick_size), market.tick_size)
+    return round_up(mark + move, market.tick_size)
+
+
+def close_size(size: Decimal, market: _MarketState, totals: MarginTotals, params: ParameterSet) -> Decimal:
+    """Contracts one solvent step closes: Drift's base-to-cover towards MM x (1 + buffer).
+
+    Net of spread and fee, rounded up to the step, at least one step, capped at
+    ``max_liquidation_fraction`` (rounded up to the step); all of it when equity <= 0, when
+    the notional is at most ``liquidation_min_notional``, or when no size can cover.
+    Example: shortage 10 at mark 100, MMF 10 %, no buffer, spread or fee -> 1 contract.
+    """
+    whole = abs(size)
+    notional = position_notional(size, market.price_mark, market.contract_size)
+    if totals.equity <= ZERO or notional <= params.liquidation_min_notional:
+        return whole
+    fraction = maintenance_fraction(size, market)
+    buffered = fraction * (ONE + params.liquidation_buffer)
+    shortage = totals.maintenance_margin * (ONE + params.liquidation_buffer) - totals.equity
+    cost_rate = params.liquidation_spread * fraction + params.liquidation_fee_rate
+    base = base_to_cover_shortage(shortage, market.price_mark * market.contract_size, buffered, cost_rate, ZERO)
+    if base is None:
+        return whole
+    step = market.step_size
+    cap = max(round_up(params.max_liquidation_fraction * whole, step), step)
+    return min(max(round_up(base, step), step), cap, whole)
+
+
+def penalty_of(quote_fill: Decimal, quote_bankruptcy: Decimal, params: ParameterSet, quantum: Decimal) -> Decimal:
+    """min(surplus above bankruptcy, fee rate x |q_f| rounded up); 0 without a surplus.
+
+    Example: q_f 4,540, q_b 4,500, fee 1 % -> min(40, 45.40) = 40.
+    """
+    surplus = quote_fill - quote_bankruptcy
+    if surplus <= ZERO:
+        return ZERO
+    return min(surplus, round_up(params.liquidation_fee_rate * abs(quote_fill), quantum))
+
+
+def adl_fund_wanted(size: Decimal, market: _MarketState, totals: MarginTotals) -> Decimal:
+    """What the fund pays before deleveraging: the position's share of the negative equity.
+
+    share = the position's maintenance requirement / the account's (1 without any);
+    rounded up to the quantum, at least 0. Example: equity -200, one position -> 200.
+    """
+    quantum = market.collateral_quantum
+    requirement = maintenance_requirement(market.tiers, position_notional(size, market.price_mark, market.contract_size), quantum)
+    after = maintenance_requirement(market.tiers, ZERO, quantum)
+    share = (requirement - after) / totals.maintenance_margin if totals.maintenance_margin > ZERO else ONE
+    return max(ZERO, round_up(-totals.equity * share, quantum))
+
+
+# -- per-command context ---------------------------------------------------------------------------
+
+
+@dataclass
+class _Step:
+    """One recorded liquidation fill, for the joins at the end of its command."""
+
+    position: int
+    account: str
+    liquidation_id: str
+    market: str
+    counterparty: str
+    size_delta: Decimal
+    price: Decimal
+    fee: Decimal
+    basis: str
+    reason: str
+
+
+@dataclass
+class _AdlPlan:
+    """A deleveraging of one position, decided once for all its slices."""
+
+    market: str
+    size: Decimal
+    wanted: Decimal
+    problem: str | None
+    fund_paid: Decimal = ZERO
+    price: Decimal | None = None
+    totals: MarginTotals | None = None
+    closed: Decimal = ZERO
+    position: int = 0
+
+
+class _Command:
+    """What one command's events are joined on when it ends (containers keyed by account/id)."""
+
+    __slots__ = (
+        "position", "command_id", "kind", "market", "fund_start", "trigger_position", "fund_events", "steps", "deficits",
+        "draws", "covers", "allocated", "shares", "penalties_due", "penalties_paid", "takers", "insolvent", "adl",
+        "candidates", "dequeued",
+    )
+
+    def __init__(self, position: int, command_id: str, kind: str, market: str | None, fund_start: Decimal) -> None:
+        self.position = position
+        self.command_id = command_id
+        self.kind = kind
+        self.market = market
+        self.fund_start = fund_start
+        self.trigger_position = 0
+        self.fund_events = 0
+        self.steps: dict[tuple[str, str], list[_Step]] = {}
+        self.deficits: dict[tuple[str, str], Decimal] = {}
+        self.draws: dict[tuple[str, str], tuple[Decimal, Decimal, int]] = {}
+        self.covers: list[tuple[int, str, str, Decimal]] = []
+        self.allocated: dict[str, tuple[Decimal, int]] = {}
+        self.shares: dict[str, Decimal] = {}
+        self.penalties_due: dict[str, list[Decimal]] = {}
+        self.penalties_paid: dict[str, list[tuple[Decimal, int]]] = {}
+        self.takers: list[tuple[tuple, int]] = []
+        self.insolvent: set[str] = set()
+        self.adl: dict[tuple[str, str], _AdlPlan] = {}
+        self.candidates: dict[str, int] = {}
+        self.dequeued: dict[str, set[str]] = {}
+
+
+# -- the missed-call watch ----------------------------------------------------------------------------
+
+
+class _Watch:
+    """Which healthy accounts a price move may have taken below maintenance.
+
+    An armed account has a price trigger in each market it holds: a long is re-evaluated
+    when the mark falls to its lower trigger, a short when it rises to its upper one (both,
+    for the odd market with an MMF above 1). Accounts changed by their own events wait in
+    ``dirty`` until the next price of a market they hold, and are evaluated (and re-armed)
+    then; ``stamp`` tells an account's current triggers from superseded ones.
+    """
+
+    def __init__(self) -> None:
+        self.below: dict[str, list[tuple[Decimal, int, str]]] = defaultdict(list)  # (-trigger, stamp, name)
+        self.above: dict[str, list[tuple[Decimal, int, str]]] = defaultdict(list)  # (trigger, stamp, name)
+        self.stamp: dict[str, int] = {}
+        self.dirty: set[str] = set()
+        self.counter = 0
+        self.pushed = 0
+
+    def disarm(self, name: str) -> int:
+        """Forget ``name``'s triggers; returns the stamp its new triggers must carry."""
+        self.counter += 1
+        self.stamp[name] = self.counter
+        return self.counter
+
+    def push(self, market: str, lower: Decimal | None, upper: Decimal | None, stamp: int, name: str) -> None:
+        if lower is not None:
+            heapq.heappush(self.below[market], (-lower, stamp, name))
+        if upper is not None:
+            heapq.heappush(self.above[market], (upper, stamp, name))
+        self.pushed += 1
+        if self.pushed > 4 * len(self.stamp) + 10_000:
+            self._compact()
+
+    def due(self, market: str, mark: Decimal) -> list[str]:
+        """Accounts whose current trigger in ``market`` the mark has reached (entries removed)."""
+        found: list[str] = []
+        stamps = self.stamp
+        below, above = self.below[market], self.above[market]
+        while below and -below[0][0] >= mark:
+            _, stamp, name = heapq.heappop(below)
+            if stamps[name] == stamp:
+                found.append(name)
+        while above and above[0][0] <= mark:
+            _, stamp, name = heapq.heappop(above)
+            if stamps[name] == stamp:
+                found.append(name)
+        return found
+
+    def _compact(self) -> None:
+        """Drop superseded entries from every heap."""
+        for heaps in (self.below, self.above):
+            for market, heap in heaps.items():
+                live = [entry for entry in heap if self.stamp[entry[2]] == entry[1]]
+                heapq.heapify(live)
+                heaps[market] = live
+        self.pushed = sum(len(h) for h in self.below.values()) + sum(len(h) for h in self.above.values())
+
+
+# -- the audit ----------------------------------------------------------------------------------------
+
+
+class DecisionAudit:
+    """The fold and its checks; ``feed`` one (position, event) at a time, then ``finish``."""
+
+    def __init__(self, stop_at_first: bool = True) -> None:
+        self.stop_at_first = stop_at_first
+        self.findings: list[Finding] = []
+        self.accounts: dict[str, _AccountState] = {}
+        self.markets: dict[str, _MarketState] = {}
+        self.ch_parameters: dict[str, Any] = dict(DEFAULTS)
+        self.ch_version = 0
+        self.paused: set[str] = set()
+        self.queue: dict[int, tuple[str, str]] = {}
+        self.fund = ZERO
+        self.watch = _Watch()
+        self.command = _Command(0, "", "", None, ZERO)
+        self._parameters: dict[tuple[str, int, int], ParameterSet] = {}
+        self._records: dict[tuple[str, int, int], dict[str, Any]] = {}
+
+    # -- driving ------------------------------------------------------------------------------
+
+    def feed(self, position: int, event: Any) -> None:
+        handler = _HANDLERS.get(type(event))
+        if handler is None:
+            return
+        try:
+            handler(self, position, event)
+        except _Stop:
+            raise
+        except (KeyError, ValueError, TypeError, AttributeError, ArithmeticError, AssertionError) as error:
+            self.find(position, "unreadable", f"{type(event).__qualname__} could not be replayed: {type(error).__name__} {error}")
+
+    def finish(self) -> list[Finding]:
+        self.end_command()
+        return self.findings
+
+    def find(self, position: int, check: str, message: str) -> None:
+        self.findings.append(Finding(position, check, message))
+        if self.stop_at_first:
+            raise _Stop
+
+    def differ(self, position: int, check: str, what: str, expected: Any, recorded: Any) -> bool:
+        """Record a finding when ``expected != recorded``; True when they differ."""
+        if expected == recorded:
+            return False
+        self.find(position, check, f"{what}: expected {_show(expected)}, recorded {_show(recorded)}")
+        return True
+
+    # -- lookups --------------------------------------------------------------------------------
+
+    def params(self, market: str) -> ParameterSet:
+        """Parameters in force for ``market``: clearinghouse defaults + the market's overrides."""
+        state = self.markets[market]
+        key = (market, self.ch_version, state.parameters_version)
+        found = self._parameters.get(key)
+        if found is None:
+            found = self._parameters[key] = effective(self.ch_parameters, state.overrides, self.ch_version, state.parameters_version)
+        return found
+
+    def params_record(self, market: str) -> dict[str, Any]:
+        state = self.markets[market]
+        key = (market, self.ch_version, state.parameters_version)
+        found = self._records.get(key)
+        if found is None:
+            found = self._records[key] = self.params(market).as_record()
+        return found
+
+    def totals(self, account: _AccountState) -> MarginTotals:
+        return margin_totals(account.collateral, account.positions, self.markets)
+
+    def equity_and_maintenance(self, account: _AccountState) -> tuple[Decimal, Decimal]:
+        """Equity and maintenance margin on the marks (``margin_totals`` without initial margin)."""
+        equity, maintenance = account.collateral, ZERO
+        for name, held in account.positions.items():
+            market = self.markets[name]
+            value = held.size * market.price_mark * market.contract_size
+            equity += value - held.cost
+            maintenance += maintenance_requirement(market.tiers, abs(value), market.collateral_quantum)
+        return equity, maintenance
+
+    def paused_in(self, market: str) -> bool:
+        return f"liquidations:{market}" in self.paused or "liquidations:*" in self.paused
+
+    def is_backstop(self, account: _AccountState) -> bool:
+        return any(self.params(m).backstop_liquidator == account.name for m in account.positions)
+
+    def touched(self, name: str) -> None:
+        self.watch.dirty.add(name)
+
+    # -- commands -----------------------------------------------------------------------------
+
+    def on_accepted(self, position: int, event: Any) -> None:
+        self.end_command()
+        content = event.content if isinstance(event.content, dict) else {}
+        market = content.get("market")
+        self.command = _Command(position, event.command_id, event.command_type, market if isinstance(market, str) else None, self.fund)
+
+    def on_trading_recorded(self, position: int, event: Any) -> None:
+        self.end_command()
+
+    def end_command(self) -> None:
+        """Run the joins of the command just ended (once), then forget it."""
+        cmd = self.command
+        if cmd.kind == "ended":
+            return
+        self.command = _Command(cmd.position, cmd.command_id, "ended", None, self.fund)
+        if cmd.steps or cmd.draws or cmd.covers or cmd.deficits or cmd.penalties_paid or cmd.takers:
+            self._check_draws_and_covers(cmd)
+            self._check_penalties(cmd)
+            self._check_takers(cmd)
+            self._check_adl_complete(cmd)
+        if cmd.kind == "price" or cmd.candidates:
+            self._check_missed(cmd)
+
+    # -- markets, clearinghouse, fund -----------------------------------------------------------
+
+    def on_listed(self, position: int, event: Any) -> None:
+        self.markets[event.market] = _MarketState(event)
+
+    def on_mark(self, position: int, event: Any) -> None:
+        market = self.markets[event.market]
+        market.price_mark = event.price_mark
+        market.price_twap = event.price_twap
+        if self.command.market == event.market:
+            self.command.trigger_position = position
+
+    def on_market_parameters(self, position: int, event: Any) -> None:
+        market = self.markets[event.market]
+        market.overrides = dict(event.overrides_after)
+        market.parameters_version = event.parameters_version
+
+    def on_funding_applied(self, position: int, event: Any) -> None:
+        self.command.trigger_position = position
+
+    def on_market_settled(self, position: int, event: Any) -> None:
+        market = self.markets[event.market]
+        market.price_mark = event.price_settlement
+        market.settled = True
+        self.command.trigger_position = position
+
+    def on_ch_parameters(self, position: int, event: Any) -> None:
+        self.ch_parameters = dict(event.parameters_after)
+        self.ch_version = event.parameters_version
+
+    def on_control(self, position: int, event: Any) -> None:
+        self.paused = set(event.paused_after)
+
+    def on_queued(self, position: int, event: Any) -> None:
+        self.queue[event.sequence] = (event.account, event.market)
+
+    def on_dequeued(self, position: int, event: Any) -> None:
+        self.queue.pop(event.sequence, None)
+        self.command.dequeued.setdefault(event.account, set()).add(event.market)
+
+    def on_contributed(self, position: int, event: Any) -> None:
+        self.command.fund_events += 1
+        if event.cause == "liquidation_penalty":
+            self.command.penalties_paid.setdefault(event.contributor, []).append((event.amount, position))
+        self.differ(position, "fund_balance_differs", "insurance fund balance after a contribution", self.fund + event.amount, event.balance_after)
+        self.fund = event.balance_after
+
+    def on_drawn(self, position: int, event: Any) -> None:
+        """``amount`` = min(the deficit it covers, the balance before), never above the balance."""
+        cmd = self.command
+        cmd.fund_events += 1
+        key = (event.account, event.reference)
+        cmd.draws[key] = (event.amount, self.fund, position)
+        if not ZERO < event.amount <= self.fund:
+            self.find(position, "fund_draw_differs", f"draw of {fmt(event.amount)} for {event.account} ({event.reference}) with a fund balance of {fmt(self.fund)}")
+        elif key in cmd.deficits:
+            self._check_draw(key, cmd.deficits[key], event.amount, self.fund, position)
+        self.differ(position, "fund_balance_differs", "insurance fund balance after a draw", self.fund - event.amount, event.balance_after)
+        self.fund = event.balance_after
+
+    def _check_draw(self, key: tuple[str, str], wanted: Decimal, amount: Decimal, balance: Decimal, position: int) -> None:
+        self.differ(position, "fund_draw_differs", f"fund draw for {key[0]} ({key[1]}), min(deficit {fmt(wanted)}, balance {fmt(balance)})",
+                    min(wanted, balance), amount)
+
+    # -- accounts: non-decision events --------------------------------------------------------------
+
+    def account(self, name: str) -> _AccountState:
+        return self.accounts[name]
+
+    def on_opened(self, position: int, event: Any) -> None:
+        self.accounts[event.account] = _AccountState(event.account)
+
+    def on_deposited(self, position: int, event: Any) -> None:
+        self._cash(position, event, event.amount, "deposit")
+
+    def on_withdrawn(self, position: int, event: Any) -> None:
+        self._cash(position, event, -event.amount, "withdrawal")
+
+    def on_funding_paid(self, position: int, event: Any) -> None:
+        if event.amount < ZERO:
+            self.command.candidates.setdefault(event.account, self.command.trigger_position or position)
+        self._cash(position, event, event.amount, "funding")
+
+    def on_loss_allocated(self, position: int, event: Any) -> None:
+        shares = self.command.shares
+        shares[event.loss_id] = shares.get(event.loss_id, ZERO) + event.share
+        self.command.candidates.setdefault(event.account, position)
+        self._cash(position, event, -event.share, "loss share")
+
+    def _cash(self, position: int, event: Any, amount: Decimal, what: str) -> None:
+        account = self.account(event.account)
+        self.differ(position, "state_differs", f"{event.account} collateral after a {what}", account.collateral + amount, event.collateral_after)
+        account.collateral = event.collateral_after
+        self.touched(event.account)
+
+    def on_trade(self, position: int, event: Any) -> None:
+        self._fill(position, event, event.size_delta, event.price, ZERO, "trade")
+
+    def on_taken(self, position: int, event: Any) -> None:
+        self.command.takers.append(((event.account, event.liquidated_account, event.liquidation_id, event.size_delta, event.price,
+                                     event.fee_received, event.basis), position))
+        if event.basis == ADL:
+            self.command.candidates.setdefault(event.account, position)
+        self._fill(position, event, event.size_delta, event.price, event.fee_received, "liquidation take")
+
+    def _fill(self, position: int, event: Any, delta: Decimal, price: Decimal, credit: Decimal, what: str) -> None:
+        account, market = self.account(event.account), self.markets[event.market]
+        held = account.positions.get(event.market)
+        size, cost = (held.size, held.cost) if held is not None else (ZERO, ZERO)
+        size_after, cost_after, realized = apply_fill(size, cost, delta, price, market.contract_size, market.collateral_quantum)
+        expected = (realized, size_after, cost_after, account.collateral + realized + credit)
+        recorded = (event.realized_pnl, event.position_size_after, event.position_cost_after, event.collateral_after)
+        self.differ(position, "state_differs", f"{event.account} {event.market} {what}: realized, size, cost, collateral after", expected, recorded)
+        account.set_position(event.market, event.position_size_after, event.position_cost_after)
+        account.collateral = event.collateral_after
+        self.touched(event.account)
+
+    def on_settled(self, position: int, event: Any) -> None:
+        account, market = self.account(event.account), self.markets[event.market]
+        size, cost = account.size(event.market), account.cost(event.market)
+        _, _, realized = apply_fill(size, cost, -size, event.price_settlement, market.contract_size, market.collateral_quantum)
+        self.differ(position, "state_differs", f"{event.account} {event.market} settlement: size, realized, collateral after",
+                    (size, realized, account.collateral + realized), (event.size, event.realized_pnl, event.collateral_after))
+        account.set_position(event.market, ZERO, ZERO)
+        account.collateral = event.collateral_after
+        if account.positions:
+            self.command.candidates.setdefault(event.account, self.command.trigger_position or position)
+        self.touched(event.account)
+
+    def on_account_closed(self, position: int, event: Any) -> None:
+        self.account(event.account).closed = True
+
+    def on_recovered(self, position: int, event: Any) -> None:
+        account = self.account(event.account)
+        if account.status != BANKRUPT or account.positions:
+            self.find(position, "recovery_not_warranted", f"{event.account} recovered from bankruptcy with status {account.status} and {len(account.positions)} open position(s)")
+        account.status = HEALTHY
+        self.touched(event.account)
+
+    # -- 1. and 2.: calls --------------------------------------------------------------------------
+
+    def on_call_issued(self, position: int, event: Any) -> None:
+        """Figures equal the replay; equity < MM; amount = IM - equity; deadline = at + grace."""
+        account, market = self.account(event.account), self.markets[event.market]
+        totals = self.totals(account)
+        name = f"{event.account} call in {event.market}"
+        self.differ(position, "call_figures_differ", f"{name}: mark, equity, initial, maintenance",
+                    (market.price_mark, totals.equity, totals.initial_margin, totals.maintenance_margin),
+                    (event.price_mark, event.equity, event.initial_margin, event.maintenance_margin))
+        if not account.positions or totals.equity >= totals.maintenance_margin:
+            self.find(position, "call_not_warranted", f"{name}: equity {fmt(totals.equity)} is not below maintenance margin "
+                      f"{fmt(totals.maintenance_margin)} with {len(account.positions)} open position(s)")
+        elif account.status in (MARGIN_CALL, LIQUIDATING):
+            self.find(position, "call_not_warranted", f"{name}: a call is already open (status {account.status})")
+        self.differ(position, "amount_differs", f"{name}: amount_to_initial = initial - equity",
+                    totals.initial_margin - totals.equity, event.amount_to_initial)
+        params = self.params(event.market)
+        self.differ(position, "deadline_differs", f"{name}: deadline = at + {params.margin_call_grace} s",
+                    event.at + timedelta(seconds=params.margin_call_grace), event.deadline)
+        self._check_parameters(position, name, event.market, event.parameters)
+        account.status = MARGIN_CALL
+        account.deadline = event.deadline
+        self.touched(event.account)
+
+    def on_call_met(self, position: int, event: Any) -> None:
+        account = self.account(event.account)
+        totals = self.totals(account)
+        name = f"{event.account} call met ({event.reason})"
+        self.differ(position, "call_met_figures_differ", f"{name}: equity, maintenance",
+                    (totals.equity, totals.maintenance_margin), (event.equity, event.maintenance_margin))
+        if account.status not in (MARGIN_CALL, LIQUIDATING):
+            self.find(position, "call_met_not_warranted", f"{name}: no call was open (status {account.status})")
+        elif totals.equity < totals.maintenance_margin:
+            self.find(position, "call_met_not_warranted", f"{name}: equity {fmt(totals.equity)} still below maintenance {fmt(totals.maintenance_margin)}")
+        account.status = HEALTHY
+        account.deadline = None
+        self.touched(event.account)
+
+    def _check_parameters(self, position: int, name: str, market: str, recorded: Any) -> None:
+        expected = self.params_record(market)
+        if recorded != expected:
+            keys = sorted(k for k in set(expected) | set(recorded or {}) if expected.get(k) != (recorded or {}).get(k))
+            detail = ", ".join(f"{k} expected {_show(expected.get(k))} recorded {_show((recorded or {}).get(k))}" for k in keys)
+            self.find(position, "parameters_differ", f"{name}: parameters in force for {market} differ: {detail}")
+
+    # -- deferral ---------------------------------------------------------------------------------
+
+    def on_deferred(self, position: int, event: Any) -> None:
+        """Deferred only when |mark - TWAP| / TWAP > ``twap_max_deviation`` (> 0)."""
+        account, market = self.account(event.account), self.markets[event.market]
+        totals = self.totals(account)
+        params = self.params(event.market)
+        twap = market.price_twap
+        deviation = abs(market.price_mark - twap) / twap if twap else None
+        name = f"{event.account} deferral in {event.market}"
+        self.differ(position, "deferral_differs", f"{name}: mark, TWAP, deviation, max deviation, equity, maintenance",
+                    (market.price_mark, twap, deviation, params.twap_max_deviation, totals.equity, totals.maintenance_margin),
+                    (event.price_mark, event.price_twap, event.deviation, event.twap_max_deviation, event.equity, event.maintenance_margin))
+        if deviation is None or params.twap_max_deviation <= ZERO or deviation <= params.twap_max_deviation:
+            self.find(position, "deferral_not_warranted", f"{name}: deviation {_show(deviation)} not above {fmt(params.twap_max_deviation)}")
+        elif totals.equity >= totals.maintenance_margin:
+            self.find(position, "deferral_not_warranted", f"{name}: equity {fmt(totals.equity)} not below maintenance {fmt(totals.maintenance_margin)}")
+        if account.status != BANKRUPT:
+            account.status = LIQUIDATING
+        self.touched(event.account)
+
+    # -- 3.: liquidation steps -----------------------------------------------------------------------
+
+    def on_liquidated(self, position: int, event: Any) -> None:
+        account, market = self.account(event.account), self.markets[event.market]
+        params = self.params(event.market)
+        name = f"{event.account} liquidation {event.liquidation_id} in {event.market}"
+        self.differ(position, "liquidation_figures_differ", f"{name}: mark", market.price_mark, event.price_mark)
+        if event.reason == ADL:
+            self._adl_slice(position, event, account, market, params, name)
+        else:
+            self._backstop_step(position, event, account, market, params, name)
+        self._check_parameters(position, name, event.market, event.parameters)
+        step = _Step(position, event.account, event.liquidation_id, event.market, event.counterparty, event.size_delta,
+                     event.price_fill, event.fee_liquidator, ADL if event.reason == ADL else "backstop", event.reason)
+        self.command.steps.setdefault((event.account, event.liquidation_id), []).append(step)
+        account.set_position(event.market, event.position_size_after, event.position_cost_after)
+        account.collateral = event.collateral_after
+        account.status = event.risk_status_after
+        if account.status in (HEALTHY, BANKRUPT):
+            account.deadline = None
+        self.touched(event.account)
+
+    def _backstop_step(self, position: int, event: Any, account: _AccountState, market: _MarketState, params: ParameterSet, name: str) -> None:
+        """One fill to the backstop or an operator's liquidator (see the module docstring)."""
+        totals = self.totals(account)
+        size = account.size(event.market)
+        self.differ(position, "liquidation_figures_differ", f"{name}: equity, initial, maintenance before",
+                    (totals.equity, totals.initial_margin, totals.maintenance_margin),
+                    (event.equity_before, event.initial_margin_before, event.maintenance_margin_before))
+        if event.reason == "manual":
+            problem = self._manual_problem(account, market, event, totals)
+            if problem:
+                self.find(position, "liquidation_not_warranted", f"{name}: {problem}")
+        else:
+            self._engine_step(position, event, account, market, params, totals, name)
+        quote_fill = -event.size_delta * event.price_fill * market.contract_size
+        self.differ(position, "liquidation_figures_differ", f"{name}: quote_fill = -size_delta x price_fill x contract", quote_fill, event.quote_fill)
+        quote_bankruptcy = bankruptcy_quote_of(size, event.size_delta, market, totals)
+        price_bankruptcy = bankruptcy_price(quote_bankruptcy, event.size_delta, market.contract_size, market.tick_size)
+        self.differ(position, "bankruptcy_differs", f"{name}: quote_bankruptcy, price_bankruptcy",
+                    (quote_bankruptcy, price_bankruptcy), (event.quote_bankruptcy, event.price_bankruptcy))
+        quantum = market.collateral_quantum
+        penalty = penalty_of(quote_fill, quote_bankruptcy, params, quantum)
+        self.differ(position, "penalty_differs", f"{name}: penalty = min(surplus {fmt(quote_fill - quote_bankruptcy)}, "
+                    f"{fmt(params.liquidation_fee_rate)} x |q_f|)", penalty, event.penalty)
+        fee = round_down(penalty * params.liquidator_fee_share, quantum)
+        self.differ(position, "fee_split_differs", f"{name}: fee_liquidator = penalty x {fmt(params.liquidator_fee_share)}", fee, event.fee_liquidator)
+        if penalty - fee > ZERO:
+            self.command.penalties_due.setdefault(event.account, []).append(penalty - fee)
+        deficit = quote_bankruptcy - quote_fill
+        if deficit > ZERO:
+            self.command.deficits[(event.account, event.liquidation_id)] = deficit
+        self._check_after(position, event, account, market, penalty, BANKRUPT if deficit > ZERO else None, name)
+
+    def _engine_step(self, position: int, event: Any, account: _AccountState, market: _MarketState, params: ParameterSet,
+                     totals: MarginTotals, name: str) -> None:
+        """Due, in order, of the engine's size and at its spread price (margin / insolvent)."""
+        cmd = self.command
+        continuing = event.account in cmd.insolvent
+        problem = self._engine_problem(account, market, totals, event.at, continuing)
+        if problem:
+            self.find(position, "liquidation_not_warranted", f"{name}: {problem}")
+            return
+        insolvent = continuing or totals.equity <= ZERO
+        if insolvent:
+            cmd.insolvent.add(event.account)
+        self.differ(position, "reason_differs", f"{name}: reason", "insolvent" if insolvent else "margin", event.reason)
+        delta, price, _ = self._planned_step(account, market, params, totals, insolvent)
+        self.differ(position, "size_differs", f"{name}: size_delta", delta, event.size_delta)
+        self.differ(position, "fill_price_differs", f"{name}: backstop price = mark -/+ {fmt(params.liquidation_spread)} x MMF x mark", price, event.price_fill)
+
+    def _planned_step(self, account: _AccountState, market: _MarketState, params: ParameterSet, totals: MarginTotals,
+                      insolvent: bool) -> tuple[Decimal, Decimal, Decimal]:
+        """(delta, spread price, shortfall): a partial fill below bankruptcy closes the whole position."""
+        size = account.size(market.market)
+        close = abs(size) if insolvent else close_size(size, market, totals, params)
+        price = spread_price(size, market, params)
+        delta = -close if size > ZERO else close
+        shortfall = bankruptcy_quote_of(size, delta, market, totals) + delta * price * market.contract_size
+        if shortfall > ZERO and close < abs(size):
+            delta = -size
+            shortfall = bankruptcy_quote_of(size, delta, market, totals) + delta * price * market.contract_size
+        return delta, price, shortfall
+
+    def _engine_problem(self, account: _AccountState, market: _MarketState, totals: MarginTotals, at: datetime, continuing: bool) -> str | None:
+        """Why the engine should not have liquidated here (None: it should have)."""
+        if self.is_backstop(account):
+            return "the backstop liquidator is never liquidated"
+        if not continuing:
+            problem = self._due_problem(account, totals, at)
+            if problem:
+                return problem
+        if self.paused_in(market.market):
+            return f"liquidations in {market.market} are paused (the account should have been queued)"
+        params = self.params(market.market)
+        if params.twap_max_deviation > ZERO and market.price_twap:
+            deviation = abs(market.price_mark - market.price_twap) / market.price_twap
+            if deviation > params.twap_max_deviation:
+                return f"mark {fmt(market.price_mark)} is {_show(deviation)} from its TWAP {fmt(market.price_twap)}: deferred, not liquidated"
+        first = _first_by_priority(account, self.markets)
+        if first != market.market:
+            return f"{first} has the largest maintenance requirement and goes first"
+        return None
+
+    def _due_problem(self, account: _AccountState, totals: MarginTotals, at: datetime) -> str | None:
+        """The due rule: below MM, under call or liquidating, and deadline passed or below the floor."""
+        if not account.positions:
+            return "no open position"
+        if totals.equity >= totals.maintenance_margin:
+            return f"equity {fmt(totals.equity)} is not below maintenance margin {fmt(totals.maintenance_margin)}"
+        if account.status not in (MARGIN_CALL, LIQUIDATING):
+            return f"no margin call open (status {account.status})"
+        if account.status == LIQUIDATING or account.deadline is None or account.deadline <= at:
+            return None
+        floors = [self.params(m).liquidation_floor for m in self._trigger_markets(account)]
+        if any(totals.equity < floor * totals.maintenance_margin for floor in floors):
+            return None
+        return (f"call deadline {account.deadline.isoformat()} not passed and equity {fmt(totals.equity)} not below "
+                f"{'/'.join(fmt(f) for f in floors)} x maintenance {fmt(totals.maintenance_margin)}")
+
+    def _trigger_markets(self, account: _AccountState) -> list[str]:
+        """Markets whose parameters the engine's call check used for ``account`` in this command."""
+        cmd = self.command
+        if cmd.kind == "resume" and cmd.dequeued.get(account.name):
+            return sorted(cmd.dequeued[account.name])
+        if cmd.market in account.positions:
+            return [cmd.market]
+        return [min(account.positions)]
+
+    def _manual_problem(self, account: _AccountState, market: _MarketState, event: Any, totals: MarginTotals) -> str | None:
+        """An operator's ``liquidate``: the rules of ``settlement.check_manual_liquidation``."""
+        size = account.size(market.market)
+        delta = event.size_delta
+        if size == ZERO:
+            return "no position"
+        if market.settled:
+            return "market settled"
+        if totals.equity >= totals.maintenance_margin:
+            return f"account healthy: equity {fmt(totals.equity)} not below maintenance {fmt(totals.maintenance_margin)}"
+        if self.paused_in(market.market):
+            return "liquidations paused"
+        if event.price_fill <= ZERO or event.price_fill % market.tick_size != ZERO:
+            return f"price {fmt(event.price_fill)} not on the tick {fmt(market.tick_size)}"
+        if delta == ZERO or delta % market.step_size != ZERO or (delta > ZERO) == (size > ZERO) or abs(delta) > abs(size):
+            return f"size_delta {fmt(delta)} does not reduce the position {fmt(size)} on the step"
+        if event.counterparty == account.name:
+            return "the account took its own position"
+        return None
+
+    def _check_after(self, position: int, event: Any, account: _AccountState, market: _MarketState, penalty: Decimal,
+                     status: str | None, name: str) -> None:
+        """Position, collateral, equity, maintenance and status after applying the fill."""
+        size = account.size(event.market)
+        size_after, cost_after, realized = apply_fill(size, account.cost(event.market), event.size_delta, event.price_fill,
+                                                      market.contract_size, market.collateral_quantum)
+        collateral_after = account.collateral + realized - penalty
+        positions = dict(account.positions)
+        positions[event.market] = _Held(size_after, cost_after)
+        after = margin_totals(collateral_after, positions, self.markets)
+        if status is None:
+            flat = all(p.size == ZERO for p in positions.values())
+            status = HEALTHY if flat or after.equity >= after.maintenance_margin else LIQUIDATING
+        self.differ(position, "liquidation_after_differs", f"{name}: realized, size, cost, collateral, equity, maintenance, status after",
+                    (realized, size_after, cost_after, collateral_after, after.equity, after.maintenance_margin, status),
+                    (event.realized_pnl, event.position_size_after, event.position_cost_after, event.collateral_after,
+                     event.equity_after, event.maintenance_margin_after, event.risk_status_after))
+
+    # -- ADL --------------------------------------------------------------------------------------
+
+    def _adl_plan(self, position: int, account: _AccountState, market_name: str, at: datetime) -> _AdlPlan:
+        """Decide once, before the fund's payment, what the deleveraging of this position must be."""
+        market = self.markets[market_name]
+        params = self.params(market_name)
+        totals = self.totals(account)
+        continuing = account.name in self.command.insolvent
+        problem = self._engine_problem(account, market, totals, at, continuing)
+        size = account.size(market_name)
+        if problem is None:
+            insolvent = continuing or totals.equity <= ZERO
+            if insolvent:
+                self.command.insolvent.add(account.name)
+            delta, _, shortfall = self._planned_step(account, market, params, totals, insolvent)
+            if params.loss_policy != ADL:
+                problem = f"loss_policy is {params.loss_policy}, not adl"
+            elif shortfall <= ZERO:
+                problem = f"the backstop fill covers the bankruptcy quote (shortfall {fmt(shortfall)}): no deleveraging"
+            elif delta != -size:
+                problem = f"deleveraging closes the whole position {fmt(size)}, the step was {fmt(delta)}"
+        wanted = adl_fund_wanted(size, market, totals) if size != ZERO else ZERO
+        return _AdlPlan(market_name, size, wanted, problem, position=position)
+
+    def _adl_slice(self, position: int, event: Any, account: _AccountState, market: _MarketState, params: ParameterSet, name: str) -> None:
+        """One slice: at the bankruptcy price of the whole position after the fund's payment."""
+        key = (event.account, event.liquidation_id)
+        plan = self.command.adl.get(key)
+        if plan is None:
+            plan = self.command.adl[key] = self._adl_plan(position, account, event.market, event.at)
+            self.command.deficits[key] = plan.wanted
+        if plan.price is None:
+            if plan.problem:
+                self.find(position, "liquidation_not_warranted", f"{name}: {plan.problem}")
+            plan.totals = self.totals(account)
+            if plan.size == ZERO:
+                self.find(position, "liquidation_not_warranted", f"{name}: no position to deleverage")
+                return
+            quote = bankruptcy_quote_of(plan.size, -plan.size, market, plan.totals)
+            plan.price = bankruptcy_price(quote, -plan.size, market.contract_size, market.tick_size)
+        totals = plan.totals
+        assert totals is not None
+        self.differ(position, "liquidation_figures_differ", f"{name}: equity, initial, maintenance before deleveraging",
+                    (totals.equity, totals.initial_margin, totals.maintenance_margin),
+                    (event.equity_before, event.initial_margin_before, event.maintenance_margin_before))
+        quote = -event.size_delta * plan.price * market.contract_size
+        self.differ(position, "bankruptcy_differs", f"{name}: price_bankruptcy, quote_bankruptcy of the slice",
+                    (plan.price, quote), (event.price_bankruptcy, event.quote_bankruptcy))
+        self.differ(position, "fill_price_differs", f"{name}: deleveraged at the bankruptcy price", plan.price, event.price_fill)
+        self.differ(position, "liquidation_figures_differ", f"{name}: quote_fill", -event.size_delta * event.price_fill * market.contract_size, event.quote_fill)
+        self.differ(position, "penalty_differs", f"{name}: no penalty when deleveraging", ZERO, event.penalty)
+        self.differ(position, "fee_split_differs", f"{name}: no liquidator fee when deleveraging", ZERO, event.fee_liquidator)
+        size = account.size(event.market)
+        if event.size_delta == ZERO or (event.size_delta > ZERO) == (size > ZERO) or abs(event.size_delta) > abs(size):
+            self.find(position, "size_differs", f"{name}: slice {fmt(event.size_delta)} does not reduce the position {fmt(size)}")
+        plan.closed += abs(event.size_delta)
+        self._check_after(position, event, account, market, ZERO, BANKRUPT, name)
+
+    def _check_adl_complete(self, cmd: _Command) -> None:
+        for (account, liquidation_id), plan in cmd.adl.items():
+            if plan.price is not None and plan.closed != abs(plan.size):
+                self.find(plan.position, "size_differs", f"{account} deleveraging {liquidation_id} in {plan.market}: slices close "
+                          f"{fmt(plan.closed)} of {fmt(abs(plan.size))}")
+
+    # -- 4.: deficits ---------------------------------------------------------------------------------
+
+    def on_loss_covered(self, position: int, event: Any) -> None:
+        """deficit = fund_paid + allocated, and = the deficit of what it covers (see below)."""
+        cmd = self.command
+        account = self.account(event.account)
+        key = (event.account, event.loss_id)
+        name = f"{event.account} loss {event.loss_id} in {event.market}"
+        self.differ(position, "loss_cover_differs", f"{name}: deficit = fund_paid + allocated", event.fund_paid + event.allocated, event.deficit)
+        if key in cmd.steps:  # after its fill: q_b - q_f
+            self.differ(position, "loss_cover_differs", f"{name}: deficit of the fill", cmd.deficits.get(key, ZERO), event.deficit)
+            self._check_policy(position, name, event, manual=any(s.reason == "manual" for s in cmd.steps[key]))
+        elif cmd.kind == "settle":  # the final price left the account below zero
+            self.differ(position, "loss_cover_differs", f"{name}: settlement deficit = -collateral", -account.collateral, event.deficit)
+            cmd.deficits[key] = -account.collateral
+            policies = {INSURANCE_FUND} if event.allocated == ZERO else {self.params(event.market).loss_policy, SOCIALIZE_PER_CONTRACT}
+            if event.policy not in policies:
+                self.find(position, "loss_cover_differs", f"{name}: policy {event.policy}, expected one of {sorted(policies)}")
+        else:  # the fund's payment before deleveraging
+            plan = cmd.adl.get(key)
+            if plan is None:
+                plan = cmd.adl[key] = self._adl_plan(position, account, event.market, event.at)
+                cmd.deficits[key] = plan.wanted
+            plan.fund_paid = event.fund_paid
+            self.differ(position, "loss_cover_differs", f"{name}: before deleveraging the fund alone pays (allocated, policy)",
+                        (ZERO, INSURANCE_FUND), (event.allocated, event.policy))
+        if event.allocated > ZERO:
+            total, first = cmd.allocated.get(event.loss_id, (ZERO, position))
+            cmd.allocated[event.loss_id] = (total + event.allocated, first)
+        cmd.covers.append((position, event.account, event.loss_id, event.fund_paid))
+        self.differ(position, "state_differs", f"{name}: collateral after", account.collateral + event.fund_paid + event.allocated, event.collateral_after)
+        account.collateral = event.collateral_after
+        account.status = BANKRUPT
+        account.deadline = None
+        self.touched(event.account)
+
+    def _check_policy(self, position: int, name: str, event: Any, manual: bool) -> None:
+        """The fund first; the rest by ``loss_policy`` (``adl``: only a manual fill's rest, per contract)."""
+        policy = self.params(event.market).loss_policy
+        if event.allocated == ZERO:
+            expected = INSURANCE_FUND
+        elif policy == ADL and not manual:
+            self.find(position, "loss_cover_differs", f"{name}: under adl a deficit the fund cannot pay is deleveraged, not allocated")
+            return
+        else:
+            expected = SOCIALIZE_PER_CONTRACT if policy == ADL else policy
+        self.differ(position, "loss_cover_differs", f"{name}: policy", expected, event.policy)
+
+    def _check_draws_and_covers(self, cmd: _Command) -> None:
+        """Joins of the command: each draw has its deficit, each cover its draw and shares."""
+        for key, (amount, balance, position) in cmd.draws.items():
+            if key not in cmd.deficits:
+                self.find(position, "fund_draw_differs", f"draw for {key[0]} ({key[1]}) covers no recorded deficit")
+            elif ZERO < amount <= balance:
+                self._check_draw(key, cmd.deficits[key], amount, balance, position)
+        for position, account, loss_id, fund_paid in cmd.covers:
+            drawn = cmd.draws.get((account, loss_id), (ZERO, ZERO, 0))[0]
+            self.differ(position, "loss_cover_differs", f"{account} loss {loss_id}: fund_paid = the fund's draw", drawn, fund_paid)
+        for key, wanted in cmd.deficits.items():
+            if wanted > ZERO and key not in cmd.draws and cmd.fund_events == 0 and cmd.fund_start > ZERO:
+                steps = cmd.steps.get(key)
+                where = steps[0].position if steps else cmd.position
+                self.find(where, "fund_draw_differs", f"{key[0]} ({key[1]}): deficit {fmt(wanted)} with a fund of {fmt(cmd.fund_start)} but no draw")
+        for loss_id, (allocated, position) in cmd.allocated.items():
+            self.differ(position, "loss_cover_differs", f"loss {loss_id}: allocated = the shares charged", allocated, cmd.shares.get(loss_id, ZERO))
+        for key, steps in cmd.steps.items():
+            covered = any(c[1] == key[0] and c[2] == key[1] for c in cmd.covers)
+            if cmd.deficits.get(key, ZERO) > ZERO and key not in cmd.adl and not covered:
+                self.find(steps[0].position, "loss_cover_differs", f"{key[0]} ({key[1]}): deficit {fmt(cmd.deficits[key])} never covered")
+
+    def _check_penalties(self, cmd: _Command) -> None:
+        """Each fill's penalty minus the liquidator's fee is contributed to the fund."""
+        for account in set(cmd.penalties_due) | set(cmd.penalties_paid):
+            due = sorted(cmd.penalties_due.get(account, []))
+            paid = cmd.penalties_paid.get(account, [])
+            if due != sorted(amount for amount, _ in paid):
+                where = paid[0][1] if paid else cmd.position
+                self.find(where, "fee_split_differs", f"{account}: penalties to the fund expected {[fmt(a) for a in due]}, "
+                          f"recorded {[fmt(a) for a, _ in paid]}")
+
+    def _check_takers(self, cmd: _Command) -> None:
+        """Each fill has its ``PositionTaken``: opposite size, same price, the liquidator's fee."""
+        expected = Counter()
+        first: dict[tuple, int] = {}
+        for steps in cmd.steps.values():
+            for s in steps:
+                key = (s.counterparty, s.account, s.liquidation_id, -s.size_delta, s.price, s.fee, s.basis)
+                expected[key] += 1
+                first.setdefault(key, s.position)
+        recorded = Counter()
+        for key, position in cmd.takers:
+            recorded[key] += 1
+            first.setdefault(key, position)
+        for key in sorted(set(expected) | set(recorded), key=lambda k: first[k]):
+            if expected[key] != recorded[key]:
+                self.find(first[key], "taker_differs", f"{key[1]} ({key[2]}) taken by {key[0]}: {fmt(key[3])} at {fmt(key[4])} fee "
+                          f"{fmt(key[5])} ({key[6]}): {recorded[key]} PositionTaken event(s) for {expected[key]} fill(s)")
+
+    # -- 5.: nobody missed ------------------------------------------------------------------------------
+
+    def _check_missed(self, cmd: _Command) -> None:
+        """After a price (funding, settlement, loss re-check) no one below MM is still healthy."""
+        flagged: set[str] = set()
+        if cmd.kind == "price" and cmd.market in self.markets:
+            for name in self._due_for(cmd.market):
+                if name not in flagged and self._evaluate(name, cmd.market):
+                    flagged.add(name)
+                    self._missed(cmd.trigger_position or cmd.position, name, cmd)
+        for name, position in cmd.candidates.items():
+            if name not in flagged and self._below_and_healthy(self.accounts[name]):
+                flagged.add(name)
+                self._missed(position, name, cmd)
+
+    def _due_for(self, market: str) -> list[str]:
+        """Changed accounts holding ``market`` (others wait for a market they hold), then
+        those whose trigger the new mark reached."""
+        watch, names = self.watch, []
+        for name in list(watch.dirty):
+            account = self.accounts[name]
+            if market in account.positions:
+                names.append(name)
+                watch.dirty.discard(name)
+            elif account.status != HEALTHY or not account.positions:
+                watch.disarm(name)
+                watch.dirty.discard(name)
+        return names + watch.due(market, self.markets[market].price_mark)
+
+    def _missed(self, position: int, name: str, cmd: _Command) -> None:
+        account = self.accounts[name]
+        totals = self.totals(account)
+        self.find(position, "call_missed", f"{name} after {cmd.kind} {cmd.command_id}: equity {fmt(totals.equity)} below maintenance "
+                  f"{fmt(totals.maintenance_margin)} in {', '.join(sorted(account.positions))} but still healthy")
+
+    def _below_and_healthy(self, account: _AccountState) -> bool:
+        """True for an account that should be under call (or queued) and is healthy."""
+        if account.status != HEALTHY or not account.positions or account.closed:
+            return False
+        equity, maintenance = self.equity_and_maintenance(account)
+        if equity >= maintenance or self.is_backstop(account):
+            return False
+        return all(queued != account.name for queued, _ in self.queue.values())
+
+    def _evaluate(self, name: str, repriced: str) -> bool:
+        """Re-arm ``name`` in the watch; True when it holds ``repriced`` and was missed.
+
+        Budget: slack = equity - MM less one quantum per position (the requirement's
+        rounding). A long loses at most |size| x contract per unit the mark falls (MM only
+        falls with it), so every market may move against the account by the same fraction
+        r = budget / sum(|size| x contract x mark) before it can reach maintenance.
+        Example: slack 1,000 on a long 1 at 50,000 -> r 0.02, lower trigger 49,000.
+        """
+        account = self.accounts[name]
+        stamp = self.watch.disarm(name)
+        if account.status != HEALTHY or not account.positions or account.closed:
+            return False
+        markets = self.markets
+        equity, maintenance, exposure = account.collateral, ZERO, ZERO
+        for market_name, held in account.positions.items():
+            market = markets[market_name]
+            value = held.size * market.price_mark * market.contract_size
+            equity += value - held.cost
+            maintenance += maintenance_requirement(market.tiers, abs(value), market.collateral_quantum) + market.collateral_quantum
+            exposure += abs(held.size) * market.exposure_unit * market.price_mark
+        slack = equity - maintenance  # less one quantum per position
+        fraction = round_down(slack / exposure, ALLOWANCE_QUANTUM) if slack > ZERO else ZERO
+        for market_name, held in account.positions.items():
+            market = markets[market_name]
+            mark = market.price_mark
+            allowance = mark * fraction
+            both = market.favourable_weight > ZERO
+            self.watch.push(market_name, mark - allowance if held.size > ZERO or both else None,
+                            mark + allowance if held.size < ZERO or both else None, stamp, name)
+        if slack >= ZERO or repriced not in account.positions:
+            return False
+        return self._below_and_healthy(account)
+
+
+def _first_by_priority(account: _AccountState, markets: dict[str, _MarketState]) -> str:
+    """The open position with the largest maintenance requirement, ties by market name."""
+    keyed = []
+    for name, held in account.positions.items():
+        market = markets[name]
+        notional = position_notional(held.size, market.price_mark, market.contract_size)
+        keyed.append((-maintenance_requirement(market.tiers, notional, market.collateral_quantum), name))
+    return min(keyed)[1]
+
+
+def _show(value: Any) -> str:
+    if isinstance(value, Decimal):
+        return fmt(value)
+    if isinstance(value, datetime):
+        return value.isoformat()
+    if isinstance(value, tuple):
+        return "(" + ", ".join(_show(v) for v in value) + ")"
+    return repr(value)
+
+
+_HANDLERS: dict[type, Callable[[DecisionAudit, int, Any], None]] = {
+    CommandRecord.Accepted: DecisionAudit.on_accepted,
+    Market.Listed: DecisionAudit.on_listed,
+    Market.MarkPriceSet: DecisionAudit.on_mark,
+    Market.TradingRecorded: DecisionAudit.on_trading_recorded,
+    Market.ParametersSet: DecisionAudit.on_market_parameters,
+    Market.FundingApplied: DecisionAudit.on_funding_applied,
+    Market.MarketSettled: DecisionAudit.on_market_settled,
+    Clearinghouse.ParametersSet: DecisionAudit.on_ch_parameters,
+    Clearinghouse.ControlApplied: DecisionAudit.on_control,
+    Clearinghouse.LiquidationQueued: DecisionAudit.on_queued,
+    Clearinghouse.LiquidationDequeued: DecisionAudit.on_dequeued,
+    InsuranceFund.Contributed: DecisionAudit.on_contributed,
+    InsuranceFund.Drawn: DecisionAudit.on_drawn,
+    Account.Opened: DecisionAudit.on_opened,
+    Account.Deposited: DecisionAudit.on_deposited,
+    Account.Withdrawn: DecisionAudit.on_withdrawn,
+    Account.TradeFilled: DecisionAudit.on_trade,
+    Account.AccountClosed: DecisionAudit.on_account_closed,
+    Account.MarginCallIssued: DecisionAudit.on_call_issued,
+    Account.MarginCallMet: DecisionAudit.on_call_met,
+    Account.Liquidated: DecisionAudit.on_liquidated,
+    Account.PositionTaken: DecisionAudit.on_taken,
+    Account.LossCovered: DecisionAudit.on_loss_covered,
+    Account.LossAllocated: DecisionAudit.on_loss_allocated,
+    Account.FundingPaid: DecisionAudit.on_funding_paid,
+    Account.PositionSettled: DecisionAudit.on_settled,
+    Account.LiquidationDeferred: DecisionAudit.on_deferred,
+    Account.RecoveredFromBankruptcy: DecisionAudit.on_recovered,
+}
+
+
+def audit_decisions(events: Iterable[tuple[int, Any]], *, stop_at_first: bool = True) -> list[Finding]:
+    """Re-check every risk decision in ``events`` ((position, domain event) in log order)."""
+    audit = DecisionAudit(stop_at_first)
+    with decimal.localcontext(LEDGER_CONTEXT):
+        try:
+            for position, event in events:
+                audit.feed(position, event)
+            audit.finish()
+        except _Stop:
+            pass
+    return audit.findings
+
+
+def log_events(app: ClearingApplication, progress: Callable[[int], None] | None = None) -> Iterator[tuple[int, Any]]:
+    """(notification id, domain event) of the whole log, read in pages of ``PAGE``."""
+    start, count = 1, 0
+    while notifications := app.recorder.select_notifications(start=start, limit=PAGE):
+        for notification in notifications:
+            yield notification.id, app.mapper.to_domain_event(notification)
+        count += len(notifications)
+        start = notifications[-1].id + 1
+        if progress is not None:
+            progress(count)
+
+
+def audit_log(app: ClearingApplication, *, stop_at_first: bool = True, progress: Callable[[int], None] | None = None) -> list[Finding]:
+    """Audit the application's whole event log (``audit_decisions`` over ``log_events``)."""
+    return audit_decisions(log_events(app, progress), stop_at_first=stop_at_first)

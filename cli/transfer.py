@@ -1,0 +1,129 @@
+"""``clearing export`` and ``clearing import``: the event log as a verifiable JSON Lines file.
+
+    clearing --db ledger.db export --output log.jsonl     every event, with its chain hash
+    clearing --db postgresql://...  import log.jsonl      verify the whole file, then load it
+
+Export prints the log's digest on standard error (standard output may be the file).
+Import prints the store's digest when done; a file whose chain does not verify, or a
+store that holds anything but a prefix of the file, is refused with exit status 1 and
+nothing written. An interrupted import is continued by running it again.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import sys
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import NoReturn, TextIO
+
+import click
+from eventsourcing.persistence import PersistenceError
+
+from clearing.errors import ClearingError
+from clearing.transfer import BATCH, export_log, import_log
+from cli.main import PROGRESS_SECONDS, Store, main, pass_store
+
+
+@main.command("export")
+@click.option("--output", "-o", type=click.Path(dir_okay=False, path_type=Path), default=None,
+              help="File to write (replaced only once the export is complete). [default: standard output]")
+@click.option("--format", "file_format", type=click.Choice(["jsonl"]), default="jsonl", show_default=True,
+              help="File format: JSON Lines, a header, one line per event with its chain hash, a trailer.")
+@pass_store
+def export_command(store: Store, output: Path | None, file_format: str) -> None:
+    """Write the whole event log, verifiably, to --output or standard output.
+
+    The file starts with a header, has one line per event (position, aggregate id and
+    version, topic, the stored state, and its sha256-v1 chain hash) and ends with a
+    trailer (event count, chain head, last position). The same log always gives the same
+    bytes. The digest printed at the end (on standard error) is the one `clearing import`
+    prints for a faithful copy.
+    """
+    app = store.existing_app
+    try:
+        with _output(output) as out:
+            digest = export_log(app.recorder, out, progress=_reporter("exported"))
+    except ClearingError as error:
+        _fail(error)
+    except PersistenceError as error:
+        click.echo(f"error: the event store failed: {str(error).splitlines()[0]}", err=True)
+        sys.exit(3)
+    click.echo(f"exported {digest.events} events; digest {digest.to_text()}", err=True)
+
+
+@main.command("import")
+@click.argument("file", type=click.Path(exists=True, dir_okay=False, path_type=Path))
+@click.option("--batch-size", type=click.IntRange(1, 100_000), default=BATCH, show_default=True,
+              help="Events written per transaction.")
+@pass_store
+def import_command(store: Store, file: Path, batch_size: int) -> None:
+    """Load an exported event log FILE into the store, after verifying all of it.
+
+    Every line's chain hash is recomputed and the trailer checked before anything is
+    written. The store must be empty, or hold exactly the first events of FILE (an
+    interrupted import), which is then continued. Prints the store's digest.
+    """
+    app = store.app
+    try:
+        digest = import_log(app, file, progress=_stage_reporter(), batch=batch_size)
+    except ClearingError as error:
+        _fail(error)
+    except PersistenceError as error:
+        click.echo(f"error: the event store failed: {str(error).splitlines()[0]}", err=True)
+        click.echo("error: the batches already committed stay; run the same import again to continue", err=True)
+        sys.exit(3)
+    click.echo(digest.to_text())
+
+
+def _fail(error: ClearingError) -> NoReturn:
+    """Report a refusal on one line and exit 1."""
+    click.echo(f"error: {error}", err=True)
+    sys.exit(1)
+
+
+@contextlib.contextmanager
+def _output(path: Path | None) -> Iterator[TextIO]:
+    """Standard output, or a file written beside ``path`` and renamed over it when complete."""
+    if path is None:
+        yield sys.stdout
+        sys.stdout.flush()
+        return
+    partial = path.with_name(f".{path.name}.partial")
+    try:
+        with partial.open("w", encoding="utf-8", newline="\n") as out:
+            yield out
+        os.replace(partial, path)
+    finally:
+        partial.unlink(missing_ok=True)
+
+
+def _reporter(verb: str) -> Callable[[int], None] | None:
+    """Progress on standard error every few seconds, when it is a terminal."""
+    if not sys.stderr.isatty():
+        return None
+    started = last = time.monotonic()
+
+    def report(count: int) -> None:
+        nonlocal last
+        now = time.monotonic()
+        if now - last >= PROGRESS_SECONDS:
+            click.echo(f"... {verb} {count} events ({count / (now - started):.0f}/s)", err=True)
+            last = now
+
+    return report
+
+
+def _stage_reporter() -> Callable[[str, int], None] | None:
+    """``_reporter`` for import's two passes ("verified", then "imported")."""
+    reporters: dict[str, Callable[[int], None] | None] = {}
+
+    def report(stage: str, count: int) -> None:
+        reporter = reporters.setdefault(stage, _reporter(stage))
+        if reporter is not None:
+            reporter(count)
+
+    return report if sys.stderr.isatty() else None
+

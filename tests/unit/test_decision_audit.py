@@ -1,0 +1,416 @@
+"""The decision audit: clean logs audit clean, and one changed number is found where it is.
+
+Clean logs come from the risk scenarios (calls, partial and full liquidations, fund draws,
+the three loss policies, ADL, the pause queue, TWAP deferral, manual liquidation, funding,
+settlement) and from the random paths of ``test_risk_properties``. Corrupted logs are the
+same events with ONE decision event replaced by a copy with one number changed (or one
+injected, or one dropped); the first finding must name that event's log position and the
+check that re-derives that number.
+"""
+
+from __future__ import annotations
+
+import json
+from datetime import timedelta
+from decimal import Decimal as Dec
+from typing import Any
+
+import pytest
+from hypothesis import HealthCheck, given, settings
+
+from clearing.decision_audit import Finding, apply_fill, audit_decisions, audit_log, log_events, penalty_of, spread_price
+from clearing.domain.risk import margin_totals
+from tests.ledger import MARKET_BTC, Ledger, accounts_with
+from tests.unit import test_risk_properties as properties
+from tests.unit.test_risk_scenarios import FUTURE, ledger_with, price
+
+ETH = ('{"type":"create_market","market":"ETH-PERP","kind":"perpetual","tick_size":"0.01","step_size":"0.01",'
+       '"initial_margin_fraction":"0.1","maintenance_margin_fraction":"0.05","price_band":"0.5"}')
+
+
+# -- helpers ------------------------------------------------------------------------------------
+
+
+def events_of(ledger: Ledger) -> list[tuple[int, Any]]:
+    return list(log_events(ledger.app))
+
+
+def kind(event: Any) -> str:
+    return type(event).__qualname__
+
+
+def position_of(events: list[tuple[int, Any]], name: str, n: int = 0, **match: Any) -> int:
+    """Log position of the ``n``-th event of type ``name`` whose fields equal ``match``."""
+    found = [p for p, e in events if kind(e) == name and all(getattr(e, k) == v for k, v in match.items())]
+    return found[n]
+
+
+def changed(event: Any, **values: Any) -> Any:
+    """A copy of a frozen domain event with some fields replaced."""
+    copy = object.__new__(type(event))
+    object.__setattr__(copy, "__dict__", {**event.__dict__, **values})
+    return copy
+
+
+def corrupt(events: list[tuple[int, Any]], position: int, **values: Any) -> list[tuple[int, Any]]:
+    """The log with the event at ``position`` replaced by a copy with ``values``."""
+    return [(p, changed(e, **values) if p == position else e) for p, e in events]
+
+
+def event_at(events: list[tuple[int, Any]], position: int) -> Any:
+    return next(e for p, e in events if p == position)
+
+
+def first(findings: list[Finding]) -> tuple[int, str]:
+    assert findings, "the audit found nothing"
+    return findings[0].position, findings[0].check
+
+
+def assert_clean(ledger: Ledger) -> None:
+    assert audit_log(ledger.app, stop_at_first=False) == []
+
+
+CALLED = '{"type":"set_parameters","parameters":{"margin_call_grace":3600}}'
+PENALTY = '{"type":"set_parameters","parameters":{"liquidation_spread":"0","liquidation_min_notional":"5000"}}'
+
+
+def called() -> Ledger:
+    """Alice under call (grace 3,600 s): equity 400 < MM 470 at 47,000."""
+    ledger = ledger_with(CALLED)
+    ledger.post_ok(price("47000"))
+    return ledger
+
+
+def partially_then_fully_liquidated() -> Ledger:
+    ledger = ledger_with(PENALTY)
+    ledger.post_ok(price("45400"))
+    ledger.post_ok(price("45300"))
+    return ledger
+
+
+def covered_by_the_fund() -> Ledger:
+    ledger = ledger_with('{"type":"fund_insurance","amount":"1000"}')
+    ledger.post_ok(price("44000"))
+    return ledger
+
+
+def socialized(policy: str = "socialize_per_contract") -> Ledger:
+    ledger = ledger_with(f'{{"type":"fund_insurance","amount":"100"}}\n'
+                         f'{{"type":"set_parameters","market":"BTC-PERP","parameters":{{"loss_policy":"{policy}"}}}}')
+    ledger.post_ok(price("44000"))
+    return ledger
+
+
+def deleveraged() -> Ledger:
+    ledger = ledger_with('{"type":"fund_insurance","amount":"100"}')  # default loss_policy adl
+    ledger.post_ok(price("44000"))
+    return ledger
+
+
+def with_liquidator_fee() -> Ledger:
+    ledger = ledger_with('{"type":"set_parameters","parameters":{"liquidation_spread":"0","liquidation_min_notional":"5000",'
+                         '"liquidator_fee_share":"0.25"}}')
+    ledger.post_ok(price("45400"))
+    return ledger
+
+
+def two_markets(script: str) -> Ledger:
+    ledger = Ledger()
+    ledger.post_ok(f"{MARKET_BTC}\n{ETH}\n{script}")
+    return ledger
+
+
+# -- clean logs audit clean ------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("build", [called, partially_then_fully_liquidated, covered_by_the_fund, deleveraged, with_liquidator_fee])
+def test_engine_logs_audit_clean(build):
+    assert_clean(build())
+
+
+@pytest.mark.parametrize("policy", ["socialize_per_contract", "haircut_gains"])
+def test_allocated_losses_audit_clean(policy):
+    assert_clean(socialized(policy))
+
+
+def test_calls_met_by_deposit_and_by_price_audit_clean():
+    ledger = called()
+    ledger.post_ok('{"type":"deposit","account":"alice","amount":"500"}')
+    ledger.post_ok(price("47000") + "\n" + price("49000"))
+    assert_clean(ledger)
+
+
+def test_call_unmet_at_the_deadline_audits_clean():
+    ledger = ledger_with(CALLED)
+    ledger.post_ok(price("47000", "2025-01-01T00:10:00Z") + "\n" + price("47000", "2025-01-01T01:10:00Z"))
+    assert [kind(e) for _, e in events_of(ledger)].count("Account.Liquidated") == 1
+    assert_clean(ledger)
+
+
+def test_pause_queue_and_resume_audit_clean():
+    ledger = ledger_with("""
+{"type":"register_officer","officer":"olga"}
+{"type":"approve","officer":"olga","action":"pause","operation":"liquidations","market":"BTC-PERP"}
+{"type":"pause","operation":"liquidations","market":"BTC-PERP"}
+""")
+    ledger.post_ok(price("45400") + "\n" + price("45300"))
+    ledger.post_ok("""
+{"type":"approve","officer":"olga","action":"resume","operation":"liquidations","market":"BTC-PERP"}
+{"type":"resume","operation":"liquidations","market":"BTC-PERP"}
+""")
+    kinds = [kind(e) for _, e in events_of(ledger)]
+    assert "Clearinghouse.LiquidationQueued" in kinds and "Account.Liquidated" in kinds
+    assert_clean(ledger)
+
+
+def test_twap_deferral_funding_and_manual_liquidation_audit_clean():
+    ledger = ledger_with('{"type":"set_parameters","parameters":{"twap_window":600,"twap_max_deviation":"0.05"}}')
+    ledger.post_ok(price("50000", "2025-01-01T00:05:00Z") + "\n" + price("45400", "2025-01-01T00:10:00Z"))
+    ledger.post_ok(price("45400", "2025-01-01T00:30:00Z"))
+    ledger.post_ok('{"type":"funding","market":"BTC-PERP","rate":"0.0001"}')
+    assert_clean(ledger)
+    manual = ledger_with('{"type":"set_parameters","parameters":{"margin_call_grace":86400}}')
+    manual.post_ok(price("47000"))
+    manual.post_ok('{"type":"liquidate","account":"alice","market":"BTC-PERP","price":"46900","liquidator":"carol"}')
+    assert_clean(manual)
+
+
+def test_settlement_losses_audit_clean():
+    ledger = ledger_with(f"""{FUTURE}
+{{"type":"price","market":"BTC-0331","price":"50000"}}
+{{"type":"open_account","account":"erin"}}
+{{"type":"deposit","account":"erin","amount":"2500"}}
+{{"type":"trade","market":"BTC-0331","buyer":"erin","seller":"dave","size":"0.5","price":"50000"}}
+{{"type":"fund_insurance","amount":"300"}}
+""")
+    ledger.post_ok('{"type":"settle","market":"BTC-0331","price":"44000","at":"2025-03-31T08:00:00Z"}')
+    assert_clean(ledger)
+
+
+def test_insolvent_account_closes_every_position_largest_requirement_first():
+    ledger = two_markets(f"""{accounts_with(("alice", "1500"), ("zed", "100000"))}
+{{"type":"fund_insurance","amount":"5000"}}
+{{"type":"price","market":"BTC-PERP","price":"50000"}}
+{{"type":"price","market":"ETH-PERP","price":"3000"}}
+{{"type":"trade","market":"BTC-PERP","buyer":"alice","seller":"zed","size":"0.2","price":"50000"}}
+{{"type":"trade","market":"ETH-PERP","buyer":"alice","seller":"zed","size":"1.5","price":"3000"}}
+{{"type":"price","market":"BTC-PERP","price":"42000"}}
+""")  # equity 1,500 - 1,600 = -100: insolvent; MM 420 (BTC) before 225 (ETH)
+    steps = [e for _, e in events_of(ledger) if kind(e) == "Account.Liquidated"]
+    assert [(s.market, s.reason) for s in steps] == [("BTC-PERP", "insolvent"), ("ETH-PERP", "insolvent")]
+    assert_clean(ledger)
+
+
+def test_the_formulas_it_re_derives():
+    assert apply_fill(Dec(2), Dec(200), Dec(-3), Dec(110), Dec(1), Dec("0.01")) == (Dec(-1), Dec(-110), Dec(20))
+    assert penalty_of(Dec(4540), Dec(4500), type("P", (), {"liquidation_fee_rate": Dec("0.01")})(), Dec("0.000001")) == Dec(40)
+    ledger = called()
+    events = events_of(ledger)
+    call = event_at(events, position_of(events, "Account.MarginCallIssued"))
+    assert (call.equity, call.maintenance_margin, call.amount_to_initial) == (Dec(400), Dec(470), Dec(540))
+    market = ledger.app.get_market("BTC-PERP")
+    params = type("P", (), {"liquidation_spread": Dec("0.5")})()
+    assert spread_price(Dec("0.2"), market, params) == Dec(45825)  # 47,000 x (1 - 0.5 x 5 %)
+
+
+# -- one changed number is found where it is ---------------------------------------------------------
+
+
+def test_changed_call_equity():
+    events = events_of(called())
+    at = position_of(events, "Account.MarginCallIssued")
+    assert first(audit_decisions(corrupt(events, at, equity=Dec(401)))) == (at, "call_figures_differ")
+
+
+def test_changed_call_amount_and_deadline():
+    events = events_of(called())
+    at = position_of(events, "Account.MarginCallIssued")
+    call = event_at(events, at)
+    assert first(audit_decisions(corrupt(events, at, amount_to_initial=Dec(530)))) == (at, "amount_differs")
+    later = call.deadline + timedelta(seconds=1)
+    assert first(audit_decisions(corrupt(events, at, deadline=later))) == (at, "deadline_differs")
+
+
+def test_changed_recorded_parameters():
+    events = events_of(called())
+    at = position_of(events, "Account.MarginCallIssued")
+    recorded = dict(event_at(events, at).parameters, margin_call_grace=60)
+    found = audit_decisions(corrupt(events, at, parameters=recorded))
+    assert first(found) == (at, "parameters_differ") and "margin_call_grace expected 3600 recorded 60" in found[0].message
+    events = events_of(partially_then_fully_liquidated())
+    at = position_of(events, "Account.Liquidated")
+    recorded = dict(event_at(events, at).parameters, clearinghouse_parameters_version=7)
+    assert first(audit_decisions(corrupt(events, at, parameters=recorded))) == (at, "parameters_differ")
+
+
+def test_call_on_a_healthy_account():
+    """An injected call for carol (figures right, but equity 99,700 >= MM 235)."""
+    ledger = called()
+    events = events_of(ledger)
+    at = position_of(events, "Account.MarginCallIssued")
+    call = event_at(events, at)
+    carol = ledger.app.get_account("carol")
+    totals = margin_totals(carol.collateral, carol.positions, {"BTC-PERP": ledger.app.get_market("BTC-PERP")})
+    injected = changed(call, account="carol", equity=totals.equity, initial_margin=totals.initial_margin,
+                       maintenance_margin=totals.maintenance_margin, amount_to_initial=totals.initial_margin - totals.equity)
+    index = [p for p, _ in events].index(at) + 1
+    stream = [e for _, e in events[:index]] + [injected] + [e for _, e in events[index:]]
+    found = audit_decisions(list(enumerate(stream, start=1)))
+    assert found == [Finding(index + 1, "call_not_warranted", found[0].message)]
+    assert "carol" in found[0].message and "99700" in found[0].message
+
+
+def test_dropped_call_is_a_missed_call_at_the_price_event():
+    events = events_of(called())
+    call = position_of(events, "Account.MarginCallIssued")
+    mark = position_of(events, "Market.MarkPriceSet", price_mark=Dec(47000))
+    found = audit_decisions([(p, e) for p, e in events if p != call], stop_at_first=False)
+    assert first(found) == (mark, "call_missed") and "alice" in found[0].message
+    assert [f.check for f in found] == ["call_missed"]
+
+
+def test_changed_liquidation_penalty_and_figures():
+    events = events_of(partially_then_fully_liquidated())
+    at = position_of(events, "Account.Liquidated")
+    assert first(audit_decisions(corrupt(events, at, penalty=Dec(39)))) == (at, "penalty_differs")
+    assert first(audit_decisions(corrupt(events, at, equity_before=Dec(81)))) == (at, "liquidation_figures_differ")
+    assert first(audit_decisions(corrupt(events, at, quote_fill=Dec(4541)))) == (at, "liquidation_figures_differ")
+    assert first(audit_decisions(corrupt(events, at, size_delta=Dec("-0.101")))) == (at, "size_differs")
+    assert first(audit_decisions(corrupt(events, at, price_fill=Dec(45390)))) == (at, "fill_price_differs")
+    assert first(audit_decisions(corrupt(events, at, collateral_after=Dec(501)))) == (at, "liquidation_after_differs")
+
+
+def test_changed_fee_split():
+    events = events_of(with_liquidator_fee())
+    at = position_of(events, "Account.Liquidated")
+    step = event_at(events, at)
+    assert step.fee_liquidator == Dec(10)  # 40 x 0.25
+    assert first(audit_decisions(corrupt(events, at, fee_liquidator=Dec(11)))) == (at, "fee_split_differs")
+    zero_share = events_of(partially_then_fully_liquidated())
+    at = position_of(zero_share, "Account.Liquidated")
+    assert first(audit_decisions(corrupt(zero_share, at, fee_liquidator=Dec(1)))) == (at, "fee_split_differs")
+
+
+def test_changed_bankruptcy_price_and_quote():
+    events = events_of(covered_by_the_fund())
+    at = position_of(events, "Account.Liquidated")
+    step = event_at(events, at)
+    assert first(audit_decisions(corrupt(events, at, price_bankruptcy=step.price_bankruptcy + 1))) == (at, "bankruptcy_differs")
+    assert first(audit_decisions(corrupt(events, at, quote_bankruptcy=step.quote_bankruptcy - 1))) == (at, "bankruptcy_differs")
+    adl = events_of(deleveraged())
+    at = position_of(adl, "Account.Liquidated", reason="adl")
+    assert first(audit_decisions(corrupt(adl, at, price_bankruptcy=Dec(44500.1)))) == (at, "bankruptcy_differs")
+
+
+def test_changed_fund_draw():
+    events = events_of(covered_by_the_fund())
+    at = position_of(events, "InsuranceFund.Drawn")
+    assert event_at(events, at).amount == Dec(420)
+    found = audit_decisions(corrupt(events, at, amount=Dec(400)))
+    assert first(found) == (at, "fund_draw_differs") and "expected 420, recorded 400" in found[0].message
+    adl = events_of(deleveraged())  # the fund pays min(negative equity 200, balance 100) before deleveraging
+    at = position_of(adl, "InsuranceFund.Drawn")
+    assert first(audit_decisions(corrupt(adl, at, amount=Dec(99), balance_after=Dec(1)))) == (at, "fund_draw_differs")
+
+
+def test_loss_covered_not_summing():
+    events = events_of(socialized())
+    at = position_of(events, "Account.LossCovered")
+    assert first(audit_decisions(corrupt(events, at, allocated=Dec(321)))) == (at, "loss_cover_differs")
+    assert first(audit_decisions(corrupt(events, at, fund_paid=Dec(99), allocated=Dec(321)))) == (at, "loss_cover_differs")
+
+
+def test_liquidation_before_the_deadline_was_not_warranted():
+    ledger = ledger_with(CALLED)
+    ledger.post_ok(price("47000", "2025-01-01T00:10:00Z") + "\n" + price("47000", "2025-01-01T01:10:00Z"))
+    events = events_of(ledger)
+    at = position_of(events, "Account.Liquidated")
+    early = event_at(events, at).at - timedelta(minutes=30)  # the call was issued at 00:10 with a 1 h grace
+    found = audit_decisions(corrupt(events, at, at=early))
+    assert first(found) == (at, "liquidation_not_warranted") and "deadline" in found[0].message
+
+
+def test_changed_deferral():
+    ledger = ledger_with('{"type":"set_parameters","parameters":{"twap_window":600,"twap_max_deviation":"0.05"}}')
+    ledger.post_ok(price("50000", "2025-01-01T00:05:00Z") + "\n" + price("45400", "2025-01-01T00:10:00Z"))
+    events = events_of(ledger)
+    at = position_of(events, "Account.LiquidationDeferred")
+    assert first(audit_decisions(corrupt(events, at, deviation=Dec("0.0921")))) == (at, "deferral_differs")
+
+
+def test_stop_at_first_false_reports_every_finding():
+    events = events_of(called())
+    at = position_of(events, "Account.MarginCallIssued")
+    found = audit_decisions(corrupt(events, at, equity=Dec(401), amount_to_initial=Dec(1)), stop_at_first=False)
+    assert [(f.position, f.check) for f in found] == [(at, "call_figures_differ"), (at, "amount_differs")]
+
+
+def test_audit_log_reports_progress_by_page():
+    ledger = called()
+    seen: list[int] = []
+    assert audit_log(ledger.app, progress=seen.append) == []
+    assert seen == [ledger.head()]
+
+
+# -- what the engine really records in two corners (see the report) ----------------------------------
+
+
+def test_a_loss_payer_checked_earlier_in_the_sweep_is_audited():
+    """aaron (two markets, so checked on every BTC price) is checked first and healthy, then
+    pays a share of bob's deficit; the audit's verdict must match aaron's state after it."""
+    ledger = two_markets(f"""{accounts_with(("aaron", "1850"), ("bob", "1000"), ("zed", "100000"))}
+{{"type":"set_parameters","market":"BTC-PERP","parameters":{{"loss_policy":"socialize_per_contract"}}}}
+{{"type":"price","market":"BTC-PERP","price":"50000"}}
+{{"type":"price","market":"ETH-PERP","price":"3000"}}
+{{"type":"trade","market":"BTC-PERP","buyer":"aaron","seller":"zed","size":"0.2","price":"50000"}}
+{{"type":"trade","market":"ETH-PERP","buyer":"aaron","seller":"zed","size":"1","price":"3000"}}
+{{"type":"trade","market":"BTC-PERP","buyer":"bob","seller":"zed","size":"0.2","price":"50000"}}
+""")
+    ledger.post_ok(price("44000"))
+    events = events_of(ledger)
+    aaron = ledger.account("aaron")
+    missed = aaron["status"] == "healthy" and Dec(aaron["equity"]) < Dec(aaron["maintenance_margin"])
+    found = audit_log(ledger.app, stop_at_first=False)
+    mark = position_of(events, "Market.MarkPriceSet", price_mark=Dec(44000))
+    assert [(f.position, f.check) for f in found] == ([(mark, "call_missed")] if missed else [])
+
+
+# -- properties over random paths --------------------------------------------------------------------
+
+CHECKED = {
+    "Account.MarginCallIssued": ("equity", "initial_margin", "maintenance_margin", "amount_to_initial"),
+    "Account.MarginCallMet": ("equity", "maintenance_margin"),
+    "Account.Liquidated": ("equity_before", "maintenance_margin_before", "quote_fill", "quote_bankruptcy", "penalty",
+                           "fee_liquidator", "collateral_after", "price_fill"),
+    "Account.LossCovered": ("fund_paid", "allocated", "deficit"),
+    "InsuranceFund.Drawn": ("amount",),
+}
+
+
+def random_path(scenario) -> Ledger:
+    policy, fund, grace, traders, moves = scenario
+    ledger, _ = properties.setup(policy, fund, grace, traders)
+    prices = {"X-PERP": Dec(1000), "Y-PERP": Dec(20)}
+    for target, percent in moves:
+        if target == "funding":
+            command = {"type": "funding", "market": "X-PERP", "rate": format(Dec(percent or 1).scaleb(-4), "f")}
+        else:
+            tick = Dec(properties.MARKETS[target][1])
+            prices[target] = (prices[target] * (100 + percent * 3) / 100 / tick).quantize(Dec(1)) * tick
+            command = {"type": "price", "market": target, "price": format(prices[target], "f")}
+        (outcome,) = ledger.post(json.dumps(command))
+        assert outcome.status == "applied", (outcome.code, outcome.message)
+    return ledger
+
+
+@settings(max_examples=40, derandomize=True, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(properties.scenarios())
+def test_random_paths_audit_clean_and_every_changed_number_is_found(scenario):
+    events = events_of(random_path(scenario))
+    assert audit_decisions(events, stop_at_first=False) == []
+    decisions = [(p, e) for p, e in events if kind(e) in CHECKED]
+    for position, event in decisions[:: max(1, len(decisions) // 6)]:
+        for name in CHECKED[kind(event)]:
+            value = getattr(event, name)
+            found = audit_decisions(corrupt(events, position, **{name: value + Dec("0.000001")}))
+            assert found and found[0].position == position, (kind(event), name, found)
