@@ -19,7 +19,7 @@ $(STAMP): pyproject.toml
 setup: $(STAMP)
 
 demo: $(STAMP)
-	rm -f demo.db demo.db-wal demo.db-shm
+	rm -rf demo.db demo.db-wal demo.db-shm demo-reports
 	$(BIN)/clearing --db demo.db demo
 
 # PostgreSQL tests use this server when it is reachable and are skipped (with the reason) when not.
@@ -32,4 +32,4 @@ bench: $(STAMP)
 	$(BIN)/python bench/bench_trades.py
 
 clean:
-	rm -rf $(VENV) demo.db demo.db-wal demo.db-shm
+	rm -rf $(VENV) demo.db demo.db-wal demo.db-shm demo-reports

@@ -46,17 +46,24 @@ finding, not a cascade. Findings (``check`` codes):
   deleveraged); the finding names the price (or funding / settlement) event.
 * ``state_differs``: an "after" value of a non-decision event differs from the fold.
 
+* ``recovery_not_warranted`` (``RecoveredFromBankruptcy`` of an account not bankrupt and
+  flat); ``unreadable`` (an event the fold cannot apply, e.g. an unknown account).
+
 Grouping: the log holds each command's events after its ``CommandRecord.Accepted``,
 aggregate by aggregate in the order the command first touched them (so a fund draw may
 come before or after the fill it pays for); checks that join events of several
-aggregates run when the command ends. Batch-level ``Market.TradingRecorded`` events end
-the batch's last command.
+aggregates run when the command ends, joining fills, draws and covers by (account,
+liquidation id), since one command can reuse an id for two accounts. Batch-level
+``Market.TradingRecorded`` events end the batch's last command.
 
-Missed calls are found without re-checking every holder on every price: each healthy
-account gets a price budget, ``(equity - MM - quanta) / sum(|size| x contract x (1 +
-max MMF))``, per market it holds; it is evaluated again only when the cumulative |move| of
-one of its markets exceeds its budget, or when one of its own events changes it. Example:
-slack 100 on a long 1 BTC with MMF 5 % -> budget 95.2 of cumulative price move.
+Missed calls are found without re-checking every holder on every price. A healthy
+account gets a trigger price per market it holds, from its slack: with budget = equity -
+MM - one quantum per position and r = budget / sum(|size| x contract x mark), a long is
+re-evaluated when its mark falls by r x mark (a short when it rises): a long loses at most
+|size| x contract per unit of fall and its requirement only falls with it, so no smaller
+move can take it below maintenance. An account's own events re-arm it at the next price
+of a market it holds. Example: slack 1,000 on a long 1 at 50,000 -> r = 0.02, trigger
+49,000 (longs in several markets share r, each against its own mark).
 """
 
 from __future__ import annotations
@@ -65,9 +72,9 @@ import decimal
 import heapq
 from collections import Counter, defaultdict
 from collections.abc import Callable, Iterable, Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import datetime, timedelta
-from decimal import Decimal
+from decimal import ROUND_CEILING, Decimal
 from typing import TYPE_CHECKING, Any
 
 from clearing.domain.account import BANKRUPT, HEALTHY, LIQUIDATING, MARGIN_CALL, Account
@@ -84,6 +91,7 @@ from clearing.money import LEDGER_CONTEXT, ONE, ZERO, fmt, round_down, round_up
 PAGE = 5000
 INSURANCE_FUND = "insurance_fund"
 ALLOWANCE_QUANTUM = Decimal("1e-12")
+_POWERS_OF_TEN = frozenset(Decimal(10) ** exponent for exponent in range(-18, 19))
 
 if TYPE_CHECKING:
     from clearing.application import ClearingApplication
@@ -120,7 +128,7 @@ class _MarketState:
 
     __slots__ = (
         "market", "contract_size", "tick_size", "step_size", "tiers", "collateral_quantum", "price_mark",
-        "price_twap", "settled", "overrides", "parameters_version", "favourable_weight", "exposure_unit",
+        "price_twap", "settled", "overrides", "parameters_version", "favourable_weight", "exposure_unit", "_fraction",
     )
 
     def __init__(self, event: Any) -> None:
@@ -139,6 +147,15 @@ class _MarketState:
         # with an MMF above 1 a favourable move can lower equity - MM too (per unit size and price)
         self.favourable_weight = self.contract_size * max(ZERO, highest - ONE)
         self.exposure_unit = self.contract_size + self.favourable_weight
+        single = len(self.tiers) == 1 and self.tiers[0].maintenance_margin_deduction == ZERO
+        self._fraction = self.tiers[0].maintenance_margin_fraction if single and self.collateral_quantum in _POWERS_OF_TEN else None
+
+    def maintenance(self, notional: Decimal) -> Decimal:
+        """``margin.maintenance_requirement`` of a notional; one tier without a deduction is
+        notional x MMF rounded up to the quantum, computed directly."""
+        if self._fraction is not None:
+            return (notional * self._fraction).quantize(self.collateral_quantum, rounding=ROUND_CEILING, context=LEDGER_CONTEXT)
+        return maintenance_requirement(self.tiers, notional, self.collateral_quantum)
 
 
 class _AccountState:
@@ -300,7 +317,7 @@ class _AdlPlan:
     market: str
     size: Decimal
     wanted: Decimal
-    problem: str | None
+    problem: tuple[str, str] | None
     fund_paid: Decimal = ZERO
     price: Decimal | None = None
     totals: MarginTotals | None = None
@@ -314,7 +331,7 @@ class _Command:
     __slots__ = (
         "position", "command_id", "kind", "market", "fund_start", "trigger_position", "fund_events", "steps", "deficits",
         "draws", "covers", "allocated", "shares", "penalties_due", "penalties_paid", "takers", "insolvent", "adl",
-        "candidates", "dequeued",
+        "candidates", "dequeued", "ended",
     )
 
     def __init__(self, position: int, command_id: str, kind: str, market: str | None, fund_start: Decimal) -> None:
@@ -338,6 +355,7 @@ class _Command:
         self.adl: dict[tuple[str, str], _AdlPlan] = {}
         self.candidates: dict[str, int] = {}
         self.dequeued: dict[str, set[str]] = {}
+        self.ended = False
 
 
 # -- the missed-call watch ----------------------------------------------------------------------------
@@ -373,7 +391,7 @@ class _Watch:
         if upper is not None:
             heapq.heappush(self.above[market], (upper, stamp, name))
         self.pushed += 1
-        if self.pushed > 4 * len(self.stamp) + 10_000:
+        if self.pushed > 8 * len(self.stamp) + 100_000:  # superseded entries are dropped in bulk
             self._compact()
 
     def due(self, market: str, mark: Decimal) -> list[str]:
@@ -480,7 +498,7 @@ class DecisionAudit:
             market = self.markets[name]
             value = held.size * market.price_mark * market.contract_size
             equity += value - held.cost
-            maintenance += maintenance_requirement(market.tiers, abs(value), market.collateral_quantum)
+            maintenance += market.maintenance(abs(value))
         return equity, maintenance
 
     def paused_in(self, market: str) -> bool:
@@ -506,9 +524,9 @@ class DecisionAudit:
     def end_command(self) -> None:
         """Run the joins of the command just ended (once), then forget it."""
         cmd = self.command
-        if cmd.kind == "ended":
+        if cmd.ended:
             return
-        self.command = _Command(cmd.position, cmd.command_id, "ended", None, self.fund)
+        cmd.ended = True
         if cmd.steps or cmd.draws or cmd.covers or cmd.deficits or cmd.penalties_paid or cmd.takers:
             self._check_draws_and_covers(cmd)
             self._check_penalties(cmd)
@@ -784,7 +802,7 @@ class DecisionAudit:
         continuing = event.account in cmd.insolvent
         problem = self._engine_problem(account, market, totals, event.at, continuing)
         if problem:
-            self.find(position, "liquidation_not_warranted", f"{name}: {problem}")
+            self.find(position, problem[0], f"{name}: {problem[1]}")
             return
         insolvent = continuing or totals.equity <= ZERO
         if insolvent:
@@ -807,24 +825,26 @@ class DecisionAudit:
             shortfall = bankruptcy_quote_of(size, delta, market, totals) + delta * price * market.contract_size
         return delta, price, shortfall
 
-    def _engine_problem(self, account: _AccountState, market: _MarketState, totals: MarginTotals, at: datetime, continuing: bool) -> str | None:
-        """Why the engine should not have liquidated here (None: it should have)."""
+    def _engine_problem(self, account: _AccountState, market: _MarketState, totals: MarginTotals, at: datetime,
+                        continuing: bool) -> tuple[str, str] | None:
+        """(check, why) the engine should not have liquidated here; None when it should have."""
         if self.is_backstop(account):
-            return "the backstop liquidator is never liquidated"
+            return "liquidation_not_warranted", "the backstop liquidator is never liquidated"
         if not continuing:
             problem = self._due_problem(account, totals, at)
             if problem:
-                return problem
+                return "liquidation_not_warranted", problem
         if self.paused_in(market.market):
-            return f"liquidations in {market.market} are paused (the account should have been queued)"
+            return "liquidation_not_warranted", f"liquidations in {market.market} are paused (the account should have been queued)"
         params = self.params(market.market)
         if params.twap_max_deviation > ZERO and market.price_twap:
             deviation = abs(market.price_mark - market.price_twap) / market.price_twap
             if deviation > params.twap_max_deviation:
-                return f"mark {fmt(market.price_mark)} is {_show(deviation)} from its TWAP {fmt(market.price_twap)}: deferred, not liquidated"
+                return ("liquidation_not_warranted",
+                        f"mark {fmt(market.price_mark)} is {_show(deviation)} from its TWAP {fmt(market.price_twap)}: deferred, not liquidated")
         first = _first_by_priority(account, self.markets)
         if first != market.market:
-            return f"{first} has the largest maintenance requirement and goes first"
+            return "liquidation_order_differs", f"{first} has the largest maintenance requirement and goes first"
         return None
 
     def _due_problem(self, account: _AccountState, totals: MarginTotals, at: datetime) -> str | None:
@@ -906,11 +926,11 @@ class DecisionAudit:
                 self.command.insolvent.add(account.name)
             delta, _, shortfall = self._planned_step(account, market, params, totals, insolvent)
             if params.loss_policy != ADL:
-                problem = f"loss_policy is {params.loss_policy}, not adl"
+                problem = "liquidation_not_warranted", f"loss_policy is {params.loss_policy}, not adl"
             elif shortfall <= ZERO:
-                problem = f"the backstop fill covers the bankruptcy quote (shortfall {fmt(shortfall)}): no deleveraging"
+                problem = "liquidation_not_warranted", f"the backstop fill covers the bankruptcy quote (shortfall {fmt(shortfall)}): no deleveraging"
             elif delta != -size:
-                problem = f"deleveraging closes the whole position {fmt(size)}, the step was {fmt(delta)}"
+                problem = "size_differs", f"deleveraging closes the whole position {fmt(size)}, the step was {fmt(delta)}"
         wanted = adl_fund_wanted(size, market, totals) if size != ZERO else ZERO
         return _AdlPlan(market_name, size, wanted, problem, position=position)
 
@@ -922,8 +942,9 @@ class DecisionAudit:
             plan = self.command.adl[key] = self._adl_plan(position, account, event.market, event.at)
             self.command.deficits[key] = plan.wanted
         if plan.price is None:
+            plan.position = position
             if plan.problem:
-                self.find(position, "liquidation_not_warranted", f"{name}: {plan.problem}")
+                self.find(position, plan.problem[0], f"{name}: {plan.problem[1]}")
             plan.totals = self.totals(account)
             if plan.size == ZERO:
                 self.find(position, "liquidation_not_warranted", f"{name}: no position to deleverage")
@@ -966,7 +987,7 @@ class DecisionAudit:
         if key in cmd.steps:  # after its fill: q_b - q_f
             self.differ(position, "loss_cover_differs", f"{name}: deficit of the fill", cmd.deficits.get(key, ZERO), event.deficit)
             self._check_policy(position, name, event, manual=any(s.reason == "manual" for s in cmd.steps[key]))
-        elif cmd.kind == "settle":  # the final price left the account below zero
+        elif cmd.kind == "settle" and account.size(event.market) == ZERO:  # the final price left the account below zero
             self.differ(position, "loss_cover_differs", f"{name}: settlement deficit = -collateral", -account.collateral, event.deficit)
             cmd.deficits[key] = -account.collateral
             policies = {INSURANCE_FUND} if event.allocated == ZERO else {self.params(event.market).loss_policy, SOCIALIZE_PER_CONTRACT}
@@ -1111,21 +1132,26 @@ class DecisionAudit:
             return False
         markets = self.markets
         equity, maintenance, exposure = account.collateral, ZERO, ZERO
-        for market_name, held in account.positions.items():
-            market = markets[market_name]
-            value = held.size * market.price_mark * market.contract_size
-            equity += value - held.cost
-            maintenance += maintenance_requirement(market.tiers, abs(value), market.collateral_quantum) + market.collateral_quantum
-            exposure += abs(held.size) * market.exposure_unit * market.price_mark
-        slack = equity - maintenance  # less one quantum per position
-        fraction = round_down(slack / exposure, ALLOWANCE_QUANTUM) if slack > ZERO else ZERO
+        held_at = []
         for market_name, held in account.positions.items():
             market = markets[market_name]
             mark = market.price_mark
+            value = held.size * mark * market.contract_size
+            notional = abs(value)
+            equity += value - held.cost
+            maintenance += market.maintenance(notional) + market.collateral_quantum
+            if market.favourable_weight:
+                exposure += abs(held.size) * market.exposure_unit * mark
+                held_at.append((market_name, mark, True, True))
+            else:
+                exposure += notional
+                held_at.append((market_name, mark, held.size > ZERO, held.size < ZERO))
+        slack = equity - maintenance  # less one quantum per position
+        fraction = round_down(slack / exposure, ALLOWANCE_QUANTUM) if slack > ZERO else ZERO
+        push = self.watch.push
+        for market_name, mark, falls, rises in held_at:
             allowance = mark * fraction
-            both = market.favourable_weight > ZERO
-            self.watch.push(market_name, mark - allowance if held.size > ZERO or both else None,
-                            mark + allowance if held.size < ZERO or both else None, stamp, name)
+            push(market_name, mark - allowance if falls else None, mark + allowance if rises else None, stamp, name)
         if slack >= ZERO or repriced not in account.positions:
             return False
         return self._below_and_healthy(account)

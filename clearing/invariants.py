@@ -14,7 +14,8 @@ without using the aggregates' code. It then checks:
   position in that market at that moment;
 * ``allocations_sum_to_loss``: the shares of each allocation set add up to its loss;
 * ``bankrupt_accounts_end_at_zero_or_above``: an account made whole by the fund or by
-  allocations ends with collateral >= 0;
+  allocations ends with equity >= 0 (collateral alone may be below zero while another
+  position's gain covers it, in cross margin);
 * ``replay_equals_live``: every account rebuilt by the repository matches the fold.
 
 Liquidation penalties and fund draws move money between accounts and the fund; only
@@ -58,6 +59,7 @@ class Fold:
     open_interest_recorded: dict[str, Decimal] = field(default_factory=dict)
     allocations: dict[tuple[str, str], list[Decimal]] = field(default_factory=dict)
     counts: dict[str, int] = field(default_factory=lambda: defaultdict(int))
+    covered: set[str] = field(default_factory=set)
 
 
 def fold_log(app: ClearingApplication) -> Fold:
@@ -73,7 +75,9 @@ def fold_log(app: ClearingApplication) -> Fold:
 
 def _fold_event(fold: Fold, kind: str, event: Any) -> None:  # noqa: C901, PLR0912 - one branch per event type
     fold.counts[kind] += 1
-    if kind == "Account.Opened":
+    if kind == "CommandRecord.Accepted":
+        _covered_end_at_zero_or_above(fold)
+    elif kind == "Account.Opened":
         fold.account_ids[event.account] = event.originator_id
     elif kind == "Account.Deposited":
         fold.deposits += event.amount
@@ -100,8 +104,7 @@ def _fold_event(fold: Fold, kind: str, event: Any) -> None:  # noqa: C901, PLR09
         _cash(fold, event.account, -event.share)
     elif kind == "Account.LossCovered":
         _cash(fold, event.account, event.fund_paid + event.allocated)
-        if fold.collateral[event.account] < ZERO:
-            raise InvariantViolation(f"bankrupt_accounts_end_at_zero_or_above: {event.account} left at {fold.collateral[event.account]}")
+        fold.covered.add(event.account)  # checked when the command ends (after any deleveraging)
     elif kind == "Account.AccountClosed":
         fold.closed.add(event.account)
     elif kind == "Market.Listed":
@@ -123,6 +126,29 @@ def _fold_event(fold: Fold, kind: str, event: Any) -> None:  # noqa: C901, PLR09
             raise InvariantViolation(f"insurance_fund_not_negative: balance {fold.insurance_fund} after a draw")
 
 
+def _covered_end_at_zero_or_above(fold: Fold) -> None:
+    """Accounts whose deficit the last command covered end it with equity >= 0."""
+    for account in sorted(fold.covered):
+        equity = _equity(fold, account)
+        if equity < ZERO:
+            raise InvariantViolation(f"bankrupt_accounts_end_at_zero_or_above: {account} left at equity {equity}")
+    fold.covered.clear()
+
+
+def _equity(fold: Fold, account: str) -> Decimal:
+    """Cash plus open positions at the marks: the account's equity in the fold's own terms.
+
+    Cross margin: a bankrupt slice of one position may leave collateral below zero while
+    another position's gain keeps equity at or above zero; equity is what must not be
+    negative once a deficit is covered.
+    """
+    equity = fold.quote[account]
+    for (holder, market), size in fold.sizes.items():
+        if holder == account and size != ZERO:
+            equity += size * fold.marks[market] * fold.contract_sizes[market]
+    return equity
+
+
 def _cash(fold: Fold, account: str, amount: Decimal) -> None:
     fold.quote[account] += amount
     fold.collateral[account] += amount
@@ -138,6 +164,7 @@ def check_ledger(app: ClearingApplication) -> Fold:
     """Run every invariant; raise ``InvariantViolation`` naming the first that fails."""
     with decimal.localcontext(LEDGER_CONTEXT):
         fold = fold_log(app)
+        _covered_end_at_zero_or_above(fold)
         _money_conserved(fold)
         _positions_net_to_zero(fold)
         _open_interest_matches(fold)

@@ -42,7 +42,11 @@ if TYPE_CHECKING:
 
 
 class Sequencer:
-    """Liquidation ids unique within a command: ``<command id>/L<n>``."""
+    """Liquidation ids unique within a command: ``<command id>/L<n>``.
+
+    One per command (``sequencer_of``): a manual liquidation and the re-check of the
+    accounts it charged, or a resume and its re-checks, share it.
+    """
 
     def __init__(self, command_id: str) -> None:
         self.command_id = command_id
@@ -53,6 +57,13 @@ class Sequencer:
         return f"{self.command_id}/L{self.count}"
 
 
+def sequencer_of(ws: WorkingSet) -> Sequencer:
+    """The command's sequencer (the working set forgets it when a command starts)."""
+    if ws.sequencer is None:
+        ws.sequencer = Sequencer(ws.command_id)
+    return ws.sequencer
+
+
 def sweep(ws: WorkingSet, market: Market, at: datetime, reason: str = "price") -> int:
     """Check every account the new mark of ``market`` can affect; returns how many."""
     index = ws.risk_index(market)
@@ -61,8 +72,14 @@ def sweep(ws: WorkingSet, market: Market, at: datetime, reason: str = "price") -
 
 
 def check_accounts(ws: WorkingSet, market: Market, names: list[str], at: datetime, reason: str) -> int:
-    """Check ``names`` (then whoever their liquidations touched), each once."""
-    sequencer = Sequencer(ws.command_id)
+    """Check ``names``, then whoever their liquidations touched.
+
+    An account a liquidation charged (a loss share, a deleveraging fill) is checked again
+    even if it was checked earlier in this sweep: the charge may have taken it below
+    maintenance. Each re-check follows a liquidation step, which only closes positions,
+    so the loop ends.
+    """
+    sequencer = sequencer_of(ws)
     done: set[str] = set()
     queue = list(names)
     while queue:
@@ -75,7 +92,9 @@ def check_accounts(ws: WorkingSet, market: Market, names: list[str], at: datetim
             continue
         account = ws.account(name, "account")  # now part of the command
         affected = check_account(ws, account, market, at, reason, sequencer)
-        queue.extend(sorted(a for a in affected if a not in done))
+        for other in sorted(set(affected) - {name}):
+            done.discard(other)
+            queue.append(other)
     return len(done)
 
 
@@ -192,8 +211,7 @@ def manual_liquidation(  # noqa: PLR0913
 ) -> list[str]:
     """An operator's liquidation at an auction price (checked by the handler first)."""
     params = ws.parameters(market.market)
-    sequencer = Sequencer(ws.command_id)
-    return _step(ws, account, market, close, price, liquidator, params, "manual", sequencer, at)
+    return _step(ws, account, market, close, price, liquidator, params, "manual", sequencer_of(ws), at)
 
 
 def drain_queue(ws: WorkingSet, market_scope: str | None, at: datetime) -> int:
@@ -202,7 +220,7 @@ def drain_queue(ws: WorkingSet, market_scope: str | None, at: datetime) -> int:
     if ch is None:
         return 0
     entries = [e for e in list(ch.queue) if market_scope is None or e["market"] == market_scope]
-    sequencer = Sequencer(ws.command_id)
+    sequencer = sequencer_of(ws)
     for entry in entries:
         if ch.is_paused(LIQUIDATIONS, entry["market"]):
             continue
@@ -214,7 +232,8 @@ def drain_queue(ws: WorkingSet, market_scope: str | None, at: datetime) -> int:
         recovered = not account.open_positions() or totals.equity >= totals.maintenance_margin
         ch.dequeue(entry, "liquidated" if due else "recovered" if recovered else "called", at)
         if due:
-            liquidate_due(ws, account, at, sequencer)
+            charged = liquidate_due(ws, account, at, sequencer)
+            check_accounts(ws, market, sorted(set(charged) - {account.account}), at, "loss_allocation")
     return len(entries)
 
 

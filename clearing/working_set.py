@@ -58,6 +58,7 @@ class WorkingSet:
         self.markets = MarketDirectory(self)
         self.risk = RiskIndexes()
         self.command_id = ""
+        self.sequencer: Any = None  # the command's liquidation-id sequencer (risk_engine.sequencer_of)
         self.known_head: int | None = None
         self._shared: dict[UUID, Aggregate] = {}  # markets, fund, clearinghouse: caught up per batch
         self._absent: set[UUID] = set()  # ids looked up and not in the store (until the cache is dropped)
@@ -234,6 +235,7 @@ class WorkingSet:
     def begin_command(self) -> None:
         self._command_touched = {}
         self._command_missed = set()
+        self.sequencer = None  # liquidation ids start again at L1 for each command
 
     def command_events(self) -> list[Any]:
         """Pending events of every aggregate the command touched, in the order touched."""

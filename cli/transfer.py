@@ -75,6 +75,7 @@ def import_command(store: Store, file: Path, batch_size: int) -> None:
         click.echo(f"error: the event store failed: {str(error).splitlines()[0]}", err=True)
         click.echo("error: the batches already committed stay; run the same import again to continue", err=True)
         sys.exit(3)
+    store.catch_up()  # the imported events are projected (and chained) before the command returns
     click.echo(digest.to_text())
 
 

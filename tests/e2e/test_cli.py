@@ -149,11 +149,15 @@ def test_subprocess_unreachable_postgres_exits_three(tmp_path):
     assert result.returncode == 3 and "cannot open the event store" in result.stderr
 
 
-def test_demo_runs_on_postgres_too(postgres_db):
-    result = subprocess.run([CLEARING, "--db", postgres_db, "demo", "--accounts", "20", "--steps", "5"],
-                            capture_output=True, text=True, timeout=300, cwd=REPO)
+def test_demo_runs_on_postgres_too(postgres_db, tmp_path):
+    result = subprocess.run([CLEARING, "--db", postgres_db, "demo", "--accounts", "20", "--steps", "5",
+                             "--reports", str(tmp_path / "reports")], capture_output=True, text=True, timeout=300, cwd=REPO)
     assert result.returncode == 0, result.stderr
     assert "Lowest margin ratios" in result.stdout and "insurance fund balance 250000" in result.stdout
+    assert result.stdout.rstrip().endswith("verified") and "decisions    ok" in result.stdout
+    assert sorted(path.name for path in (tmp_path / "reports").iterdir()) == sorted(
+        f"{name}.csv" for name in ("daily-margin", "positions", "insurance-fund", "liquidations", "loss-allocations",
+                                   "disclosures", "stress"))
 
 
 def test_reads_never_create_a_store(tmp_path):
