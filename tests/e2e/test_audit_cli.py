@@ -92,3 +92,27 @@ def test_verify_names_the_position_of_a_changed_event_and_a_digest_catches_a_rew
     assert f"at position {rowid}" in verify.stdout and "chain" in verify.stdout
     with_digest = clearing(ledger_db, "audit", "verify", "--digest", digest, "--skip", "projections")
     assert with_digest.returncode == 1
+
+
+BAD_AUDIT_INPUT = [
+    (["account", "show", "alice", "--as-of", "0"], "invalid_until"),
+    (["account", "show", "alice", "--as-of", "2025-01-01T00:00:00"], "invalid_until"),
+    (["audit", "replay", "--until", "soon", "--into", "{tmp}/r.db"], "invalid_until"),
+    (["audit", "replay", "--until", "3", "--into", "{db}"], "target_exists"),
+    (["audit", "replay", "--until", "3", "--into", "postgresql://postgres@127.0.0.1/test"], "invalid_target"),
+    (["audit", "replay", "--until", "3", "--into", "{tmp}/r2.db", "chain"], "unknown_projection"),
+    (["projections", "rebuild", "margins"], "unknown_projection"),
+    (["audit", "verify", "--digest", "sha256-v1:1:1:zz"], "invalid_digest"),
+    (["report", "daily-margin", "--date", "2025-13-01"], "invalid_date"),
+    (["report", "margin", "--date", "2025-01-01"], "unknown_report"),
+]
+
+
+@pytest.mark.parametrize(("args", "code"), BAD_AUDIT_INPUT, ids=[code + "-" + args[0] for args, code in BAD_AUDIT_INPUT])
+def test_bad_audit_and_report_input_names_its_code_exits_one_and_writes_nothing(ledger_db, tmp_path, args, code):
+    head_before = json.loads(clearing(ledger_db, "projections", "status", "--json").stdout)[0]["head"]
+    result = clearing(ledger_db, *[arg.format(tmp=tmp_path, db=ledger_db) for arg in args])
+    assert result.returncode == 1, result.stdout + result.stderr
+    assert f"[{code}]" in result.stderr and len(result.stderr.strip().splitlines()) == 1, result.stderr
+    assert json.loads(clearing(ledger_db, "projections", "status", "--json").stdout)[0]["head"] == head_before
+    assert not (tmp_path / "r.db").exists() and not (tmp_path / "r2.db").exists()
