@@ -160,6 +160,9 @@ def fmt(value: Decimal) -> str:
     >>> fmt(D("1200.000000")), fmt(D("50000")), fmt(D("-0.50"))
     ('1200', '50000', '-0.5')
     """
+    text = str(value)
+    if "E" not in text and not ("." in text and text[-1] == "0") and text != "-0":
+        return text  # already canonical (most values): no normalize needed
     text = format(value.normalize(LEDGER_CONTEXT), "f")
     return "0" if text == "-0" else text
 

@@ -28,7 +28,6 @@ from clearing.invariants import check_ledger
 from clearing.money import fmt
 from clearing.posting import post_lines
 from cli import render
-from cli import render as render_module
 from cli.audit import run_verify
 from cli.main import Store, main, pass_store
 from projections.queries import account_names, account_view, insurance_fund_view, market_view
@@ -155,9 +154,7 @@ def _summaries(app: Any, projections: Any, accounts: int, show_accounts: int) ->
 
 def _reports(store: Store, directory: str) -> None:
     """Write every report for the demo's business day as CSV; print disclosures and stress."""
-    from projections.reports import REPORT_NAMES, build_report, check_request, render
-
-    render_table = render_module.table
+    from projections.reports import REPORT_NAMES, build_report, check_request, render as render_report
 
     day = START.date().isoformat()
     target = Path(directory)
@@ -166,16 +163,16 @@ def _reports(store: Store, directory: str) -> None:
     click.echo(f"\nRegulator reports for {day} (clearing report NAME --date {day}), CSV in {target}/:")
     for name in REPORT_NAMES:
         report = build_report(views, check_request(name, day))
-        text = render(report, "csv")
+        text = render_report(report, "csv")
         (target / f"{name}.csv").write_text(text, encoding="utf-8")
         click.echo(f"  {name:<17} {len(report.csv_rows or []):>5} rows  as of log position {report.as_of_position}"
                    + ("  (provisional: the day is still open)" if report.provisional else ""))
     click.echo("\ndisclosures (CPMI-IOSCO PQD items):")
-    click.echo(render(build_report(views, check_request("disclosures", day)), "csv").rstrip())
+    click.echo(render_report(build_report(views, check_request("disclosures", day)), "csv").rstrip())
     stress = build_report(views, check_request("stress", day))
     columns = ("row_kind", "scenario", "accounts_liquidated", "loss_beyond_collateral", "fund_used", "socialized_loss")
     click.echo("\nstress (every mark shocked; account lists in stress.csv):")
-    click.echo(render_table(columns, [[render_module.text_value(row.get(c)) if row.get(c) is not None else "-" for c in columns]
+    click.echo(render.table(columns, [[render.text_value(row.get(c)) if row.get(c) is not None else "-" for c in columns]
                                       for row in stress.csv_rows or []], indent="  "))
 
 

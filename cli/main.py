@@ -15,7 +15,7 @@ from __future__ import annotations
 import sys
 import time
 from pathlib import Path
-from typing import Any, TextIO
+from typing import Any, NoReturn, TextIO
 
 import click
 from eventsourcing.persistence import PersistenceError
@@ -60,8 +60,7 @@ class Store:
         try:
             self.projector.catch_up()
         except ClearingError as error:
-            click.echo(f"error: {error}", err=True)
-            sys.exit(3)
+            fail(error, 3)
 
     @property
     def views(self) -> Any:
@@ -94,6 +93,12 @@ class Store:
 
 
 pass_store = click.make_pass_decorator(Store)
+
+
+def fail(error: ClearingError | str, code: int = 1) -> NoReturn:
+    """Report a refusal on one line (``error: [code] message``) and exit."""
+    click.echo(f"error: {error}", err=True)
+    sys.exit(code)
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import sys
 from collections.abc import Iterator
 from typing import Any
 
@@ -12,7 +11,7 @@ import click
 from clearing.application import ClearingApplication
 from clearing.errors import ClearingError
 from cli import render
-from cli.main import Store, echo_view, main, pass_store
+from cli.main import Store, echo_view, fail, main, pass_store
 from projections.queries import account_view, insurance_fund_view, loss_allocations, market_view
 
 PAGE = 1000
@@ -53,16 +52,14 @@ def _views_as_of(store: Store, as_of: str | None, names: list[str]) -> Any:
         until = resolve_until(store.existing_app, as_of)
         return replay_views(store.existing_app, until, names)
     except ClearingError as error:
-        click.echo(f"error: {error}", err=True)
-        sys.exit(1)
+        fail(error)
 
 
 def _show(view_function: Any, *args: Any) -> dict[str, Any]:
     try:
         return view_function(*args)
     except ClearingError as error:
-        click.echo(f"error: {error}", err=True)
-        sys.exit(1)
+        fail(error)
 
 
 @main.group()

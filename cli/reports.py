@@ -9,21 +9,14 @@ target, so a reader never sees half a report.
 from __future__ import annotations
 
 import os
-import sys
 import tempfile
 from pathlib import Path
-from typing import NoReturn
 
 import click
 
 from clearing.errors import ClearingError, InputError
-from cli.main import Store, main, pass_store
+from cli.main import Store, fail, main, pass_store
 from projections.reports import DEFAULT_SHOCKS, build_report, check_request, render, signed
-
-
-def fail(error: ClearingError) -> NoReturn:
-    click.echo(f"error: {error}", err=True)
-    sys.exit(1)
 
 
 def check_output(path: str) -> Path:

@@ -17,14 +17,14 @@ import sys
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import NoReturn, TextIO
+from typing import TextIO
 
 import click
 from eventsourcing.persistence import PersistenceError
 
 from clearing.errors import ClearingError
 from clearing.transfer import BATCH, export_log, import_log
-from cli.main import PROGRESS_SECONDS, Store, main, pass_store
+from cli.main import PROGRESS_SECONDS, Store, fail, main, pass_store
 
 
 @main.command("export")
@@ -47,7 +47,7 @@ def export_command(store: Store, output: Path | None, file_format: str) -> None:
         with _output(output) as out:
             digest = export_log(app.recorder, out, progress=_reporter("exported"))
     except ClearingError as error:
-        _fail(error)
+        fail(error)
     except PersistenceError as error:
         click.echo(f"error: the event store failed: {str(error).splitlines()[0]}", err=True)
         sys.exit(3)
@@ -70,19 +70,13 @@ def import_command(store: Store, file: Path, batch_size: int) -> None:
     try:
         digest = import_log(app, file, progress=_stage_reporter(), batch=batch_size)
     except ClearingError as error:
-        _fail(error)
+        fail(error)
     except PersistenceError as error:
         click.echo(f"error: the event store failed: {str(error).splitlines()[0]}", err=True)
         click.echo("error: the batches already committed stay; run the same import again to continue", err=True)
         sys.exit(3)
     store.catch_up()  # the imported events are projected (and chained) before the command returns
     click.echo(digest.to_text())
-
-
-def _fail(error: ClearingError) -> NoReturn:
-    """Report a refusal on one line and exit 1."""
-    click.echo(f"error: {error}", err=True)
-    sys.exit(1)
 
 
 @contextlib.contextmanager

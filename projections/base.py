@@ -13,21 +13,20 @@ the projection meanwhile. During a rebuild from an empty table nothing is read b
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
 from typing import Any
 
 from decimal import Decimal
 
-from sqlalchemy import Column, Integer, String, Table, and_, bindparam, select, tuple_
+from sqlalchemy import Column, Integer, String, Table, and_, bindparam, select
 from sqlalchemy.dialects.postgresql import insert as postgresql_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 
 from clearing.money import fmt
 
 CACHE_ROWS = 300_000
-LOAD_CHUNK = 500
 
 
 @dataclass(frozen=True)
@@ -80,24 +79,6 @@ class Rows:
         row = dict(found)
         self.cache[key] = row
         return row
-
-    def load_many(self, keys: Iterable[Any]) -> None:
-        """Read the rows of ``keys`` not yet cached, a chunk of keys per query."""
-        if self.known_empty:
-            return
-        missing = [key for key in keys if key not in self.cache]
-        assert self.table is not None and self.session is not None
-        columns = [self.table.c[name] for name in self.spec.key]
-        for start in range(0, len(missing), LOAD_CHUNK):
-            chunk = missing[start : start + LOAD_CHUNK]
-            if len(columns) == 1:
-                condition = columns[0].in_(chunk)
-            else:
-                condition = tuple_(*columns).in_(chunk)
-            for found in self.session.execute(select(self.table).where(condition)).mappings():
-                row = dict(found)
-                key = tuple(row[name] for name in self.spec.key) if len(columns) > 1 else row[self.spec.key[0]]
-                self.cache[key] = row
 
     def changed_rows(self) -> list[dict[str, Any]]:
         rows = [self.cache[key] for key in self.dirty]
@@ -260,12 +241,7 @@ def _statement(table: Table, key: tuple[str, ...] | None, dialect: Any) -> tuple
 
 def _text(value: Any) -> Any:
     """SQLite value: a Decimal as canonical text (``fmt``), anything else unchanged."""
-    if value.__class__ is Decimal:
-        text = str(value)
-        if "E" in text or ("." in text and text[-1] == "0") or text == "-0":
-            return fmt(value)
-        return text
-    return value
+    return fmt(value) if value.__class__ is Decimal else value
 
 
 def clock_spec(name: str) -> TableSpec:

@@ -58,6 +58,14 @@ class ChainProjection(Projection):
         super().forget()
         self.previous = None
 
+    def head(self, session: Any) -> tuple[int, int, str]:
+        """(events, last position, last hash hex) of the recorded chain."""
+        table = self.tables["audit_chain"]
+        events, last = session.execute(select(func.count(), func.max(table.c.position))).one()
+        if not events:
+            return 0, 0, GENESIS.hex()
+        return events, last, session.execute(select(table.c.hash).where(table.c.position == last)).scalar_one()
+
     def stored(self, session: Any) -> Any:
         """The recorded chain, ``(position, hash bytes)`` in position order."""
         table = self.tables["audit_chain"]

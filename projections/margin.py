@@ -50,12 +50,13 @@ def _money(*names: str) -> list[Column]:
 FLOW_FIELDS = ("deposits", "withdrawals", "realized_pnl", "funding", "penalties", "liquidator_fees",
                "loss_shares", "loss_covered", "largest_call")
 FLOW_COUNTS = ("trades", "calls_issued", "calls_met", "liquidation_fills")
+ACCOUNT_TOTALS = ("deposits", "withdrawals", "realized_pnl", "funding", "penalties", "loss_shares")
 
 ACCOUNTS = TableSpec("margin_accounts", [
     Column("account", String(128), primary_key=True),
     Column("status", String(16), nullable=False),
     Column("risk_status", String(16), nullable=False),
-    *_money("collateral", "deposits", "withdrawals", "realized_pnl", "funding", "penalties", "loss_shares"),
+    *_money("collateral", *ACCOUNT_TOTALS),
     Column("call_market", String(64)),
     Column("call_issued_at", Text),
     Column("call_deadline", Text),
@@ -232,32 +233,42 @@ class MarginProjection(Projection):
     def _opened(self, position: int, event: Any, _: Any) -> None:
         self.state["margin_accounts"].put(event.account, {
             "account": event.account, "status": "open", "risk_status": "healthy",
-            **dict.fromkeys(("collateral", "deposits", "withdrawals", "realized_pnl", "funding", "penalties",
-                             "loss_shares"), ZERO),
+            "collateral": ZERO, **dict.fromkeys(ACCOUNT_TOTALS, ZERO),
             "call_market": None, "call_issued_at": None, "call_deadline": None, "call_amount": None,
             "opened_at": event.at.isoformat(), "version": event.originator_version, "position": position,
         })
 
-    def _deposited(self, position: int, event: Any, _: Any) -> None:
+    def _move(self, position: int, event: Any, collateral_after: Decimal, **amounts: Any) -> dict[str, Any]:
+        """Set the account's collateral and add each amount to its total and the day's flow.
+
+        ``_move(p, e, 1500, deposits=500)``: collateral 1,500, ``deposits`` + 500 on the
+        account and in today's ``margin_flows`` row. Amounts the account keeps no total of
+        (``trades``, ``liquidator_fees``, ...) go to the flow only.
+        """
         row = self._account(position, event)
-        row["collateral"] = event.collateral_after
-        row["deposits"] += event.amount
-        self._flow(position, event, event.account)["deposits"] += event.amount
+        row["collateral"] = collateral_after
+        flow = self._flow(position, event, event.account)
+        for name, amount in amounts.items():
+            if name in ACCOUNT_TOTALS:
+                row[name] += amount
+            flow[name] += amount
+        return row
+
+    def _fill(self, position: int, event: Any, size: Decimal, cost: Decimal, **amounts: Any) -> dict[str, Any]:
+        """A fill on the account's side: position after it, collateral, realized PnL, flows."""
+        row = self._move(position, event, event.collateral_after, **amounts)
+        self._position(position, event, size, cost, amounts.get("realized_pnl", ZERO))
+        return row
+
+    def _deposited(self, position: int, event: Any, _: Any) -> None:
+        self._move(position, event, event.collateral_after, deposits=event.amount)
 
     def _withdrawn(self, position: int, event: Any, _: Any) -> None:
-        row = self._account(position, event)
-        row["collateral"] = event.collateral_after
-        row["withdrawals"] += event.amount
-        self._flow(position, event, event.account)["withdrawals"] += event.amount
+        self._move(position, event, event.collateral_after, withdrawals=event.amount)
 
     def _traded(self, position: int, event: Any, _: Any) -> None:
-        row = self._account(position, event)
-        row["collateral"] = event.collateral_after
-        row["realized_pnl"] += event.realized_pnl
-        self._position(position, event, event.position_size_after, event.position_cost_after, event.realized_pnl)
-        flow = self._flow(position, event, event.account)
-        flow["realized_pnl"] += event.realized_pnl
-        flow["trades"] += 1
+        self._fill(position, event, event.position_size_after, event.position_cost_after,
+                   realized_pnl=event.realized_pnl, trades=1)
 
     def _closed(self, position: int, event: Any, _: Any) -> None:
         self._account(position, event)["status"] = "closed"
@@ -280,56 +291,32 @@ class MarginProjection(Projection):
         self._flow(position, event, event.account)["calls_met"] += 1
 
     def _liquidated(self, position: int, event: Any, _: Any) -> None:
-        row = self._account(position, event)
-        row["collateral"] = event.collateral_after
-        row["realized_pnl"] += event.realized_pnl
-        row["penalties"] += event.penalty
+        row = self._fill(position, event, event.position_size_after, event.position_cost_after,
+                         realized_pnl=event.realized_pnl, penalties=event.penalty, liquidation_fills=1)
         row["risk_status"] = event.risk_status_after
         if event.risk_status_after in ("healthy", "bankrupt"):
             self._clear_call(row)
-        self._position(position, event, event.position_size_after, event.position_cost_after, event.realized_pnl)
-        flow = self._flow(position, event, event.account)
-        flow["realized_pnl"] += event.realized_pnl
-        flow["penalties"] += event.penalty
-        flow["liquidation_fills"] += 1
 
     def _taken(self, position: int, event: Any, _: Any) -> None:
-        row = self._account(position, event)
-        row["collateral"] = event.collateral_after
-        row["realized_pnl"] += event.realized_pnl
-        self._position(position, event, event.position_size_after, event.position_cost_after, event.realized_pnl)
-        flow = self._flow(position, event, event.account)
-        flow["realized_pnl"] += event.realized_pnl
-        flow["liquidator_fees"] += event.fee_received
+        self._fill(position, event, event.position_size_after, event.position_cost_after,
+                   realized_pnl=event.realized_pnl, liquidator_fees=event.fee_received)
 
     def _loss_covered(self, position: int, event: Any, _: Any) -> None:
-        row = self._account(position, event)
-        row["collateral"] = event.collateral_after
+        row = self._move(position, event, event.collateral_after, loss_covered=event.fund_paid + event.allocated)
         row["risk_status"] = "bankrupt"
         self._clear_call(row)
-        self._flow(position, event, event.account)["loss_covered"] += event.fund_paid + event.allocated
 
     def _loss_allocated(self, position: int, event: Any, _: Any) -> None:
-        row = self._account(position, event)
-        row["collateral"] = event.collateral_after
-        row["loss_shares"] += event.share
-        self._flow(position, event, event.account)["loss_shares"] += event.share
+        self._move(position, event, event.collateral_after, loss_shares=event.share)
 
     def _funding(self, position: int, event: Any, _: Any) -> None:
-        row = self._account(position, event)
-        row["collateral"] = event.collateral_after
-        row["funding"] += event.amount
+        self._move(position, event, event.collateral_after, funding=event.amount)
         position_row = self.state["margin_positions"].touch((event.account, event.market))
         if position_row is not None:
             position_row["funding"] += event.amount
-        self._flow(position, event, event.account)["funding"] += event.amount
 
     def _settled(self, position: int, event: Any, _: Any) -> None:
-        row = self._account(position, event)
-        row["collateral"] = event.collateral_after
-        row["realized_pnl"] += event.realized_pnl
-        self._position(position, event, ZERO, ZERO, event.realized_pnl)
-        self._flow(position, event, event.account)["realized_pnl"] += event.realized_pnl
+        self._fill(position, event, ZERO, ZERO, realized_pnl=event.realized_pnl)
 
     def _deferred(self, position: int, event: Any, _: Any) -> None:
         row = self._account(position, event)

@@ -1,8 +1,9 @@
-"""First read model: an account's margin state, and market and insurance-fund views.
+"""The oracle the SQL projections are tested against: the same views, built from aggregates.
 
-Built from the aggregates (snapshot + later events) and the shared margin arithmetic in
-``clearing.domain.risk``; SQL projection tables replace this read path later. Every number
-is returned as a ``Decimal`` and rendered as a plain string (never a float) for JSON.
+Account, market and insurance-fund views built from the aggregates (snapshot + later
+events, through the library's repository) and the shared margin arithmetic in
+``clearing.domain.risk``. The command line reads the SQL projections instead
+(``projections.queries``, same shapes); tests compare the two field by field.
 """
 
 from __future__ import annotations
@@ -120,7 +121,7 @@ def insurance_fund_view(app: ClearingApplication) -> dict[str, Any]:
 def loss_allocations(app: ClearingApplication, market: str | None = None) -> list[dict[str, Any]]:
     """Every loss allocation and deleveraging fill in log order (optionally one market).
 
-    Read from the log (the SQL projection of issue 4 replaces this scan).
+    Read from the log by topic (the oracle of the ``losses`` projection).
     """
     rows: list[dict[str, Any]] = []
     start = 1

@@ -6,9 +6,9 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
 
-from sqlalchemy import Table
+from sqlalchemy import Table, func, select
 
-from projections.runner import BY_NAME, ProjectionError
+from projections.runner import APPLICATION, BY_NAME, ProjectionError
 from projections.store import ProjectionStore
 
 
@@ -29,6 +29,17 @@ class Views:
                                   f"projection {projection} has not been built; run `clearing projections rebuild`")
         spec = next(spec for spec in BY_NAME[projection].SPECS if spec.name == name)
         return self.store.table(spec.name, spec.columns, generation)
+
+    def position(self, projection: str, connection: Any) -> int:
+        """The projection's tracked log position, read in the caller's transaction."""
+        generation = self.store.generation(projection, connection)
+        if generation is None:
+            raise ProjectionError("projection_missing", projection, f"projection {projection} has not been built")
+        recorder = self.store.tracker(projection, generation)
+        table = recorder.tracking_table
+        found = connection.execute(select(func.max(table.c.notification_id))
+                                   .where(table.c.application_name == APPLICATION)).scalar()
+        return int(found or 0)
 
     @contextmanager
     def reading(self) -> Iterator[Any]:

@@ -36,7 +36,7 @@ from datetime import date, timedelta
 from decimal import ROUND_HALF_EVEN, ROUND_UP, Decimal, localcontext
 from typing import Any
 
-from sqlalchemy import func, select, text
+from sqlalchemy import func, select
 
 from clearing.domain.account import Position
 from clearing.domain.risk import margin_totals
@@ -44,7 +44,7 @@ from clearing.errors import InputError
 from clearing.money import LEDGER_CONTEXT, USDC, ZERO, MoneyError, D, exact, fmt
 from projections.margin import MarketTerms, end_of_day_rows
 from projections.read import Views
-from projections.runner import APPLICATION, ProjectionError
+from projections.runner import ProjectionError
 
 REPORT_NAMES = ("daily-margin", "positions", "insurance-fund", "liquidations", "loss-allocations", "disclosures",
                 "stress")
@@ -290,13 +290,7 @@ class Reader:
 
     def _tracked(self, projection: str) -> int:
         """The projection's position in the log (its tracking record)."""
-        generation = self.views.store.generation(projection, self.connection)
-        if generation is None:
-            raise ProjectionError("projection_missing", projection, f"projection {projection} has not been built")
-        found = self.connection.execute(
-            text(f'SELECT MAX(notification_id) FROM "{projection}_g{generation}_tracking" WHERE application_name = :a'),
-            {"a": APPLICATION}).scalar()
-        return int(found or 0)
+        return self.views.position(projection, self.connection)
 
     def rows(self, table: str, *order: str, **where: Any) -> list[dict[str, Any]]:
         """Rows of ``table`` matching ``where`` (equality), sorted by ``order`` in Python."""
@@ -351,14 +345,13 @@ class Reader:
     def _live(self, day: str) -> DayState:
         position = self.tracked["margin"]
         state = DayState(day, True, position, None)
-        with localcontext(LEDGER_CONTEXT):  # end_of_day_rows is a generator: its body runs here
-            for table, row in end_of_day_rows(self.connection, {t: self.tables[t] for t in MARGIN_LIVE}, day, position):
-                if table == "margin_eod_accounts":
-                    state.accounts[row["account"]] = row
-                elif table == "margin_eod_positions":
-                    state.positions.append(row)
-                else:
-                    state.markets[row["market"]] = row
+        for table, row in end_of_day_rows(self.connection, {t: self.tables[t] for t in MARGIN_LIVE}, day, position):
+            if table == "margin_eod_accounts":
+                state.accounts[row["account"]] = row
+            elif table == "margin_eod_positions":
+                state.positions.append(row)
+            else:
+                state.markets[row["market"]] = row
         state.positions.sort(key=lambda row: (row["market"], row["account"]))
         return state
 

@@ -71,6 +71,9 @@ def topic_of(kind: str) -> str:
     return get_topic(getattr(_AGGREGATES[aggregate], event))
 
 
+CLOCK_TOPICS = sorted(topic_of(kind) for kind in CLOCK_KINDS)
+
+
 @dataclass
 class Status:
     name: str
@@ -197,7 +200,7 @@ class Projector:
         """Topics to read: all (empty list) when the chain is among the projections."""
         if any(getattr(p, "ALL_EVENTS", False) for p in self.projections.values()):
             return []
-        return sorted(topic_of(kind) for kind in CLOCK_KINDS)
+        return CLOCK_TOPICS
 
     def _apply(self, notes: list[Any], positions: dict[str, int], session: Any) -> None:
         to_event = self.app.mapper.to_domain_event

@@ -117,9 +117,14 @@ class ProjectionStore:
     def create_tables(self, tables: list[Table]) -> None:
         self._create(lambda: self.metadata.create_all(self.engine, tables=tables, checkfirst=True))
 
+    @staticmethod
+    def tracking_table(projection: str, generation: int) -> str:
+        """Name of a projection generation's tracking table (the library's record class)."""
+        return f"{projection}_g{generation}_tracking"
+
     def tracker(self, projection: str, generation: int) -> SQLAlchemyTrackingRecorder:
         """The library's tracking recorder of one projection generation."""
-        key = f"{projection}_g{generation}_tracking"
+        key = self.tracking_table(projection, generation)
         if key not in self._trackers:
             recorder = SQLAlchemyTrackingRecorder(datastore=self.datastore, tracking_table_name=key)
             self._create(recorder.create_table)
@@ -130,8 +135,9 @@ class ProjectionStore:
         for table in tables:
             session.execute(text(f'DROP TABLE IF EXISTS "{table.name}"'))
             self.metadata.remove(table)
-        session.execute(text(f'DROP TABLE IF EXISTS "{projection}_g{generation}_tracking"'))
-        self._trackers.pop(f"{projection}_g{generation}_tracking", None)
+        key = self.tracking_table(projection, generation)
+        session.execute(text(f'DROP TABLE IF EXISTS "{key}"'))
+        self._trackers.pop(key, None)
 
     # -- registry ---------------------------------------------------------------------
 
