@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import decimal
 import logging
+import os
 import random
 import time
 from collections.abc import Sequence
@@ -28,20 +29,24 @@ from uuid import UUID
 
 from eventsourcing.application import AggregateNotFoundError, Application, ProcessingEvent
 from eventsourcing.persistence import IntegrityError, InternalError, JSONTranscoder, PersistenceError
+from eventsourcing.postgres import PostgresFactory
 
 from clearing.commands import Command
 from clearing.domain import ids
 from clearing.domain.account import Account
-from clearing.domain.command_record import CommandRecord, accepted, first_difference
+from clearing.business_time import TimeLimits, check_not_backdated
+from clearing.domain.command_record import RECORD_TOPICS, CommandRecord, accepted, first_difference, rejected
 from clearing.domain.insurance import InsuranceFund
 from clearing.domain.market import Market
-from clearing.errors import ClearingError, ConflictError, NotFoundError, RuleError
+from clearing.errors import ClearingError, ConflictError, InputError, NotFoundError, RuleError
 from clearing.handlers import HANDLERS
 from clearing.money import LEDGER_CONTEXT
+from clearing.recorders import READ_SET_KWARG, RECORDER_TOPICS
 from clearing.transcodings import MarginTierAsDict, OrjsonEncodingTranscoder, PositionAsDict
 from clearing.working_set import StaleBatch, WorkingSet
 
 MAX_ATTEMPTS = 10
+MAX_EVENTS_PER_TRANSACTION = 5000  # a batch that decides more commits in several transactions
 BACKOFF_SECONDS = 0.005
 SNAPSHOT_INTERVAL = 200
 RECORDER_ATTEMPTS = 8
@@ -49,6 +54,23 @@ RECORDER_ATTEMPTS = 8
 APPLIED = "applied"
 ALREADY_APPLIED = "already_applied"
 REJECTED = "rejected"
+ALREADY_REJECTED = "already_rejected"
+REJECTIONS = (REJECTED, ALREADY_REJECTED)
+WATERMARK_PAGE = 1000
+
+
+@dataclass(frozen=True)
+class Answer:
+    """How an id was answered: its canonical content and, for a rejection, the error."""
+
+    content: dict[str, Any]
+    code: str | None = None
+    field: str | None = None
+    message: str | None = None
+
+    @classmethod
+    def of(cls, record: CommandRecord) -> Answer:
+        return cls(record.content, record.code, record.field, record.message)
 
 
 @dataclass(frozen=True)
@@ -58,6 +80,7 @@ class Envelope:
     command: Command
     at: datetime
     line: int | None = None
+    operator: str = ""
 
 
 @dataclass
@@ -78,6 +101,11 @@ class Outcome:
     def rejected(cls, error: ClearingError, command_id: str, command_type: str, line: int | None) -> Outcome:
         return cls(command_id, command_type, REJECTED, line, code=error.code, field=error.field, message=error.message)
 
+    @property
+    def is_rejection(self) -> bool:
+        """Rejected now or earlier (``already_rejected``): the exit status is 1 for both."""
+        return self.status in REJECTIONS
+
 
 def _backoff(attempt: int) -> float:
     """Exponential backoff with full jitter (capped at 1 s).
@@ -95,12 +123,24 @@ class ClearingApplication(Application):
     is_snapshotting_enabled = True
 
     def __init__(self, env: dict[str, str] | None = None) -> None:
+        env = _with_recorder(env)
         super().__init__(env)
         self.working_set = WorkingSet(self)
         self.conflicts_retried = 0  # saves refused with IntegrityError and decided again
+        self.time_limits = TimeLimits.from_env({**os.environ, **(env or {})})
+        self._watermark: datetime | None = None  # greatest ``at`` answered, as of _watermark_head
+        self._watermark_head: int | None = None
+        self._deciding_watermark: datetime | None = None
 
     def construct_recorder(self) -> Any:
-        """The library's recorder; its table creation is retried (see ``_create_racing``)."""
+        """The library's recorder; its table creation is retried (see ``_create_racing``).
+
+        On PostgreSQL no DDL runs when the tables exist: ``CREATE INDEX IF NOT EXISTS``
+        waits for the table lock a writer holds while it inserts, so a process starting
+        beside a long insert (a reader included) would hang on it.
+        """
+        if isinstance(self.factory, PostgresFactory) and _postgres_tables_exist(self.factory):
+            self.factory.env["CREATE_TABLE"] = "n"
         return _create_racing(super().construct_recorder)
 
     def construct_snapshot_store(self) -> Any:
@@ -120,12 +160,21 @@ class ClearingApplication(Application):
     # -- commands -----------------------------------------------------------------------
 
     def execute(self, envelopes: Sequence[Envelope]) -> list[Outcome]:
-        """Decide and commit a batch; retries on ``IntegrityError`` up to MAX_ATTEMPTS."""
-        stored: dict[str, dict[str, Any]] = {}
+        """Decide and commit a batch, in transactions of at most about MAX_EVENTS_PER_TRANSACTION
+        events (whole commands only), so no writer holds the store's lock for long."""
+        outcomes: list[Outcome] = []
+        while len(outcomes) < len(envelopes):
+            outcomes.extend(self._execute_part(envelopes[len(outcomes):]))
+        return outcomes
+
+    def _execute_part(self, envelopes: Sequence[Envelope]) -> list[Outcome]:
+        """Decide a prefix of ``envelopes`` and commit it in one transaction; returns its
+        outcomes. Retries on ``IntegrityError`` up to MAX_ATTEMPTS."""
+        stored: dict[str, Answer] = {}
         for attempt in range(MAX_ATTEMPTS):
             if attempt:
                 time.sleep(_backoff(attempt))
-                stored = self._stored_contents(envelopes)
+                stored = self._stored_answers(envelopes)
             try:
                 outcomes, events = self._decide_batch(envelopes, stored)
                 recordings = self._save_in_order(events) if events else []
@@ -138,13 +187,14 @@ class ClearingApplication(Application):
                 raise
             if recordings:
                 self.working_set.known_head = recordings[-1].notification.id
+            self._watermark, self._watermark_head = self._deciding_watermark, self.working_set.known_head
             self._attach_positions(outcomes, recordings)
             self._snapshot_touched()
             return outcomes
         self.working_set.discard()
         return [self._exhausted(envelope, stored) for envelope in envelopes]
 
-    def _exhausted(self, envelope: Envelope, stored: dict[str, dict[str, Any]]) -> Outcome:
+    def _exhausted(self, envelope: Envelope, stored: dict[str, Answer]) -> Outcome:
         command = envelope.command
         if command.id in stored:
             return self._repeat(command, command.content(), stored[command.id], envelope.line)
@@ -152,36 +202,82 @@ class ClearingApplication(Application):
         return Outcome.rejected(error, command.id, command.type, envelope.line)
 
     def _decide_batch(
-        self, envelopes: Sequence[Envelope], stored: dict[str, dict[str, Any]]
+        self, envelopes: Sequence[Envelope], stored: dict[str, Answer]
     ) -> tuple[list[Outcome], list[Any]]:
         outcomes: list[Outcome] = []
         events: list[Any] = []
         seen = dict(stored)
         self.working_set.begin_batch()
+        self._deciding_watermark = self._current_watermark()
         with decimal.localcontext(LEDGER_CONTEXT):
             for envelope in envelopes:
                 outcome, command_events = self._decide_one(envelope, seen)
                 outcomes.append(outcome)
                 events.extend(command_events)
+                if len(events) >= MAX_EVENTS_PER_TRANSACTION:
+                    break  # the rest goes in the next transaction
             events.extend(self.working_set.record_trading())
         return outcomes, events
 
-    def _decide_one(self, envelope: Envelope, seen: dict[str, dict[str, Any]]) -> tuple[Outcome, list[Any]]:
+    def _decide_one(self, envelope: Envelope, seen: dict[str, Answer]) -> tuple[Outcome, list[Any]]:
+        """Answer one command: a repeat from its record, else decide it and record the answer.
+
+        A rule rejection is recorded too (``CommandRecord.Rejected``), so the id is never
+        decided again. A time before the log's watermark is refused at the boundary and
+        recorded nowhere: the watermark only grows, so that answer cannot change.
+        """
         command, line = envelope.command, envelope.line
         content = command.content()
         if command.id in seen:
             return self._repeat(command, content, seen[command.id], line), []
         try:
-            summary = self._handle(envelope)
-        except ClearingError as error:
-            stored = self._stored_contents([envelope])  # a re-post must not be judged on today's state
+            check_not_backdated(envelope.at, self._deciding_watermark, self.time_limits)
+        except InputError as error:
+            stored = self._stored_answers([envelope])  # an old command re-posted keeps its answer
             if stored:
                 seen.update(stored)
                 return self._repeat(command, content, stored[command.id], line), []
             return Outcome.rejected(error, command.id, command.type, line), []
-        seen[command.id] = content
-        events = [accepted(command.id, command.type, content), *self.working_set.command_events()]
+        try:
+            summary = self._handle(envelope)
+        except ClearingError as error:
+            stored = self._stored_answers([envelope])  # a re-post must not be judged on today's state
+            if stored:
+                seen.update(stored)
+                return self._repeat(command, content, stored[command.id], line), []
+            watermark = self._advance_watermark(envelope.at)
+            seen[command.id] = Answer(content, error.code, error.field, error.message)
+            record = rejected(command.id, command.type, content, error, envelope.operator, envelope.at, watermark)
+            return Outcome.rejected(error, command.id, command.type, line), [record]
+        seen[command.id] = Answer(content)
+        watermark = self._advance_watermark(envelope.at)
+        record = accepted(command.id, command.type, content, envelope.operator, envelope.at, watermark)
+        events = [record, *self.working_set.command_events()]
         return Outcome(command.id, command.type, APPLIED, line, summary=summary), events
+
+    def _advance_watermark(self, at: datetime) -> datetime:
+        current = self._deciding_watermark
+        self._deciding_watermark = at if current is None or at > current else current
+        return self._deciding_watermark
+
+    def _current_watermark(self) -> datetime | None:
+        """The log's business-time watermark: kept in memory, re-read when another process wrote."""
+        head = self.working_set.known_head
+        if self._watermark_head is None or head != self._watermark_head:
+            self._watermark, self._watermark_head = self._read_watermark(head or 0), head
+        return self._watermark
+
+    def _read_watermark(self, head: int) -> datetime | None:
+        """``latest_at`` of the last command record in the log (pages read backwards)."""
+        stop = head
+        while stop > 0:
+            start = max(1, stop - WATERMARK_PAGE + 1)
+            found = self.recorder.select_notifications(start=start, limit=WATERMARK_PAGE, stop=stop, topics=RECORD_TOPICS)
+            if found:
+                event = self.mapper.to_domain_event(found[-1])
+                return getattr(event, "latest_at", None) or getattr(event, "at", None)
+            stop = start - 1
+        return None
 
     def _handle(self, envelope: Envelope) -> str:
         """Run the command's handler; a rule rejection is decided again on fresh state.
@@ -193,6 +289,7 @@ class ClearingApplication(Application):
         """
         ws = self.working_set
         ws.command_id = envelope.command.id
+        ws.operator = envelope.operator
         for attempt in range(2):
             ws.begin_command()
             try:
@@ -215,24 +312,30 @@ class ClearingApplication(Application):
         """
         processing_event: ProcessingEvent[UUID] = ProcessingEvent()
         processing_event.events.extend(events)
+        processing_event.saved_kwargs[READ_SET_KWARG] = self.working_set.read_versions
         return self._record(processing_event)
 
     @staticmethod
-    def _repeat(command: Command, content: dict[str, Any], stored: dict[str, Any], line: int | None) -> Outcome:
+    def _repeat(command: Command, content: dict[str, Any], answer: Answer, line: int | None) -> Outcome:
+        """The original answer to a re-posted id (same content), or ``id_conflict``."""
+        stored = answer.content
         differs = first_difference(stored, content)
-        if differs is None:
-            return Outcome(command.id, command.type, ALREADY_APPLIED, line, summary="already applied, nothing written")
-        error = ConflictError(
-            "id_conflict",
-            differs,
-            f"command id {command.id} was already used with a different {differs!r} "
-            f"(stored {stored.get(differs)!r}, posted {content.get(differs)!r})",
-        )
-        return Outcome.rejected(error, command.id, command.type, line)
+        if differs is not None:
+            error = ConflictError(
+                "id_conflict",
+                differs,
+                f"command id {command.id} was already used with a different {differs!r} "
+                f"(stored {stored.get(differs)!r}, posted {content.get(differs)!r})",
+            )
+            return Outcome.rejected(error, command.id, command.type, line)
+        if answer.code is not None:
+            return Outcome(command.id, command.type, ALREADY_REJECTED, line, summary="already rejected, nothing decided again",
+                           code=answer.code, field=answer.field, message=answer.message)
+        return Outcome(command.id, command.type, ALREADY_APPLIED, line, summary="already applied, nothing written")
 
-    def _stored_contents(self, envelopes: Sequence[Envelope]) -> dict[str, dict[str, Any]]:
-        """Contents of the batch's command ids that are already in the store."""
-        stored: dict[str, dict[str, Any]] = {}
+    def _stored_answers(self, envelopes: Sequence[Envelope]) -> dict[str, Answer]:
+        """Answers already stored for the batch's command ids (applied or rejected)."""
+        stored: dict[str, Answer] = {}
         for envelope in envelopes:
             command_id = envelope.command.id
             if command_id in stored:
@@ -242,7 +345,7 @@ class ClearingApplication(Application):
             except AggregateNotFoundError:
                 continue
             assert isinstance(record, CommandRecord)
-            stored[command_id] = record.content  # canonical content, "type" included
+            stored[command_id] = Answer.of(record)  # canonical content, "type" included
         return stored
 
     @staticmethod
@@ -254,7 +357,7 @@ class ClearingApplication(Application):
             event = recording.domain_event
             if isinstance(event, CommandRecord.Accepted):
                 current = by_command.setdefault(event.command_id, [])
-            elif isinstance(event, Market.TradingRecorded):
+            elif isinstance(event, (Market.TradingRecorded, CommandRecord.Rejected)):
                 current = []  # batch-level, after every command of the batch
             current.append(recording.notification.id)
         for outcome in outcomes:
@@ -314,6 +417,30 @@ def _create_racing(construct: Any) -> Any:
                 raise
             time.sleep(_backoff(attempt + 3))
     raise AssertionError("unreachable")
+
+
+def _postgres_tables_exist(factory: Any) -> bool:
+    """Both of the library's tables (events, snapshots) exist in the configured schema."""
+    names = [f"{ClearingApplication.name.lower()}_{kind}" for kind in ("events", "snapshots")]
+    schema = factory.datastore.schema or "public"
+    with factory.datastore.get_connection() as connection, connection.cursor() as cursor:
+        cursor.execute(
+            "SELECT count(*) AS found FROM information_schema.tables WHERE table_schema = %s AND table_name = ANY(%s)",
+            (schema, names),
+        )
+        row = cursor.fetchone()
+    return bool(row) and row["found"] == len(names)
+
+
+def _with_recorder(env: dict[str, str] | None) -> dict[str, str]:
+    """Select our recorder (the library's, plus read-set validation) by the library's own
+    ``APPLICATION_RECORDER_TOPIC`` setting, unless the caller chose one."""
+    chosen = dict(env or {})
+    module = chosen.get("PERSISTENCE_MODULE") or os.environ.get("PERSISTENCE_MODULE", "")
+    topic = RECORDER_TOPICS.get(module)
+    if topic and "APPLICATION_RECORDER_TOPIC" not in chosen and "APPLICATION_RECORDER_TOPIC" not in os.environ:
+        chosen["APPLICATION_RECORDER_TOPIC"] = topic
+    return chosen
 
 
 def open_application(env: dict[str, str]) -> ClearingApplication:

@@ -29,6 +29,7 @@ from pydantic import (
 )
 from pydantic_core import PydanticCustomError
 
+from clearing.business_time import TIME_MAX, TIME_MIN, in_range
 from clearing.errors import InputError
 from clearing.money import USDC, ZERO, D, MoneyError, decimal_places
 
@@ -91,7 +92,7 @@ def _command_id(value: Any) -> str:
 
 
 def _aware_time(value: Any) -> datetime:
-    if not isinstance(value, str):
+    if not isinstance(value, str) or not value.isascii():  # a lone surrogate would break the message below
         raise PydanticCustomError("invalid_time", "must be an ISO-8601 string with a time zone")
     try:
         parsed = datetime.fromisoformat(value)
@@ -99,7 +100,17 @@ def _aware_time(value: Any) -> datetime:
         raise PydanticCustomError("invalid_time", "'{value}' is not an ISO-8601 time", {"value": value[:40]}) from None
     if parsed.tzinfo is None:
         raise PydanticCustomError("invalid_time", "'{value}' has no time zone (add Z or +00:00)", {"value": value[:40]})
-    return parsed.astimezone(timezone.utc)
+    try:
+        utc = parsed.astimezone(timezone.utc)
+    except OverflowError:  # 0001-01-01T00:00:00+01:00 has no UTC equivalent
+        utc = None
+    if utc is None or not in_range(utc):
+        raise PydanticCustomError(
+            "time_out_of_range",
+            "'{value}' is outside {low} .. {high} (UTC)",
+            {"value": value[:40], "low": TIME_MIN.date().isoformat(), "high": TIME_MAX.date().isoformat()},
+        )
+    return utc
 
 
 _text = PlainSerializer(lambda value: format(value.normalize(), "f"), return_type=str)
@@ -242,12 +253,41 @@ class Resume(Command):
     market: Name | None = None
 
 
+#: What each approvable action needs besides ``officer``: its required field and the
+#: optional fields it may carry (the rest of the change's fields are not allowed).
+APPROVAL_FIELDS: dict[str, tuple[str, tuple[str, ...]]] = {
+    "pause": ("operation", ("market",)),
+    "resume": ("operation", ("market",)),
+    "set_parameters": ("parameters", ("market",)),
+    "register_officer": ("candidate", ()),
+}
+
+
 class Approve(Command):
+    """One officer's approval of one exact change (see ``clearing/domain/governance.py``).
+
+    ``{"action":"pause","operation":"liquidations"}``,
+    ``{"action":"set_parameters","parameters":{"approvals_required":2}}`` (``market`` for an
+    override) or ``{"action":"register_officer","candidate":"otto"}``; ``officer`` must be
+    the operator posting it.
+    """
+
     type: Literal["approve"]
     officer: Name
-    action: Literal["pause", "resume"]
-    operation: Operation
+    action: Literal["pause", "resume", "set_parameters", "register_officer"]
+    operation: Operation | None = None
     market: Name | None = None
+    parameters: dict[str, Any] | None = None
+    candidate: Name | None = None
+
+    def check_fields(self) -> None:
+        """The fields of the approved action, and only those: ``missing_field``/``unknown_field``."""
+        required, optional = APPROVAL_FIELDS[self.action]
+        if getattr(self, required) is None:
+            raise InputError("missing_field", required, f"field {required!r} is required to approve {self.action}")
+        for name in ("operation", "market", "parameters", "candidate"):
+            if name != required and name not in optional and getattr(self, name) is not None:
+                raise InputError("unknown_field", name, f"field {name!r} is not part of an approval of {self.action}")
 
 
 class RegisterOfficer(Command):
@@ -317,15 +357,75 @@ class JsonConstant:
 
 def parse_line(line: str) -> Command:
     """Parse one JSON Lines command; raises :class:`InputError` naming the field."""
-    if len(line.encode()) > MAX_LINE_BYTES:
+    try:
+        size = len(line.encode())
+    except UnicodeEncodeError as error:  # the CLI reads bytes that are not UTF-8 as lone surrogates
+        raise InputError("invalid_utf8", None, _not_utf8(error)) from None
+    if size > MAX_LINE_BYTES:
         raise InputError("line_too_long", None, f"line is longer than {MAX_LINE_BYTES} bytes")
     try:
-        raw = json.loads(line, parse_constant=JsonConstant)
+        raw = json.loads(line, parse_constant=JsonConstant, parse_int=_json_int, object_pairs_hook=_unique_keys)
     except json.JSONDecodeError as error:
         raise InputError("malformed_json", None, f"not valid JSON: {error.msg} at column {error.colno}") from None
+    except RecursionError:
+        raise InputError("nesting_too_deep", None, "objects and arrays nest too deeply to parse") from None
     if not isinstance(raw, dict):
         raise InputError("not_an_object", None, "each line must be a JSON object")
+    if _SURROGATE_ESCAPE.search(line) or any(isinstance(value, (dict, list)) for value in raw.values()):
+        _check_values(raw, "", 0)
     return parse_command(raw)
+
+
+MAX_DEPTH = 8  # a line's objects and arrays (tiers and parameters need 2)
+_INT_LIMIT = 2**63  # integers inside objects and arrays are stored as JSON numbers: 64 bits
+_SURROGATE_ESCAPE = re.compile(r"\\u[dD][89a-fA-F]")
+_SURROGATE = re.compile("[\ud800-\udfff]")
+
+
+def _not_utf8(error: UnicodeEncodeError) -> str:
+    code = ord(error.object[error.start])
+    what = f"byte 0x{code - 0xDC00:02x}" if 0xDC80 <= code <= 0xDCFF else f"character U+{code:04X}"
+    return f"line is not valid UTF-8: {what} at character {error.start + 1}"
+
+
+def _json_int(text: str) -> int | JsonConstant:
+    """An integer literal; one too long for Python to convert is kept, so its field is named."""
+    return int(text) if len(text) <= 4000 else JsonConstant(f"<an integer of {len(text)} digits>")
+
+
+def _unique_keys(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    """A JSON object; a key given twice is refused, never last-one-wins."""
+    found = dict(pairs)
+    if len(found) != len(pairs):
+        seen: set[str] = set()
+        for key, _ in pairs:
+            if key in seen:
+                raise InputError("duplicate_key", key, f"key {key!r} appears more than once in one object")
+            seen.add(key)
+    return found
+
+
+def _check_values(value: Any, path: str, depth: int) -> None:
+    """What JSON allows but a command may not hold: lone surrogates (``"\\ud800"``), deep
+    nesting, and inside objects and arrays (kept as given, e.g. ``parameters``) NaN/Infinity
+    and integers beyond 64 bits; top-level values are left to their fields' validators."""
+    if isinstance(value, str):
+        found = _SURROGATE.search(value)
+        if found:
+            where = path or "a key"
+            raise InputError("invalid_unicode", path or None, f"{where}: lone UTF-16 surrogate \\u{ord(found[0]):04x}")
+        return
+    if depth > 1 and (isinstance(value, JsonConstant) or (type(value) is int and not -_INT_LIMIT <= value < _INT_LIMIT)):
+        raise InputError("invalid_number", path, f"{path}: {value!r:.40} is not a number a command can hold")
+    if isinstance(value, (dict, list)):
+        if depth >= MAX_DEPTH:
+            raise InputError("nesting_too_deep", path, f"{path}: objects and arrays nest deeper than {MAX_DEPTH} levels")
+        items = value.items() if isinstance(value, dict) else enumerate(value)
+        for key, item in items:
+            where = f"{path}.{key}" if path else str(key)
+            if isinstance(key, str):
+                _check_values(key, where, depth + 1)
+            _check_values(item, where, depth + 1)
 
 
 def parse_command(raw: dict[str, Any]) -> Command:
@@ -335,9 +435,12 @@ def parse_command(raw: dict[str, Any]) -> Command:
     if raw["type"] not in COMMAND_TYPES:
         raise InputError("unknown_type", "type", f"unknown command type {str(raw['type'])[:40]!r}; one of: {', '.join(COMMAND_TYPES)}")
     try:
-        return _ADAPTER.validate_python(raw)
+        command = _ADAPTER.validate_python(raw)
     except ValidationError as error:
         raise _input_error(error) from None
+    if isinstance(command, Approve):
+        command.check_fields()
+    return command
 
 
 def _input_error(error: ValidationError) -> InputError:

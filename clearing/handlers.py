@@ -11,7 +11,9 @@ from typing import Callable
 
 from clearing import commands as c
 from clearing import risk_engine, settlement
-from clearing.domain.parameters import validate
+from clearing.domain.clearinghouse import Clearinghouse
+from clearing.domain.governance import QUORUM, Change, not_governed
+from clearing.domain.parameters import governed_names, validate
 from clearing.domain import ids
 from clearing.domain.account import Account
 from clearing.domain.insurance import InsuranceFund
@@ -148,10 +150,23 @@ def liquidate(ws: WorkingSet, command: c.Liquidate, at: datetime) -> str:
     return f"liquidated {fmt(close)} {command.market} of {command.account} at {fmt(command.price)} to {taker.account}"
 
 
+def _clearinghouse(ws: WorkingSet, at: datetime) -> Clearinghouse:
+    """The clearinghouse to decide on: the stored one, or a fresh one not yet in the working
+    set, so a rejection leaves nothing pending; ``_keep`` adds it once it is written."""
+    return ws.clearinghouse() or Clearinghouse(at=at)
+
+
+def _keep(ws: WorkingSet, ch: Clearinghouse) -> None:
+    if ws.clearinghouse() is None:
+        ws.add(ch)
+
+
 def register_officer(ws: WorkingSet, command: c.RegisterOfficer, at: datetime) -> str:
-    ch = ws.clearinghouse_for_write(at)
+    """A governed change: M approvals of ``register_officer <officer>`` once a quorum exists."""
+    ch = _clearinghouse(ws, at)
     ch.register_officer(command.officer, at)
-    return f"registered risk officer {command.officer} ({len(ch.officers)} of {ch.parameters['officers_max']})"
+    _keep(ws, ch)
+    return f"registered risk officer {command.officer} ({len(ch.officers)} of {ch.parameter('officers_max')})"
 
 
 def _checked_scope(ws: WorkingSet, market: str | None) -> None:
@@ -159,18 +174,45 @@ def _checked_scope(ws: WorkingSet, market: str | None) -> None:
         ws.market(market)  # market_not_found before anything is recorded
 
 
-def approve(ws: WorkingSet, command: c.Approve, at: datetime) -> str:
+def _approved_change(ws: WorkingSet, command: c.Approve, ch: Clearinghouse) -> Change:
+    """The exact change an ``approve`` approves (parameters checked as ``set_parameters`` would)."""
     _checked_scope(ws, command.market)
-    ch = ws.clearinghouse_for_write(at)
-    held = ch.approve(command.action, command.operation, command.market, command.officer, at)
-    return (f"{command.officer} approved {command.action} {command.operation} in {command.market or 'all markets'} "
-            f"({held} of {ch.parameters['approvals_required']})")
+    if command.action == "set_parameters":
+        assert command.parameters is not None  # Approve.check_fields
+        return Change.of_parameters(command.market, validate(command.market is not None, command.parameters))
+    if command.action == "register_officer":
+        assert command.candidate is not None
+        if command.candidate in ch.officers:
+            raise RuleError("officer_exists", "candidate", f"risk officer {command.candidate} is already registered")
+        return Change.of_officer(command.candidate)
+    assert command.operation is not None
+    return Change.of_control(command.action, command.operation, command.market)
+
+
+def approve(ws: WorkingSet, command: c.Approve, at: datetime) -> str:
+    """Record an approval; only the officer named may post it (``--as`` / CLEARING_OPERATOR).
+
+    Example: posted as olga, ``{"officer":"olga","action":"pause",...}`` is recorded; posted
+    as mallory it is ``approver_not_operator``.
+    """
+    if command.officer != ws.operator:
+        posted_as = ws.operator or "nobody"
+        raise RuleError("approver_not_operator", "officer",
+                        f"officer {command.officer} must post their own approval (posted as {posted_as}; use --as)")
+    ch = ws.clearinghouse()
+    if ch is None:
+        raise RuleError("unknown_officer", "officer", f"{command.officer} is not a registered risk officer")
+    change = _approved_change(ws, command, ch)
+    held = ch.approve(change, command.officer, ws.operator, at)
+    return f"{command.officer} approved {change.describe()} ({held} of {ch.parameter('approvals_required')})"
 
 
 def _control(ws: WorkingSet, command: c.Pause | c.Resume, at: datetime) -> str:
     """Pause or resume (``command.type``) once the quorum has approved it."""
     _checked_scope(ws, command.market)
-    ws.clearinghouse_for_write(at).apply_control(command.type, command.operation, command.market, at)
+    ch = _clearinghouse(ws, at)
+    ch.apply_control(command.type, command.operation, command.market, at)
+    _keep(ws, ch)
     scope = command.market or "all markets"
     if command.type == "resume" and command.operation == "liquidations":
         drained = risk_engine.drain_queue(ws, command.market, at)
@@ -179,14 +221,31 @@ def _control(ws: WorkingSet, command: c.Pause | c.Resume, at: datetime) -> str:
 
 
 def set_parameters(ws: WorkingSet, command: c.SetParameters, at: datetime) -> str:
+    """Versioned parameters; a governed change needs M approvals of exactly it (ADR 10)."""
     changes = validate(command.market is not None, command.parameters)
+    ch = _clearinghouse(ws, at)
     if command.market is not None:
-        market = ws.market(command.market)
-        market.set_parameters(changes, at)
-        return f"parameters of {command.market} now version {market.parameters_version}"
-    ch = ws.clearinghouse_for_write(at)
-    ch.set_parameters(changes, at)
-    return f"clearinghouse parameters now version {ch.parameters_version}"
+        return _set_market_parameters(ws, ch, command.market, changes, at)
+    rule = ch.set_parameters(changes, at)
+    _keep(ws, ch)
+    return f"clearinghouse parameters now version {ch.parameters_version} ({rule})"
+
+
+def _set_market_parameters(ws: WorkingSet, ch: Clearinghouse, name: str, changes: dict, at: datetime) -> str:
+    """A market override: governed when it relaxes the value in force in that market.
+
+    Example: BTC-PERP in force ``margin_call_grace`` 0; an override of 3600 needs M
+    approvals of ``set_parameters margin_call_grace=3600 in BTC-PERP``; one of 0 does not.
+    """
+    market = ws.market(name)
+    change = Change.of_parameters(name, changes)
+    governed = governed_names(changes, ws.parameters(name).values)
+    governance = ch.authorize(change, at, f"parameters.{governed[0]}") if governed else not_governed(change)
+    market.set_parameters(changes, at, governance)
+    if governance["rule"] == QUORUM:
+        ch.consume(governance, at)
+        _keep(ws, ch)
+    return f"parameters of {name} now version {market.parameters_version} ({governance['rule']})"
 
 
 HANDLERS: dict[str, Callable[[WorkingSet, c.Command, datetime], str]] = {

@@ -13,6 +13,7 @@ from collections.abc import Callable, Iterable, Iterator
 from datetime import datetime, timezone
 
 from clearing.application import ClearingApplication, Envelope, Outcome
+from clearing.business_time import check_not_future
 from clearing.commands import Command, parse_line
 from clearing.errors import InputError
 
@@ -30,11 +31,17 @@ def post_lines(
     batch_size: int = DEFAULT_BATCH_SIZE,
     clock: Callable[[], datetime] = utc_now,
     after_batch: Callable[[], None] | None = None,
+    operator: str = "",
+    now: Callable[[], datetime] = utc_now,
 ) -> Iterator[Outcome]:
     """Post JSON Lines commands; yields one outcome per command line, in order.
 
-    ``after_batch`` runs after each batch has committed and before its outcomes are
-    yielded (the command line brings the projections up to date there).
+    ``clock`` stamps lines without ``at``; ``now`` is the real clock that a given ``at``
+    may not run ahead of by more than the application's ``max_future_skew`` (the two are
+    the same clock in production; tests replay fixed times with a fake ``clock``).
+    ``operator`` is recorded on every command. ``after_batch`` runs after each batch has
+    committed and before its outcomes are yielded (the command line brings the
+    projections up to date there).
     """
     assert 1 <= batch_size <= MAX_BATCH_SIZE
     pending: list[Envelope | Outcome] = []
@@ -42,7 +49,7 @@ def post_lines(
         text = line.strip()
         if not text or text.startswith("#"):
             continue
-        pending.append(_envelope(text, number, clock))
+        pending.append(_envelope(app, text, number, clock, now, operator))
         if len(pending) >= batch_size:
             yield from _flush(app, pending, after_batch)
             pending = []
@@ -50,18 +57,42 @@ def post_lines(
         yield from _flush(app, pending, after_batch)
 
 
-def post_commands(app: ClearingApplication, commands: Iterable[Command], clock: Callable[[], datetime] = utc_now) -> list[Outcome]:
+def post_commands(
+    app: ClearingApplication,
+    commands: Iterable[Command],
+    clock: Callable[[], datetime] = utc_now,
+    operator: str = "",
+    now: Callable[[], datetime] = utc_now,
+) -> list[Outcome]:
     """Post already validated commands (the terminal subcommands build these) as one batch."""
-    envelopes = [Envelope(command, command.at or clock(), None) for command in commands]
-    return app.execute(envelopes)
+    envelopes: list[Envelope] = []
+    refused: list[Outcome] = []
+    for command in commands:
+        try:
+            envelopes.append(_stamped(app, command, None, clock, now, operator))
+        except InputError as error:
+            refused.append(Outcome.rejected(error, command.id, command.type, None))
+    return [*refused, *(app.execute(envelopes) if envelopes else [])]
 
 
-def _envelope(text: str, number: int, clock: Callable[[], datetime]) -> Envelope | Outcome:
+def _envelope(
+    app: ClearingApplication, text: str, number: int, clock: Callable[[], datetime], now: Callable[[], datetime], operator: str
+) -> Envelope | Outcome:
     try:
-        command = parse_line(text)
+        return _stamped(app, parse_line(text), number, clock, now, operator)
     except InputError as error:
         return Outcome.rejected(error, *_best_effort_id_and_type(text), number)
-    return Envelope(command, command.at or clock(), number)
+
+
+def _stamped(
+    app: ClearingApplication, command: Command, number: int | None, clock: Callable[[], datetime],
+    now: Callable[[], datetime], operator: str,
+) -> Envelope:
+    """The command with its effective business time; a given ``at`` must not be in the future."""
+    if command.at is None:
+        return Envelope(command, clock(), number, operator)
+    check_not_future(command.at, now(), app.time_limits)
+    return Envelope(command, command.at, number, operator)
 
 
 def _flush(app: ClearingApplication, pending: list[Envelope | Outcome], after_batch: Callable[[], None] | None) -> Iterator[Outcome]:

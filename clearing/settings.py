@@ -16,10 +16,38 @@ from clearing.errors import InputError
 
 DEFAULT_DB = "clearing.db"
 ENV_VAR = "CLEARING_DB"
+OPERATOR_VAR = "CLEARING_OPERATOR"
+DEFAULT_OPERATOR = "operator"
 
 
 def resolve_db(option: str | None) -> str:
     return option or os.environ.get(ENV_VAR) or DEFAULT_DB
+
+
+def resolve_operator(option: str | None) -> str:
+    """Who posts: ``--as``, else ``CLEARING_OPERATOR``, else the login name.
+
+    Until roles and credentials exist this is a declared identity, recorded on every
+    command; an ``approve`` must name it as the approving officer.
+    """
+    from clearing.commands import NAME_PATTERN
+
+    name = option or os.environ.get(OPERATOR_VAR) or _login_name()
+    if not NAME_PATTERN.match(name):
+        raise InputError("invalid_operator", "as", f"operator {name[:64]!r} must be a name (letters, digits, _ . : @ -)")
+    return name
+
+
+def _login_name() -> str:
+    import getpass
+
+    try:
+        name = getpass.getuser()
+    except (KeyError, OSError):  # no login name in a container without a passwd entry
+        return DEFAULT_OPERATOR
+    from clearing.commands import NAME_PATTERN
+
+    return name if NAME_PATTERN.match(name) else DEFAULT_OPERATOR
 
 
 def is_postgres(db: str) -> bool:

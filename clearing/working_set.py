@@ -53,11 +53,13 @@ class WorkingSet:
         self._command_touched: dict[UUID, Aggregate] = {}
         self._markets_by_name: dict[str, Market] = {}
         self.batch_start_versions: dict[UUID, int] = {}
+        self.read_versions: dict[UUID, int] = {}  # every aggregate the batch read: version (0 = absent)
         self.trading: dict[str, tuple[int, Decimal, Decimal, datetime]] = {}
         self.position_changes: dict[str, dict[str, Account]] = {}
         self.markets = MarketDirectory(self)
         self.risk = RiskIndexes()
         self.command_id = ""
+        self.operator = ""  # who posted the current command (``--as`` / CLEARING_OPERATOR)
         self.sequencer: Any = None  # the command's liquidation-id sequencer (risk_engine.sequencer_of)
         self.known_head: int | None = None
         self._shared: dict[UUID, Aggregate] = {}  # markets, fund, clearinghouse: caught up per batch
@@ -70,6 +72,7 @@ class WorkingSet:
     def begin_batch(self) -> None:
         """Fast-forward the shared aggregates we read without writing."""
         self.batch_start_versions = {}
+        self.read_versions = {}
         self.trading = {}
         self.position_changes = {}
         if len(self._aggregates) + len(self._absent) > MAX_AGGREGATES:
@@ -227,6 +230,7 @@ class WorkingSet:
         self._command_touched.clear()
         self._markets_by_name.clear()
         self.batch_start_versions = {}
+        self.read_versions = {}
         self.trading = {}
         self.position_changes = {}
         self.risk.clear()
@@ -281,13 +285,16 @@ class WorkingSet:
     def market_for_reading(self, name: str) -> Market:
         """A market only read (marks and terms for margin), so not marked as touched."""
         found = self._markets_by_name.get(name)
-        return found if found is not None else self.market(name)
+        if found is None:
+            return self.market(name)
+        self.read_versions.setdefault(found.id, found.version)
+        return found
 
     def insurance_fund(self) -> InsuranceFund | None:
         return self._get(ids.insurance_fund_id(), InsuranceFund)
 
     def exists(self, aggregate_id: UUID) -> bool:
-        return aggregate_id in self._aggregates or aggregate_id in self._app.repository
+        return self._lookup(aggregate_id) is not None
 
     def _lookup(self, aggregate_id: UUID) -> Aggregate | None:
         """Cached aggregate, else loaded once; an id not in the store is remembered as absent
@@ -296,14 +303,17 @@ class WorkingSet:
         if aggregate is None:
             if aggregate_id in self._absent:
                 self._command_missed.add(aggregate_id)
+                self.read_versions.setdefault(aggregate_id, 0)
                 return None
             try:
                 aggregate = self._app.repository.get(aggregate_id)
             except AggregateNotFoundError:
                 self._absent.add(aggregate_id)
                 self._command_missed.add(aggregate_id)
+                self.read_versions.setdefault(aggregate_id, 0)
                 return None
             self._remember(aggregate)
+        self.read_versions.setdefault(aggregate_id, aggregate.version)
         return aggregate
 
     def _get(self, aggregate_id: UUID, kind: type[T]) -> T | None:

@@ -7,7 +7,6 @@ import os
 import sys
 import time
 from concurrent.futures import ProcessPoolExecutor
-from pathlib import Path
 from typing import Any, Callable
 
 import click
@@ -130,35 +129,27 @@ def audit_replay(store: Store, until: str, into: str, names: tuple[str, ...]) ->
 
     The target gets the same tables as the live projections, as they stood at that
     point (query them with any SQL client, or compare two replays); the event store
-    is only read.
+    is only read. The target appears only when complete: the replay is built in a
+    staging file (.NAME.partial-PID beside it) or schema (SCHEMA__partial) and moved
+    into place at the end, so a replay killed midway leaves no target and can simply
+    be run again. An existing file, or a schema holding tables, is refused.
     """
-    from projections.replay import replay_into, resolve_until
+    from projections.replay import ReplayTarget, replay_to, resolve_until
     from projections.runner import check_names
-    from projections.store import ProjectionStore
 
     app = store.existing_app
     try:
         chosen = check_names(names or None, rebuildable=True)
         position = resolve_until(app, until)
-        target = ProjectionStore(_fresh_target(into))
+        target = ReplayTarget(into)
     except ClearingError as error:
         fail(error)
-    with Bar("replaying", position) as progress:
-        replay_into(app, target, position, chosen, progress=progress)
+    try:
+        with Bar("replaying", position) as progress:
+            replay_to(app, target, position, chosen, progress=progress)
+    except ClearingError as error:
+        fail(error)
     click.echo(f"projections {', '.join(chosen)} as of position {position} written to {into}")
-
-
-def _fresh_target(into: str) -> str:
-    from clearing.errors import InputError
-    from clearing.settings import is_postgres
-
-    if is_postgres(into):
-        if "schema=" not in into:
-            raise InputError("invalid_target", "into", "give a schema: postgresql://.../db?schema=replay_1")
-        return into
-    if Path(into).exists():
-        raise InputError("target_exists", "into", f"{into} exists; replay into a new file")
-    return into
 
 
 @audit.command("digest")
@@ -172,7 +163,8 @@ def audit_digest(store: Store) -> None:
 
 @audit.command("verify")
 @click.option("--digest", "digest_text", metavar="DIGEST", help="A digest printed earlier by `clearing audit digest`.")
-@click.option("--skip", "skip", multiple=True, type=click.Choice(["chain", "projections", "invariants", "decisions"]),
+@click.option("--skip", "skip", multiple=True,
+              type=click.Choice(["chain", "snapshots", "projections", "invariants", "decisions"]),
               help="Leave out a check (repeatable).")
 @pass_store
 def audit_verify(store: Store, digest_text: str | None, skip: tuple[str, ...]) -> None:
@@ -181,10 +173,13 @@ def audit_verify(store: Store, digest_text: str | None, skip: tuple[str, ...]) -
     \b
     1. chain: every event's hash recomputed from the log equals the recorded chain
        (and extends --digest unchanged);
-    2. projections: every read model rebuilt from scratch equals the stored tables;
-    3. invariants: money conserved, insurance fund never negative, flat accounts pay
-       no losses, allocations sum to their loss, positions net to zero;
-    4. decisions: every margin call, liquidation, penalty and fund draw re-checked from
+    2. snapshots: every stored snapshot equals its aggregate rebuilt from the events
+       alone up to the snapshot's version (the chain covers events, not snapshots);
+    3. projections: every read model rebuilt from scratch equals the stored tables;
+    4. invariants: money conserved, insurance fund never negative, flat accounts pay
+       no losses, allocations sum to their loss, positions net to zero, and every
+       aggregate loaded through its snapshot equals its events-only rebuild;
+    5. decisions: every margin call, liquidation, penalty and fund draw re-checked from
        its recorded inputs and the replayed state; no call missed at any price.
     """
     from clearing.chain import Digest
@@ -198,7 +193,7 @@ def audit_verify(store: Store, digest_text: str | None, skip: tuple[str, ...]) -
         sys.exit(1)
 
 
-CHECKS = ("chain", "projections", "invariants", "decisions")
+CHECKS = ("chain", "snapshots", "projections", "invariants", "decisions")
 
 
 def run_verify(store: Store, expected: Any = None, skip: tuple[str, ...] = (), workers: int | None = None) -> bool:
@@ -250,6 +245,8 @@ def _run_check(store: Store, name: str, expected: Any) -> tuple[str | None, str,
     try:
         if name == "chain":
             failure, detail = _verify_chain(store, expected)
+        elif name == "snapshots":
+            failure, detail = _verify_snapshots(store.app)
         elif name == "projections":
             failure, detail = _verify_projections(store)
         elif name == "invariants":
@@ -274,6 +271,17 @@ def _verify_chain(store: Store, expected: Any) -> tuple[str | None, str]:
             return f"[{broken.code}] at position {broken.position}: {broken.message}", ""
         events, position, head = chain.head(connection)  # verified equal to the log: no second read
     return None, f"{events} events, head {head[:16]}... at position {position}"
+
+
+def _verify_snapshots(app: Any) -> tuple[str | None, str]:
+    from clearing.snapshot_audit import check_snapshots
+
+    finding, summary = check_snapshots(app)
+    if finding is not None:
+        return str(finding), ""
+    if not summary.snapshots:
+        return None, "no stored snapshots (every load folds the events)"
+    return None, f"{summary.describe()} equal their aggregates rebuilt from {summary.events} event(s)"
 
 
 def _verify_projections(store: Store) -> tuple[str | None, str]:
@@ -308,7 +316,8 @@ def _verify_invariants(app: Any) -> tuple[str | None, str]:
     from clearing.money import fmt
 
     return None, (f"money conserved (deposits {fmt(fold.deposits)} - withdrawals {fmt(fold.withdrawals)} + "
-                  f"contributions {fmt(fold.contributions)}), fund {fmt(fold.insurance_fund)} never negative")
+                  f"contributions {fmt(fold.contributions)}), fund {fmt(fold.insurance_fund)} never negative, "
+                  f"{fold.loaded_through_snapshots} aggregate(s) loaded through snapshots equal their events")
 
 
 def _verify_decisions(app: Any) -> tuple[str | None, str]:

@@ -43,7 +43,7 @@ def submit(store: Store, command_type: str, command_id: str | None, at: str | No
     except ClearingError as error:
         finish([Outcome.rejected(error, raw["id"], command_type, None)], as_json)
         return
-    finish(post_commands(store.app, [command]), as_json, store)
+    finish(post_commands(store.app, [command], operator=store.operator), as_json, store)
 
 
 @main.command("create-market")
@@ -228,17 +228,46 @@ def resume(store: Store, operation: str, market: str | None, command_id: str | N
     submit(store, "resume", command_id, at, as_json, operation=operation, market=market)
 
 
+APPROVABLE = ["pause", "resume", "set-parameters", "register-officer"]
+
+
 @main.command()
 @click.argument("officer")
-@click.argument("action", type=click.Choice(["pause", "resume"]))
-@click.argument("operation", type=OPERATION)
-@click.option("--market", help="Only this market. [default: everywhere]")
+@click.argument("action", metavar="|".join(APPROVABLE))
+@click.argument("what", nargs=-1, required=True, metavar="OPERATION|NAME=VALUE...|CANDIDATE")
+@click.option("--market", help="Only this market. [default: everywhere / the clearinghouse defaults]")
 @command_options
 @pass_store
-def approve(store: Store, officer: str, action: str, operation: str, market: str | None, command_id: str | None,
+def approve(store: Store, officer: str, action: str, what: tuple[str, ...], market: str | None, command_id: str | None,
             at: str | None, as_json: bool) -> None:
-    """Record OFFICER's approval to ACTION (pause/resume) OPERATION."""
-    submit(store, "approve", command_id, at, as_json, officer=officer, action=action, operation=operation, market=market)
+    """Record OFFICER's approval of one exact change; post it as OFFICER (--as OFFICER).
+
+    \b
+    clearing --as olga approve olga pause liquidations --market BTC-PERP
+    clearing --as olga approve olga set-parameters approvals_required=2 officers_max=3
+    clearing --as olga approve olga register-officer otto
+
+    The change must later be posted with exactly the same content (same NAME=VALUE set and
+    --market); see docs/commands.md.
+    """
+    if action.replace("_", "-") not in APPROVABLE:
+        raise click.BadParameter(f"{action!r} is not one of {', '.join(APPROVABLE)}", param_hint="ACTION")
+    action = action.replace("-", "_")
+    submit(store, "approve", command_id, at, as_json, officer=officer, action=action, market=market,
+           **_approved_fields(action, what))
+
+
+def _approved_fields(action: str, what: tuple[str, ...]) -> dict[str, Any]:
+    """The approve command's fields for ACTION from the positional arguments."""
+    if action == "set_parameters":
+        return {"parameters": dict(_assignment(text) for text in what)}
+    if len(what) != 1:
+        raise click.BadParameter(f"{action} takes exactly one argument, got {len(what)}", param_hint="WHAT")
+    if action == "register_officer":
+        return {"candidate": what[0]}
+    if what[0] not in OPERATION.choices:
+        raise click.BadParameter(f"{what[0]!r} is not one of {', '.join(OPERATION.choices)}", param_hint="OPERATION")
+    return {"operation": what[0]}
 
 
 @main.command("register-officer")
@@ -246,7 +275,7 @@ def approve(store: Store, officer: str, action: str, operation: str, market: str
 @command_options
 @pass_store
 def register_officer(store: Store, officer: str, command_id: str | None, at: str | None, as_json: bool) -> None:
-    """Register risk OFFICER (at most officers_max of them)."""
+    """Register risk OFFICER (at most officers_max; once a quorum exists, M officers approve it first)."""
     submit(store, "register_officer", command_id, at, as_json, officer=officer)
 
 
@@ -259,14 +288,16 @@ def set_parameters(store: Store, assignments: tuple[str, ...], market: str | Non
                    at: str | None, as_json: bool) -> None:
     """Set risk parameters, e.g. liquidation_fee_rate=0.015 margin_call_grace=3600.
 
-    Whole numbers (margin_call_grace, twap_window, approvals_required, officers_max) are
-    given as digits; oracle_sources as a comma-separated list. See docs/commands.md.
+    Whole numbers (margin_call_grace, twap_window, approvals_required, officers_max,
+    approval_ttl, governance_timelock) are given as digits; oracle_sources as a
+    comma-separated list. Governed changes need M officers' approvals of exactly this
+    change first (clearing approve OFFICER set-parameters ...). See docs/commands.md.
     """
     submit(store, "set_parameters", command_id, at, as_json, market=market,
            parameters=dict(_assignment(text) for text in assignments))
 
 
-_WHOLE = {"margin_call_grace", "twap_window", "approvals_required", "officers_max"}
+_WHOLE = {"margin_call_grace", "twap_window", "approvals_required", "officers_max", "approval_ttl", "governance_timelock"}
 
 
 def _assignment(text: str) -> tuple[str, Any]:

@@ -23,7 +23,7 @@ from eventsourcing.persistence import PersistenceError
 from clearing.application import ClearingApplication, Outcome, open_application
 from clearing.errors import ClearingError
 from clearing.posting import DEFAULT_BATCH_SIZE, MAX_BATCH_SIZE, post_lines
-from clearing.settings import DEFAULT_DB, ENV_VAR, is_postgres, resolve_db, store_env
+from clearing.settings import DEFAULT_DB, ENV_VAR, OPERATOR_VAR, is_postgres, resolve_db, resolve_operator, store_env
 from cli import render
 
 PROGRESS_SECONDS = 5.0
@@ -32,8 +32,9 @@ PROGRESS_SECONDS = 5.0
 class Store:
     """Opens the application on first use, so ``--help`` never touches the database."""
 
-    def __init__(self, db: str) -> None:
+    def __init__(self, db: str, operator: str = "") -> None:
         self.db = db
+        self.operator = operator  # recorded on every command this invocation posts
         self._app: ClearingApplication | None = None
         self._projection_store: Any = None
         self._projector: Any = None
@@ -95,6 +96,17 @@ class Store:
 pass_store = click.make_pass_decorator(Store)
 
 
+def _escape_unencodable_output() -> None:
+    """Print a lone surrogate (an id or key from a line that was not valid UTF-8) as ``\\udcff``.
+
+    Without this, echoing the result line of such a line raises ``UnicodeEncodeError``.
+    """
+    for stream in (sys.stdout, sys.stderr):
+        reconfigure = getattr(stream, "reconfigure", None)
+        if reconfigure is not None:
+            reconfigure(errors="backslashreplace")
+
+
 def fail(error: ClearingError | str, code: int = 1) -> NoReturn:
     """Report a refusal on one line (``error: [code] message``) and exit."""
     click.echo(f"error: {error}", err=True)
@@ -108,19 +120,32 @@ def fail(error: ClearingError | str, code: int = 1) -> NoReturn:
     default=None,
     help=f"Event store: an SQLite file path or a postgresql:// URL. [env {ENV_VAR}; default {DEFAULT_DB}]",
 )
+@click.option(
+    "--as",
+    "operator",
+    metavar="NAME",
+    default=None,
+    help=f"Who is posting: recorded on every command, and the only officer an `approve` may name. "
+         f"[env {OPERATOR_VAR}; default the login name]",
+)
 @click.version_option(package_name="clearing-ledger")
 @click.pass_context
-def main(ctx: click.Context, db: str | None) -> None:
+def main(ctx: click.Context, db: str | None, operator: str | None) -> None:
     """Event-sourced clearinghouse ledger for perpetuals and dated futures.
 
     Every deposit, withdrawal, trade and price is an immutable event. Post commands as
     JSON Lines with `clearing post`, or one at a time with the subcommands below.
     """
-    ctx.obj = Store(resolve_db(db))
+    _escape_unencodable_output()
+    try:
+        ctx.obj = Store(resolve_db(db), resolve_operator(operator))
+    except ClearingError as error:
+        raise click.UsageError(str(error)) from None
 
 
 @main.command()
-@click.argument("file", type=click.File("r", encoding="utf-8-sig"))
+# bytes that are not UTF-8 become lone surrogates, which parse_line rejects line by line (invalid_utf8)
+@click.argument("file", type=click.File("r", encoding="utf-8-sig", errors="surrogateescape"))
 @click.option("--json", "as_json", is_flag=True, help="One JSON object per result line.")
 @click.option(
     "--batch-size",
@@ -142,11 +167,11 @@ def post(store: Store, file: TextIO, as_json: bool, batch_size: int | None) -> N
     interrupted post can simply be run again. Exit status 1 if any command was rejected.
     """
     size = batch_size or (1 if file.isatty() else DEFAULT_BATCH_SIZE)
-    counts = {"applied": 0, "already_applied": 0, "rejected": 0}
+    counts = {"applied": 0, "already_applied": 0, "rejected": 0, "already_rejected": 0}
     started = last_report = time.monotonic()
     app = store.app
     try:
-        for outcome in post_lines(app, file, batch_size=size, after_batch=store.catch_up):
+        for outcome in post_lines(app, file, batch_size=size, after_batch=store.catch_up, operator=store.operator):
             render.echo_outcome(outcome, as_json)
             counts[outcome.status] += 1
             now = time.monotonic()
@@ -167,10 +192,10 @@ def _summary(counts: dict[str, int]) -> None:
     total = sum(counts.values())
     click.echo(
         f"{total} command(s): {counts['applied']} applied, {counts['already_applied']} already applied, "
-        f"{counts['rejected']} rejected",
+        f"{counts['rejected']} rejected, {counts['already_rejected']} already rejected",
         err=True,
     )
-    sys.exit(1 if counts["rejected"] else 0)
+    sys.exit(1 if counts["rejected"] or counts["already_rejected"] else 0)
 
 
 @main.command()
@@ -200,7 +225,7 @@ def finish(outcomes: list[Outcome], as_json: bool, store: Store | None = None) -
         store.catch_up()
     for outcome in outcomes:
         render.echo_outcome(outcome, as_json)
-    if any(outcome.status == "rejected" for outcome in outcomes):
+    if any(outcome.is_rejection for outcome in outcomes):
         sys.exit(1)
 
 

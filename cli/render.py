@@ -45,7 +45,7 @@ def dumps(data: Any) -> str:
 def outcome_json(outcome: Outcome) -> str:
     data: dict[str, Any] = {"line": outcome.line, "id": outcome.command_id, "type": outcome.command_type}
     data["status"] = outcome.status
-    if outcome.status == "rejected":
+    if outcome.is_rejection:
         data.update(code=outcome.code, field=outcome.field, message=outcome.message)
     else:
         data["summary"] = outcome.summary
@@ -56,9 +56,10 @@ def outcome_json(outcome: Outcome) -> str:
 
 def outcome_text(outcome: Outcome) -> str:
     where = f"line {outcome.line}: " if outcome.line is not None else ""
-    if outcome.status == "rejected":
+    if outcome.is_rejection:
         field = f" [{outcome.field}]" if outcome.field else ""
-        return f"{where}{outcome.command_id} rejected {outcome.code}{field}: {outcome.message}"
+        status = outcome.status.replace("_", " ")
+        return f"{where}{outcome.command_id} {status} {outcome.code}{field}: {outcome.message}"
     return f"{where}{outcome.command_id} {outcome.status.replace('_', ' ')}: {outcome.summary}"
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 from datetime import datetime, timedelta, timezone
 from decimal import Decimal
 from typing import Any, Iterable
@@ -33,15 +34,24 @@ class Ledger:
         self.clock = FixedClock()
         self._sequence = 0
 
-    def post(self, script: str | Iterable[dict[str, Any]], batch_size: int = 1000, auto_id: bool = True) -> list[Outcome]:
-        """Post a JSONL script (text) or command dicts; ids are filled in when missing."""
-        lines = script.splitlines() if isinstance(script, str) else [json.dumps(c) for c in script]
-        if auto_id:
-            lines = [self._with_id(line) for line in lines]
-        return list(post_lines(self.app, lines, batch_size, self.clock))
+    def post(self, script: str | Iterable[dict[str, Any]], batch_size: int = 1000, auto_id: bool = True,
+             operator: str = "") -> list[Outcome]:
+        """Post a JSONL script (text) or command dicts as ``operator``; ids are filled in when missing.
 
-    def post_ok(self, script: str | Iterable[dict[str, Any]]) -> list[Outcome]:
-        outcomes = self.post(script)
+        A script line may start with ``NAME>`` to be posted as operator NAME instead (an
+        officer's approval: ``olga> {"type":"approve","officer":"olga",...}``); each run of
+        lines with one operator is posted in turn, in script order.
+        """
+        lines = script.splitlines() if isinstance(script, str) else [json.dumps(c) for c in script]
+        outcomes: list[Outcome] = []
+        for posted_as, run in _runs_by_operator(lines, operator):
+            if auto_id:
+                run = [self._with_id(line) for line in run]
+            outcomes.extend(post_lines(self.app, run, batch_size, self.clock, operator=posted_as))
+        return outcomes
+
+    def post_ok(self, script: str | Iterable[dict[str, Any]], operator: str = "") -> list[Outcome]:
+        outcomes = self.post(script, operator=operator)
         bad = [o for o in outcomes if o.status == "rejected"]
         assert not bad, [(o.line, o.code, o.field, o.message) for o in bad]
         return outcomes
@@ -65,11 +75,61 @@ class Ledger:
     def head(self) -> int:
         return self.app.recorder.max_notification_id() or 0
 
+    def assert_rejection_wrote_only_its_answer(self, head: int, outcome: Outcome, line: str | None = None) -> None:
+        """A boundary rejection writes nothing; a rule rejection writes only its answer record.
+
+        The record (``CommandRecord.Rejected`` with the code, field and message) makes the
+        answer final: re-posting ``line`` (the same id and content) is ``already_rejected``
+        with the same code and writes nothing, whatever the state is now.
+        """
+        new = self.app.recorder.select_notifications(start=head + 1, limit=10)
+        assert len(new) <= 1, f"a rejected command wrote {len(new)} events"
+        if not new:
+            return
+        record = self.app.mapper.to_domain_event(new[0])
+        assert type(record).__qualname__ == "CommandRecord.Rejected", type(record).__qualname__
+        assert (record.command_id, record.code, record.field) == (outcome.command_id, outcome.code, outcome.field)
+        if line is not None:
+            (again,) = self.post(line, auto_id=False)
+            assert (again.status, again.code, again.field) == ("already_rejected", outcome.code, outcome.field)
+            assert self.head() == head + 1, "a re-posted rejection wrote events"
+
 
 MARKET_BTC = (
     '{"type":"create_market","id":"m-btc","market":"BTC-PERP","kind":"perpetual","tick_size":"0.1",'
     '"step_size":"0.001","initial_margin_fraction":"0.1","maintenance_margin_fraction":"0.05","price_band":"0.5"}'
 )
+
+
+_OPERATOR_PREFIX = re.compile(r"^\s*([A-Za-z0-9][A-Za-z0-9_.:@-]{0,63})>\s?(.*)$")
+
+
+def _runs_by_operator(lines: list[str], default: str) -> list[tuple[str, list[str]]]:
+    """``["olga> {..}", "{..}"]`` -> ``[("olga", ["{..}"]), (default, ["{..}"])]``."""
+    runs: list[tuple[str, list[str]]] = []
+    for line in lines:
+        found = _OPERATOR_PREFIX.match(line)
+        operator, text = (found.group(1), found.group(2)) if found else (default, line)
+        if runs and runs[-1][0] == operator:
+            runs[-1][1].append(text)
+        else:
+            runs.append((operator, [text]))
+    return runs
+
+
+def dated(script: str, at: str) -> str:
+    """``script`` with ``"at": at`` on every command line that has no business time.
+
+    A stream posted through the CLI is otherwise stamped with today's clock, and its later
+    lines dated 2025 would then be back-dated by more than the log allows (``time_before_log``).
+    """
+    lines = []
+    for line in script.splitlines():
+        text = line.strip()
+        if text.startswith("{") and '"at"' not in text:
+            line = text[:-1] + f',"at":"{at}"}}'
+        lines.append(line)
+    return "\n".join(lines) + ("\n" if script.endswith("\n") else "")
 
 
 def accounts_with(*pairs: tuple[str, str]) -> str:

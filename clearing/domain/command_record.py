@@ -1,17 +1,28 @@
-"""``CommandRecord``: one aggregate per accepted client command id (idempotency).
+"""``CommandRecord``: one aggregate per answered client command id (idempotency).
 
-Its id is uuid5 of the client's command id, so a second command with the same id cannot
-be stored: the event store's uniqueness of (aggregate id, version) rejects it with the
+Its id is uuid5 of the client's command id, so a second answer for the same id cannot be
+stored: the event store's uniqueness of (aggregate id, version) refuses it with the
 library's ``IntegrityError`` even when two writers race. The record keeps the command's
-canonical content, so a re-post can be told apart: same content -> already applied;
-other content -> rejected naming the first field that differs.
+canonical content and its **outcome**, so a re-post is answered the same way for ever and
+decides nothing again (TigerBeetle's ``id_already_failed`` idea):
 
-It is written in the same transaction as the command's domain events, so a command is
-either applied and recorded, or neither.
+* ``Accepted``: the command was applied; a re-post with the same content is
+  ``already_applied``.
+* ``Rejected``: a rule refused it on the state of that moment (``insufficient_margin``,
+  say); a re-post with the same content is ``already_rejected`` with the original code,
+  field and message, even if today's state would accept it.
+* other content under the same id is ``id_conflict``, naming the first field that differs.
+
+It is written in the same transaction as the command's domain events (or, for a
+rejection, with the rest of its batch), so an answer is either stored or never given.
+Each record also carries who posted it (``operator``), the command's effective business
+time (``at``) and the log's business-time watermark after it (``latest_at`` = the greatest
+``at`` so far), which bounds how far a later command may be back-dated.
 """
 
 from __future__ import annotations
 
+from datetime import datetime
 from typing import Any
 from uuid import UUID
 
@@ -21,28 +32,83 @@ from eventsourcing.utils import get_topic
 from clearing.domain import ids
 
 
-class CommandRecord(Aggregate):
-    """The operator's command as accepted, in canonical form."""
+def _upcast_v1_v2(state: dict[str, Any]) -> None:
+    """Records written before outcomes were kept: no operator or times were recorded."""
+    state.setdefault("operator", "")
+    state.setdefault("at", None)
+    state.setdefault("latest_at", None)
+
+
+class CommandRecord(Aggregate, created_event_name="Accepted"):
+    """The operator's command as answered, in canonical form, with its outcome."""
 
     class Accepted(Aggregate.Created):
+        class_version = 2
         command_id: str
         command_type: str
         content: dict[str, Any]
+        operator: str
+        at: datetime | None
+        latest_at: datetime | None
+
+        upcast_v1_v2 = staticmethod(_upcast_v1_v2)
+
+    class Rejected(Aggregate.Created):
+        """A rule rejection, kept so the same id is never decided again."""
+
+        command_id: str
+        command_type: str
+        content: dict[str, Any]
+        code: str
+        field: str | None
+        message: str
+        operator: str
+        at: datetime
+        latest_at: datetime
+
+        def apply(self, record: CommandRecord) -> None:
+            record.code, record.field, record.message = self.code, self.field, self.message
 
     @staticmethod
     def create_id(command_id: str) -> UUID:  # type: ignore[override]
         return ids.command_id(command_id)
 
-    def __init__(self, command_id: str, command_type: str, content: dict[str, Any]) -> None:
+    def __init__(
+        self,
+        command_id: str,
+        command_type: str,
+        content: dict[str, Any],
+        operator: str = "",
+        at: datetime | None = None,
+        latest_at: datetime | None = None,
+    ) -> None:
         self.command_id = command_id
         self.command_type = command_type
         self.content = content
+        self.operator = operator
+        self.at = at
+        self.latest_at = latest_at
+        self.code: str | None = None
+        self.field: str | None = None
+        self.message: str | None = None
+
+    @property
+    def rejected(self) -> bool:
+        return self.code is not None
 
 
 _TOPIC = get_topic(CommandRecord)
+RECORD_TOPICS = (get_topic(CommandRecord.Accepted), get_topic(CommandRecord.Rejected))
 
 
-def accepted(command_id: str, command_type: str, content: dict[str, Any]) -> CommandRecord.Accepted:
+def accepted(
+    command_id: str,
+    command_type: str,
+    content: dict[str, Any],
+    operator: str = "",
+    at: datetime | None = None,
+    latest_at: datetime | None = None,
+) -> CommandRecord.Accepted:
     """The record's one event, built directly: the record is written, never kept in memory.
 
     This is the event ``CommandRecord(command_id=..., ...)`` would trigger (version 1, the
@@ -57,6 +123,36 @@ def accepted(command_id: str, command_type: str, content: dict[str, Any]) -> Com
         command_id=command_id,
         command_type=command_type,
         content=content,
+        operator=operator,
+        at=at,
+        latest_at=latest_at,
+    )
+
+
+def rejected(
+    command_id: str,
+    command_type: str,
+    content: dict[str, Any],
+    error: Any,
+    operator: str,
+    at: datetime,
+    latest_at: datetime,
+) -> CommandRecord.Rejected:
+    """The record of a rule rejection (``error`` is the :class:`ClearingError` raised)."""
+    return CommandRecord.Rejected(
+        originator_id=ids.command_id(command_id),
+        originator_version=CommandRecord.INITIAL_VERSION,
+        timestamp=CommandRecord.Rejected.create_timestamp(),
+        originator_topic=_TOPIC,
+        command_id=command_id,
+        command_type=command_type,
+        content=content,
+        code=error.code,
+        field=error.field,
+        message=error.message,
+        operator=operator,
+        at=at,
+        latest_at=latest_at,
     )
 
 

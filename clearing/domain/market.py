@@ -146,13 +146,17 @@ class Market(Aggregate):
             market.holders.update(dict.fromkeys(self.holders_added, True))
 
     class ParametersSet(Aggregate.Event):
-        """Market overrides of the clearinghouse parameter defaults, versioned."""
+        """Market overrides of the clearinghouse parameter defaults, versioned.
+
+        ``governance``: how the change was authorized (rule, fingerprint, approved_by; ADR 10).
+        """
 
         market: str
         changes: dict[str, Any]
         overrides_after: dict[str, Any]
         parameters_version: int
         at: datetime
+        governance: dict[str, Any] | None = None  # absent on events older than governance
 
         def apply(self, market: Market) -> None:
             market.overrides = {k: tuple(v) if isinstance(v, list) else v for k, v in self.overrides_after.items()}
@@ -274,7 +278,8 @@ class Market(Aggregate):
             at=at,
         )
 
-    def set_parameters(self, changes: dict[str, Any], at: datetime) -> None:
+    def set_parameters(self, changes: dict[str, Any], at: datetime, governance: dict[str, Any]) -> None:
+        """Override defaults; ``governance`` was decided by the clearinghouse (``authorize``)."""
         overrides = {k: list(v) if isinstance(v, tuple) else v for k, v in {**self.overrides, **changes}.items()}
         self.trigger_event(
             self.ParametersSet,
@@ -283,6 +288,7 @@ class Market(Aggregate):
             overrides_after=overrides,
             parameters_version=self.parameters_version + 1,
             at=at,
+            governance=governance,
         )
 
     def close(self, at: datetime) -> None:

@@ -27,7 +27,18 @@ Names and meanings (fractions are plain decimals, 0.05 = 5 %):
 * ``twap_window`` / ``twap_max_deviation`` - liquidations are deferred while the mark is
   more than this fraction away from its time-weighted average over the window (0 = off).
 * ``approvals_required`` (M) and ``officers_max`` (N) - clearinghouse only: M of N
-  registered risk officers must approve a pause or resume.
+  registered risk officers must approve a pause, a resume and every governed change.
+* ``approval_ttl`` - clearinghouse only: seconds of business time an approval counts for.
+* ``governance_timelock`` - clearinghouse only: seconds a change of the governance
+  parameters waits after its quorum was reached.
+
+Governance (``clearing/domain/governance.py``, ADR 10): a change is *governed* when it
+needs M officers' approvals of that exact change. ``GOVERNED`` gives every name's rule and
+reason: ``always``, or the direction that relaxes risk (``up``/``down``), governed only
+when the new value moves that way from the value in force at that scope. Example: with
+``margin_call_grace`` 0 in force, 3600 is governed (up relaxes) and a later change back to
+0 is not. Margin fractions, tiers and price bands are set by ``create_market`` and no
+command changes them, so there is nothing to govern there yet.
 """
 
 from __future__ import annotations
@@ -118,6 +129,8 @@ CLEARINGHOUSE_CHECKS: dict[str, Callable[[str, Any], Any]] = {
     **MARKET_CHECKS,
     "approvals_required": _int_in(1, 15),
     "officers_max": _int_in(1, 15),
+    "approval_ttl": _int_in(60, 30 * DAY_SECONDS),
+    "governance_timelock": _int_in(0, 7 * DAY_SECONDS),
 }
 
 DEFAULTS: dict[str, Any] = {
@@ -136,7 +149,58 @@ DEFAULTS: dict[str, Any] = {
     "twap_max_deviation": ZERO,
     "approvals_required": 1,
     "officers_max": 1,
+    "approval_ttl": DAY_SECONDS,
+    "governance_timelock": 3600,
 }
+
+ALWAYS = "always"
+UP = "up"  # raising the value relaxes risk
+DOWN = "down"  # lowering the value relaxes risk
+#: Each parameter's governance rule and why (ADR 10). ``always``: every change needs M
+#: approvals; ``up``/``down``: only a change in that direction (it relaxes risk) does.
+GOVERNED: dict[str, tuple[str, str]] = {
+    "approvals_required": (ALWAYS, "M decides who decides: lowering it hands control to fewer officers"),
+    "officers_max": (ALWAYS, "N bounds who may become an officer: raising it makes room for new approvers"),
+    "approval_ttl": (ALWAYS, "longer lets stale approvals count; shorter can starve every governed change"),
+    "governance_timelock": (ALWAYS, "shorter removes the warning time before a threshold change"),
+    "backstop_liquidator": (ALWAYS, "that account receives every liquidated position at the spread: it moves money"),
+    "liquidator_fee_share": (ALWAYS, "decides who receives the liquidation penalty: fund or liquidator"),
+    "liquidation_fee_rate": (ALWAYS, "the penalty taken from liquidated accounts: it moves money"),
+    "liquidation_spread": (ALWAYS, "the discount given to the backstop on every fill: it moves money"),
+    "loss_policy": (ALWAYS, "decides who pays a deficit the fund cannot cover"),
+    "oracle_sources": (ALWAYS, "whoever sets the mark decides every liquidation"),
+    "twap_max_deviation": (ALWAYS, "up (or 0 = off) weakens the guard against a manipulated mark; "
+                                   "down defers liquidations on ordinary moves, a pause without a quorum"),
+    "twap_window": (ALWAYS, "shorter weakens the guard against a manipulated mark; "
+                            "longer keeps the average stale and defers liquidations, a pause without a quorum"),
+    "margin_call_grace": (UP, "a longer grace leaves an account below maintenance unliquidated for longer"),
+    "liquidation_floor": (DOWN, "a lower floor lets equity sink further below maintenance inside the grace"),
+    "liquidation_buffer": (DOWN, "a smaller buffer leaves a partly liquidated account closer to the next call"),
+    "max_liquidation_fraction": (DOWN, "a smaller step de-risks a failing account more slowly"),
+    "liquidation_min_notional": (DOWN, "a lower threshold closes fewer positions in full, leaving exposure open"),
+}
+assert set(GOVERNED) == set(CLEARINGHOUSE_CHECKS), "every parameter has a governance rule"
+#: Governance parameters: a change to any of them also waits ``governance_timelock``.
+TIMELOCKED = ("approvals_required", "officers_max", "approval_ttl", "governance_timelock")
+
+
+def governs(name: str, before: Any, after: Any) -> bool:
+    """Does changing ``name`` from ``before`` to ``after`` need M approvals?
+
+    ``governs("margin_call_grace", 0, 3600)`` is True (up relaxes); ``(3600, 0)`` is False;
+    ``governs("loss_policy", "adl", "adl")`` is True (always governed, even unchanged).
+    A tightening change can make liquidations sooner or larger, but every contract closed
+    still moves at most the always-governed spread and fee.
+    """
+    rule = GOVERNED[name][0]
+    if rule == ALWAYS:
+        return True
+    return after > before if rule == UP else after < before
+
+
+def governed_names(changes: Mapping[str, Any], in_force: Mapping[str, Any]) -> list[str]:
+    """Names in ``changes`` (typed, see ``validate``) that need approval, in the order given."""
+    return [name for name, value in changes.items() if governs(name, in_force[name], value)]
 
 
 def validate(scope_is_market: bool, changes: Mapping[str, Any]) -> dict[str, Any]:

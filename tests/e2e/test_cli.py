@@ -13,16 +13,16 @@ from click.testing import CliRunner
 
 from cli.main import main
 from tests.conftest import REPO
-from tests.ledger import MARKET_BTC, accounts_with
+from tests.ledger import MARKET_BTC, accounts_with, dated
 
 CLEARING = str(Path(sys.executable).parent / "clearing")
-SCRIPT = f"""# a commented scenario
+SCRIPT = dated(f"""# a commented scenario
 {MARKET_BTC}
 {accounts_with(("alice", "1000"), ("bob", "100000"))}
 
 {{"type":"price","id":"p1","market":"BTC-PERP","price":"30000","at":"2025-01-01T00:00:00Z"}}
 {{"type":"trade","id":"t1","market":"BTC-PERP","buyer":"bob","seller":"alice","size":"0.3","price":"30000","at":"2025-01-01T00:00:01Z"}}
-"""
+""", "2024-12-31T23:00:00Z")
 
 
 def run(db: str, *args: str, stdin: str | None = None):
@@ -95,13 +95,16 @@ def test_unknown_account_is_an_error_exit(db):
     assert result.exit_code == 1 and "account_not_found" in result.stderr
 
 
+EARLIER = "2024-12-31T23:00:00Z"  # before the 2025 prices: a later command may not be back-dated past the log
+
+
 def test_subcommands_build_the_same_commands_as_post(db):
     assert run(db, "create-market", "ETH-PERP", "--kind", "perpetual", "--tick-size", "0.01", "--step-size", "0.01",
-               "--imf", "0.1", "--mmf", "0.05", "--id", "m").exit_code == 0
-    assert run(db, "open-account", "alice", "--id", "o1").exit_code == 0
-    assert run(db, "open-account", "bob", "--id", "o2").exit_code == 0
-    assert run(db, "deposit", "alice", "1000", "--id", "d1").exit_code == 0
-    assert run(db, "deposit", "bob", "1000", "--id", "d2").exit_code == 0
+               "--imf", "0.1", "--mmf", "0.05", "--id", "m", "--at", EARLIER).exit_code == 0
+    assert run(db, "open-account", "alice", "--id", "o1", "--at", EARLIER).exit_code == 0
+    assert run(db, "open-account", "bob", "--id", "o2", "--at", EARLIER).exit_code == 0
+    assert run(db, "deposit", "alice", "1000", "--id", "d1", "--at", EARLIER).exit_code == 0
+    assert run(db, "deposit", "bob", "1000", "--id", "d2", "--at", EARLIER).exit_code == 0
     assert run(db, "price", "ETH-PERP", "3000", "--at", "2025-01-01T00:00:00Z").exit_code == 0
     trade = run(db, "trade", "ETH-PERP", "--buyer", "alice", "--seller", "bob", "--size", "1", "--price", "3000",
                 "--at", "2025-01-01T00:00:01Z", "--json")
@@ -110,9 +113,9 @@ def test_subcommands_build_the_same_commands_as_post(db):
     assert refused.exit_code == 1 and json.loads(refused.stdout)["code"] == "insufficient_free_collateral"
     bad_number = run(db, "deposit", "alice", "NaN")
     assert bad_number.exit_code == 1 and "invalid_number" in bad_number.stdout
-    repeat = run(db, "deposit", "alice", "1000", "--id", "d1")
+    repeat = run(db, "deposit", "alice", "1000", "--id", "d1", "--at", EARLIER)
     assert repeat.exit_code == 0 and "already applied" in repeat.stdout
-    conflict = run(db, "deposit", "alice", "999", "--id", "d1")
+    conflict = run(db, "deposit", "alice", "999", "--id", "d1", "--at", EARLIER)
     assert conflict.exit_code == 1 and "id_conflict [amount]" in conflict.stdout
     assert run(db, "fund-insurance", "10", "--contributor", "ops").exit_code == 0
     tiered = run(db, "create-market", "BTC-T", "--kind", "perpetual", "--tick-size", "0.1", "--step-size", "0.001",

@@ -26,8 +26,8 @@ def script(path) -> None:
               "step_size": "0.001", "initial_margin_fraction": "0.1", "maintenance_margin_fraction": "0.05",
               "at": "2025-01-01T00:00:00Z"}]
     for name in ACCOUNTS:
-        lines += [{"type": "open_account", "id": f"o-{name}", "account": name},
-                  {"type": "deposit", "id": f"d-{name}", "account": name, "amount": "50000"}]
+        lines += [{"type": "open_account", "id": f"o-{name}", "account": name, "at": "2025-01-01T00:00:00Z"},
+                  {"type": "deposit", "id": f"d-{name}", "account": name, "amount": "50000", "at": "2025-01-01T00:00:00Z"}]
     price = 50000
     for step in range(3000):
         if step % 50 == 0:

@@ -75,7 +75,7 @@ def test_a_store_error_while_deciding_forgets_the_batch_so_no_money_is_made(stor
         raise OperationalError("disk I/O error")
 
     with monkeypatch.context() as patch:
-        patch.setattr(ClearingApplication, "_stored_contents", broken)
+        patch.setattr(ClearingApplication, "_stored_answers", broken)
         with pytest.raises(OperationalError):  # the rejected withdrawal looks up its id and fails
             ledger.post('{"type":"deposit","id":"d1","account":"x","amount":"1000"}\n'
                         '{"type":"withdraw","id":"w1","account":"x","amount":"999999"}')

@@ -17,6 +17,7 @@ import pytest
 from eventsourcing.persistence import IntegrityError, Tracking
 from hypothesis import HealthCheck, given, settings
 
+from clearing.business_time import TimeLimits
 from clearing.settings import store_env
 from projections import margin_state
 from projections.compare import canonical_rows, first_difference
@@ -245,6 +246,7 @@ def test_a_back_dated_event_is_booked_on_the_current_business_day_everywhere(sql
     eod = views.table("margin", "margin_eod_accounts")
     with views.reading() as connection:
         closed_before = sorted(map(tuple, connection.execute(eod.select().where(eod.c.day == "2025-03-01"))))
+    ledger.app.time_limits = TimeLimits(max_backdate=timedelta(days=7))  # the default refuses a 2-day back-date
     ledger.post_ok('{"type":"fund_insurance","amount":"5","at":"2025-03-01T12:00:00Z"}\n'
                    '{"type":"deposit","account":"maker","amount":"7","at":"2025-03-01T12:00:00Z"}')
     projector.catch_up()
@@ -279,3 +281,54 @@ def test_every_report_is_byte_identical_after_a_rebuild_and_in_a_replay(sqlite_d
     assert reports(Views(store)) == live
     assert reports(Views(replayed)) == live
     assert any("liquidation_fill" in text for text in live.values())
+
+
+def test_a_projector_overtaken_by_another_after_its_commit_is_not_refused(sqlite_db):
+    """Regression: the read-back after a commit found the position *beyond* the page.
+
+    Two projectors on one store (as two processes): A commits a page up to ``cut``; before
+    A reads its tracking position back, B takes the lock and advances the projections to
+    the head. A's page was committed, so A must not fail with ``projection_not_committed``
+    (it compared ``stored != reached``); it must go on from where B left off.
+    """
+    ledger = _post_script(sqlite_db)
+    cut = ledger.head()
+    ledger.post_ok('{"type":"deposit","account":"alice","amount":"5","at":"2025-03-03T13:00:00Z"}\n'
+                   '{"type":"price","market":"X-PERP","price":"860","at":"2025-03-03T14:00:00Z"}')
+    head = ledger.head()
+    first = Projector(ledger.app, ProjectionStore(sqlite_db), READ_MODELS)
+    second = Projector(ledger.app, ProjectionStore(sqlite_db), READ_MODELS)
+    confirm = first._confirm
+    overtaken: list[int] = []
+
+    def overtaken_before_read_back(reached: int) -> None:
+        if not overtaken:
+            second.catch_up()
+            overtaken.append(reached)
+        confirm(reached)
+
+    first._confirm = overtaken_before_read_back  # type: ignore[method-assign]
+    first.catch_up(until=cut)
+    assert overtaken == [cut] and cut < head
+    assert {status.position for status in first.status()} == {head}
+    first.catch_up()  # A's cached rows are older than the store's: it drops them and carries on
+    ledger.post_ok('{"type":"deposit","account":"bob","amount":"1","at":"2025-03-03T15:00:00Z"}')
+    first.catch_up()
+    scratch = Projector(ledger.app, ProjectionStore(":memory:"), READ_MODELS)
+    scratch.catch_up()
+    for name in READ_MODELS:
+        assert first_difference(first, scratch, name) is None
+
+
+def test_a_page_whose_commit_was_lost_is_still_refused(sqlite_db):
+    """The other side of the check: a tracked position *below* the page is a lost commit."""
+    from projections.runner import ProjectionError
+
+    ledger = _post_script(sqlite_db)
+    projector = Projector(ledger.app, ProjectionStore(sqlite_db), ["insurance_fund"])
+    projector.prepare()
+    tracker = projector.trackers["insurance_fund"]
+    tracker.max_tracking_id = lambda application: 0  # type: ignore[method-assign] - as if the commit was swallowed
+    with pytest.raises(ProjectionError) as raised:
+        projector.catch_up()
+    assert raised.value.code == "projection_not_committed"

@@ -38,7 +38,7 @@ SCRIPT = SETUP + """
 
 def test_liquidation_allocation_pause_and_resume_on_each_store(store_db):
     ledger = Ledger(store_env(store_db))
-    ledger.post_ok(SCRIPT)
+    ledger.post_ok(SCRIPT, operator="olga")  # olga posts her own approvals
     fold = check_ledger(ledger.app)
     assert fold.counts["Clearinghouse.LiquidationQueued"] == 1 and fold.counts["Clearinghouse.LiquidationDequeued"] == 1
     assert fold.counts["Account.LossAllocated"] > 4  # alice's 320, then erin's deficit after the resume
@@ -52,7 +52,8 @@ def test_cli_posts_the_risk_script_and_lists_losses_and_fund_movements(tmp_path)
     db = str(tmp_path / "risk.db")
     lines = [line for line in SCRIPT.splitlines() if line.strip()]
     text = "\n".join(line if '"id"' in line else '{"id":"c%d",' % n + line.strip()[1:] for n, line in enumerate(lines))
-    posted = subprocess.run([CLEARING, "--db", db, "post", "-", "--json"], input=text, capture_output=True, text=True, cwd=REPO)
+    posted = subprocess.run([CLEARING, "--db", db, "--as", "olga", "post", "-", "--json"], input=text, capture_output=True,
+                            text=True, cwd=REPO)
     assert posted.returncode == 0, posted.stderr
     assert {json.loads(row)["status"] for row in posted.stdout.splitlines()} == {"applied"}
     losses = subprocess.run([CLEARING, "--db", db, "losses", "--market", "BTC-PERP", "--json"], capture_output=True, text=True)

@@ -31,6 +31,7 @@ class LedgerMachine(RuleBasedStateMachine):
         self.ledger = Ledger(store_env(self.db))
         self.ledger.post_ok(SETUP)
         self.applied: list[dict] = []
+        self.rejected: list[tuple[dict, str]] = []
         self.model_cash = {"deposits": Decimal(0), "withdrawals": Decimal(0), "contributions": Decimal(0)}
         self.model_cash["deposits"] = sum(Decimal(c["amount"]) for c in SETUP if c["type"] == "deposit")
         self.sequence = 0
@@ -50,7 +51,9 @@ class LedgerMachine(RuleBasedStateMachine):
             if key:
                 self.model_cash[key] += Decimal(command["amount"])
         else:
-            assert self.ledger.head() == head
+            self.ledger.assert_rejection_wrote_only_its_answer(head, outcome)
+            if self.ledger.head() > head:  # a rule rejection: its answer is final
+                self.rejected.append((command, outcome.code))
 
     @rule()
     def restart(self) -> None:
@@ -65,6 +68,15 @@ class LedgerMachine(RuleBasedStateMachine):
         head = self.ledger.head()
         (outcome,) = self.ledger.post([command])
         assert outcome.status == "already_applied"
+        assert self.ledger.head() == head
+
+    @precondition(lambda self: self.rejected)
+    @rule(data=st.data())
+    def repost_rejected(self, data) -> None:
+        command, code = data.draw(st.sampled_from(self.rejected))
+        head = self.ledger.head()
+        (outcome,) = self.ledger.post([command])
+        assert (outcome.status, outcome.code) == ("already_rejected", code)
         assert self.ledger.head() == head
 
     @invariant()

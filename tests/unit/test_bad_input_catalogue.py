@@ -4,7 +4,11 @@ Each row is (case name, JSON line, expected code, expected field). The ledger be
 row holds: BTC-PERP (tick 0.1, step 0.001, IMF 10%, MMF 5%, band 10%, mark 50,000 at
 T+1h), NOMARK-PERP (no mark yet), OLD-PERP (closed), BTC-FUT (expires 2025-03-01), alice and
 bob with 10,000 each and alice long 0.1 BTC from bob, carol closed, dave with 100 and no
-position, an insurance fund of 1,000, and command id "dep-used" already applied.
+position, an insurance fund of 1,000, and command id "dep-used" already applied; risk
+officers olga and omar (M = 1, N = 2; olga approved omar), liquidations paused in BTC-FUT,
+and olga's approvals (not yet used) of pausing trading and, at 2025-01-01T00:00Z, of
+``liquidation_spread`` 0.4 and ``approvals_required`` 2. Rows are posted as the operator
+``POSTED_AS`` names (default: nobody).
 Grow this table with every feature (docs/errors.md lists the codes).
 """
 
@@ -37,10 +41,13 @@ SETUP = """
 {"type":"settle","id":"s-set","market":"SET-FUT","price":"100","at":"2025-01-01T00:30:00Z"}
 {"type":"set_parameters","id":"sp-setup","parameters":{"officers_max":2,"approvals_required":1}}
 {"type":"register_officer","id":"r-olga","officer":"olga"}
+olga> {"type":"approve","id":"a-omar","officer":"olga","action":"register_officer","candidate":"omar"}
 {"type":"register_officer","id":"r-omar","officer":"omar"}
-{"type":"approve","id":"a-setup","officer":"olga","action":"pause","operation":"liquidations","market":"BTC-FUT"}
+olga> {"type":"approve","id":"a-setup","officer":"olga","action":"pause","operation":"liquidations","market":"BTC-FUT"}
 {"type":"pause","id":"p-setup","operation":"liquidations","market":"BTC-FUT"}
-{"type":"approve","id":"a-pending","officer":"olga","action":"pause","operation":"trading"}
+olga> {"type":"approve","id":"a-pending","officer":"olga","action":"pause","operation":"trading"}
+olga> {"type":"approve","id":"a-spread","officer":"olga","action":"set_parameters","parameters":{"liquidation_spread":"0.4"},"at":"2025-01-01T00:00:00Z"}
+olga> {"type":"approve","id":"a-quorum","officer":"olga","action":"set_parameters","parameters":{"approvals_required":2},"at":"2025-01-01T00:00:00Z"}
 """
 LIQUIDATE = {"type": "liquidate", "id": "l-new", "account": "alice", "market": "BTC-PERP", "price": "50000"}
 PARAMS = {"type": "set_parameters", "id": "sp-new"}
@@ -74,6 +81,28 @@ CASES = [
     ("unknown field", line(DEPOSIT, memo="hi"), "unknown_field", "memo"),
     ("naive time", line(DEPOSIT, at="2025-01-01T00:00:00"), "invalid_time", "at"),
     ("garbage time", line(DEPOSIT, at="yesterday"), "invalid_time", "at"),
+    # -- found by tests/e2e/test_fuzz_post.py (each was a traceback or last-one-wins)
+    ("duplicate key", '{"type":"deposit","id":"d-dup","account":"alice","amount":"1","amount":"2"}', "duplicate_key",
+     "amount"),
+    ("duplicate key inside parameters", '{"type":"set_parameters","id":"sp-dup","parameters":{"margin_call_grace":60,'
+     '"margin_call_grace":61}}', "duplicate_key", "margin_call_grace"),
+    ("line not UTF-8", '{"type":"deposit","id":"d-utf","account":"al\udcffice","amount":"1"}', "invalid_utf8", None),
+    ("lone surrogate escape", '{"type":"deposit","id":"d-sur","account":"\\ud800","amount":"1"}', "invalid_unicode",
+     "account"),
+    ("lone surrogate inside parameters", '{"type":"set_parameters","id":"sp-sur","parameters":{"oracle_sources":["\\udfff"]}}',
+     "invalid_unicode", "parameters.oracle_sources.0"),
+    ("NaN inside parameters", '{"type":"set_parameters","id":"sp-nan","parameters":{"margin_call_grace":NaN}}',
+     "invalid_number", "parameters.margin_call_grace"),
+    ("integer beyond 64 bits inside parameters", line(PARAMS, parameters={"margin_call_grace": 10**30}), "invalid_number",
+     "parameters.margin_call_grace"),
+    ("integer of 5,000 digits", '{"type":"deposit","id":"d-big","account":"alice","amount":' + "9" * 5000 + "}",
+     "invalid_number", "amount"),
+    ("nesting too deep to parse", '{"type":"set_parameters","id":"sp-deep","parameters":{"x":' + "[" * 5000 + "]" * 5000
+     + "}}", "nesting_too_deep", None),
+    ("nesting deeper than 8 levels", line(PARAMS, parameters={"margin_call_grace": [[[[[[[60]]]]]]]}), "nesting_too_deep",
+     "parameters.margin_call_grace.0.0.0.0.0.0"),
+    ("time out of range after its offset", line(DEPOSIT, at="0001-01-01T00:00:00+01:00"), "time_out_of_range", "at"),
+    ("time not ASCII", line(DEPOSIT, at="２０２５-01-01T00:00:00Z"), "invalid_time", "at"),
     # -- numbers
     ("missing amount", line(DEPOSIT, amount=...), "missing_field", "amount"),
     ("float amount", line(DEPOSIT, amount=1.5), "float_not_allowed", "amount"),
@@ -158,6 +187,21 @@ CASES = [
     ("approval by an unknown officer", line(APPROVE, officer="mallory"), "unknown_officer", "officer"),
     ("duplicate approval", line(APPROVE, officer="olga"), "duplicate_approval", "officer"),
     ("approval of an unknown action", line(APPROVE, action="delete"), "invalid_value", "action"),
+    ("approval as another officer", line(APPROVE), "approver_not_operator", "officer"),
+    ("approval of a pause without its operation", line(APPROVE, operation=...), "missing_field", "operation"),
+    ("approval of a pause carrying parameters", line(APPROVE, parameters={"loss_policy": "adl"}), "unknown_field", "parameters"),
+    ("approval to register a registered officer", line(APPROVE, action="register_officer", operation=..., candidate="olga"),
+     "officer_exists", "candidate"),
+    ("money-moving parameter without approval", line(PARAMS, parameters={"liquidator_fee_share": "0.5"}), "quorum_not_met",
+     "parameters.liquidator_fee_share"),
+    ("relaxing market override without approval", line(PARAMS, market="BTC-PERP", parameters={"margin_call_grace": 3600}),
+     "quorum_not_met", "parameters.margin_call_grace"),
+    ("approval older than approval_ttl", line(PARAMS, parameters={"liquidation_spread": "0.4"}, at="2025-01-03T00:00:00Z"),
+     "approval_expired", "parameters.liquidation_spread"),
+    ("threshold change inside the timelock", line(PARAMS, parameters={"approvals_required": 2}, at="2025-01-01T00:10:00Z"),
+     "timelock_pending", "parameters.approvals_required"),
+    ("approval_ttl not above the timelock", line(PARAMS, parameters={"approval_ttl": 3600}), "parameter_out_of_range",
+     "parameters.approval_ttl"),
     ("resume without quorum", '{"type":"resume","id":"r-new","operation":"liquidations","market":"BTC-FUT"}',
      "quorum_not_met", "operation"),
     ("pause what is paused", '{"type":"pause","id":"p-new","operation":"liquidations","market":"BTC-FUT"}',
@@ -186,6 +230,15 @@ CASES = [
 ]
 
 
+#: Rows posted as an operator (``--as``); every other row is posted by nobody in particular.
+POSTED_AS = {
+    "approval by an unknown officer": "mallory",
+    "duplicate approval": "olga",
+    "approval as another officer": "olga",
+    "approval to register a registered officer": "omar",
+}
+
+
 @pytest.fixture(scope="module")
 def setup_script() -> str:
     return SETUP
@@ -198,13 +251,13 @@ def test_bad_input_is_rejected_with_code_and_field_and_writes_nothing(setup_scri
     head = ledger.head()
     before = {name: ledger.account(name) for name in ("alice", "bob", "dave")}
 
-    (outcome,) = ledger.post(text, auto_id=False)
+    (outcome,) = ledger.post(text, auto_id=False, operator=POSTED_AS.get(case, ""))
 
     assert (outcome.status, outcome.code, outcome.field) == ("rejected", code, field), outcome.message
     assert outcome.message and "\n" not in outcome.message
     if field is not None:
         assert field in outcome.message, outcome.message
-    assert ledger.head() == head, "a rejected command wrote events"
+    ledger.assert_rejection_wrote_only_its_answer(head, outcome, text)
     assert {name: ledger.account(name) for name in before} == before
 
 

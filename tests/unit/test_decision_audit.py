@@ -152,12 +152,12 @@ def test_call_unmet_at_the_deadline_audits_clean():
 def test_pause_queue_and_resume_audit_clean():
     ledger = ledger_with("""
 {"type":"register_officer","officer":"olga"}
-{"type":"approve","officer":"olga","action":"pause","operation":"liquidations","market":"BTC-PERP"}
+olga> {"type":"approve","officer":"olga","action":"pause","operation":"liquidations","market":"BTC-PERP"}
 {"type":"pause","operation":"liquidations","market":"BTC-PERP"}
 """)
     ledger.post_ok(price("45400") + "\n" + price("45300"))
     ledger.post_ok("""
-{"type":"approve","officer":"olga","action":"resume","operation":"liquidations","market":"BTC-PERP"}
+olga> {"type":"approve","officer":"olga","action":"resume","operation":"liquidations","market":"BTC-PERP"}
 {"type":"resume","operation":"liquidations","market":"BTC-PERP"}
 """)
     kinds = [kind(e) for _, e in events_of(ledger)]
@@ -409,10 +409,10 @@ def test_a_loss_payer_of_a_queued_liquidation_is_audited_after_resume():
 {{"type":"trade","market":"BTC-PERP","buyer":"aaron","seller":"zed","size":"0.2","price":"50000"}}
 {{"type":"trade","market":"ETH-PERP","buyer":"aaron","seller":"zed","size":"1","price":"3000"}}
 {{"type":"trade","market":"BTC-PERP","buyer":"bob","seller":"zed","size":"0.2","price":"50000"}}
-{{"type":"approve","officer":"olga","action":"pause","operation":"liquidations","market":"BTC-PERP"}}
+olga> {{"type":"approve","officer":"olga","action":"pause","operation":"liquidations","market":"BTC-PERP"}}
 {{"type":"pause","operation":"liquidations","market":"BTC-PERP"}}
 {{"type":"price","market":"BTC-PERP","price":"44000"}}
-{{"type":"approve","officer":"olga","action":"resume","operation":"liquidations","market":"BTC-PERP"}}
+olga> {{"type":"approve","officer":"olga","action":"resume","operation":"liquidations","market":"BTC-PERP"}}
 {{"type":"resume","operation":"liquidations","market":"BTC-PERP"}}
 """)
     events = events_of(ledger)

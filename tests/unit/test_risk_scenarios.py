@@ -163,13 +163,15 @@ def test_pause_needs_quorum_queues_liquidations_and_resume_processes_them():
 {"type":"set_parameters","parameters":{"officers_max":3,"approvals_required":2}}
 {"type":"register_officer","officer":"olga"}
 {"type":"register_officer","officer":"omar"}
+olga> {"type":"approve","officer":"olga","action":"register_officer","candidate":"otto"}
+omar> {"type":"approve","officer":"omar","action":"register_officer","candidate":"otto"}
 {"type":"register_officer","officer":"otto"}
-{"type":"approve","officer":"olga","action":"pause","operation":"liquidations","market":"BTC-PERP"}
+olga> {"type":"approve","officer":"olga","action":"pause","operation":"liquidations","market":"BTC-PERP"}
 """)
     (early,) = ledger.post('{"type":"pause","operation":"liquidations","market":"BTC-PERP"}')
     assert (early.status, early.code) == ("rejected", "quorum_not_met")
     ledger.post_ok("""
-{"type":"approve","officer":"omar","action":"pause","operation":"liquidations","market":"BTC-PERP"}
+omar> {"type":"approve","officer":"omar","action":"pause","operation":"liquidations","market":"BTC-PERP"}
 {"type":"pause","operation":"liquidations","market":"BTC-PERP"}
 """)
     ledger.post_ok(price("45400"))
@@ -182,8 +184,8 @@ def test_pause_needs_quorum_queues_liquidations_and_resume_processes_them():
     (resume_early,) = ledger.post('{"type":"resume","operation":"liquidations","market":"BTC-PERP"}')
     assert resume_early.code == "quorum_not_met"
     ledger.post_ok("""
-{"type":"approve","officer":"otto","action":"resume","operation":"liquidations","market":"BTC-PERP"}
-{"type":"approve","officer":"olga","action":"resume","operation":"liquidations","market":"BTC-PERP"}
+otto> {"type":"approve","officer":"otto","action":"resume","operation":"liquidations","market":"BTC-PERP"}
+olga> {"type":"approve","officer":"olga","action":"resume","operation":"liquidations","market":"BTC-PERP"}
 {"type":"resume","operation":"liquidations","market":"BTC-PERP"}
 """)
     (dequeued,) = events(ledger, "Clearinghouse.LiquidationDequeued")
@@ -196,7 +198,7 @@ def test_pause_needs_quorum_queues_liquidations_and_resume_processes_them():
 def test_trading_pause_rejects_trades():
     ledger = ledger_with("""
 {"type":"register_officer","officer":"olga"}
-{"type":"approve","officer":"olga","action":"pause","operation":"trading"}
+olga> {"type":"approve","officer":"olga","action":"pause","operation":"trading"}
 {"type":"pause","operation":"trading"}
 """)
     (outcome,) = ledger.post('{"type":"trade","market":"BTC-PERP","buyer":"carol","seller":"dave","size":"0.1","price":"50000"}')

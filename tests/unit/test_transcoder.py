@@ -35,6 +35,8 @@ def test_every_stored_event_and_snapshot_is_byte_identical_to_the_library_encodi
     for notification in notifications:
         event = app.mapper.to_domain_event(notification)
         state = {k: v for k, v in vars(event).items() if k not in ("originator_id", "originator_version")}
+        if getattr(type(event), "class_version", 1) > 1:  # the mapper stores the version of an upcastable class
+            state["class_version"] = type(event).class_version
         assert app.mapper.transcoder.encode(state) == library.encode(state) == notification.state
     account = app.get_account("alice")
     snapshot = type(account).Snapshot.take(account)

@@ -1,0 +1,95 @@
+"""The library's recorders plus read-set validation: no batch commits on stale reads.
+
+A batch's decisions read aggregates they do not write: the mark of a market priced for a
+withdrawal's margin check, the clearinghouse's parameters, the accounts a price sweep
+found healthy. The library's optimistic concurrency (a unique (id, version)) only guards
+what a batch *writes*, so a withdrawal decided on a mark that another process moved before
+the commit would be committed after the new mark (write skew).
+
+The working set therefore hands the save the version it read of every aggregate
+(``read_versions``; 0 for an id it looked up and did not find). Inside the insert's own
+transaction, holding the store's write lock (SQLite's single writer after the insert;
+PostgreSQL's ``EXCLUSIVE`` table lock, which every writer takes before inserting), the
+recorder checks that each aggregate the batch read but did not write is still at that
+version, and refuses the whole batch with the library's ``IntegrityError`` otherwise; the
+application then decides the batch again on fresh state, as for any other conflict.
+
+Example: process A reads BTC-PERP at version 7 and approves a withdrawal; process B stores
+a new mark (version 8) and commits first; A's insert finds version 8 where it read 7 and
+rolls back, so A decides the withdrawal again against the new mark.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from typing import Any
+from uuid import UUID
+
+from eventsourcing.persistence import IntegrityError, StoredEvent
+from eventsourcing.postgres import PostgresApplicationRecorder
+from eventsourcing.sqlite import SQLiteApplicationRecorder
+from eventsourcing.utils import get_topic
+from psycopg.sql import SQL, Identifier
+
+READ_SET_KWARG = "read_versions"
+SQLITE_CHUNK = 900  # ids per statement, well below SQLite's variable limit
+
+
+def _unwritten(read_versions: Mapping[UUID, int] | None, stored_events: Sequence[StoredEvent]) -> dict[UUID, int]:
+    """The read set minus what the batch writes (the unique (id, version) guards those)."""
+    if not read_versions:
+        return {}
+    written = {event.originator_id for event in stored_events}
+    return {aggregate_id: version for aggregate_id, version in read_versions.items() if aggregate_id not in written}
+
+
+def _refuse_if_moved(expected: Mapping[UUID, int], found: Mapping[UUID, int]) -> None:
+    for aggregate_id, version in expected.items():
+        now = found.get(aggregate_id, 0)
+        if now != version:
+            raise IntegrityError(f"read set changed: aggregate {aggregate_id} was read at version {version}, is now {now}")
+
+
+class ClearingSQLiteRecorder(SQLiteApplicationRecorder):
+    """SQLite: insert first (taking the write lock), then validate the read set."""
+
+    def _insert_events(self, c: Any, stored_events: Sequence[StoredEvent], **kwargs: Any) -> Sequence[int] | None:
+        returning = super()._insert_events(c, stored_events, **kwargs)
+        expected = _unwritten(kwargs.get(READ_SET_KWARG), stored_events)
+        ids = list(expected)
+        found: dict[UUID, int] = {}
+        for start in range(0, len(ids), SQLITE_CHUNK):
+            chunk = ids[start : start + SQLITE_CHUNK]
+            marks = ",".join("?" * len(chunk))
+            c.execute(
+                f"SELECT originator_id, MAX(originator_version) FROM {self.events_table_name} "  # noqa: S608 - table name is ours
+                f"WHERE originator_id IN ({marks}) GROUP BY originator_id",
+                [aggregate_id.hex for aggregate_id in chunk],
+            )
+            found.update({UUID(row[0]): row[1] for row in c.fetchall()})
+        _refuse_if_moved(expected, found)
+        return returning
+
+
+class ClearingPostgresRecorder(PostgresApplicationRecorder):
+    """PostgreSQL: take the table lock, validate the read set, then insert."""
+
+    def _insert_stored_events(self, curs: Any, stored_events: Sequence[StoredEvent], **kwargs: Any) -> None:
+        expected = _unwritten(kwargs.get(READ_SET_KWARG), stored_events)
+        if expected:
+            self._lock_table(curs)  # the insert below takes it again (a no-op within one transaction)
+            curs.execute(
+                SQL(
+                    "SELECT originator_id, MAX(originator_version) AS version FROM {schema}.{table} "
+                    "WHERE originator_id = ANY(%s) GROUP BY originator_id"
+                ).format(schema=Identifier(self.datastore.schema), table=Identifier(self.events_table_name)),
+                (list(expected),),
+            )
+            _refuse_if_moved(expected, {row["originator_id"]: row["version"] for row in curs.fetchall()})
+        super()._insert_stored_events(curs, stored_events, **kwargs)
+
+
+RECORDER_TOPICS = {
+    "eventsourcing.sqlite": get_topic(ClearingSQLiteRecorder),
+    "eventsourcing.postgres": get_topic(ClearingPostgresRecorder),
+}
