@@ -247,11 +247,11 @@ class ClearingApplication(Application):
                 return self._repeat(command, content, stored[command.id], line), []
             watermark = self._advance_watermark(envelope.at)
             seen[command.id] = Answer(content, error.code, error.field, error.message)
-            record = rejected(command.id, command.type, content, error, envelope.operator, envelope.at, watermark)
+            record = rejected(command.id, command.type, content, error, envelope.operator, envelope.at, _if_later(watermark, envelope.at))
             return Outcome.rejected(error, command.id, command.type, line), [record]
         seen[command.id] = Answer(content)
         watermark = self._advance_watermark(envelope.at)
-        record = accepted(command.id, command.type, content, envelope.operator, envelope.at, watermark)
+        record = accepted(command.id, command.type, content, envelope.operator, envelope.at, _if_later(watermark, envelope.at))
         events = [record, *self.working_set.command_events()]
         return Outcome(command.id, command.type, APPLIED, line, summary=summary), events
 
@@ -417,6 +417,11 @@ def _create_racing(construct: Any) -> Any:
                 raise
             time.sleep(_backoff(attempt + 3))
     raise AssertionError("unreachable")
+
+
+def _if_later(watermark: datetime, at: datetime) -> datetime | None:
+    """The watermark to record: None when it is the command's own ``at`` (the usual case)."""
+    return None if watermark == at else watermark
 
 
 def _postgres_tables_exist(factory: Any) -> bool:

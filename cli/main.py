@@ -163,8 +163,10 @@ def post(store: Store, file: TextIO, as_json: bool, batch_size: int | None) -> N
     withdraw, trade, price, fund_insurance. Numbers are JSON strings or integers.
 
     Every command is atomic, and one result line is printed per command once it is
-    committed. Re-posting a command with the same id and content is a no-op, so an
-    interrupted post can simply be run again. Exit status 1 if any command was rejected.
+    committed. Every answer is final: re-posting a command with the same id and content
+    reports its original answer ("already applied", or "already rejected" with the
+    original code) and decides nothing again, so an interrupted post can simply be run
+    again. Exit status 1 if any command was rejected (now or before).
     """
     size = batch_size or (1 if file.isatty() else DEFAULT_BATCH_SIZE)
     counts = {"applied": 0, "already_applied": 0, "rejected": 0, "already_rejected": 0}

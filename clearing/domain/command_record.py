@@ -17,7 +17,8 @@ It is written in the same transaction as the command's domain events (or, for a
 rejection, with the rest of its batch), so an answer is either stored or never given.
 Each record also carries who posted it (``operator``), the command's effective business
 time (``at``) and the log's business-time watermark after it (``latest_at`` = the greatest
-``at`` so far), which bounds how far a later command may be back-dated.
+``at`` so far; None when that is the record's own ``at``), which bounds how far a later
+command may be back-dated.
 """
 
 from __future__ import annotations
@@ -64,7 +65,7 @@ class CommandRecord(Aggregate, created_event_name="Accepted"):
         message: str
         operator: str
         at: datetime
-        latest_at: datetime
+        latest_at: datetime | None
 
         def apply(self, record: CommandRecord) -> None:
             record.code, record.field, record.message = self.code, self.field, self.message
@@ -136,7 +137,7 @@ def rejected(
     error: Any,
     operator: str,
     at: datetime,
-    latest_at: datetime,
+    latest_at: datetime | None,
 ) -> CommandRecord.Rejected:
     """The record of a rule rejection (``error`` is the :class:`ClearingError` raised)."""
     return CommandRecord.Rejected(
