@@ -111,6 +111,7 @@ def settle_market(ws: WorkingSet, market: Market, price: Decimal, at: datetime) 
             at=at,
         )
     market.trigger_event(Market.MarketSettled, market=market.market, price_settlement=price, positions_settled=len(settled), at=at)
+    ws.forget_open_interest_change(market)
     for account, loss_id, fund_paid, rest, policy in covers:
         record_loss_covered(account, loss_id, market, fund_paid, rest, policy, at)
     losses = len(covers)

@@ -134,6 +134,17 @@ class WorkingSet:
         self.position_changes.setdefault(market.market, {})[account.account] = account
         self._markets_by_name[market.market] = market
 
+    def forget_open_interest_change(self, market: Market) -> None:
+        """Settlement zeroed the market's open interest and holders (``MarketSettled``): the
+        batch's earlier trades must not add their open interest back in ``TradingRecorded``.
+
+        Example: a batch trades 106.12 ETH-FUT long and then settles ETH-FUT; without this,
+        the batch event would leave open interest 106.12 on a market with no positions.
+        """
+        trades, volume, _, at = self.trading.get(market.market, (0, ZERO, ZERO, market.price_mark_at or market.listed_at))
+        self.trading[market.market] = (trades, volume, ZERO, at)
+        self._markets_by_name[market.market] = market
+
     def holders(self, market: str) -> set[str]:
         """Accounts with an open position in ``market`` now (stored holders + this batch)."""
         found = set(self._markets_by_name[market].holders if market in self._markets_by_name else self.market(market).holders)

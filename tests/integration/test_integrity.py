@@ -140,3 +140,22 @@ def test_no_ddl_runs_on_postgres_tables_that_exist(postgres_db):
     ClearingApplication(env=store_env(postgres_db))
     again = ClearingApplication(env=store_env(postgres_db))
     assert again.factory.env.get("CREATE_TABLE") == "n"
+
+
+def test_settling_a_future_in_the_batch_that_traded_it_leaves_no_open_interest(sqlite_db):
+    """Found by the kill -9 harness: the batch's ``TradingRecorded`` (written after
+    ``MarketSettled``) put the batch's trades' open interest back on a settled market."""
+    ledger = Ledger(store_env(sqlite_db))
+    ledger.post_ok(dated(accounts_with(("alice", "100000"), ("bob", "100000")), "2025-01-01T00:00:00Z") + "\n"
+                   '{"type":"create_market","id":"f","market":"ETH-FUT","kind":"future","expiry":"2025-01-01T01:00:00Z",'
+                   '"tick_size":"0.01","step_size":"0.01","initial_margin_fraction":"0.1","maintenance_margin_fraction":"0.05",'
+                   '"at":"2025-01-01T00:00:00Z"}')
+    ledger.post_ok("""
+{"type":"price","market":"ETH-FUT","price":"3000","at":"2025-01-01T00:10:00Z"}
+{"type":"trade","market":"ETH-FUT","buyer":"alice","seller":"bob","size":"2.5","price":"3000","at":"2025-01-01T00:20:00Z"}
+{"type":"settle","market":"ETH-FUT","price":"3010","at":"2025-01-01T01:00:00Z"}
+""")
+    market = Ledger(store_env(sqlite_db)).app.get_market("ETH-FUT")
+    assert (market.status, market.open_interest, dict(market.holders)) == ("settled", Decimal("0"), {})
+    assert ledger.collateral("alice") == Decimal("100025")
+    check_ledger(ledger.app)
