@@ -159,3 +159,36 @@ def test_settling_a_future_in_the_batch_that_traded_it_leaves_no_open_interest(s
     assert (market.status, market.open_interest, dict(market.holders)) == ("settled", Decimal("0"), {})
     assert ledger.collateral("alice") == Decimal("100025")
     check_ledger(ledger.app)
+
+
+def test_twenty_thousand_deposits_in_one_postgres_batch_commit(postgres_db):
+    """The reproduction: ``post --batch-size 100000`` of 20,000 deposits never committed
+    (psycopg's pipeline deadlocks on one huge insert) while holding the table lock."""
+    ledger = Ledger(store_env(postgres_db))
+    lines = [json.dumps({"type": "open_account", "id": "o", "account": "alice"})]
+    lines += [json.dumps({"type": "deposit", "id": f"d{n}", "account": "alice", "amount": "1"}) for n in range(20_000)]
+    outcomes = ledger.post("\n".join(lines), batch_size=100_000, auto_id=False)
+    assert sum(o.status == "applied" for o in outcomes) == 20_001
+    assert Ledger(store_env(postgres_db)).collateral("alice") == Decimal("20000")
+
+
+def test_a_process_starts_and_reads_while_another_holds_the_events_table_lock(postgres_db):
+    """A long insert holds the events table's EXCLUSIVE lock; a process starting meanwhile
+    used to hang on the library's ``CREATE INDEX IF NOT EXISTS`` behind it."""
+    import concurrent.futures
+
+    import psycopg
+
+    Ledger(store_env(postgres_db)).post_ok(accounts_with(("alice", "100")))
+    base, schema = postgres_db.split("?schema=")
+    with psycopg.connect(base) as holder:  # a transaction, as an inserting writer's
+        holder.execute(f'LOCK TABLE "{schema}".clearing_events IN EXCLUSIVE MODE')
+
+        def start_and_read() -> Decimal:
+            return ClearingApplication(env=store_env(postgres_db)).get_account("alice").collateral
+
+        pool = concurrent.futures.ThreadPoolExecutor(1)
+        try:
+            assert pool.submit(start_and_read).result(timeout=20) == Decimal("100")
+        finally:
+            pool.shutdown(wait=False)  # a hung start must fail the test, not hang it
