@@ -85,7 +85,10 @@ def _postgres_env(url: str) -> dict[str, str]:
     if "schema" in query:
         env["POSTGRES_SCHEMA"] = query["schema"][0]
     # The library waits forever for its table lock by default; a stuck writer must surface.
-    return _with_defaults(env, POSTGRES_LOCK_TIMEOUT="10", POSTGRES_CONNECT_TIMEOUT="10")
+    # Its pool opens 5 connections per process up front; a command uses one at a time
+    # (verify's parallel checks are processes), so open one and allow a few more.
+    return _with_defaults(env, POSTGRES_LOCK_TIMEOUT="10", POSTGRES_CONNECT_TIMEOUT="10",
+                          POSTGRES_POOL_SIZE="1", POSTGRES_MAX_OVERFLOW="4")
 
 
 def _with_defaults(env: dict[str, str], **defaults: str) -> dict[str, str]:

@@ -39,6 +39,16 @@ class Store:
         self._projection_store: Any = None
         self._projector: Any = None
 
+    def close(self) -> None:
+        """Give the store's connections back when the command ends (pools included)."""
+        if self._projection_store is not None:
+            self._projection_store.close()
+            self._projection_store = None
+        if self._app is not None:
+            self._app.close()
+            self._app = None
+        self._projector = None
+
     @property
     def projection_store(self) -> Any:
         """The projection tables' database (the event store's database)."""
@@ -141,6 +151,7 @@ def main(ctx: click.Context, db: str | None, operator: str | None) -> None:
         ctx.obj = Store(resolve_db(db), resolve_operator(operator))
     except ClearingError as error:
         raise click.UsageError(str(error)) from None
+    ctx.call_on_close(ctx.obj.close)
 
 
 @main.command()
