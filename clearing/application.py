@@ -57,6 +57,7 @@ REJECTED = "rejected"
 ALREADY_REJECTED = "already_rejected"
 REJECTIONS = (REJECTED, ALREADY_REJECTED)
 WATERMARK_PAGE = 1000
+WATERMARK_RECORDS = 50  # records of the last page whose greatest time is the watermark
 
 
 @dataclass(frozen=True)
@@ -185,14 +186,24 @@ class ClearingApplication(Application):
             except BaseException:
                 self.working_set.discard()  # memory may be ahead of the store: forget it
                 raise
-            if recordings:
-                self.working_set.known_head = recordings[-1].notification.id
+            self._note_committed(recordings)
             self._watermark, self._watermark_head = self._deciding_watermark, self.working_set.known_head
             self._attach_positions(outcomes, recordings)
             self._snapshot_touched()
             return outcomes
         self.working_set.discard()
         return [self._exhausted(envelope, stored) for envelope in envelopes]
+
+    def _note_committed(self, recordings: Sequence[Any]) -> None:
+        """Advance the known head past our commit, unless another process wrote between our
+        batch's start and our commit: then nothing cached (risk indexes included) is trusted."""
+        if not recordings:
+            return
+        ws = self.working_set
+        if ws.known_head is not None and recordings[0].notification.id != ws.known_head + 1:
+            ws.discard()  # a gap: foreign events (or, on PostgreSQL, a sequence gap) before ours
+        else:
+            ws.known_head = recordings[-1].notification.id
 
     def _exhausted(self, envelope: Envelope, stored: dict[str, Answer]) -> Outcome:
         command = envelope.command
@@ -223,8 +234,8 @@ class ClearingApplication(Application):
         """Answer one command: a repeat from its record, else decide it and record the answer.
 
         A rule rejection is recorded too (``CommandRecord.Rejected``), so the id is never
-        decided again. A time before the log's watermark is refused at the boundary and
-        recorded nowhere: the watermark only grows, so that answer cannot change.
+        decided again; so is a time before the log's watermark (``time_before_log``), which
+        depends on the log, not on the line alone.
         """
         command, line = envelope.command, envelope.line
         content = command.content()
@@ -237,7 +248,7 @@ class ClearingApplication(Application):
             if stored:
                 seen.update(stored)
                 return self._repeat(command, content, stored[command.id], line), []
-            return Outcome.rejected(error, command.id, command.type, line), []
+            return self._recorded_rejection(envelope, content, error, seen)
         try:
             summary = self._handle(envelope)
         except ClearingError as error:
@@ -245,15 +256,23 @@ class ClearingApplication(Application):
             if stored:
                 seen.update(stored)
                 return self._repeat(command, content, stored[command.id], line), []
-            watermark = self._advance_watermark(envelope.at)
-            seen[command.id] = Answer(content, error.code, error.field, error.message)
-            record = rejected(command.id, command.type, content, error, envelope.operator, envelope.at, _if_later(watermark, envelope.at))
-            return Outcome.rejected(error, command.id, command.type, line), [record]
+            self._advance_watermark(envelope.at)
+            return self._recorded_rejection(envelope, content, error, seen)
         seen[command.id] = Answer(content)
         watermark = self._advance_watermark(envelope.at)
         record = accepted(command.id, command.type, content, envelope.operator, envelope.at, _if_later(watermark, envelope.at))
         events = [record, *self.working_set.command_events()]
         return Outcome(command.id, command.type, APPLIED, line, summary=summary), events
+
+    def _recorded_rejection(
+        self, envelope: Envelope, content: dict[str, Any], error: ClearingError, seen: dict[str, Answer]
+    ) -> tuple[Outcome, list[Any]]:
+        """The rejection and its record, which makes the answer final."""
+        command = envelope.command
+        watermark = self._deciding_watermark or envelope.at
+        seen[command.id] = Answer(content, error.code, error.field, error.message)
+        record = rejected(command.id, command.type, content, error, envelope.operator, envelope.at, _if_later(watermark, envelope.at))
+        return Outcome.rejected(error, command.id, command.type, envelope.line), [record]
 
     def _advance_watermark(self, at: datetime) -> datetime:
         current = self._deciding_watermark
@@ -273,11 +292,16 @@ class ClearingApplication(Application):
         while stop > 0:
             start = max(1, stop - WATERMARK_PAGE + 1)
             found = self.recorder.select_notifications(start=start, limit=WATERMARK_PAGE, stop=stop, topics=RECORD_TOPICS)
-            if found:
-                event = self.mapper.to_domain_event(found[-1])
-                return getattr(event, "latest_at", None) or getattr(event, "at", None)
+            if found:  # the greatest of the last few: concurrent batches commit in any order
+                times = [self._record_time(n) for n in found[-WATERMARK_RECORDS:]]
+                known = [t for t in times if t is not None]
+                return max(known) if known else None
             stop = start - 1
         return None
+
+    def _record_time(self, notification: Any) -> datetime | None:
+        event = self.mapper.to_domain_event(notification)
+        return getattr(event, "latest_at", None) or getattr(event, "at", None)
 
     def _handle(self, envelope: Envelope) -> str:
         """Run the command's handler; a rule rejection is decided again on fresh state.

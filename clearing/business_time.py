@@ -1,7 +1,7 @@
 """Bounds on business time: no accepted ``at`` can make any later computation fail.
 
 Business time arrives in commands (the domain never reads the clock), so it is checked at
-the boundary, in three steps, each with its own error code and nothing written:
+the boundary, in three steps, each with its own error code:
 
 * ``time_out_of_range``: every time field (``at``, ``expiry``) lies in
   [1970-01-01, 2200-01-01) UTC, so adding the longest grace period or window to it, or
@@ -10,7 +10,8 @@ the boundary, in three steps, each with its own error code and nothing written:
 * ``time_in_future``: ``at`` is at most ``max_future_skew`` (default 300 s) after the
   stamping clock, so a typo such as ``2205-10-10`` cannot freeze a market's price feed;
 * ``time_before_log``: ``at`` is at most ``max_backdate`` (default 1 day) before the
-  log's watermark (the greatest ``at`` of any command answered so far).
+  log's watermark (the greatest ``at`` of any command answered so far). This one depends on
+  the log, so the application records it as the id's final answer.
 
 Example: with the clock at 2026-12-01T12:00:00Z and the watermark at 2026-12-01T11:59:00Z,
 ``2026-12-01T12:04:59Z`` and ``2026-11-30T12:00:00Z`` are accepted;

@@ -36,11 +36,18 @@ SQLITE_CHUNK = 900  # ids per statement, well below SQLite's variable limit
 
 
 def _unwritten(read_versions: Mapping[UUID, int] | None, stored_events: Sequence[StoredEvent]) -> dict[UUID, int]:
-    """The read set minus what the batch writes (the unique (id, version) guards those)."""
+    """The read set minus what the batch writes, once each written aggregate is shown to be
+    written from the version that was read (the unique (id, version) guards the rest)."""
     if not read_versions:
         return {}
-    written = {event.originator_id for event in stored_events}
-    return {aggregate_id: version for aggregate_id, version in read_versions.items() if aggregate_id not in written}
+    first_written: dict[UUID, int] = {}
+    for event in stored_events:
+        first_written.setdefault(event.originator_id, event.originator_version)
+    for aggregate_id, version in first_written.items():
+        read = read_versions.get(aggregate_id)
+        if read is not None and version != read + 1:
+            raise IntegrityError(f"aggregate {aggregate_id} was read at version {read} but is written from version {version}")
+    return {aggregate_id: version for aggregate_id, version in read_versions.items() if aggregate_id not in first_written}
 
 
 def _refuse_if_moved(expected: Mapping[UUID, int], found: Mapping[UUID, int]) -> None:

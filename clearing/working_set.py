@@ -54,6 +54,7 @@ class WorkingSet:
         self._markets_by_name: dict[str, Market] = {}
         self.batch_start_versions: dict[UUID, int] = {}
         self.read_versions: dict[UUID, int] = {}  # every aggregate the batch read: version (0 = absent)
+        self._command_first_reads: set[UUID] = set()  # ids the current command read first in the batch
         self.trading: dict[str, tuple[int, Decimal, Decimal, datetime]] = {}
         self.position_changes: dict[str, dict[str, Account]] = {}
         self.markets = MarketDirectory(self)
@@ -103,14 +104,34 @@ class WorkingSet:
         moved = False
         for aggregate_id in self._command_missed:  # looked up, not found: maybe stored since
             if aggregate_id in self._app.repository:
+                self._refresh_read(aggregate_id, None)
                 self._absent.discard(aggregate_id)
                 moved = True
         for aggregate in self._command_touched.values():
             if aggregate.version == self.batch_start_versions.get(aggregate.id) and self._catch_up(aggregate):
                 if isinstance(aggregate, Market) and aggregate.market in self.trading:
                     raise StaleBatch(f"market {aggregate.market} changed under this batch's trades")
+                self._refresh_read(aggregate.id, aggregate.version)
                 moved = True
         return moved
+
+    def _refresh_read(self, aggregate_id: UUID, version: int | None) -> None:
+        """The read set after a catch-up: the command being decided again reads the new
+        version; if an earlier command of the batch read the old one, the batch is stale
+        (its save would otherwise pass: the aggregate may be written from the new version)."""
+        if aggregate_id in self.read_versions and aggregate_id not in self._command_first_reads:
+            raise StaleBatch(f"aggregate {aggregate_id} read earlier in this batch changed in the store")
+        if version is None:
+            self.read_versions.pop(aggregate_id, None)  # looked up again when next read
+            self._command_first_reads.discard(aggregate_id)
+        else:
+            self.read_versions[aggregate_id] = version
+
+    def _note_read(self, aggregate_id: UUID, version: int) -> None:
+        """Remember the version the batch first read (0: looked up and absent)."""
+        if aggregate_id not in self.read_versions:
+            self.read_versions[aggregate_id] = version
+            self._command_first_reads.add(aggregate_id)
 
     def note_trade(
         self, market: Market, volume: Decimal, open_interest_change: Decimal, at: datetime, *accounts: Account
@@ -248,6 +269,7 @@ class WorkingSet:
         self.known_head = None
 
     def begin_command(self) -> None:
+        self._command_first_reads = set()
         self._command_touched = {}
         self._command_missed = set()
         self.sequencer = None  # liquidation ids start again at L1 for each command
@@ -298,7 +320,7 @@ class WorkingSet:
         found = self._markets_by_name.get(name)
         if found is None:
             return self.market(name)
-        self.read_versions.setdefault(found.id, found.version)
+        self._note_read(found.id, found.version)
         return found
 
     def insurance_fund(self) -> InsuranceFund | None:
@@ -314,17 +336,17 @@ class WorkingSet:
         if aggregate is None:
             if aggregate_id in self._absent:
                 self._command_missed.add(aggregate_id)
-                self.read_versions.setdefault(aggregate_id, 0)
+                self._note_read(aggregate_id, 0)
                 return None
             try:
                 aggregate = self._app.repository.get(aggregate_id)
             except AggregateNotFoundError:
                 self._absent.add(aggregate_id)
                 self._command_missed.add(aggregate_id)
-                self.read_versions.setdefault(aggregate_id, 0)
+                self._note_read(aggregate_id, 0)
                 return None
             self._remember(aggregate)
-        self.read_versions.setdefault(aggregate_id, aggregate.version)
+        self._note_read(aggregate_id, aggregate.version)
         return aggregate
 
     def _get(self, aggregate_id: UUID, kind: type[T]) -> T | None:

@@ -192,3 +192,67 @@ def test_a_process_starts_and_reads_while_another_holds_the_events_table_lock(po
             assert pool.submit(start_and_read).result(timeout=20) == Decimal("100")
         finally:
             pool.shutdown(wait=False)  # a hung start must fail the test, not hang it
+
+
+SWEPT = f"""
+{MARKET_BTC}
+{accounts_with(("alice", "10000"), ("bob", "100000"), ("dave", "100000"), ("erin", "100000"), ("carol", "1"))}
+{{"type":"price","id":"p0","market":"BTC-PERP","price":"50000","at":"2025-01-01T00:00:00Z"}}
+{{"type":"trade","id":"t0","market":"BTC-PERP","buyer":"alice","seller":"bob","size":"1","price":"50000","at":"2025-01-01T00:00:01Z"}}
+"""
+
+
+def test_a_rejection_that_catches_up_a_market_read_earlier_in_the_batch_makes_the_batch_stale(store_db):
+    """Review finding: the withdrawal (decided at 50,000) was committed at 46,000 because a
+    later rejection caught the market up and a later trade then wrote it from the new version."""
+    ledger, other = Ledger(store_env(store_db)), None
+    ledger.post_ok(SWEPT)
+    other = Ledger(store_env(store_db))
+    interleave(ledger, lambda: other.post_ok(
+        '{"type":"price","id":"p1","market":"BTC-PERP","price":"46000","at":"2025-01-01T00:00:02Z"}'))
+    outcomes = ledger.post("""
+{"type":"withdraw","id":"w","account":"alice","amount":"4000","at":"2025-01-01T00:00:03Z"}
+{"type":"trade","id":"t1","market":"BTC-PERP","buyer":"carol","seller":"bob","size":"1","price":"46000","at":"2025-01-01T00:00:03Z"}
+{"type":"trade","id":"t2","market":"BTC-PERP","buyer":"dave","seller":"erin","size":"0.1","price":"46000","at":"2025-01-01T00:00:03Z"}
+""", auto_id=False)
+    assert [(o.command_id, o.status, o.code) for o in outcomes] == [
+        ("w", "rejected", "insufficient_free_collateral"), ("t1", "rejected", "insufficient_margin"), ("t2", "applied", None)]
+    assert Ledger(store_env(store_db)).collateral("alice") == Decimal("10000")
+
+
+def test_a_foreign_write_during_a_batch_is_not_hidden_from_the_risk_index(store_db):
+    """Review finding: another process's withdrawal landed during our batch; our head then
+    jumped past it, the cached risk index kept alice healthy and a price that makes her
+    liquidatable checked nobody."""
+    ledger = Ledger(store_env(store_db))
+    ledger.post_ok(SWEPT + '{"type":"price","id":"p0b","market":"BTC-PERP","price":"50000","at":"2025-01-01T00:00:02Z"}')
+    other = Ledger(store_env(store_db))
+    interleave(ledger, lambda: other.post_ok(
+        '{"type":"withdraw","id":"w","account":"alice","amount":"4900","at":"2025-01-01T00:00:03Z"}'))
+    ledger.post_ok('{"type":"deposit","id":"d","account":"dave","amount":"1","at":"2025-01-01T00:00:04Z"}')
+    (mark,) = ledger.post('{"type":"price","id":"p1","market":"BTC-PERP","price":"47000","at":"2025-01-01T00:00:05Z"}',
+                          auto_id=False)
+    assert "1 account(s) checked" in mark.summary, mark.summary
+    assert Ledger(store_env(store_db)).collateral("alice") < Decimal("5100")  # liquidated, as in the serial order
+    check_ledger(ledger.app)
+
+
+def test_a_time_before_the_log_is_answered_the_same_way_for_ever(sqlite_db):
+    """Review finding: concurrent batches could lower the log's watermark, and an id refused
+    as ``time_before_log`` was then applied. The refusal is recorded, so the answer is final."""
+    first = Ledger(store_env(sqlite_db))
+    first.post_ok(dated(accounts_with(("alice", "100"), ("bob", "100")), "2025-03-01T00:00:00Z"))
+    second = Ledger(store_env(sqlite_db))
+    late = '{"type":"deposit","id":"X","account":"alice","amount":"5","at":"2025-03-03T00:00:00Z"}'
+    answers = []
+
+    def other() -> None:
+        second.post_ok('{"type":"deposit","id":"late","account":"bob","amount":"1","at":"2025-03-05T00:00:00Z"}')
+        answers.extend(second.post(late, auto_id=False))
+
+    interleave(first, other)
+    first.post_ok('{"type":"deposit","id":"a1","account":"alice","amount":"1","at":"2025-03-01T01:00:00Z"}')
+    (again,) = Ledger(store_env(sqlite_db)).post(late, auto_id=False)
+
+    assert [(a.status, a.code) for a in answers] == [("rejected", "time_before_log")]
+    assert (again.status, again.code) == ("already_rejected", "time_before_log")
