@@ -320,7 +320,8 @@ class WorkingSet:
         found = self._markets_by_name.get(name)
         if found is None:
             return self.market(name)
-        self._note_read(found.id, found.version)
+        if found.id not in self.read_versions:  # _note_read, inlined on this hot path
+            self._note_read(found.id, found.version)
         return found
 
     def insurance_fund(self) -> InsuranceFund | None:
@@ -346,7 +347,8 @@ class WorkingSet:
                 self._note_read(aggregate_id, 0)
                 return None
             self._remember(aggregate)
-        self._note_read(aggregate_id, aggregate.version)
+        if aggregate_id not in self.read_versions:  # the common case is a repeat read: no call
+            self._note_read(aggregate_id, aggregate.version)
         return aggregate
 
     def _get(self, aggregate_id: UUID, kind: type[T]) -> T | None:
