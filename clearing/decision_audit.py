@@ -31,7 +31,11 @@ finding, not a cascade. Findings (``check`` codes):
   ``size_differs`` / ``fill_price_differs`` (engine steps: Drift size, spread price),
   ``bankruptcy_differs`` (dYdX bankruptcy quote and price), ``penalty_differs``,
   ``fee_split_differs``, ``parameters_differ``, ``liquidation_after_differs`` (position,
-  collateral, equity, maintenance and status after the fill).
+  collateral, equity, maintenance and status after the fill). A deleveraging slice books
+  its share of the position's exact bankruptcy quote: ``bankruptcy_differs`` re-derives
+  the quote, its per-contract label (``price_fill``) and, when the deleveraging ends, the
+  largest-remainder split of the quote over the recorded slice sizes (``split_quote``);
+  each slice's ``quote_fill`` must be its share, and the taker's ``quote`` its negation.
 * ``InsuranceFund.Drawn``: ``fund_draw_differs`` (min(deficit, balance before));
   ``fund_balance_differs`` for any fund event whose balance_after is not the fold's.
 * ``LossCovered``: ``loss_cover_differs`` (deficit = q_b - q_f of its fill, or the
@@ -81,7 +85,7 @@ from clearing.domain.account import BANKRUPT, HEALTHY, LIQUIDATING, MARGIN_CALL,
 from clearing.domain.clearinghouse import Clearinghouse
 from clearing.domain.command_record import CommandRecord
 from clearing.domain.insurance import InsuranceFund
-from clearing.domain.liquidation_math import bankruptcy_price, bankruptcy_quote, base_to_cover_shortage
+from clearing.domain.liquidation_math import bankruptcy_price, bankruptcy_quote, base_to_cover_shortage, quote_price, split_quote
 from clearing.domain.margin import maintenance_requirement, position_notional
 from clearing.domain.market import Market
 from clearing.domain.parameters import ADL, DEFAULTS, SOCIALIZE_PER_CONTRACT, ParameterSet, effective
@@ -189,19 +193,23 @@ class _AccountState:
 # -- pure arithmetic, re-derived from the documented rules ----------------------------------------
 
 
-def apply_fill(size: Decimal, cost: Decimal, delta: Decimal, price: Decimal, contract: Decimal, quantum: Decimal) -> tuple[Decimal, Decimal, Decimal]:
+def apply_fill(  # noqa: PLR0913
+    size: Decimal, cost: Decimal, delta: Decimal, price: Decimal, contract: Decimal, quantum: Decimal, quote: Decimal | None = None
+) -> tuple[Decimal, Decimal, Decimal]:
     """(size after, cost after, realized PnL) of a signed fill of ``delta`` at ``price``.
 
     The reducing part realizes PnL; its cost is removed pro rata, rounded up to the quantum
     (all of it when the position closes); the rest opens at ``price``. Example: long 2 with
     cost 200, sell 3 at 110 -> realized 2 x 110 - 200 = 20, then short 1 with cost -110.
+    With ``quote`` (a deleveraging slice, which only reduces) the PnL is ``quote`` - the
+    cost removed.
     """
     realized = ZERO
     if size != ZERO and (size > ZERO) != (delta > ZERO):
         closed = min(abs(delta), abs(size))
         removed = cost if closed == abs(size) else round_up(cost * closed / abs(size), quantum)
         closed_delta = closed if delta > ZERO else -closed
-        realized = -closed_delta * price * contract - removed
+        realized = (-closed_delta * price * contract if quote is None else quote) - removed
         cost -= removed
         size += closed_delta
         delta -= closed_delta
@@ -308,6 +316,7 @@ class _Step:
     fee: Decimal
     basis: str
     reason: str
+    quote: Decimal = ZERO  # quote_fill: what the liquidated account received (+) or paid (-)
 
 
 @dataclass
@@ -320,9 +329,11 @@ class _AdlPlan:
     problem: tuple[str, str] | None
     fund_paid: Decimal = ZERO
     price: Decimal | None = None
+    quote: Decimal = ZERO  # the exact bankruptcy quote of the whole position
     totals: MarginTotals | None = None
     closed: Decimal = ZERO
     position: int = 0
+    slices: list[tuple[int, Decimal, Decimal]] | None = None  # (position, |size_delta|, quote_fill) per slice
 
 
 class _Command:
@@ -634,17 +645,21 @@ class DecisionAudit:
         self._fill(position, event, event.size_delta, event.price, ZERO, "trade")
 
     def on_taken(self, position: int, event: Any) -> None:
+        contract = self.markets[event.market].contract_size
+        quote = event.quote if event.quote is not None else -event.size_delta * event.price * contract
         self.command.takers.append(((event.account, event.liquidated_account, event.liquidation_id, event.size_delta, event.price,
-                                     event.fee_received, event.basis), position))
+                                     event.fee_received, event.basis, quote), position))
         if event.basis == ADL:
             self.command.candidates.setdefault(event.account, position)
-        self._fill(position, event, event.size_delta, event.price, event.fee_received, "liquidation take")
+        self._fill(position, event, event.size_delta, event.price, event.fee_received, "liquidation take",
+                   quote if event.basis == ADL else None)
 
-    def _fill(self, position: int, event: Any, delta: Decimal, price: Decimal, credit: Decimal, what: str) -> None:
+    def _fill(self, position: int, event: Any, delta: Decimal, price: Decimal, credit: Decimal, what: str,  # noqa: PLR0913
+              quote: Decimal | None = None) -> None:
         account, market = self.account(event.account), self.markets[event.market]
         held = account.positions.get(event.market)
         size, cost = (held.size, held.cost) if held is not None else (ZERO, ZERO)
-        size_after, cost_after, realized = apply_fill(size, cost, delta, price, market.contract_size, market.collateral_quantum)
+        size_after, cost_after, realized = apply_fill(size, cost, delta, price, market.contract_size, market.collateral_quantum, quote)
         expected = (realized, size_after, cost_after, account.collateral + realized + credit)
         recorded = (event.realized_pnl, event.position_size_after, event.position_cost_after, event.collateral_after)
         self.differ(position, "state_differs", f"{event.account} {event.market} {what}: realized, size, cost, collateral after", expected, recorded)
@@ -754,7 +769,7 @@ class DecisionAudit:
             self._backstop_step(position, event, account, market, params, name)
         self._check_parameters(position, name, event.market, event.parameters)
         step = _Step(position, event.account, event.liquidation_id, event.market, event.counterparty, event.size_delta,
-                     event.price_fill, event.fee_liquidator, ADL if event.reason == ADL else "backstop", event.reason)
+                     event.price_fill, event.fee_liquidator, ADL if event.reason == ADL else "backstop", event.reason, event.quote_fill)
         self.command.steps.setdefault((event.account, event.liquidation_id), []).append(step)
         account.set_position(event.market, event.position_size_after, event.position_cost_after)
         account.collateral = event.collateral_after
@@ -892,12 +907,12 @@ class DecisionAudit:
             return "the account took its own position"
         return None
 
-    def _check_after(self, position: int, event: Any, account: _AccountState, market: _MarketState, penalty: Decimal,
-                     status: str | None, name: str) -> None:
-        """Position, collateral, equity, maintenance and status after applying the fill."""
+    def _check_after(self, position: int, event: Any, account: _AccountState, market: _MarketState, penalty: Decimal,  # noqa: PLR0913
+                     status: str | None, name: str, quote: Decimal | None = None) -> None:
+        """Position, collateral, equity, maintenance and status after applying the fill (at ``quote`` when given)."""
         size = account.size(event.market)
         size_after, cost_after, realized = apply_fill(size, account.cost(event.market), event.size_delta, event.price_fill,
-                                                      market.contract_size, market.collateral_quantum)
+                                                      market.contract_size, market.collateral_quantum, quote)
         collateral_after = account.collateral + realized - penalty
         positions = dict(account.positions)
         positions[event.market] = _Held(size_after, cost_after)
@@ -935,7 +950,12 @@ class DecisionAudit:
         return _AdlPlan(market_name, size, wanted, problem, position=position)
 
     def _adl_slice(self, position: int, event: Any, account: _AccountState, market: _MarketState, params: ParameterSet, name: str) -> None:
-        """One slice: at the bankruptcy price of the whole position after the fund's payment."""
+        """One slice: its share of the exact bankruptcy quote of the whole position after the fund's payment.
+
+        Per slice: the quote's per-contract label, quote_fill = quote_bankruptcy, within one
+        quantum of the pro-rata share and on the quote's side; at the end of the command the
+        largest-remainder split over the recorded sizes (``_check_adl_complete``).
+        """
         key = (event.account, event.liquidation_id)
         plan = self.command.adl.get(key)
         if plan is None:
@@ -949,31 +969,46 @@ class DecisionAudit:
             if plan.size == ZERO:
                 self.find(position, "liquidation_not_warranted", f"{name}: no position to deleverage")
                 return
-            quote = bankruptcy_quote_of(plan.size, -plan.size, market, plan.totals)
-            plan.price = bankruptcy_price(quote, -plan.size, market.contract_size, market.tick_size)
+            plan.quote = bankruptcy_quote_of(plan.size, -plan.size, market, plan.totals)
+            plan.price = quote_price(plan.quote, -plan.size, market.contract_size, market.collateral_quantum)
+            plan.slices = []
         totals = plan.totals
-        assert totals is not None
+        assert totals is not None and plan.slices is not None
         self.differ(position, "liquidation_figures_differ", f"{name}: equity, initial, maintenance before deleveraging",
                     (totals.equity, totals.initial_margin, totals.maintenance_margin),
                     (event.equity_before, event.initial_margin_before, event.maintenance_margin_before))
-        quote = -event.size_delta * plan.price * market.contract_size
-        self.differ(position, "bankruptcy_differs", f"{name}: price_bankruptcy, quote_bankruptcy of the slice",
-                    (plan.price, quote), (event.price_bankruptcy, event.quote_bankruptcy))
+        self.differ(position, "bankruptcy_differs", f"{name}: price_bankruptcy = quote {fmt(plan.quote)} per contract",
+                    plan.price, event.price_bankruptcy)
         self.differ(position, "fill_price_differs", f"{name}: deleveraged at the bankruptcy price", plan.price, event.price_fill)
-        self.differ(position, "liquidation_figures_differ", f"{name}: quote_fill", -event.size_delta * event.price_fill * market.contract_size, event.quote_fill)
+        self.differ(position, "liquidation_figures_differ", f"{name}: quote_fill = quote_bankruptcy (the exact share)",
+                    event.quote_bankruptcy, event.quote_fill)
+        pro_rata = plan.quote * abs(event.size_delta) / abs(plan.size)
+        wrong_side = event.quote_fill != ZERO and (event.quote_fill < ZERO) != (plan.quote < ZERO)
+        if wrong_side or abs(event.quote_fill - pro_rata) >= market.collateral_quantum:
+            self.find(position, "bankruptcy_differs", f"{name}: quote_fill {fmt(event.quote_fill)} is not a share of the bankruptcy quote "
+                      f"{fmt(plan.quote)} for {fmt(abs(event.size_delta))} of {fmt(abs(plan.size))} (pro rata {_show(pro_rata)})")
+        plan.slices.append((position, abs(event.size_delta), event.quote_fill))
         self.differ(position, "penalty_differs", f"{name}: no penalty when deleveraging", ZERO, event.penalty)
         self.differ(position, "fee_split_differs", f"{name}: no liquidator fee when deleveraging", ZERO, event.fee_liquidator)
         size = account.size(event.market)
         if event.size_delta == ZERO or (event.size_delta > ZERO) == (size > ZERO) or abs(event.size_delta) > abs(size):
             self.find(position, "size_differs", f"{name}: slice {fmt(event.size_delta)} does not reduce the position {fmt(size)}")
         plan.closed += abs(event.size_delta)
-        self._check_after(position, event, account, market, ZERO, BANKRUPT, name)
+        self._check_after(position, event, account, market, ZERO, BANKRUPT, name, quote=event.quote_fill)
 
     def _check_adl_complete(self, cmd: _Command) -> None:
         for (account, liquidation_id), plan in cmd.adl.items():
-            if plan.price is not None and plan.closed != abs(plan.size):
-                self.find(plan.position, "size_differs", f"{account} deleveraging {liquidation_id} in {plan.market}: slices close "
-                          f"{fmt(plan.closed)} of {fmt(abs(plan.size))}")
+            if plan.price is None:
+                continue
+            name = f"{account} deleveraging {liquidation_id} in {plan.market}"
+            if plan.closed != abs(plan.size):
+                self.find(plan.position, "size_differs", f"{name}: slices close {fmt(plan.closed)} of {fmt(abs(plan.size))}")
+                continue
+            slices = plan.slices or []
+            expected = split_quote(plan.quote, [size for _, size, _ in slices], self.markets[plan.market].collateral_quantum)
+            for (where, size, recorded), share in zip(slices, expected, strict=True):
+                self.differ(where, "bankruptcy_differs", f"{name}: slice of {fmt(size)}: its largest-remainder share of the "
+                            f"bankruptcy quote {fmt(plan.quote)}", share, recorded)
 
     # -- 4.: deficits ---------------------------------------------------------------------------------
 
@@ -1061,7 +1096,7 @@ class DecisionAudit:
         first: dict[tuple, int] = {}
         for steps in cmd.steps.values():
             for s in steps:
-                key = (s.counterparty, s.account, s.liquidation_id, -s.size_delta, s.price, s.fee, s.basis)
+                key = (s.counterparty, s.account, s.liquidation_id, -s.size_delta, s.price, s.fee, s.basis, -s.quote)
                 expected[key] += 1
                 first.setdefault(key, s.position)
         recorded = Counter()
@@ -1070,8 +1105,9 @@ class DecisionAudit:
             first.setdefault(key, position)
         for key in sorted(set(expected) | set(recorded), key=lambda k: first[k]):
             if expected[key] != recorded[key]:
-                self.find(first[key], "taker_differs", f"{key[1]} ({key[2]}) taken by {key[0]}: {fmt(key[3])} at {fmt(key[4])} fee "
-                          f"{fmt(key[5])} ({key[6]}): {recorded[key]} PositionTaken event(s) for {expected[key]} fill(s)")
+                self.find(first[key], "taker_differs", f"{key[1]} ({key[2]}) taken by {key[0]}: {fmt(key[3])} at {fmt(key[4])} "
+                          f"(quote {fmt(key[7])}) fee {fmt(key[5])} ({key[6]}): {recorded[key]} PositionTaken event(s) for "
+                          f"{expected[key]} fill(s)")
 
     # -- 5.: nobody missed ------------------------------------------------------------------------------
 

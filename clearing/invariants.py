@@ -114,10 +114,10 @@ def _fold_event(fold: Fold, kind: str, event: Any) -> None:  # noqa: C901, PLR09
     elif kind == "Account.TradeFilled":
         _fill(fold, event.account, event.market, event.size_delta, event.price, event.realized_pnl)
     elif kind == "Account.Liquidated":
-        _fill(fold, event.account, event.market, event.size_delta, event.price_fill, event.realized_pnl)
+        _fill(fold, event.account, event.market, event.size_delta, event.price_fill, event.realized_pnl, event.quote_fill)
         _cash(fold, event.account, -event.penalty)
     elif kind == "Account.PositionTaken":
-        _fill(fold, event.account, event.market, event.size_delta, event.price, event.realized_pnl)
+        _fill(fold, event.account, event.market, event.size_delta, event.price, event.realized_pnl, event.quote)
         _cash(fold, event.account, event.fee_received)
     elif kind == "Account.PositionSettled":
         _fill(fold, event.account, event.market, -event.size, event.price_settlement, event.realized_pnl)
@@ -180,8 +180,12 @@ def _cash(fold: Fold, account: str, amount: Decimal) -> None:
     fold.collateral[account] += amount
 
 
-def _fill(fold: Fold, account: str, market: str, size_delta: Decimal, price: Decimal, realized: Decimal) -> None:
-    fold.quote[account] -= size_delta * price * fold.contract_sizes[market]
+def _fill(  # noqa: PLR0913
+    fold: Fold, account: str, market: str, size_delta: Decimal, price: Decimal, realized: Decimal, quote: Decimal | None = None
+) -> None:
+    """Cash of a fill: the recorded ``quote`` when there is one (a deleveraging slice books
+    the exact bankruptcy quote, off the tick), else ``-size_delta x price x contract``."""
+    fold.quote[account] += -size_delta * price * fold.contract_sizes[market] if quote is None else quote
     fold.sizes[(account, market)] += size_delta
     fold.collateral[account] += realized
 

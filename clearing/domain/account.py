@@ -65,10 +65,15 @@ class Fill:
 
 
 @exact
-def decide_fill(position: Position, size_delta: Decimal, price: Decimal, contract_size: Decimal, quantum: Decimal) -> Fill:
+def decide_fill(  # noqa: PLR0913
+    position: Position, size_delta: Decimal, price: Decimal, contract_size: Decimal, quantum: Decimal, quote: Decimal | None = None
+) -> Fill:
     """Apply a signed trade of ``size_delta`` at ``price`` to ``position``.
 
-    The part that reduces the position realizes PnL; the rest opens at ``price``.
+    The part that reduces the position realizes PnL; the rest opens at ``price``. With
+    ``quote`` (what the account receives, + or -, for a fill that only reduces), the PnL is
+    realized from that exact amount instead of ``-size_delta x price x contract``: a
+    deleveraging fill at the exact bankruptcy quote, whose per-contract price is off the tick.
     """
     size, cost = position.size, position.cost
     reducing = size != ZERO and (size > ZERO) != (size_delta > ZERO)
@@ -77,10 +82,12 @@ def decide_fill(position: Position, size_delta: Decimal, price: Decimal, contrac
     if closed:
         cost_removed = cost if closed == abs(size) else round_up(cost * closed / abs(size), quantum)
         closed_delta = closed if size_delta > ZERO else -closed
-        realized = -closed_delta * price * contract_size - cost_removed
+        realized = (-closed_delta * price * contract_size if quote is None else quote) - cost_removed
         cost -= cost_removed
         size += closed_delta
     opening_delta = size_delta - (closed if size_delta > ZERO else -closed)
+    if quote is not None and opening_delta:
+        raise ValueError(f"a fill at a quote must only reduce the position {position.size}, not trade {size_delta}")
     if opening_delta:
         cost += opening_delta * price * contract_size
         size += opening_delta
@@ -228,6 +235,9 @@ class Account(Aggregate):
         ``quote_bankruptcy`` is what closing this size at the bankruptcy price would pay it;
         ``penalty`` (to fund and liquidator) is taken only from ``quote_fill - quote_bankruptcy``.
         A fill below the bankruptcy quote leaves a deficit, made good by ``LossCovered``.
+        A deleveraging slice (``reason`` ``adl``) books ``quote_fill`` = ``quote_bankruptcy``,
+        its exact share of the position's bankruptcy quote; ``price_fill`` is then that quote
+        per contract (a label, not on the tick) and ``quote_fill`` is what the money follows.
         """
 
         account: str
@@ -268,8 +278,10 @@ class Account(Aggregate):
         """The other side of a liquidation step: the backstop liquidator or a deleveraged account.
 
         ``basis`` is ``backstop`` or ``adl``. For ``adl`` the account is closed at the bankrupt
-        account's bankruptcy price; ``adl_rank`` is its ranking (PnL% x leverage) and
-        ``loss_vs_mark`` what closing there cost it against the mark.
+        account's exact bankruptcy quote: ``quote`` is its share of it (the negation of the
+        slice's ``quote_fill``) and ``price`` that quote per contract, a label off the tick;
+        ``adl_rank`` is its ranking (PnL% x leverage) and ``loss_vs_mark`` what closing
+        there cost it against the mark (``-quote - size_delta x mark x contract``).
         """
 
         account: str
@@ -288,6 +300,7 @@ class Account(Aggregate):
         position_cost_after: Decimal
         collateral_after: Decimal
         at: datetime
+        quote: Decimal | None = None  # what the taker received (+) or paid (-); None in logs before it: -size_delta x price
 
         def apply(self, account: Account) -> None:
             _set_position(account, self.market, self.position_size_after, self.position_cost_after, self.realized_pnl)

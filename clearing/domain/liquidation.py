@@ -24,11 +24,23 @@ The rule, per account below maintenance margin (equity < MM):
    penalty of at most ``liquidation_fee_rate`` x |q_f| (the liquidator's share to it, the
    rest to the fund); a deficit ``q_b - q_f`` is drawn from the insurance fund, and what
    the fund cannot pay is allocated by the market's ``loss_policy``.
+7. **Deleveraging** (``loss_policy`` ``adl``, the fund short): the position is closed
+   against ranked opposite positions at the **exact** bankruptcy quote, split over the
+   slices by size (largest remainder on the quantum, so the slices add up to it exactly).
+   No slice is booked at a tick-rounded price, so the bankrupt account ends at exactly 0
+   (a single position; several close to 0 with the last) and the counterparties' cash is
+   the quote. Why not round to the tick and let the fund pay the residual: deleveraging
+   runs because the fund cannot pay, so the residual would have no payer; the exact quote
+   moves money only between the two sides of each fill, and nobody is left short.
+   Example: short 1 at 50,000 with 499.50, mark 51,000 -> quote -50,499.50: the account
+   pays 50,499.50 (not 50,500 at tick 1) and ends at 0; the long receives 50,499.50.
 
 Worked example (dYdX's insurance-fund example): deposit 100, long 500 at 1.00, MMF 3 %,
-spread 1.5 (so 4.5 % of mark). At mark 0.801 equity 0.50 < MM 12.015: the account is
-insolvent-close, fill at 0.801 x (1 - 0.045) -> 0.764 (tick 0.001); q_f = 382, q_b = 400.5
--> the fund pays 18.5. (The docs round the fill to 0.77 and get 15.)
+spread 1.5 (so 4.5 % of mark), tick 0.001. At mark 0.801 equity 0.50 < MM 12.015; the
+notional 400.5 is at most ``liquidation_min_notional``, so the whole position closes, at
+0.801 x (1 - 0.045) = 0.764955 -> 0.764 (down, against the account); q_f = 382 and
+q_b = 400.5 - 0.50 = 400 (the value at the mark less the equity) -> the fund pays 18.
+(The docs fill at 0.77, q_f = 385, and get 15.)
 """
 
 from __future__ import annotations
@@ -46,6 +58,8 @@ from clearing.domain.liquidation_math import (
     bankruptcy_price,
     bankruptcy_quote,
     base_to_cover_shortage,
+    quote_price,
+    split_quote,
 )
 from clearing.domain.margin import maintenance_requirement, position_notional, unrealized_pnl
 from clearing.domain.market import Market
@@ -211,7 +225,7 @@ def liquidation_step(  # noqa: PLR0913 - the inputs of one recorded decision
     fee_liquidator = round_down(penalty * params.liquidator_fee_share, quantum)
     deficit = -surplus if surplus < ZERO else ZERO
     price_bankruptcy = bankruptcy_price(quote_bankruptcy, delta, market.contract_size, market.tick_size)
-    fill = FillTerms(delta, price_fill, price_bankruptcy, quote_bankruptcy, penalty, fee_liquidator, reason, "backstop", None)
+    fill = FillTerms(delta, price_fill, price_bankruptcy, quote_bankruptcy, penalty, fee_liquidator, reason, "backstop", None, quote_fill)
     _close_out(ctx, account, liquidator, market, fill, totals, params, liquidation_id, at, bankrupt=deficit > ZERO)
     if penalty - fee_liquidator > ZERO:
         ctx.fund(at).contribute(penalty - fee_liquidator, account.account, at, cause="liquidation_penalty")
@@ -231,6 +245,7 @@ class FillTerms:
     reason: str
     basis: str  # backstop / adl
     rank: Decimal | None
+    quote: Decimal  # what the liquidated account receives (+) or pays (-): the money booked
 
 
 @exact
@@ -248,7 +263,7 @@ def _close_out(  # noqa: PLR0913
 ) -> None:
     """Record one liquidation fill on both sides: ``Liquidated`` and ``PositionTaken``."""
     position = account.position(market.market)
-    fill = decide_fill(position, terms.delta, terms.price, market.contract_size, market.collateral_quantum)
+    fill = decide_fill(position, terms.delta, terms.price, market.contract_size, market.collateral_quantum, quote=terms.quote)
     collateral_after = account.collateral + fill.realized_pnl - terms.penalty
     positions_after = dict(account.positions)
     positions_after[market.market] = fill.position_after
@@ -264,7 +279,7 @@ def _close_out(  # noqa: PLR0913
         price_mark=market.price_mark,
         price_fill=terms.price,
         price_bankruptcy=terms.price_bankruptcy,
-        quote_fill=-terms.delta * terms.price * market.contract_size,
+        quote_fill=terms.quote,
         quote_bankruptcy=terms.quote_bankruptcy,
         equity_before=totals.equity,
         initial_margin_before=totals.initial_margin,
@@ -296,7 +311,9 @@ def _take(ctx: RiskContext, taker: Account, liquidated: Account, market: Market,
     """The counterparty's side of a liquidation fill (backstop or deleveraged account)."""
     delta = -terms.delta
     position = taker.position(market.market)
-    fill = decide_fill(position, delta, terms.price, market.contract_size, market.collateral_quantum)
+    quote = -terms.quote
+    fill = decide_fill(position, delta, terms.price, market.contract_size, market.collateral_quantum,
+                       quote=quote if terms.basis == ADL else None)
     taker.trigger_event(
         Account.PositionTaken,
         account=taker.account,
@@ -309,12 +326,13 @@ def _take(ctx: RiskContext, taker: Account, liquidated: Account, market: Market,
         price_mark=market.price_mark,
         fee_received=terms.fee_liquidator,
         adl_rank=terms.rank,
-        loss_vs_mark=delta * (terms.price - market.price_mark) * market.contract_size,  # > 0: worse than mark
+        loss_vs_mark=-quote - delta * market.price_mark * market.contract_size,  # > 0: worse than mark
         realized_pnl=fill.realized_pnl,
         position_size_after=fill.position_after.size,
         position_cost_after=fill.position_after.cost,
         collateral_after=taker.collateral + fill.realized_pnl + terms.fee_liquidator,
         at=at,
+        quote=quote,
     )
     ctx.note_position(market, taker, position.size, ZERO, at)
 
@@ -445,12 +463,17 @@ def adl_rank(account: Account, market: Market, markets: Mapping[str, Market]) ->
 def deleverage(  # noqa: PLR0913
     ctx: RiskContext, account: Account, market: Market, params: ParameterSet, loss_id: str, at: datetime
 ) -> list[str]:
-    """Close the bankrupt position against ranked opposite positions at its bankruptcy price.
+    """Close the bankrupt position against ranked opposite positions at its exact bankruptcy quote.
 
     The fund first pays what it can of the account's negative equity (at most that); the
-    bankruptcy price is then computed with that payment, and opposite-side accounts are
-    closed in ranking order (highest first, ties by name), each up to its size, until the
-    position is gone. Returns the deleveraged accounts (to be re-checked).
+    bankruptcy quote of the whole position is then computed with that payment, and
+    opposite-side accounts are closed in ranking order (highest first, ties by name), each
+    up to its size, until the position is gone. The quote is split over the slices by size
+    (``split_quote``: largest remainder, summing to it exactly) and each slice books its
+    share, never a tick-rounded price x size (step 7 of the module docstring): the account
+    is left at exactly 0 and no rounding residual exists for anyone to pay. Example: short 3
+    closed against longs of 1 and 2 for a quote of -151,350.01 -> slices -50,450.003333 and
+    -100,900.006667. Returns the deleveraged accounts (to be re-checked).
     """
     position = account.position(market.market)
     delta = -position.size
@@ -463,17 +486,21 @@ def deleverage(  # noqa: PLR0913
         record_loss_covered(account, loss_id, market, fund_paid, ZERO, "insurance_fund", at)
         totals = totals_of(account, ctx.markets)
     quote = bankruptcy_quote_for(account, market, delta, totals)
-    price = bankruptcy_price(quote, delta, market.contract_size, market.tick_size)
+    price = quote_price(quote, delta, market.contract_size, market.collateral_quantum)
     remaining = abs(delta)
-    touched: list[str] = []
+    slices: list[tuple[Decimal | None, Account, Decimal]] = []
     for rank, other in _ranked_opposites(ctx, account, market):
         if remaining == ZERO:
             break
         size = min(remaining, abs(other.position(market.market).size))
-        slice_delta = size if delta > ZERO else -size
-        terms = FillTerms(slice_delta, price, price, -slice_delta * price * market.contract_size, ZERO, ZERO, "adl", "adl", rank)
-        _close_out(ctx, account, other, market, terms, totals, params, loss_id, at, bankrupt=True)
+        slices.append((rank, other, size))
         remaining -= size
+    quotes = split_quote(quote, [size for _, _, size in slices], market.collateral_quantum)
+    touched: list[str] = []
+    for (rank, other, size), slice_quote in zip(slices, quotes, strict=True):
+        slice_delta = size if delta > ZERO else -size
+        terms = FillTerms(slice_delta, price, price, slice_quote, ZERO, ZERO, "adl", "adl", rank, slice_quote)
+        _close_out(ctx, account, other, market, terms, totals, params, loss_id, at, bankrupt=True)
         touched.append(other.account)
     return touched
 

@@ -9,7 +9,7 @@ contracts; callers pass the quantum to round to, and each function says which wa
 from __future__ import annotations
 
 from collections.abc import Hashable, Sequence
-from decimal import Decimal
+from decimal import ROUND_HALF_EVEN, Decimal
 
 from clearing.money import ONE, ZERO, exact, round_down, round_up
 
@@ -49,11 +49,40 @@ def bankruptcy_quote(  # noqa: PLR0913 - the inputs of the published formula
 def bankruptcy_price(quote: Decimal, delta: Decimal, contract_size: Decimal, tick_size: Decimal) -> Decimal:
     """Per-contract price of ``bankruptcy_quote``: ``-quote / (delta x contract size)``.
 
-    Rounded against the account on the tick: up when it sells (closing a long), down when it
-    buys (closing a short). B1: 4,501 for selling 0.1 -> 45,010.
+    Rounded against the account on the tick: down when it sells (closing a long), up when
+    it buys (closing a short). B1: 4,501 for selling 0.1 -> 45,010; a short buying back 1
+    with a quote of -50,499.50 at tick 1 -> 50,500. A label only (``price_bankruptcy`` of a
+    backstop fill): no money is booked at it, since quote x size at the rounded price is off
+    the exact quote by up to tick x size. Deleveraging books the exact quote
+    (:func:`split_quote`) and labels it with :func:`quote_price`.
     """
     raw = -quote / (delta * contract_size)
     return round_down(raw, tick_size) if delta < ZERO else round_up(raw, tick_size)
+
+
+@exact
+def quote_price(quote: Decimal, delta: Decimal, contract_size: Decimal, quantum: Decimal) -> Decimal:
+    """Per-contract price of an exact quote, ``-quote / (delta x contract size)``, to ``quantum``.
+
+    Half-even to the nearest quantum: a label for the events (``price_fill`` of a
+    deleveraging slice), never used to book money. Example: a short buying back 1 with a
+    quote of -50,499.50 -> 50,499.5; buying back 3 for -151,350.01 -> 50,450.003333.
+    """
+    return (-quote / (delta * contract_size)).quantize(quantum, rounding=ROUND_HALF_EVEN)
+
+
+@exact
+def split_quote(quote: Decimal, sizes: Sequence[Decimal], quantum: Decimal) -> list[Decimal]:
+    """Split an exact quote over fills of ``sizes``, pro rata, summing to it exactly.
+
+    Largest remainder on the quantum grid (:func:`allocate_largest_remainder` of |quote|,
+    ties in the order given), with the quote's sign. The split moves money only between the
+    two sides of each fill, so no rounding is left to anyone. Example: -151,350.01 over
+    sizes 1, 2 at 0.000001 -> -50,450.003333, -100,900.006667.
+    """
+    shares = allocate_largest_remainder(abs(quote), list(enumerate(sizes)), quantum)
+    sign = -ONE if quote < ZERO else ONE
+    return [sign * shares[index] for index in range(len(sizes))]
 
 
 @exact

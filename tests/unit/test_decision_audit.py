@@ -496,3 +496,34 @@ def test_the_random_paths_above_corrupted_every_kind_of_decision():
     if not CORRUPTED:
         pytest.skip("run together with test_random_paths_audit_clean_and_every_changed_number_is_found")
     assert set(CORRUPTED) == set(CHECKED), CORRUPTED
+
+
+def test_exact_quote_deleveraging_audits_clean_and_a_rounded_or_skewed_slice_is_found():
+    """The exact-quote scenarios of ``test_risk_scenarios``: -50,499.50 for one slice, and
+    -151,350.01 split 50,450.003333 / 100,900.006667 over two."""
+    from tests.unit.test_risk_scenarios import EXACT_ADL
+
+    one = Ledger()
+    one.post_ok(EXACT_ADL + '{"type":"trade","market":"X-PERP","buyer":"bob","seller":"alice","size":"1","price":"50000"}')
+    one.post_ok('{"type":"price","market":"X-PERP","price":"51000"}')
+    assert_clean(one)
+    events = events_of(one)
+    at = position_of(events, "Account.Liquidated", reason="adl")
+    # the old booking: rounded to the tick against the account, -50,500, leaving it at -0.50
+    rounded = corrupt(events, at, quote_fill=Dec(-50500), quote_bankruptcy=Dec(-50500), price_fill=Dec(50500),
+                      price_bankruptcy=Dec(50500), realized_pnl=Dec(-500), collateral_after=Dec("-0.5"), equity_after=Dec("-0.5"))
+    assert first(audit_decisions(rounded)) == (at, "bankruptcy_differs")
+
+    two = Ledger()
+    two.post_ok(EXACT_ADL.replace('"499.5"', '"1350.01"')
+                + '{"type":"trade","market":"X-PERP","buyer":"bob","seller":"alice","size":"1","price":"50000"}\n'
+                + '{"type":"trade","market":"X-PERP","buyer":"carol","seller":"alice","size":"2","price":"50000"}')
+    two.post_ok('{"type":"price","market":"X-PERP","price":"51000"}')
+    assert_clean(two)
+    events = events_of(two)
+    for n in (0, 1):
+        at = position_of(events, "Account.Liquidated", n, reason="adl")
+        step = event_at(events, at)
+        skewed = corrupt(events, at, quote_fill=step.quote_fill + Dec("0.000001"), quote_bankruptcy=step.quote_bankruptcy + Dec("0.000001"))
+        assert (at, "bankruptcy_differs") in [(f.position, f.check) for f in audit_decisions(skewed, stop_at_first=False)]
+        assert first(audit_decisions(corrupt(events, at, price_fill=step.price_fill + 1))) == (at, "fill_price_differs")

@@ -14,6 +14,8 @@ from clearing.domain.liquidation_math import (
     adl_ranking,
     allocate_largest_remainder,
     bankruptcy_price,
+    quote_price,
+    split_quote,
     bankruptcy_quote,
     base_to_cover_shortage,
     initial_fraction_scaled_by_open_interest,
@@ -67,6 +69,16 @@ def test_bankruptcy_quote_refuses_deltas_that_do_not_reduce(delta):
 def test_bankruptcy_price_rounds_against_the_account():
     assert bankruptcy_price(D(4501), D("-0.1"), D(1), D("0.1")) == D(45010)
     assert bankruptcy_price(D("-5499"), D("0.1"), D(1), D("0.1")) == D(54990)
+    assert bankruptcy_price(D("-50499.5"), D(1), D(1), D(1)) == D(50500)  # up when buying back
+    assert bankruptcy_price(D("50499.5"), D(-1), D(1), D(1)) == D(50499)  # down when selling
+
+
+def test_deleveraging_books_the_exact_quote_split_by_largest_remainder():
+    assert quote_price(D("-50499.5"), D(1), D(1), D("0.000001")) == D("50499.5")
+    assert quote_price(D("-151350.01"), D(3), D(1), D("0.000001")) == D("50450.003333")
+    assert split_quote(D("-151350.01"), [D(1), D(2)], D("0.000001")) == [D("-50450.003333"), D("-100900.006667")]
+    assert split_quote(D("1.00"), [D(1), D(1), D(1)], D("0.01")) == [D("0.34"), D("0.33"), D("0.33")]
+    assert split_quote(D("-50499.5"), [D(1)], D("0.000001")) == [D("-50499.5")]
     assert bankruptcy_price(D(1000), D(-3), D(1), D(1)) == D(333)  # 333.33 sold: down
     assert bankruptcy_price(D(-1000), D(3), D(1), D(1)) == D(334)  # 333.33 bought: up
 

@@ -285,3 +285,59 @@ def test_manual_liquidation_at_an_auction_price():
     assert (step.reason, step.counterparty, step.price_fill, step.size_delta) == ("manual", "carol", Dec(46900), Dec("-0.2"))
     assert ledger.position("carol", "BTC-PERP") == Dec("0.3") and ledger.position("alice", "BTC-PERP") == 0
     check_ledger(ledger.app)
+
+
+# Market X-PERP for the exact-quote ADL: tick 1, step 1, IMF 0.9 %, MMF 0.5 %, empty fund.
+EXACT_ADL = """
+{"type":"create_market","id":"m-x","market":"X-PERP","kind":"perpetual","tick_size":"1","step_size":"1","initial_margin_fraction":"0.009","maintenance_margin_fraction":"0.005","price_band":"0.5"}
+""" + accounts_with(("alice", "499.5"), ("bob", "100000"), ("carol", "100000"), ("dave", "100000")) + """
+{"type":"price","market":"X-PERP","price":"50000"}
+"""
+
+
+def test_deleveraging_books_the_exact_bankruptcy_quote_and_leaves_zero():
+    """Alice deposits 499.50 and sells 1 at 50,000 to bob; the mark jumps to 51,000.
+
+    Equity 499.50 - 1,000 = -500.50 and the fund is empty, so bob (the only long) is
+    deleveraged. Bankruptcy quote for buying back 1: cost - collateral = -50,000 - 499.50
+    = -50,499.50, i.e. 50,499.50 a contract, off the tick of 1. The old code rounded it
+    against alice to 50,500 and left her at -0.50 that nobody paid; now both sides book
+    exactly 50,499.50: alice ends at 0, bob at 100,000 + 499.50.
+    """
+    ledger = Ledger()
+    ledger.post_ok(EXACT_ADL + '{"type":"trade","market":"X-PERP","buyer":"bob","seller":"alice","size":"1","price":"50000"}')
+    ledger.post_ok('{"type":"price","market":"X-PERP","price":"51000"}')
+    (step,) = events(ledger, "Account.Liquidated")
+    assert step.reason == "adl" and step.size_delta == Dec(1)
+    assert (step.quote_bankruptcy, step.quote_fill, step.price_fill) == (Dec("-50499.5"), Dec("-50499.5"), Dec("50499.5"))
+    (taken,) = events(ledger, "Account.PositionTaken")
+    assert (taken.account, taken.basis, taken.size_delta, taken.quote) == ("bob", "adl", Dec(-1), Dec("50499.5"))
+    assert taken.realized_pnl == Dec("499.5") and taken.loss_vs_mark == Dec("500.5")  # sold at 50,499.50, mark 51,000
+    assert ledger.collateral("alice") == 0 and ledger.position("alice", "X-PERP") == 0
+    assert ledger.collateral("bob") == Dec("100499.5") and ledger.position("bob", "X-PERP") == 0
+    assert fund(ledger) == 0 and not events(ledger, "Account.LossAllocated")
+    deposits = Dec("499.5") + 3 * Dec(100000)
+    assert sum(ledger.collateral(n) for n in ("alice", "bob", "carol", "dave")) + fund(ledger) == deposits
+    check_ledger(ledger.app)
+
+
+def test_deleveraging_splits_the_exact_quote_over_slices_by_largest_remainder():
+    """Alice sells 3 at 50,000 (1 to bob, 2 to carol) with 1,350.01 (IM 1,350); mark 51,000.
+
+    Quote -150,000 - 1,350.01 = -151,350.01 for 3 (50,450.003333... a contract). Bob and
+    carol are closed in rank order; the quote is split by size on the 0.000001 grid by
+    largest remainder: 50,450.003333 and 100,900.006667 (carol's remainder, 0.000000666...,
+    is the larger), adding up to 151,350.01 exactly; alice ends at 0.
+    """
+    ledger = Ledger()
+    ledger.post_ok(EXACT_ADL.replace('"499.5"', '"1350.01"')
+                   + '{"type":"trade","market":"X-PERP","buyer":"bob","seller":"alice","size":"1","price":"50000"}\n'
+                   + '{"type":"trade","market":"X-PERP","buyer":"carol","seller":"alice","size":"2","price":"50000"}')
+    ledger.post_ok('{"type":"price","market":"X-PERP","price":"51000"}')
+    steps = events(ledger, "Account.Liquidated")
+    assert sum(s.quote_fill for s in steps) == Dec("-151350.01") and {s.reason for s in steps} == {"adl"}
+    quotes = {t.account: t.quote for t in events(ledger, "Account.PositionTaken")}
+    assert quotes == {"bob": Dec("50450.003333"), "carol": Dec("100900.006667")}
+    assert ledger.collateral("alice") == 0 and ledger.position("alice", "X-PERP") == 0
+    assert ledger.collateral("bob") == Dec("100450.003333") and ledger.collateral("carol") == Dec("100900.006667")
+    check_ledger(ledger.app)
