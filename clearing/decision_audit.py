@@ -21,7 +21,12 @@ finding, not a cascade. Findings (``check`` codes):
   Example: collateral 1,000, long 0.2 at 50,000, mark 47,000, IMF 10 %, MMF 5 %: equity
   400 < MM 470, so the call is warranted with IM 940 and amount 540.
 * ``MarginCallMet``: ``call_met_figures_differ``, ``call_met_not_warranted`` (no open call,
-  or equity still below maintenance).
+  or ``liquidation_math.call_met`` false under the call's ``margin_call_rule``: ``cme``
+  needs equity >= initial or nothing still due, ``maintenance`` equity >= maintenance;
+  calls recorded before the parameter existed follow ``maintenance``).
+* ``MarginCallPaid``: ``call_payment_not_warranted`` (no open cme call),
+  ``call_payment_differs`` (deposit, amount_paid = min(deposit, due), amount_due = the rest,
+  ``liquidation_math.call_payment``; equity and initial after the deposit).
 * ``Liquidated``: ``liquidation_figures_differ`` (mark, figures before, quote_fill =
   -size_delta x price_fill x contract), ``liquidation_not_warranted`` (the due rule of
   ``clearing.domain.liquidation``: below maintenance, under call or liquidating, deadline
@@ -85,10 +90,18 @@ from clearing.domain.account import BANKRUPT, HEALTHY, LIQUIDATING, MARGIN_CALL,
 from clearing.domain.clearinghouse import Clearinghouse
 from clearing.domain.command_record import CommandRecord
 from clearing.domain.insurance import InsuranceFund
-from clearing.domain.liquidation_math import bankruptcy_price, bankruptcy_quote, base_to_cover_shortage, quote_price, split_quote
+from clearing.domain.liquidation_math import (
+    bankruptcy_price,
+    bankruptcy_quote,
+    base_to_cover_shortage,
+    call_met,
+    call_payment,
+    quote_price,
+    split_quote,
+)
 from clearing.domain.margin import maintenance_requirement, position_notional
 from clearing.domain.market import Market
-from clearing.domain.parameters import ADL, DEFAULTS, SOCIALIZE_PER_CONTRACT, ParameterSet, effective
+from clearing.domain.parameters import ADL, CALL_RULE_CME, CALL_RULE_MAINTENANCE, DEFAULTS, SOCIALIZE_PER_CONTRACT, ParameterSet, effective
 from clearing.domain.risk import MarginTotals, margin_totals
 from clearing.money import LEDGER_CONTEXT, ONE, ZERO, fmt, round_down, round_up
 
@@ -165,7 +178,7 @@ class _MarketState:
 class _AccountState:
     """Collateral, open positions (flat ones dropped), risk status and the open call's deadline."""
 
-    __slots__ = ("name", "collateral", "positions", "status", "deadline", "closed")
+    __slots__ = ("name", "collateral", "positions", "status", "deadline", "closed", "call_rule", "amount_due", "last_deposit")
 
     def __init__(self, name: str) -> None:
         self.name = name
@@ -174,6 +187,9 @@ class _AccountState:
         self.status = HEALTHY
         self.deadline: datetime | None = None
         self.closed = False
+        self.call_rule: str | None = None  # rule of the open call (None: met at maintenance)
+        self.amount_due = ZERO
+        self.last_deposit = ZERO
 
     def size(self, market: str) -> Decimal:
         held = self.positions.get(market)
@@ -619,6 +635,7 @@ class DecisionAudit:
         self.accounts[event.account] = _AccountState(event.account)
 
     def on_deposited(self, position: int, event: Any) -> None:
+        self.account(event.account).last_deposit = event.amount
         self._cash(position, event, event.amount, "deposit")
 
     def on_withdrawn(self, position: int, event: Any) -> None:
@@ -712,7 +729,23 @@ class DecisionAudit:
         self._check_parameters(position, name, event.market, event.parameters)
         account.status = MARGIN_CALL
         account.deadline = event.deadline
+        account.call_rule = (event.parameters or {}).get("margin_call_rule", CALL_RULE_MAINTENANCE)
+        account.amount_due = event.amount_to_initial
         self.touched(event.account)
+
+    def on_call_paid(self, position: int, event: Any) -> None:
+        """A deposit on an open cme call: paid = min(deposit, due), due after = the rest."""
+        account = self.account(event.account)
+        totals = self.totals(account)
+        name = f"{event.account} call payment"
+        if account.status != MARGIN_CALL or account.call_rule != CALL_RULE_CME:
+            self.find(position, "call_payment_not_warranted", f"{name}: no open cme call (status {account.status})")
+        expected = call_payment(account.amount_due, account.last_deposit)
+        self.differ(position, "call_payment_differs", f"{name}: (deposit, paid = min(deposit, due {fmt(account.amount_due)}), due after)",
+                    (account.last_deposit, *expected), (event.deposit, event.amount_paid, event.amount_due))
+        self.differ(position, "call_payment_differs", f"{name}: equity, initial after the deposit",
+                    (totals.equity, totals.initial_margin), (event.equity, event.initial_margin))
+        account.amount_due = event.amount_due
 
     def on_call_met(self, position: int, event: Any) -> None:
         account = self.account(event.account)
@@ -720,12 +753,15 @@ class DecisionAudit:
         name = f"{event.account} call met ({event.reason})"
         self.differ(position, "call_met_figures_differ", f"{name}: equity, maintenance",
                     (totals.equity, totals.maintenance_margin), (event.equity, event.maintenance_margin))
+        rule = account.call_rule or CALL_RULE_MAINTENANCE
         if account.status not in (MARGIN_CALL, LIQUIDATING):
             self.find(position, "call_met_not_warranted", f"{name}: no call was open (status {account.status})")
-        elif totals.equity < totals.maintenance_margin:
-            self.find(position, "call_met_not_warranted", f"{name}: equity {fmt(totals.equity)} still below maintenance {fmt(totals.maintenance_margin)}")
+        elif not call_met(rule, totals.equity, totals.initial_margin, totals.maintenance_margin, account.amount_due):
+            self.find(position, "call_met_not_warranted", f"{name}: under the {rule} rule equity {fmt(totals.equity)} (initial "
+                      f"{fmt(totals.initial_margin)}, maintenance {fmt(totals.maintenance_margin)}, {fmt(account.amount_due)} still due) does not meet the call")
         account.status = HEALTHY
         account.deadline = None
+        account.call_rule = None
         self.touched(event.account)
 
     def _check_parameters(self, position: int, name: str, market: str, recorded: Any) -> None:
@@ -776,6 +812,7 @@ class DecisionAudit:
         account.status = event.risk_status_after
         if account.status in (HEALTHY, BANKRUPT):
             account.deadline = None
+            account.call_rule = None
         self.touched(event.account)
 
     def _backstop_step(self, position: int, event: Any, account: _AccountState, market: _MarketState, params: ParameterSet, name: str) -> None:
@@ -1044,6 +1081,7 @@ class DecisionAudit:
         account.collateral = event.collateral_after
         account.status = BANKRUPT
         account.deadline = None
+        account.call_rule = None
         self.touched(event.account)
 
     def _check_policy(self, position: int, name: str, event: Any, manual: bool) -> None:
@@ -1234,6 +1272,7 @@ _HANDLERS: dict[type, Callable[[DecisionAudit, int, Any], None]] = {
     Account.AccountClosed: DecisionAudit.on_account_closed,
     Account.MarginCallIssued: DecisionAudit.on_call_issued,
     Account.MarginCallMet: DecisionAudit.on_call_met,
+    Account.MarginCallPaid: DecisionAudit.on_call_paid,
     Account.Liquidated: DecisionAudit.on_liquidated,
     Account.PositionTaken: DecisionAudit.on_taken,
     Account.LossCovered: DecisionAudit.on_loss_covered,

@@ -89,7 +89,7 @@ def close_account(ws: WorkingSet, command: c.CloseAccount, at: datetime) -> str:
 def deposit(ws: WorkingSet, command: c.Deposit, at: datetime) -> str:
     account = ws.account(command.account, "account")
     decide_deposit(account, command.amount, at)
-    risk_engine.after_deposit(ws, account, at)
+    risk_engine.after_deposit(ws, account, at, command.amount)
     return f"deposited {fmt(command.amount)} to {command.account}, collateral {fmt(account.collateral)}"
 
 

@@ -2,7 +2,7 @@
 
 ``sweep`` runs after every mark price: it asks the market's liquidation-price index for
 the accounts the move can have taken below maintenance (plus the watch set) and checks
-each one, in account-name order. An account is checked at most once per sweep; accounts
+each one in risk order (lowest equity / maintenance first, then larger notional, then name). An account is checked at most once per sweep; accounts
 that paid a share of a loss or were deleveraged are checked after the others, since those
 payments can take them below maintenance too.
 
@@ -17,22 +17,23 @@ from __future__ import annotations
 
 from datetime import datetime
 from decimal import Decimal
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Iterable
 
 from clearing.domain.account import BANKRUPT, CLOSED, Account
 from clearing.domain.clearinghouse import LIQUIDATIONS
 from clearing.domain.liquidation import (
     bankruptcy_quote_for,
     check_call,
-    clear_call,
     cover_deficit,
     deleverage,
     liquidation_step,
+    pay_call,
     positions_by_priority,
     size_to_close,
     spread_price,
     totals_of,
 )
+from clearing.domain.liquidation_math import risk_order
 from clearing.domain.market import Market
 from clearing.domain.parameters import ADL, ParameterSet
 from clearing.money import ZERO, exact
@@ -68,7 +69,22 @@ def sweep(ws: WorkingSet, market: Market, at: datetime, reason: str = "price") -
     """Check every account the new mark of ``market`` can affect; returns how many."""
     index = ws.risk_index(market)
     candidates = index.crossing(market.price_mark)
-    return check_accounts(ws, market, sorted(candidates), at, reason)
+    return check_accounts(ws, market, _in_risk_order(ws, candidates), at, reason)
+
+
+def _in_risk_order(ws: WorkingSet, names: Iterable[str]) -> list[str]:
+    """Deepest below maintenance first, then larger notional, then name (``risk_order``)."""
+    keyed = []
+    for name in sorted(names):
+        account = ws.peek_account(name)
+        if account is None:
+            keyed.append((name, ZERO, ZERO, ZERO))
+            continue
+        totals = totals_of(account, ws.markets)
+        notional = sum((abs(p.size) * ws.markets[m].price_mark * ws.markets[m].contract_size
+                        for m, p in account.open_positions().items()), ZERO)
+        keyed.append((name, totals.equity, totals.maintenance_margin, notional))
+    return risk_order(keyed)
 
 
 def check_accounts(ws: WorkingSet, market: Market, names: list[str], at: datetime, reason: str) -> int:
@@ -237,9 +253,9 @@ def drain_queue(ws: WorkingSet, market_scope: str | None, at: datetime) -> int:
     return len(entries)
 
 
-def after_deposit(ws: WorkingSet, account: Account, at: datetime) -> None:
-    """A deposit can meet an open call, or return a flat bankrupt account to healthy."""
+def after_deposit(ws: WorkingSet, account: Account, at: datetime, amount: Decimal = ZERO) -> None:
+    """A deposit pays down (and can meet) an open call, or returns a flat bankrupt account to healthy."""
     if account.risk_status == BANKRUPT and not account.open_positions():
         account.trigger_event(Account.RecoveredFromBankruptcy, account=account.account, at=at)
     else:
-        clear_call(account, totals_of(account, ws.markets), "deposit", at)
+        pay_call(account, totals_of(account, ws.markets), amount, at)

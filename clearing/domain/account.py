@@ -210,18 +210,46 @@ class Account(Aggregate):
                 "issued_at": self.at,
                 "deadline": self.deadline,
                 "amount_to_initial": self.amount_to_initial,
+                "amount_due": self.amount_to_initial,
+                # the rule the call was issued under; logs before issue 8 met calls at maintenance
+                "rule": self.parameters.get("margin_call_rule", "maintenance"),
                 "market": self.market,
             }
 
+    class MarginCallPaid(Aggregate.Event):
+        """A deposit paid part (or all) of an open call: what it paid and what is still due.
+
+        ``amount_paid`` = min(deposit, amount due before); ``amount_due`` = the rest
+        (``liquidation_math.call_payment``). The call's deadline is unchanged.
+        """
+
+        account: str
+        deposit: Decimal
+        amount_paid: Decimal
+        amount_due: Decimal
+        equity: Decimal
+        initial_margin: Decimal
+        at: datetime
+
+        def apply(self, account: Account) -> None:
+            if account.margin_call is not None:
+                account.margin_call = {**account.margin_call, "amount_due": self.amount_due}
+
 
     class MarginCallMet(Aggregate.Event):
-        """Equity is back at or above maintenance margin; the open call is cleared."""
+        """The open call is met (``liquidation_math.call_met`` under the call's rule).
+
+        ``cme``: equity >= initial margin or nothing left due; ``maintenance``: equity >=
+        maintenance margin. ``initial_margin``/``amount_due`` are None in logs before issue 8.
+        """
 
         account: str
         reason: str
         equity: Decimal
         maintenance_margin: Decimal
         at: datetime
+        initial_margin: Decimal | None = None
+        amount_due: Decimal | None = None
 
         def apply(self, account: Account) -> None:
             account.risk_status = HEALTHY

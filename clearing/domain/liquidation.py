@@ -7,8 +7,17 @@ the ``ParameterSet`` passed in (which the events record).
 The rule, per account below maintenance margin (equity < MM):
 
 1. **Call.** ``MarginCallIssued`` with the amount that restores initial margin and a
-   deadline ``at + margin_call_grace``. Equity back at or above MM clears it
-   (``MarginCallMet``).
+   deadline ``at + margin_call_grace``. Under ``margin_call_rule`` ``cme`` (default) the
+   call stands until equity reaches initial margin or the full called amount has been
+   paid; each deposit pays it down (``MarginCallPaid``: amount paid, amount still due)
+   and the deadline stands. Equity back between MM and IM is not liquidated (it is not
+   below maintenance) but the call stays open: once the deadline has passed, the account
+   is liquidated at the first check that finds it below MM, with no new grace. Under
+   ``maintenance`` equity back at MM meets the call. (``MarginCallMet`` either way.)
+   Example: IM 940, MM 470, equity 400 -> call for 540, grace 3600 s. Deposit 200 at
+   +10 min: paid 200, due 340, equity 600 >= MM, call open. At +2 h the mark falls and
+   equity is 450 < MM: the deadline has passed, so the account is liquidated at once.
+   A deposit of 540 (or equity back to 940) instead meets the call.
 2. **Due** when the deadline has passed, or at once when equity < ``liquidation_floor`` x
    MM, or when the account is already being liquidated.
 3. **Which position.** Largest maintenance requirement first, ties by market name.
@@ -58,12 +67,14 @@ from clearing.domain.liquidation_math import (
     bankruptcy_price,
     bankruptcy_quote,
     base_to_cover_shortage,
+    call_met,
+    call_payment,
     quote_price,
     split_quote,
 )
 from clearing.domain.margin import maintenance_requirement, position_notional, unrealized_pnl
 from clearing.domain.market import Market
-from clearing.domain.parameters import ADL, HAIRCUT_GAINS, SOCIALIZE_PER_CONTRACT, ParameterSet
+from clearing.domain.parameters import ADL, CALL_RULE_CME, CALL_RULE_MAINTENANCE, HAIRCUT_GAINS, SOCIALIZE_PER_CONTRACT, ParameterSet
 from clearing.domain.risk import MarginTotals, margin_totals
 from clearing.money import ONE, ZERO, exact, round_down, round_up
 
@@ -92,7 +103,7 @@ def totals_of(account: Account, markets: Mapping[str, Market]) -> MarginTotals:
 def check_call(account: Account, totals: MarginTotals, trigger: Market, params: ParameterSet, at: datetime, reason: str) -> bool:
     """Issue or clear the margin call; True when the account is due for liquidation now."""
     if totals.equity >= totals.maintenance_margin or not account.open_positions():
-        clear_call(account, totals, reason, at)
+        clear_call(account, totals, reason, at)  # under cme only at IM or paid: between MM and IM the call stands
         return False
     if account.risk_status not in (MARGIN_CALL, LIQUIDATING):
         account.trigger_event(
@@ -115,16 +126,53 @@ def check_call(account: Account, totals: MarginTotals, trigger: Market, params: 
 
 
 def clear_call(account: Account, totals: MarginTotals, reason: str, at: datetime) -> None:
-    """``MarginCallMet`` for a called or liquidating account back at or above maintenance."""
-    if account.risk_status in (MARGIN_CALL, LIQUIDATING) and totals.equity >= totals.maintenance_margin:
+    """``MarginCallMet`` for a called or liquidating account whose call is met.
+
+    Met by ``liquidation_math.call_met`` under the rule the call was issued with
+    (``margin_call_rule``): ``cme`` needs equity >= initial margin or the called amount
+    paid in full, ``maintenance`` equity >= maintenance margin. A liquidating account with
+    no call open (deferred) is met at maintenance.
+    """
+    if account.risk_status not in (MARGIN_CALL, LIQUIDATING):
+        return
+    call = account.margin_call or {}
+    rule = call.get("rule", CALL_RULE_MAINTENANCE)
+    due = call.get("amount_due", call.get("amount_to_initial", ZERO))
+    if call_met(rule, totals.equity, totals.initial_margin, totals.maintenance_margin, due):
         account.trigger_event(
             Account.MarginCallMet,
             account=account.account,
             reason=reason,
             equity=totals.equity,
             maintenance_margin=totals.maintenance_margin,
+            initial_margin=totals.initial_margin,
+            amount_due=due,
             at=at,
         )
+
+
+def pay_call(account: Account, totals: MarginTotals, deposit: Decimal, at: datetime) -> None:
+    """A deposit on an open call: ``MarginCallPaid`` (amount paid, amount still due), then
+    ``MarginCallMet`` if that meets it. ``totals`` are after the deposit.
+
+    Example (``cme``): call for 540 (IM 940, equity 400, MM 470); deposit 200 -> paid 200,
+    due 340, equity 600: the call stands with its deadline; deposit 340 -> due 0: met.
+    """
+    call = account.margin_call
+    if account.risk_status == MARGIN_CALL and call is not None and call.get("rule") == CALL_RULE_CME:
+        paid, due = call_payment(call.get("amount_due", call["amount_to_initial"]), deposit)
+        if paid > ZERO:
+            account.trigger_event(
+                Account.MarginCallPaid,
+                account=account.account,
+                deposit=deposit,
+                amount_paid=paid,
+                amount_due=due,
+                equity=totals.equity,
+                initial_margin=totals.initial_margin,
+                at=at,
+            )
+    clear_call(account, totals, "deposit", at)
 
 
 def positions_by_priority(account: Account, markets: Mapping[str, Market]) -> list[str]:

@@ -217,3 +217,52 @@ def allocate_largest_remainder(
     for _, _, key in sorted(remainders, reverse=True)[:left]:
         shares[key] += quantum
     return shares
+
+
+# -- margin calls (CME: a call restores initial margin) -----------------------------------------
+
+
+@exact
+def call_payment(amount_due: Decimal, deposit: Decimal) -> tuple[Decimal, Decimal]:
+    """(amount paid, amount still due) when ``deposit`` arrives on a call for ``amount_due``.
+
+    The deposit pays the call up to what is due; any excess is ordinary collateral.
+    Example: due 540, deposit 200 -> (200, 340); due 340, deposit 500 -> (340, 0).
+    """
+    paid = min(max(deposit, ZERO), max(amount_due, ZERO))
+    return paid, amount_due - paid
+
+
+def call_met(  # noqa: PLR0913
+    rule: str, equity: Decimal, initial_margin: Decimal, maintenance_margin: Decimal, amount_due: Decimal
+) -> bool:
+    """Does an open margin call stand met? (``margin_call_rule``, ADR 7)
+
+    ``cme`` (default, CME Performance Bond FAQ): the call is for initial margin - equity and
+    stands until equity reaches initial margin **or** the full called amount has been paid
+    (``amount_due`` <= 0); equity back between maintenance and initial does not meet it.
+    ``maintenance`` (the rule before issue 8): equity at or above maintenance meets it.
+
+    Example (IM 940, MM 470, call for 540 at equity 400): a deposit of 200 -> equity 600 >=
+    MM but < IM and 340 still due, so under ``cme`` the call stands (under ``maintenance``
+    it would be met); a further 340 (or the mark recovering to equity 940) meets it.
+    """
+    if rule == "maintenance":
+        return equity >= maintenance_margin
+    return equity >= initial_margin or amount_due <= ZERO
+
+
+def risk_order(candidates: Sequence[tuple[str, Decimal, Decimal, Decimal]]) -> list[str]:
+    """Names of (name, equity, maintenance, notional) in liquidation order (issue 8).
+
+    Deepest below maintenance first (lowest equity / maintenance; no requirement ranks
+    last), then larger notional, then name. Example: a (equity 400, MM 470, notional
+    9,400: ratio 0.851) and b (equity 100, MM 200, notional 4,000: ratio 0.5) -> [b, a].
+    """
+    def key(item: tuple[str, Decimal, Decimal, Decimal]) -> tuple[int, Decimal, Decimal, str]:
+        name, equity, maintenance, notional = item
+        if maintenance <= ZERO:
+            return (1, ZERO, -notional, name)
+        return (0, equity / maintenance, -notional, name)
+
+    return [item[0] for item in sorted(candidates, key=key)]

@@ -22,6 +22,9 @@ Names and meanings (fractions are plain decimals, 0.05 = 5 %):
   bankruptcy price; ``liquidator_fee_share`` of it goes to the liquidator, the rest to
   the insurance fund.
 * ``backstop_liquidator`` - account that takes liquidated positions (opened on first use).
+* ``margin_call_rule`` - ``cme`` (default: a call stands until equity reaches initial
+  margin or the called amount is paid in full) or ``maintenance`` (the rule before issue 8:
+  equity back at maintenance meets the call); see ``liquidation_math.call_met``.
 * ``loss_policy`` - ``adl``, ``socialize_per_contract`` or ``haircut_gains``.
 * ``oracle_sources`` - named price sources; when set, the mark is their median.
 * ``twap_window`` / ``twap_max_deviation`` - liquidations are deferred while the mark is
@@ -55,6 +58,9 @@ ADL = "adl"
 SOCIALIZE_PER_CONTRACT = "socialize_per_contract"
 HAIRCUT_GAINS = "haircut_gains"
 LOSS_POLICIES = (ADL, SOCIALIZE_PER_CONTRACT, HAIRCUT_GAINS)
+CALL_RULE_CME = "cme"
+CALL_RULE_MAINTENANCE = "maintenance"
+MARGIN_CALL_RULES = (CALL_RULE_CME, CALL_RULE_MAINTENANCE)
 
 
 def _decimal_in(low: Decimal, high: Decimal | None, low_open: bool = False) -> Callable[[str, Any], Decimal]:
@@ -91,6 +97,12 @@ def _policy(name: str, raw: Any) -> str:
     return str(raw)
 
 
+def _call_rule(name: str, raw: Any) -> str:
+    if raw not in MARGIN_CALL_RULES:
+        raise RuleError("parameter_out_of_range", f"parameters.{name}", f"parameters.{name} must be one of {', '.join(MARGIN_CALL_RULES)}")
+    return str(raw)
+
+
 def _account_name(name: str, raw: Any) -> str:
     from clearing.commands import NAME_PATTERN
 
@@ -112,6 +124,7 @@ def _sources(name: str, raw: Any) -> tuple[str, ...]:
 DAY_SECONDS = 86_400
 MARKET_CHECKS: dict[str, Callable[[str, Any], Any]] = {
     "margin_call_grace": _int_in(0, 30 * DAY_SECONDS),
+    "margin_call_rule": _call_rule,
     "liquidation_floor": _decimal_in(ZERO, ONE),
     "liquidation_buffer": _decimal_in(ZERO, ONE),
     "max_liquidation_fraction": _decimal_in(ZERO, ONE, low_open=True),
@@ -135,6 +148,7 @@ CLEARINGHOUSE_CHECKS: dict[str, Callable[[str, Any], Any]] = {
 
 DEFAULTS: dict[str, Any] = {
     "margin_call_grace": 0,
+    "margin_call_rule": CALL_RULE_CME,
     "liquidation_floor": Decimal("0.5"),
     "liquidation_buffer": Decimal("0.1"),
     "max_liquidation_fraction": Decimal("0.5"),
@@ -173,6 +187,7 @@ GOVERNED: dict[str, tuple[str, str]] = {
                                    "down defers liquidations on ordinary moves, a pause without a quorum"),
     "twap_window": (ALWAYS, "shorter weakens the guard against a manipulated mark; "
                             "longer keeps the average stale and defers liquidations, a pause without a quorum"),
+    "margin_call_rule": (ALWAYS, "maintenance lets a member roll a call for ever by topping up to maintenance"),
     "margin_call_grace": (UP, "a longer grace leaves an account below maintenance unliquidated for longer"),
     "liquidation_floor": (DOWN, "a lower floor lets equity sink further below maintenance inside the grace"),
     "liquidation_buffer": (DOWN, "a smaller buffer leaves a partly liquidated account closer to the next call"),

@@ -527,3 +527,38 @@ def test_exact_quote_deleveraging_audits_clean_and_a_rounded_or_skewed_slice_is_
         skewed = corrupt(events, at, quote_fill=step.quote_fill + Dec("0.000001"), quote_bankruptcy=step.quote_bankruptcy + Dec("0.000001"))
         assert (at, "bankruptcy_differs") in [(f.position, f.check) for f in audit_decisions(skewed, stop_at_first=False)]
         assert first(audit_decisions(corrupt(events, at, price_fill=step.price_fill + 1))) == (at, "fill_price_differs")
+
+
+def paid_in_part_then_in_full() -> Ledger:
+    """Alice's call for 540: deposit 200 (340 due, call open), then 340 (met, paid in full)."""
+    ledger = called()
+    ledger.post_ok('{"type":"deposit","account":"alice","amount":"200"}')
+    ledger.post_ok('{"type":"deposit","account":"alice","amount":"340"}')
+    return ledger
+
+
+def test_partial_and_full_call_payments_audit_clean():
+    ledger = paid_in_part_then_in_full()
+    ledger.post_ok(price("49000"))
+    assert_clean(ledger)
+
+
+def test_changed_call_payment():
+    events = events_of(paid_in_part_then_in_full())
+    at = position_of(events, "Account.MarginCallPaid")
+    assert first(audit_decisions(corrupt(events, at, amount_due=Dec(300)))) == (at, "call_payment_differs")
+    assert first(audit_decisions(corrupt(events, at, amount_paid=Dec(540)))) == (at, "call_payment_differs")
+
+
+def test_call_met_at_maintenance_under_the_cme_rule_is_caught():
+    """A call 'met' by the first deposit (equity 600 >= MM 470 but < IM 940, 340 still due)."""
+    events = events_of(paid_in_part_then_in_full())
+    paid = position_of(events, "Account.MarginCallPaid")
+    met = position_of(events, "Account.MarginCallMet")
+    met_event = event_at(events, met)
+    forged = [(p, e) for p, e in events if p != met]
+    forged.insert(next(i for i, (p, _) in enumerate(forged) if p == paid) + 1,
+                  (paid + 0, changed(met_event, equity=Dec(600), initial_margin=Dec(940), amount_due=Dec(340))))
+    findings = audit_decisions(forged)
+    assert findings and findings[0].check in ("call_met_not_warranted", "call_met_figures_differ")
+    assert any(f.check == "call_met_not_warranted" for f in audit_decisions(forged, stop_at_first=False))

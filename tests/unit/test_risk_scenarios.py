@@ -54,18 +54,56 @@ def test_margin_call_met_by_a_deposit():
     (call,) = events(ledger, "Account.MarginCallIssued")
     assert (call.equity, call.maintenance_margin, call.initial_margin) == (Dec(400), Dec(470), Dec(940))
     assert call.parameters["margin_call_grace"] == 3600 and call.parameters["clearinghouse_parameters_version"] == 1
-    ledger.post_ok('{"type":"deposit","account":"alice","amount":"500"}')
+    ledger.post_ok('{"type":"deposit","account":"alice","amount":"500"}')  # equity 900 >= MM but < IM 940: 40 still due
+    assert ledger.account("alice")["status"] == "margin_call"
+    (paid,) = events(ledger, "Account.MarginCallPaid")
+    assert (paid.deposit, paid.amount_paid, paid.amount_due) == (Dec(500), Dec(500), Dec(40))
+    ledger.post_ok('{"type":"deposit","account":"alice","amount":"40"}')  # the full 540 paid: met
     assert ledger.account("alice")["status"] == "healthy" and ledger.account("alice")["margin_call"] is None
     assert [e.reason for e in events(ledger, "Account.MarginCallMet")] == ["deposit"]
+    assert [e.amount_due for e in events(ledger, "Account.MarginCallPaid")] == [Dec(40), Dec(0)]
     assert ledger.position("alice", "BTC-PERP") == Dec("0.2")
     check_ledger(ledger.app)
 
 
 def test_price_recovery_clears_the_call():
+    """cme: at 49,000 equity 800 >= MM 490 but < IM 980, the call stands; at 50,000 equity 1,000 = IM: met."""
     ledger = ledger_with('{"type":"set_parameters","parameters":{"margin_call_grace":3600}}')
+    ledger.post_ok(price("47000") + "\n" + price("49000"))
+    assert ledger.account("alice")["status"] == "margin_call" and not events(ledger, "Account.MarginCallMet")
+    ledger.post_ok(price("50000"))
+    assert ledger.account("alice")["status"] == "healthy"
+    assert [e.reason for e in events(ledger, "Account.MarginCallMet")] == ["price"]
+    check_ledger(ledger.app)
+
+
+def test_maintenance_rule_meets_the_call_at_maintenance():
+    """The pre-issue-8 rule, kept as ``margin_call_rule`` maintenance: equity 800 >= MM 490 meets it."""
+    ledger = ledger_with('{"type":"set_parameters","parameters":{"margin_call_grace":3600,"margin_call_rule":"maintenance"}}')
     ledger.post_ok(price("47000") + "\n" + price("49000"))
     assert ledger.account("alice")["status"] == "healthy"
     assert [e.reason for e in events(ledger, "Account.MarginCallMet")] == ["price"]
+    check_ledger(ledger.app)
+
+
+def test_partial_payment_leaves_the_call_open_and_the_deadline_stands():
+    """Call at 00:10 for 540 (IM 940 - equity 400), deadline 01:10. Deposit 200 at 00:20:
+    paid 200, 340 due, equity 600 >= MM 470, so not liquidated. At 01:20 mark 47,000: equity
+    600 >= MM, still not liquidated, call still open. At 01:30 mark 45,000: equity 1,200 -
+    1,000 = 200 < MM 450 and the deadline has passed: liquidated at once (no new call)."""
+    ledger = ledger_with('{"type":"set_parameters","parameters":{"margin_call_grace":3600}}')
+    ledger.post_ok(price("47000", "2025-01-01T00:10:00Z"))
+    ledger.post_ok('{"type":"deposit","account":"alice","amount":"200","at":"2025-01-01T00:20:00Z"}')
+    (paid,) = events(ledger, "Account.MarginCallPaid")
+    assert (paid.amount_paid, paid.amount_due, paid.equity, paid.initial_margin) == (Dec(200), Dec(340), Dec(600), Dec(940))
+    assert ledger.account("alice")["status"] == "margin_call"
+    ledger.post_ok(price("47000", "2025-01-01T01:20:00Z"))
+    assert not events(ledger, "Account.Liquidated") and ledger.account("alice")["status"] == "margin_call"
+    ledger.post_ok(price("45000", "2025-01-01T01:30:00Z"))
+    assert len(events(ledger, "Account.MarginCallIssued")) == 1
+    (first, *_) = events(ledger, "Account.Liquidated")
+    assert first.account == "alice" and first.equity_before == Dec(200) and first.maintenance_margin_before == Dec(450)
+    check_ledger(ledger.app)
 
 
 def test_call_unmet_at_the_deadline_is_liquidated():
@@ -340,4 +378,16 @@ def test_deleveraging_splits_the_exact_quote_over_slices_by_largest_remainder():
     assert quotes == {"bob": Dec("50450.003333"), "carol": Dec("100900.006667")}
     assert ledger.collateral("alice") == 0 and ledger.position("alice", "X-PERP") == 0
     assert ledger.collateral("bob") == Dec("100450.003333") and ledger.collateral("carol") == Dec("100900.006667")
+    check_ledger(ledger.app)
+
+
+def test_candidates_are_liquidated_in_risk_order_not_name_order():
+    """aaron (1,050) and alice (1,000) both long 0.2 at 50,000. At 47,000: aaron equity 450 /
+    MM 470 = 0.957, alice 400 / 470 = 0.851. By name aaron would go first; by risk alice does."""
+    ledger = ledger_with(accounts_with(("aaron", "1050"))
+                         + '\n{"type":"trade","market":"BTC-PERP","buyer":"aaron","seller":"bob","size":"0.2","price":"50000"}')
+    ledger.post_ok(price("47000"))
+    order = [e.account for e in events(ledger, "Account.Liquidated")]
+    assert order[:1] == ["alice"] and "aaron" in order
+    assert order.index("alice") < order.index("aaron")
     check_ledger(ledger.app)
