@@ -48,17 +48,23 @@ def _postgres_reason() -> str | None:
 _REASON = _postgres_reason()
 
 
-@pytest.fixture
-def postgres_db() -> Iterator[str]:
-    """A postgresql:// URL with a fresh schema, dropped after the test."""
+def require_postgres() -> str:
+    """The server's URL, or skip (fail under ``CLEARING_REQUIRE_POSTGRES=1``) with the reason."""
     if _REASON is not None:
         if os.environ.get("CLEARING_REQUIRE_POSTGRES") == "1":
             pytest.fail(f"PostgreSQL is required here: {_REASON}")
         pytest.skip(_REASON)
-    import psycopg
-
     url = postgres_url()
     assert url is not None
+    return url
+
+
+@pytest.fixture
+def postgres_db() -> Iterator[str]:
+    """A postgresql:// URL with a fresh schema, dropped after the test."""
+    url = require_postgres()
+    import psycopg
+
     schema = f"test_{uuid.uuid4().hex[:12]}"
     with psycopg.connect(url, autocommit=True) as connection:
         connection.execute(f'CREATE SCHEMA "{schema}"')

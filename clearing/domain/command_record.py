@@ -116,18 +116,7 @@ def accepted(
     aggregate's topic); building it without the aggregate saves the library's constructor
     machinery on every command. ``tests/unit/test_scenarios.py`` checks the two are equal.
     """
-    return CommandRecord.Accepted(
-        originator_id=ids.command_id(command_id),
-        originator_version=CommandRecord.INITIAL_VERSION,
-        timestamp=CommandRecord.Accepted.create_timestamp(),
-        originator_topic=_TOPIC,
-        command_id=command_id,
-        command_type=command_type,
-        content=content,
-        operator=operator,
-        at=at,
-        latest_at=latest_at,
-    )
+    return _record(CommandRecord.Accepted, command_id, command_type, content, operator, at, latest_at)
 
 
 def rejected(
@@ -140,20 +129,27 @@ def rejected(
     latest_at: datetime | None,
 ) -> CommandRecord.Rejected:
     """The record of a rule rejection (``error`` is the :class:`ClearingError` raised)."""
-    return CommandRecord.Rejected(
+    return _record(CommandRecord.Rejected, command_id, command_type, content, operator, at, latest_at,
+                   code=error.code, field=error.field, message=error.message)
+
+
+def _record(
+    kind: type[Any], command_id: str, command_type: str, content: dict[str, Any], operator: str,
+    at: datetime | None, latest_at: datetime | None, **outcome: Any,
+) -> Any:
+    """Version 1 of the record aggregate, with the aggregate's topic, built without it."""
+    return kind(
         originator_id=ids.command_id(command_id),
         originator_version=CommandRecord.INITIAL_VERSION,
-        timestamp=CommandRecord.Rejected.create_timestamp(),
+        timestamp=kind.create_timestamp(),
         originator_topic=_TOPIC,
         command_id=command_id,
         command_type=command_type,
         content=content,
-        code=error.code,
-        field=error.field,
-        message=error.message,
         operator=operator,
         at=at,
         latest_at=latest_at,
+        **outcome,
     )
 
 

@@ -18,7 +18,7 @@ from collections import Counter
 
 import pytest
 
-from tests.conftest import _REASON, postgres_url
+from tests.conftest import require_postgres
 from tests.killharness import Capture, PostgresStores, SqliteStores, compare, run_harness
 
 CYCLES = int(os.environ.get("CLEARING_KILL_CYCLES", "20"))
@@ -45,13 +45,7 @@ def test_killed_and_reposted_streams_end_like_the_clean_run_on_sqlite(tmp_path):
 @pytest.fixture
 def postgres_stores() -> PostgresStores:
     """A fresh schema per store (as tests/conftest.py's ``postgres_db``, which gives only one)."""
-    if _REASON is not None:
-        if os.environ.get("CLEARING_REQUIRE_POSTGRES") == "1":
-            pytest.fail(f"PostgreSQL is required here: {_REASON}")
-        pytest.skip(_REASON)
-    url = postgres_url()
-    assert url is not None
-    return PostgresStores(url)
+    return PostgresStores(require_postgres())
 
 
 def test_killed_and_reposted_streams_end_like_the_clean_run_on_postgres(postgres_stores, tmp_path):
