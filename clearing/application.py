@@ -28,7 +28,7 @@ from typing import Any
 from uuid import UUID
 
 from eventsourcing.application import AggregateNotFoundError, Application, ProcessingEvent
-from eventsourcing.persistence import IntegrityError, InternalError, JSONTranscoder, PersistenceError
+from eventsourcing.persistence import IntegrityError, InternalError, JSONTranscoder, PersistenceError, ProgrammingError
 from eventsourcing.postgres import PostgresFactory
 
 from clearing.commands import Command
@@ -431,13 +431,15 @@ def _create_racing(construct: Any) -> Any:
 
     On PostgreSQL, processes that start together race in ``CREATE TABLE IF NOT EXISTS``
     even when the tables exist already (``tuple concurrently updated``, duplicate type
-    name); once one process has won, constructing again succeeds.
+    name, ``relation ... already exists``); once one process has won, constructing again
+    succeeds. Any other programming error (a bad schema name, say) is raised at once.
     """
     for attempt in range(RECORDER_ATTEMPTS):
         try:
             return construct()
-        except (InternalError, IntegrityError):
-            if attempt == RECORDER_ATTEMPTS - 1:
+        except (InternalError, IntegrityError, ProgrammingError) as error:
+            lost_race = not isinstance(error, ProgrammingError) or "already exists" in str(error)
+            if not lost_race or attempt == RECORDER_ATTEMPTS - 1:
                 raise
             time.sleep(_backoff(attempt + 3))
     raise AssertionError("unreachable")
