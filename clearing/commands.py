@@ -260,6 +260,7 @@ APPROVAL_FIELDS: dict[str, tuple[str, tuple[str, ...]]] = {
     "resume": ("operation", ("market",)),
     "set_parameters": ("parameters", ("market",)),
     "register_officer": ("candidate", ()),
+    "liquidate": ("account", ("market", "price", "size", "liquidator")),
 }
 
 
@@ -268,24 +269,35 @@ class Approve(Command):
 
     ``{"action":"pause","operation":"liquidations"}``,
     ``{"action":"set_parameters","parameters":{"approvals_required":2}}`` (``market`` for an
-    override) or ``{"action":"register_officer","candidate":"otto"}``; ``officer`` must be
-    the operator posting it.
+    override), ``{"action":"register_officer","candidate":"otto"}`` or, for an auction price
+    outside ``manual_liquidation_band``, ``{"action":"liquidate","account":"bob",
+    "market":"BTC-PERP","price":"40","size":"1","liquidator":"carol"}`` (size defaults to the
+    whole position and liquidator to the backstop, as ``liquidate`` resolves them); ``officer``
+    must be the operator posting it.
     """
 
     type: Literal["approve"]
     officer: Name
-    action: Literal["pause", "resume", "set_parameters", "register_officer"]
+    action: Literal["pause", "resume", "set_parameters", "register_officer", "liquidate"]
     operation: Operation | None = None
     market: Name | None = None
     parameters: dict[str, Any] | None = None
     candidate: Name | None = None
+    account: Name | None = None
+    price: Positive | None = None
+    size: Positive | None = None
+    liquidator: Name | None = None
 
     def check_fields(self) -> None:
         """The fields of the approved action, and only those: ``missing_field``/``unknown_field``."""
         required, optional = APPROVAL_FIELDS[self.action]
         if getattr(self, required) is None:
             raise InputError("missing_field", required, f"field {required!r} is required to approve {self.action}")
-        for name in ("operation", "market", "parameters", "candidate"):
+        if self.action == "liquidate":
+            for name in ("market", "price"):
+                if getattr(self, name) is None:
+                    raise InputError("missing_field", name, f"field {name!r} is required to approve liquidate")
+        for name in ("operation", "market", "parameters", "candidate", "account", "price", "size", "liquidator"):
             if name != required and name not in optional and getattr(self, name) is not None:
                 raise InputError("unknown_field", name, f"field {name!r} is not part of an approval of {self.action}")
 

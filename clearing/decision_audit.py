@@ -5,8 +5,9 @@ event and (b) the state replayed from the log up to that event: collateral, posi
 (size and cost), marks, market terms and tiers, the parameters in force (clearinghouse
 defaults + market overrides), the insurance-fund balance and each account's risk status
 and open call. The replay is this module's own fold; it uses only the pure formulas of
-``clearing.domain.margin``, ``risk.margin_totals``, ``liquidation_math`` and
-``parameters``, never the risk engine, the working set or an aggregate's command.
+``clearing.domain.margin``, ``risk.margin_totals``, ``liquidation_math``, ``parameters``
+and ``governance.Change`` (an approval's fingerprint), never the risk engine, the working
+set or an aggregate's command.
 
 Replay follows the log: each event's recorded "after" values (collateral, position) must
 equal what the fold computes from the previous state and the event's inputs (size, price,
@@ -29,18 +30,51 @@ finding, not a cascade. Findings (``check`` codes):
   ``liquidation_math.call_payment``; equity and initial after the deposit).
 * ``Liquidated``: ``liquidation_figures_differ`` (mark, figures before, quote_fill =
   -size_delta x price_fill x contract), ``liquidation_not_warranted`` (the due rule of
-  ``clearing.domain.liquidation``: below maintenance, under call or liquidating, deadline
-  passed or below ``liquidation_floor`` x MM; not paused, not deferred by the TWAP rule,
-  never the backstop; a manual ``liquidate`` needs only equity < MM), ``reason_differs``,
-  ``liquidation_order_differs`` (largest maintenance requirement first, ties by name),
-  ``size_differs`` / ``fill_price_differs`` (engine steps: Drift size, spread price),
-  ``bankruptcy_differs`` (dYdX bankruptcy quote and price), ``penalty_differs``,
-  ``fee_split_differs``, ``parameters_differ``, ``liquidation_after_differs`` (position,
-  collateral, equity, maintenance and status after the fill). A deleveraging slice books
-  its share of the position's exact bankruptcy quote: ``bankruptcy_differs`` re-derives
-  the quote, its per-contract label (``price_fill``) and, when the deleveraging ends, the
+  ``clearing.domain.liquidation``: below maintenance, under call or liquidating, and the
+  deadline passed, equity below ``liquidation_floor`` x MM or equity <= 0 whatever the
+  floor; not paused, not deferred by the TWAP rule; no account is exempt, the backstop
+  liquidator included (ADR 13); a manual ``liquidate`` needs equity < MM, and a price more
+  than ``manual_liquidation_band`` x mark from the mark needs the approvals of that exact
+  liquidation consumed in the same command, ``Clearinghouse.ApprovalsConsumed`` joined
+  when the command ends), ``reason_differs``, ``liquidation_order_differs`` (largest
+  maintenance requirement first, ties by name), ``size_differs`` / ``fill_price_differs``
+  (engine steps: Drift size; spread price mark -/+ spread x MMF x mark x ABR, ABR =
+  ``liquidation_math.adjusted_bankruptcy_rating`` under ``liquidation_price_rule`` ``dydx``,
+  1 under ``full_spread`` or in a parameter set without the rule), ``taker_differs`` (an
+  engine step goes to the market's ``backstop_liquidator``), ``bankruptcy_differs`` (dYdX
+  bankruptcy quote and price), ``penalty_differs``, ``fee_split_differs``,
+  ``parameters_differ``, ``liquidation_after_differs`` (position, collateral, equity,
+  maintenance and status after the fill). A deleveraging slice books its share of the
+  position's exact bankruptcy quote: ``bankruptcy_differs`` re-derives the quote, its
+  per-contract label (``price_fill``) and, when the deleveraging ends, the
   largest-remainder split of the quote over the recorded slice sizes (``split_quote``);
   each slice's ``quote_fill`` must be its share, and the taker's ``quote`` its negation.
+  A deleveraging is warranted under a queue policy (``parameters.QUEUE_POLICIES``) when the
+  backstop fill would be below the bankruptcy quote, and under **any** policy right after a
+  ``TakeoverRefused`` ``deleveraged`` for that account and market.
+* ``PositionTaken`` of a takeover (basis ``backstop``: the backstop or an operator's
+  liquidator), where the capacity figures are recorded (logs before ADR 13 have none):
+  ``capacity_differs`` (``equity_after``, ``initial_margin_after``, ``notional_after``
+  re-derived from the taker's replayed holding: collateral + realized PnL + fee, positions
+  after, total notional at the marks), ``takeover_not_allowed`` (``liquidation_math.can_carry``
+  false at ``liquidator_position_cap``). Of a deleveraging slice: ``adl_rank_differs`` (the
+  counterparty's BitMEX score, ``liquidation_math.adl_ranking``, before its slice);
+  ``adl_queue_differs`` when the deleveraging ends: the counterparties and contracts are
+  ``plan_deleveraging``'s over the counterparties and the opposite holders the command did
+  not change (one place, to be swapped for ``clearing.domain.loss_policies`` per policy).
+* ``TakeoverRefused``: the step is re-derived as a fill's (``liquidation_not_warranted``,
+  ``liquidation_order_differs``, ``size_differs``, ``fill_price_differs``);
+  ``refusal_differs`` (the liquidator is the market's ``backstop_liquidator``, its cap,
+  the account's equity and maintenance, the outcome: ``deleveraged`` when equity <= 0 or
+  the fill is below the bankruptcy quote, else ``waiting``; and a ``deleveraged`` refusal
+  with no deleveraging after it in its command); ``capacity_differs`` (the liquidator's
+  figures after the takeover it would have made; the backstop liquidated itself records
+  its own figures); ``refusal_not_warranted`` (``can_carry`` true for them). The figures
+  are joined when the command ends against the liquidator's holdings in the command
+  (before its first change, after each), since its events may come before the refusal in
+  the log though they followed it. Example: backstop 15,000 holding long 0.2 (alice's),
+  refused erin's long 0.4 at 42,900 (mark 44,000): equity 15,660, notional 26,400 > 1 x
+  15,660; its take of frank after the refusal is recorded before it.
 * ``InsuranceFund.Drawn``: ``fund_draw_differs`` (min(deficit, balance before));
   ``fund_balance_differs`` for any fund event whose balance_after is not the fold's.
 * ``LossCovered``: ``loss_cover_differs`` (deficit = q_b - q_f of its fill, or the
@@ -50,13 +84,20 @@ finding, not a cascade. Findings (``check`` codes):
 * Cross-aggregate, per command: ``taker_differs`` (each fill's ``PositionTaken``),
   ``fee_split_differs`` (penalty - liquidator fee contributed to the fund).
 * ``call_missed``: after each price command, no account holding a position in the
-  repriced market may be ``healthy`` with equity < maintenance (likewise funding payers,
+  repriced market (the backstop liquidator included) may be ``healthy`` with equity <
+  maintenance (likewise funding payers,
   accounts left with positions by a settlement, and accounts that paid a loss share or were
   deleveraged); the finding names the price (or funding / settlement) event.
 * ``state_differs``: an "after" value of a non-decision event differs from the fold.
 
 * ``recovery_not_warranted`` (``RecoveredFromBankruptcy`` of an account not bankrupt and
   flat); ``unreadable`` (an event the fold cannot apply, e.g. an unknown account).
+
+Not re-checked: that a queue policy's shortfall exceeded the fund's balance at the moment
+of the step (deleveraging directly rather than trying the backstop): the fund's events of a
+command may come before or after the step in the log; the order of sweep candidates
+(``risk_order``, not recorded); opposite holders changed by the command and left out of a
+deleveraging (see ``adl_queue_differs``).
 
 Grouping: the log holds each command's events after its ``CommandRecord.Accepted``,
 aggregate by aggregate in the order the command first touched them (so a fund draw may
@@ -90,18 +131,32 @@ from clearing.domain.account import BANKRUPT, HEALTHY, LIQUIDATING, MARGIN_CALL,
 from clearing.domain.clearinghouse import Clearinghouse
 from clearing.domain.command_record import CommandRecord
 from clearing.domain.insurance import InsuranceFund
+from clearing.domain.governance import Change
 from clearing.domain.liquidation_math import (
+    adjusted_bankruptcy_rating,
+    adl_ranking,
     bankruptcy_price,
     bankruptcy_quote,
     base_to_cover_shortage,
     call_met,
     call_payment,
+    can_carry,
     quote_price,
     split_quote,
 )
 from clearing.domain.margin import maintenance_requirement, position_notional
 from clearing.domain.market import Market
-from clearing.domain.parameters import ADL, CALL_RULE_CME, CALL_RULE_MAINTENANCE, DEFAULTS, SOCIALIZE_PER_CONTRACT, ParameterSet, effective
+from clearing.domain.parameters import (
+    ADL,
+    CALL_RULE_CME,
+    CALL_RULE_MAINTENANCE,
+    DEFAULTS,
+    PRICE_RULE_FULL_SPREAD,
+    QUEUE_POLICIES,
+    SOCIALIZE_PER_CONTRACT,
+    ParameterSet,
+    effective,
+)
 from clearing.domain.risk import MarginTotals, margin_totals
 from clearing.money import LEDGER_CONTEXT, ONE, ZERO, fmt, round_down, round_up
 
@@ -178,10 +233,12 @@ class _MarketState:
 class _AccountState:
     """Collateral, open positions (flat ones dropped), risk status and the open call's deadline."""
 
-    __slots__ = ("name", "collateral", "positions", "status", "deadline", "closed", "call_rule", "amount_due", "last_deposit")
+    __slots__ = ("name", "collateral", "positions", "status", "deadline", "closed", "call_rule", "amount_due", "last_deposit",
+                 "holders")
 
-    def __init__(self, name: str) -> None:
+    def __init__(self, name: str, holders: dict[str, set[str]] | None = None) -> None:
         self.name = name
+        self.holders = holders if holders is not None else defaultdict(set)  # market -> names holding it (shared)
         self.collateral = ZERO
         self.positions: dict[str, _Held] = {}
         self.status = HEALTHY
@@ -202,8 +259,10 @@ class _AccountState:
     def set_position(self, market: str, size: Decimal, cost: Decimal) -> None:
         if size == ZERO:
             self.positions.pop(market, None)
+            self.holders[market].discard(self.name)
         else:
             self.positions[market] = _Held(size, cost)
+            self.holders[market].add(self.name)
 
 
 # -- pure arithmetic, re-derived from the documented rules ----------------------------------------
@@ -255,16 +314,98 @@ def maintenance_fraction(size: Decimal, market: _MarketState) -> Decimal:
     return maintenance_requirement(market.tiers, notional, market.collateral_quantum) / notional
 
 
-def spread_price(size: Decimal, market: _MarketState, params: ParameterSet) -> Decimal:
-    """Backstop fill: mark -/+ spread x MMF x mark, on the tick against the account.
+def spread_price(size: Decimal, market: _MarketState, params: ParameterSet, totals: MarginTotals) -> Decimal:
+    """Backstop fill: mark -/+ spread x MMF x mark x ABR, on the tick against the account.
 
-    Example: long, mark 47,000, MMF 5 %, spread 0.5 -> 47,000 x (1 - 0.025) = 45,825.
+    ABR is ``liquidation_math.adjusted_bankruptcy_rating(equity, maintenance)`` under
+    ``liquidation_price_rule`` ``dydx``; 1 under ``full_spread`` and for a parameter set
+    without the key (a log older than it). Example: long 0.2, mark 47,000, MMF 5 %, spread
+    0.5: full spread 47,000 x (1 - 0.025) = 45,825; equity 400 of MM 470 (ABR 0.148936...)
+    -> 47,000 - 1,175 x 0.148936 = 46,825.0 (down to the tick 0.1).
     """
     mark = market.price_mark
-    move = mark * params.liquidation_spread * maintenance_fraction(size, market)
+    move = mark * params.liquidation_spread * maintenance_fraction(size, market) * price_rating(totals, params)
     if size > ZERO:
         return max(round_down(mark - move, market.tick_size), market.tick_size)
     return round_up(mark + move, market.tick_size)
+
+
+def price_rating(totals: MarginTotals, params: ParameterSet) -> Decimal:
+    """The share of the spread an account pays: ABR under ``dydx``, 1 under ``full_spread``."""
+    if params.values.get("liquidation_price_rule", PRICE_RULE_FULL_SPREAD) == PRICE_RULE_FULL_SPREAD:
+        return ONE
+    return adjusted_bankruptcy_rating(totals.equity, totals.maintenance_margin)
+
+
+def position_cap(params: ParameterSet) -> Decimal:
+    """``liquidator_position_cap`` (1 for a parameter set without it)."""
+    return params.values.get("liquidator_position_cap", ONE)
+
+
+Figures = tuple[Decimal, Decimal, Decimal]  # a liquidator's (equity, initial margin, total notional)
+
+
+def carried_figures(collateral: Decimal, positions: dict[str, _Held], markets: dict[str, _MarketState]) -> Figures:
+    """(equity, initial margin, total position notional at the marks) of a holding."""
+    totals = margin_totals(collateral, positions, markets)
+    notional = sum((position_notional(held.size, markets[name].price_mark, markets[name].contract_size)
+                    for name, held in positions.items() if held.size != ZERO), ZERO)
+    return totals.equity, totals.initial_margin, notional
+
+
+def figures_after_take(  # noqa: PLR0913
+    collateral: Decimal, positions: dict[str, _Held], markets: dict[str, _MarketState], market: str, delta: Decimal,
+    price: Decimal, fee: Decimal,
+) -> Figures:
+    """A liquidator's figures after taking ``delta`` at ``price`` plus ``fee`` (what ``can_carry`` judges).
+
+    Example: 10,000 of collateral, flat, takes long 0.1 at 49,000 (mark 50,000, IMF 10 %):
+    equity 10,100, IM 500, notional 5,000 -> carried at cap 1 (5,000 <= 10,100).
+    """
+    terms = markets[market]
+    held = positions.get(market)
+    size, cost = (held.size, held.cost) if held is not None else (ZERO, ZERO)
+    size_after, cost_after, realized = apply_fill(size, cost, delta, price, terms.contract_size, terms.collateral_quantum)
+    after = dict(positions)
+    after[market] = _Held(size_after, cost_after)
+    return carried_figures(collateral + realized + fee, after, markets)
+
+
+def adl_score(equity: Decimal, size: Decimal, cost: Decimal, market: _MarketState) -> Decimal | None:
+    """BitMEX rank of one position (``liquidation_math.adl_ranking``): PnL% x leverage, leverage
+    against the account's equity (bankrupt value = mark value - equity); None when equity <= 0."""
+    if equity <= ZERO or cost == ZERO:
+        return None
+    value_mark = size * market.price_mark * market.contract_size
+    return adl_ranking(value_mark, cost, value_mark - equity)
+
+
+_LAST = Decimal("-1e30")
+
+
+def queue_key(rank: Decimal | None, name: str) -> tuple[Decimal, str]:
+    """Highest rank first, None last, ties by name."""
+    return (-(rank if rank is not None else _LAST), name)
+
+
+def plan_deleveraging(policy: str, size: Decimal, holders: list[tuple[str, Decimal | None, Decimal]]) -> list[tuple[str, Decimal]]:
+    """The audit's one deleveraging plan: (counterparty, contracts) closing ``size`` under ``policy``.
+
+    ``holders``: (name, ADL score, |size|) of the opposite positions. Every queue policy
+    (``parameters.QUEUE_POLICIES``) is planned by the BitMEX ranking for now, as the engine
+    does (``liquidation._ranked_opposites``): highest score first, each up to its size. This
+    is the place to call ``clearing.domain.loss_policies.plan_deleveraging`` once the
+    ``adl_hyperliquid`` and ``waterfill_leverage`` plans exist.
+    """
+    del policy  # one ranking for all queue policies today
+    remaining, plan = abs(size), []
+    for name, _, held in sorted(holders, key=lambda h: queue_key(h[1], h[0])):
+        if remaining == ZERO:
+            break
+        take = min(remaining, held)
+        plan.append((name, take))
+        remaining -= take
+    return plan
 
 
 def close_size(size: Decimal, market: _MarketState, totals: MarginTotals, params: ParameterSet) -> Decimal:
@@ -349,7 +490,24 @@ class _AdlPlan:
     totals: MarginTotals | None = None
     closed: Decimal = ZERO
     position: int = 0
-    slices: list[tuple[int, Decimal, Decimal]] | None = None  # (position, |size_delta|, quote_fill) per slice
+    slices: list[tuple[int, Decimal, Decimal, str]] | None = None  # (position, |size_delta|, quote_fill, counterparty) per slice
+    refused: bool = False  # after a TakeoverRefused ``deleveraged``: warranted under any loss policy
+
+
+@dataclass
+class _Refusal:
+    """A ``TakeoverRefused`` whose liquidator figures are checked when its command ends."""
+
+    position: int
+    account: str
+    market: str
+    liquidator: str
+    delta: Decimal  # the liquidator's side
+    price: Decimal
+    fee: Decimal
+    recorded: Figures
+    cap: Decimal
+    name: str
 
 
 class _Command:
@@ -358,7 +516,7 @@ class _Command:
     __slots__ = (
         "position", "command_id", "kind", "market", "fund_start", "trigger_position", "fund_events", "steps", "deficits",
         "draws", "covers", "allocated", "shares", "penalties_due", "penalties_paid", "takers", "insolvent", "adl",
-        "candidates", "dequeued", "ended",
+        "candidates", "dequeued", "ended", "refusals", "refused", "history", "consumed", "out_of_band", "adl_takes", "changed",
     )
 
     def __init__(self, position: int, command_id: str, kind: str, market: str | None, fund_start: Decimal) -> None:
@@ -383,6 +541,14 @@ class _Command:
         self.candidates: dict[str, int] = {}
         self.dequeued: dict[str, set[str]] = {}
         self.ended = False
+        self.refusals: list[_Refusal] = []
+        self.refused: dict[tuple[str, str], int] = {}  # (account, market) -> position of a TakeoverRefused "deleveraged"
+        self.history: dict[str, list[tuple[Decimal, dict[str, _Held]]]] = {}  # a backstop's holdings through the command
+        self.consumed: set[str] = set()  # fingerprints of approvals consumed (ApprovalsConsumed)
+        self.out_of_band: list[tuple[int, str, str]] = []  # (position, fingerprint, what) of manual fills outside the band
+        # (liquidated account, liquidation id) -> (counterparty, score recorded, score re-derived, |size| before, position)
+        self.adl_takes: dict[tuple[str, str], list[tuple[str, Decimal | None, Decimal | None, Decimal, int]]] = {}
+        self.changed: set[str] = set()  # accounts with an event in this command
 
 
 # -- the missed-call watch ----------------------------------------------------------------------------
@@ -466,6 +632,8 @@ class DecisionAudit:
         self.command = _Command(0, "", "", None, ZERO)
         self._parameters: dict[tuple[str, int, int], ParameterSet] = {}
         self._records: dict[tuple[str, int, int], dict[str, Any]] = {}
+        self.backstops: set[str] = {DEFAULTS["backstop_liquidator"]}  # whose holdings a command keeps (refusals)
+        self.holders: dict[str, set[str]] = defaultdict(set)  # market -> accounts holding a position in it
 
     # -- driving ------------------------------------------------------------------------------
 
@@ -531,11 +699,19 @@ class DecisionAudit:
     def paused_in(self, market: str) -> bool:
         return f"liquidations:{market}" in self.paused or "liquidations:*" in self.paused
 
-    def is_backstop(self, account: _AccountState) -> bool:
-        return any(self.params(m).backstop_liquidator == account.name for m in account.positions)
-
     def touched(self, name: str) -> None:
         self.watch.dirty.add(name)
+        cmd = self.command
+        cmd.changed.add(name)
+        history = cmd.history.get(name)
+        if history is not None:
+            account = self.accounts[name]
+            history.append((account.collateral, dict(account.positions)))
+
+    def _update_backstops(self) -> None:
+        names = {self.ch_parameters.get("backstop_liquidator", DEFAULTS["backstop_liquidator"])}
+        names.update(m.overrides["backstop_liquidator"] for m in self.markets.values() if "backstop_liquidator" in m.overrides)
+        self.backstops = names
 
     # -- commands -----------------------------------------------------------------------------
 
@@ -559,6 +735,11 @@ class DecisionAudit:
             self._check_penalties(cmd)
             self._check_takers(cmd)
             self._check_adl_complete(cmd)
+        if cmd.refusals or cmd.refused:
+            self._check_refusals(cmd)
+        for position, fingerprint, what in cmd.out_of_band:
+            if fingerprint not in cmd.consumed:
+                self.find(position, "liquidation_not_warranted", f"{what}: no approvals of this exact liquidation consumed in its command")
         if cmd.kind == "price" or cmd.candidates:
             self._check_missed(cmd)
 
@@ -578,6 +759,7 @@ class DecisionAudit:
         market = self.markets[event.market]
         market.overrides = dict(event.overrides_after)
         market.parameters_version = event.parameters_version
+        self._update_backstops()
 
     def on_funding_applied(self, position: int, event: Any) -> None:
         self.command.trigger_position = position
@@ -591,6 +773,10 @@ class DecisionAudit:
     def on_ch_parameters(self, position: int, event: Any) -> None:
         self.ch_parameters = dict(event.parameters_after)
         self.ch_version = event.parameters_version
+        self._update_backstops()
+
+    def on_approvals_consumed(self, position: int, event: Any) -> None:
+        self.command.consumed.add((event.governance or {}).get("fingerprint"))
 
     def on_control(self, position: int, event: Any) -> None:
         self.paused = set(event.paused_after)
@@ -629,10 +815,15 @@ class DecisionAudit:
     # -- accounts: non-decision events --------------------------------------------------------------
 
     def account(self, name: str) -> _AccountState:
-        return self.accounts[name]
+        account = self.accounts[name]
+        if name in self.backstops and name not in self.command.history:  # its holdings before the command's first change
+            self.command.history[name] = [(account.collateral, dict(account.positions))]
+        return account
 
     def on_opened(self, position: int, event: Any) -> None:
-        self.accounts[event.account] = _AccountState(event.account)
+        self.accounts[event.account] = _AccountState(event.account, self.holders)
+        if event.account in self.backstops:
+            self.command.history[event.account] = [(ZERO, {})]
 
     def on_deposited(self, position: int, event: Any) -> None:
         self.account(event.account).last_deposit = event.amount
@@ -668,6 +859,9 @@ class DecisionAudit:
                                      event.fee_received, event.basis, quote), position))
         if event.basis == ADL:
             self.command.candidates.setdefault(event.account, position)
+            self._check_adl_rank(position, event)
+        elif event.equity_after is not None or event.initial_margin_after is not None or event.notional_after is not None:
+            self._check_capacity(position, event)
         self._fill(position, event, event.size_delta, event.price, event.fee_received, "liquidation take",
                    quote if event.basis == ADL else None)
 
@@ -683,6 +877,30 @@ class DecisionAudit:
         account.set_position(event.market, event.position_size_after, event.position_cost_after)
         account.collateral = event.collateral_after
         self.touched(event.account)
+
+    def _check_capacity(self, position: int, event: Any) -> None:
+        """A takeover (backstop or operator's liquidator): the figures after it, and ``can_carry``."""
+        account = self.account(event.account)
+        name = f"{event.account} takes {fmt(event.size_delta)} {event.market} of {event.liquidated_account} ({event.liquidation_id})"
+        expected = figures_after_take(account.collateral, account.positions, self.markets, event.market, event.size_delta,
+                                      event.price, event.fee_received)
+        recorded = (event.equity_after, event.initial_margin_after, event.notional_after)
+        if self.differ(position, "capacity_differs", f"{name}: equity, initial margin, notional after the takeover", expected, recorded):
+            return
+        cap = position_cap(self.params(event.market))
+        if not can_carry(*expected, cap):
+            self.find(position, "takeover_not_allowed", f"{name}: it cannot carry the position: equity {fmt(expected[0])}, initial "
+                      f"margin {fmt(expected[1])}, notional {fmt(expected[2])} (cap {fmt(cap)} x equity) after the takeover")
+
+    def _check_adl_rank(self, position: int, event: Any) -> None:
+        """A deleveraged counterparty's ``adl_rank``: its BitMEX score before the slice."""
+        account, market = self.account(event.account), self.markets[event.market]
+        size, cost = account.size(event.market), account.cost(event.market)
+        score = adl_score(self.equity_and_maintenance(account)[0], size, cost, market)
+        self.command.adl_takes.setdefault((event.liquidated_account, event.liquidation_id), []).append(
+            (event.account, event.adl_rank, score, abs(size), position))
+        self.differ(position, "adl_rank_differs", f"{event.account} deleveraged against {event.liquidated_account} "
+                    f"({event.liquidation_id}): ADL score", score, event.adl_rank)
 
     def on_settled(self, position: int, event: Any) -> None:
         account, market = self.account(event.account), self.markets[event.market]
@@ -823,11 +1041,13 @@ class DecisionAudit:
                     (totals.equity, totals.initial_margin, totals.maintenance_margin),
                     (event.equity_before, event.initial_margin_before, event.maintenance_margin_before))
         if event.reason == "manual":
-            problem = self._manual_problem(account, market, event, totals)
+            problem = self._manual_problem(position, account, market, event, totals, name)
             if problem:
                 self.find(position, "liquidation_not_warranted", f"{name}: {problem}")
         else:
             self._engine_step(position, event, account, market, params, totals, name)
+            self.differ(position, "taker_differs", f"{name}: an engine step is taken by the backstop liquidator",
+                        params.backstop_liquidator, event.counterparty)
         quote_fill = -event.size_delta * event.price_fill * market.contract_size
         self.differ(position, "liquidation_figures_differ", f"{name}: quote_fill = -size_delta x price_fill x contract", quote_fill, event.quote_fill)
         quote_bankruptcy = bankruptcy_quote_of(size, event.size_delta, market, totals)
@@ -862,14 +1082,15 @@ class DecisionAudit:
         self.differ(position, "reason_differs", f"{name}: reason", "insolvent" if insolvent else "margin", event.reason)
         delta, price, _ = self._planned_step(account, market, params, totals, insolvent)
         self.differ(position, "size_differs", f"{name}: size_delta", delta, event.size_delta)
-        self.differ(position, "fill_price_differs", f"{name}: backstop price = mark -/+ {fmt(params.liquidation_spread)} x MMF x mark", price, event.price_fill)
+        self.differ(position, "fill_price_differs", f"{name}: backstop price = mark -/+ {fmt(params.liquidation_spread)} x MMF x mark "
+                    f"x {_show(price_rating(totals, params))} (ABR)", price, event.price_fill)
 
     def _planned_step(self, account: _AccountState, market: _MarketState, params: ParameterSet, totals: MarginTotals,
                       insolvent: bool) -> tuple[Decimal, Decimal, Decimal]:
         """(delta, spread price, shortfall): a partial fill below bankruptcy closes the whole position."""
         size = account.size(market.market)
         close = abs(size) if insolvent else close_size(size, market, totals, params)
-        price = spread_price(size, market, params)
+        price = spread_price(size, market, params, totals)
         delta = -close if size > ZERO else close
         shortfall = bankruptcy_quote_of(size, delta, market, totals) + delta * price * market.contract_size
         if shortfall > ZERO and close < abs(size):
@@ -879,9 +1100,9 @@ class DecisionAudit:
 
     def _engine_problem(self, account: _AccountState, market: _MarketState, totals: MarginTotals, at: datetime,
                         continuing: bool) -> tuple[str, str] | None:
-        """(check, why) the engine should not have liquidated here; None when it should have."""
-        if self.is_backstop(account):
-            return "liquidation_not_warranted", "the backstop liquidator is never liquidated"
+        """(check, why) the engine should not have liquidated here; None when it should have.
+
+        No account is exempt: the backstop liquidator is due like any other (ADR 13)."""
         if not continuing:
             problem = self._due_problem(account, totals, at)
             if problem:
@@ -900,14 +1121,15 @@ class DecisionAudit:
         return None
 
     def _due_problem(self, account: _AccountState, totals: MarginTotals, at: datetime) -> str | None:
-        """The due rule: below MM, under call or liquidating, and deadline passed or below the floor."""
+        """The due rule: below MM, under call or liquidating, and deadline passed, below the floor
+        or at or below zero equity (whatever the floor)."""
         if not account.positions:
             return "no open position"
         if totals.equity >= totals.maintenance_margin:
             return f"equity {fmt(totals.equity)} is not below maintenance margin {fmt(totals.maintenance_margin)}"
         if account.status not in (MARGIN_CALL, LIQUIDATING):
             return f"no margin call open (status {account.status})"
-        if account.status == LIQUIDATING or account.deadline is None or account.deadline <= at:
+        if account.status == LIQUIDATING or account.deadline is None or account.deadline <= at or totals.equity <= ZERO:
             return None
         floors = [self.params(m).liquidation_floor for m in self._trigger_markets(account)]
         if any(totals.equity < floor * totals.maintenance_margin for floor in floors):
@@ -924,8 +1146,13 @@ class DecisionAudit:
             return [cmd.market]
         return [min(account.positions)]
 
-    def _manual_problem(self, account: _AccountState, market: _MarketState, event: Any, totals: MarginTotals) -> str | None:
-        """An operator's ``liquidate``: the rules of ``settlement.check_manual_liquidation``."""
+    def _manual_problem(self, position: int, account: _AccountState, market: _MarketState, event: Any,  # noqa: PLR0913
+                        totals: MarginTotals, name: str) -> str | None:
+        """An operator's ``liquidate``: the rules of ``settlement.check_manual_liquidation``.
+
+        A price more than ``manual_liquidation_band`` x mark from the mark needs the approvals
+        of that exact liquidation consumed in the same command (joined when it ends); the
+        liquidator's capacity is checked on its ``PositionTaken`` (``_check_capacity``)."""
         size = account.size(market.market)
         delta = event.size_delta
         if size == ZERO:
@@ -942,7 +1169,88 @@ class DecisionAudit:
             return f"size_delta {fmt(delta)} does not reduce the position {fmt(size)} on the step"
         if event.counterparty == account.name:
             return "the account took its own position"
+        band = self.params(market.market).values.get("manual_liquidation_band", ONE)
+        distance = abs(event.price_fill - market.price_mark) / market.price_mark
+        if distance > band:
+            change = Change("liquidate", market.market, {"account": account.name, "size": abs(delta), "price": event.price_fill,
+                                                         "liquidator": event.counterparty})
+            self.command.out_of_band.append((position, change.fingerprint, f"{name}: price {fmt(event.price_fill)} is "
+                                             f"{_show(distance)} from the mark {fmt(market.price_mark)}, outside the band {fmt(band)}"))
         return None
+
+    # -- 5b.: refused takeovers -----------------------------------------------------------------------
+
+    def on_takeover_refused(self, position: int, event: Any) -> None:
+        """A due engine step the backstop could not carry (or the backstop itself liquidated).
+
+        The step is re-derived as for a fill (due, order, size, ABR price); the account's
+        equity and maintenance, the liquidator (the market's ``backstop_liquidator``), its cap
+        and the outcome (``deleveraged`` when equity <= 0 or the fill is below the bankruptcy
+        quote, else ``waiting``) here; the liquidator's figures after the takeover it would
+        have made, and that ``can_carry`` is false for them, when the command ends (the
+        liquidator's events of the command may come later in the log).
+        """
+        account, market = self.account(event.account), self.markets[event.market]
+        params = self.params(event.market)
+        totals = self.totals(account)
+        name = f"{event.account} takeover refused in {event.market}"
+        self._refused_step(position, event, account, market, params, totals, name)
+        if account.status != BANKRUPT:
+            account.status = LIQUIDATING
+        self.touched(event.account)
+
+    def _refused_step(self, position: int, event: Any, account: _AccountState, market: _MarketState,  # noqa: PLR0913
+                      params: ParameterSet, totals: MarginTotals, name: str) -> None:
+        cmd = self.command
+        continuing = event.account in cmd.insolvent
+        problem = self._engine_problem(account, market, totals, event.at, continuing)
+        if problem:
+            self.find(position, problem[0], f"{name}: {problem[1]}")
+            return
+        insolvent = continuing or totals.equity <= ZERO
+        if insolvent:
+            cmd.insolvent.add(event.account)
+        delta, price, shortfall = self._planned_step(account, market, params, totals, insolvent)
+        self.differ(position, "size_differs", f"{name}: size_delta", delta, event.size_delta)
+        self.differ(position, "fill_price_differs", f"{name}: backstop price = mark -/+ {fmt(params.liquidation_spread)} x MMF x mark "
+                    f"x {_show(price_rating(totals, params))} (ABR)", price, event.price_fill)
+        outcome = "deleveraged" if totals.equity <= ZERO or shortfall > ZERO else "waiting"
+        cap = position_cap(params)
+        self.differ(position, "refusal_differs", f"{name}: liquidator, its cap, equity, maintenance, outcome",
+                    (params.backstop_liquidator, cap, totals.equity, totals.maintenance_margin, outcome),
+                    (event.liquidator, event.liquidator_position_cap, event.equity, event.maintenance_margin, event.outcome))
+        recorded = (event.liquidator_equity_after, event.liquidator_initial_margin_after, event.liquidator_notional_after)
+        if event.liquidator == event.account:  # the backstop itself: its own figures, never a taker of itself
+            self.differ(position, "capacity_differs", f"{name}: the liquidator is the account: its own equity, initial margin, notional",
+                        carried_figures(account.collateral, account.positions, self.markets), recorded)
+        else:
+            quote_fill = -delta * price * market.contract_size
+            quote_bankruptcy = bankruptcy_quote_of(account.size(event.market), delta, market, totals)
+            quantum = market.collateral_quantum
+            fee = round_down(penalty_of(quote_fill, quote_bankruptcy, params, quantum) * params.liquidator_fee_share, quantum)
+            cmd.refusals.append(_Refusal(position, event.account, event.market, event.liquidator, -delta, price, fee, recorded, cap, name))
+        if event.outcome == "deleveraged":
+            cmd.refused[(event.account, event.market)] = position
+
+    def _check_refusals(self, cmd: _Command) -> None:
+        """Each refusal's liquidator figures are those of one of the liquidator's holdings in
+        the command (before its first change or after any), and ``can_carry`` is false for
+        them; each ``deleveraged`` refusal is followed by its deleveraging."""
+        for refusal in cmd.refusals:
+            taker = self.accounts.get(refusal.liquidator)
+            holdings = cmd.history.get(refusal.liquidator) or [(taker.collateral, taker.positions) if taker else (ZERO, {})]
+            derived = [figures_after_take(collateral, positions, self.markets, refusal.market, refusal.delta, refusal.price, refusal.fee)
+                       for collateral, positions in holdings]
+            if refusal.recorded not in derived:
+                self.find(refusal.position, "capacity_differs", f"{refusal.name}: {refusal.liquidator}'s equity, initial margin, notional "
+                          f"after taking {fmt(refusal.delta)} at {fmt(refusal.price)} (fee {fmt(refusal.fee)}): expected one of "
+                          f"{[_show(d) for d in derived]}, recorded {_show(refusal.recorded)}")
+            elif can_carry(*refusal.recorded, refusal.cap):
+                self.find(refusal.position, "refusal_not_warranted", f"{refusal.name}: {refusal.liquidator} can carry it: equity "
+                          f"{fmt(refusal.recorded[0])} >= initial margin {fmt(refusal.recorded[1])}, notional {fmt(refusal.recorded[2])} "
+                          f"<= {fmt(refusal.cap)} x equity")
+        for (account, market), position in cmd.refused.items():
+            self.find(position, "refusal_differs", f"{account} takeover refused in {market}: outcome deleveraged, but no deleveraging followed")
 
     def _check_after(self, position: int, event: Any, account: _AccountState, market: _MarketState, penalty: Decimal,  # noqa: PLR0913
                      status: str | None, name: str, quote: Decimal | None = None) -> None:
@@ -970,6 +1278,7 @@ class DecisionAudit:
         params = self.params(market_name)
         totals = self.totals(account)
         continuing = account.name in self.command.insolvent
+        refused = self.command.refused.pop((account.name, market_name), None) is not None
         problem = self._engine_problem(account, market, totals, at, continuing)
         size = account.size(market_name)
         if problem is None:
@@ -977,14 +1286,17 @@ class DecisionAudit:
             if insolvent:
                 self.command.insolvent.add(account.name)
             delta, _, shortfall = self._planned_step(account, market, params, totals, insolvent)
-            if params.loss_policy != ADL:
-                problem = "liquidation_not_warranted", f"loss_policy is {params.loss_policy}, not adl"
+            if refused:  # TakeoverRefused "deleveraged": whatever the loss policy and the fund (ADR 13)
+                pass
+            elif params.loss_policy not in QUEUE_POLICIES:
+                problem = "liquidation_not_warranted", (f"loss_policy is {params.loss_policy}, not a queue policy "
+                                                        f"({', '.join(QUEUE_POLICIES)}), and no takeover was refused")
             elif shortfall <= ZERO:
                 problem = "liquidation_not_warranted", f"the backstop fill covers the bankruptcy quote (shortfall {fmt(shortfall)}): no deleveraging"
-            elif delta != -size:
+            if problem is None and delta != -size:
                 problem = "size_differs", f"deleveraging closes the whole position {fmt(size)}, the step was {fmt(delta)}"
         wanted = adl_fund_wanted(size, market, totals) if size != ZERO else ZERO
-        return _AdlPlan(market_name, size, wanted, problem, position=position)
+        return _AdlPlan(market_name, size, wanted, problem, position=position, refused=refused)
 
     def _adl_slice(self, position: int, event: Any, account: _AccountState, market: _MarketState, params: ParameterSet, name: str) -> None:
         """One slice: its share of the exact bankruptcy quote of the whole position after the fund's payment.
@@ -1024,7 +1336,7 @@ class DecisionAudit:
         if wrong_side or abs(event.quote_fill - pro_rata) >= market.collateral_quantum:
             self.find(position, "bankruptcy_differs", f"{name}: quote_fill {fmt(event.quote_fill)} is not a share of the bankruptcy quote "
                       f"{fmt(plan.quote)} for {fmt(abs(event.size_delta))} of {fmt(abs(plan.size))} (pro rata {_show(pro_rata)})")
-        plan.slices.append((position, abs(event.size_delta), event.quote_fill))
+        plan.slices.append((position, abs(event.size_delta), event.quote_fill, event.counterparty))
         self.differ(position, "penalty_differs", f"{name}: no penalty when deleveraging", ZERO, event.penalty)
         self.differ(position, "fee_split_differs", f"{name}: no liquidator fee when deleveraging", ZERO, event.fee_liquidator)
         size = account.size(event.market)
@@ -1042,10 +1354,39 @@ class DecisionAudit:
                 self.find(plan.position, "size_differs", f"{name}: slices close {fmt(plan.closed)} of {fmt(abs(plan.size))}")
                 continue
             slices = plan.slices or []
-            expected = split_quote(plan.quote, [size for _, size, _ in slices], self.markets[plan.market].collateral_quantum)
-            for (where, size, recorded), share in zip(slices, expected, strict=True):
+            expected = split_quote(plan.quote, [size for _, size, _, _ in slices], self.markets[plan.market].collateral_quantum)
+            for (where, size, recorded, _), share in zip(slices, expected, strict=True):
                 self.differ(where, "bankruptcy_differs", f"{name}: slice of {fmt(size)}: its largest-remainder share of the "
                             f"bankruptcy quote {fmt(plan.quote)}", share, recorded)
+            self._check_adl_queue(cmd, account, liquidation_id, plan, name)
+
+    def _check_adl_queue(self, cmd: _Command, account: str, liquidation_id: str, plan: _AdlPlan, name: str) -> None:
+        """The counterparties and sizes of a deleveraging are ``plan_deleveraging``'s (``adl_queue_differs``).
+
+        The candidates: each counterparty as it was just before its slice (its own events are
+        in order), plus every opposite holder with no event in this command (its holding
+        then is its holding now); an opposite holder changed by the command and not
+        deleveraged is left out, since the log does not say when in the command it changed.
+        """
+        slices = plan.slices or []
+        takes = {taker: (score, held) for taker, _, score, held, _ in cmd.adl_takes.get((account, liquidation_id), [])}
+        candidates = dict(takes)
+        long_side = plan.size > ZERO
+        market = self.markets[plan.market]
+        for holder in sorted(self.holders[plan.market]):
+            other = self.accounts[holder]
+            held = other.positions.get(plan.market)
+            if other.name in candidates or other.name == account or other.name in cmd.changed or held is None:
+                continue
+            if (held.size > ZERO) != long_side:
+                candidates[other.name] = (adl_score(self.equity_and_maintenance(other)[0], held.size, held.cost, market), abs(held.size))
+        expected = plan_deleveraging(self.params(plan.market).loss_policy, plan.size,
+                                     [(n, score, held) for n, (score, held) in candidates.items()])
+        recorded = [(counterparty, size) for _, size, _, counterparty in slices]
+        if expected != recorded:
+            where = slices[0][0] if slices else plan.position
+            self.find(where, "adl_queue_differs", f"{name}: counterparties and contracts expected "
+                      f"{[(n, fmt(q)) for n, q in expected]}, recorded {[(n, fmt(q)) for n, q in recorded]}")
 
     # -- 4.: deficits ---------------------------------------------------------------------------------
 
@@ -1062,7 +1403,8 @@ class DecisionAudit:
         elif cmd.kind == "settle" and account.size(event.market) == ZERO:  # the final price left the account below zero
             self.differ(position, "loss_cover_differs", f"{name}: settlement deficit = -collateral", -account.collateral, event.deficit)
             cmd.deficits[key] = -account.collateral
-            policies = {INSURANCE_FUND} if event.allocated == ZERO else {self.params(event.market).loss_policy, SOCIALIZE_PER_CONTRACT}
+            policy = self.params(event.market).loss_policy
+            policies = {INSURANCE_FUND} if event.allocated == ZERO else {ADL if policy in QUEUE_POLICIES else policy, SOCIALIZE_PER_CONTRACT}
             if event.policy not in policies:
                 self.find(position, "loss_cover_differs", f"{name}: policy {event.policy}, expected one of {sorted(policies)}")
         else:  # the fund's payment before deleveraging
@@ -1089,11 +1431,11 @@ class DecisionAudit:
         policy = self.params(event.market).loss_policy
         if event.allocated == ZERO:
             expected = INSURANCE_FUND
-        elif policy == ADL and not manual:
-            self.find(position, "loss_cover_differs", f"{name}: under adl a deficit the fund cannot pay is deleveraged, not allocated")
+        elif policy in QUEUE_POLICIES and not manual:
+            self.find(position, "loss_cover_differs", f"{name}: under {policy} a deficit the fund cannot pay is deleveraged, not allocated")
             return
         else:
-            expected = SOCIALIZE_PER_CONTRACT if policy == ADL else policy
+            expected = SOCIALIZE_PER_CONTRACT if policy in QUEUE_POLICIES else policy
         self.differ(position, "loss_cover_differs", f"{name}: policy", expected, event.policy)
 
     def _check_draws_and_covers(self, cmd: _Command) -> None:
@@ -1187,7 +1529,7 @@ class DecisionAudit:
         if account.status != HEALTHY or not account.positions or account.closed:
             return False
         equity, maintenance = self.equity_and_maintenance(account)
-        if equity >= maintenance or self.is_backstop(account):
+        if equity >= maintenance:  # the backstop liquidator included: no account is exempt
             return False
         return all(queued != account.name for queued, _ in self.queue.values())
 
@@ -1280,6 +1622,8 @@ _HANDLERS: dict[type, Callable[[DecisionAudit, int, Any], None]] = {
     Account.FundingPaid: DecisionAudit.on_funding_paid,
     Account.PositionSettled: DecisionAudit.on_settled,
     Account.LiquidationDeferred: DecisionAudit.on_deferred,
+    Account.TakeoverRefused: DecisionAudit.on_takeover_refused,
+    Clearinghouse.ApprovalsConsumed: DecisionAudit.on_approvals_consumed,
     Account.RecoveredFromBankruptcy: DecisionAudit.on_recovered,
 }
 

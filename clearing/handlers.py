@@ -185,8 +185,20 @@ def _approved_change(ws: WorkingSet, command: c.Approve, ch: Clearinghouse) -> C
         if command.candidate in ch.officers:
             raise RuleError("officer_exists", "candidate", f"risk officer {command.candidate} is already registered")
         return Change.of_officer(command.candidate)
+    if command.action == "liquidate":
+        return _approved_liquidation(ws, command)
     assert command.operation is not None
     return Change.of_control(command.action, command.operation, command.market)
+
+
+def _approved_liquidation(ws: WorkingSet, command: c.Approve) -> Change:
+    """The liquidation approved, with size and liquidator resolved as ``liquidate`` would."""
+    assert command.account is not None and command.market is not None and command.price is not None
+    account = ws.account(command.account, "account")
+    position = account.position(command.market)
+    size = command.size if command.size is not None else abs(position.size)
+    liquidator = command.liquidator or ws.parameters(command.market).backstop_liquidator
+    return settlement.manual_liquidation_change(command.account, command.market, size, command.price, liquidator)
 
 
 def approve(ws: WorkingSet, command: c.Approve, at: datetime) -> str:

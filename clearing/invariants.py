@@ -16,6 +16,15 @@ without using the aggregates' code. It then checks:
 * ``bankrupt_accounts_end_at_zero_or_above``: an account made whole by the fund or by
   allocations ends with equity >= 0 (collateral alone may be below zero while another
   position's gain covers it, in cross margin);
+* ``solvency``: at the end of **every** command, **every** account (the backstop
+  liquidator and any other liquidator included: no account is exempt) has equity >= 0 at
+  the marks. A deficit may exist only inside the command that covers it, or while the
+  account's liquidation is held back by a recorded pause (``LiquidationQueued`` until
+  ``LiquidationDequeued``) or TWAP deferral (``LiquidationDeferred`` until its next
+  liquidation, call met or loss cover). The message names the log position of the end of
+  the first command after which it fails. Only accounts whose cash or positions moved, or
+  whose markets were re-marked, in that command are re-valued (each holder of a re-marked
+  market is), so the check costs the holders touched, not accounts x commands;
 * ``replay_equals_live``: every account loaded by the repository matches the fold (sizes,
   collateral, cash), every market its mark and open interest, the insurance fund its
   balance; and every aggregate of every kind (accounts, markets, the fund, the
@@ -70,6 +79,11 @@ class Fold:
     counts: dict[str, int] = field(default_factory=lambda: defaultdict(int))
     covered: set[str] = field(default_factory=set)
     loaded_through_snapshots: int = 0  # aggregates whose snapshot + later events equal their events
+    holdings: dict[str, set[str]] = field(default_factory=lambda: defaultdict(set))  # account -> markets held
+    holders: dict[str, set[str]] = field(default_factory=lambda: defaultdict(set))  # market -> accounts holding
+    dirty: set[str] = field(default_factory=set)  # accounts to re-value when the command ends
+    held_back: set[str] = field(default_factory=set)  # liquidation paused (queued) or deferred
+    commands_checked: int = 0
 
 
 def fold_log(app: ClearingApplication, aggregates: dict[UUID, Any] | None = None) -> Fold:
@@ -88,7 +102,10 @@ def fold_log(app: ClearingApplication, aggregates: dict[UUID, Any] | None = None
     while notifications := app.recorder.select_notifications(start=start, limit=PAGE):
         for notification in notifications:
             event = app.mapper.to_domain_event(notification)
-            _fold_event(fold, notification.topic.rsplit(":", 1)[-1], event)
+            kind = notification.topic.rsplit(":", 1)[-1]
+            _fold_event(fold, kind, event)
+            if kind in COMMAND_ENDS:
+                _solvent(fold, notification.id)
             if rebuild and notification.originator_id in rebuild and notification.originator_id not in broken:
                 try:
                     rebuild[notification.originator_id] = event.mutate(rebuild[notification.originator_id])
@@ -101,6 +118,15 @@ def fold_log(app: ClearingApplication, aggregates: dict[UUID, Any] | None = None
 
 def _fold_event(fold: Fold, kind: str, event: Any) -> None:  # noqa: C901, PLR0912 - one branch per event type
     fold.counts[kind] += 1
+    if kind in HOLD_BACK:
+        fold.held_back.add(event.account)
+    elif kind in RELEASE:
+        fold.held_back.discard(event.account)
+    elif kind == "Clearinghouse.LiquidationQueued":
+        fold.held_back.add(event.account)
+    elif kind == "Clearinghouse.LiquidationDequeued":
+        fold.held_back.discard(event.account)
+        fold.dirty.add(event.account)
     if kind == "CommandRecord.Accepted":
         _covered_end_at_zero_or_above(fold)
     elif kind == "Account.Opened":
@@ -137,6 +163,7 @@ def _fold_event(fold: Fold, kind: str, event: Any) -> None:  # noqa: C901, PLR09
         fold.contract_sizes[event.market] = event.contract_size
     elif kind == "Market.MarkPriceSet":
         fold.marks[event.market] = event.price_mark
+        fold.dirty.update(fold.holders[event.market])
     elif kind == "Market.MarketSettled":
         fold.marks[event.market] = event.price_settlement
         fold.open_interest_recorded[event.market] = ZERO
@@ -150,6 +177,25 @@ def _fold_event(fold: Fold, kind: str, event: Any) -> None:  # noqa: C901, PLR09
         fold.insurance_fund -= event.amount
         if fold.insurance_fund < ZERO:
             raise InvariantViolation(f"insurance_fund_not_negative: balance {fold.insurance_fund} after a draw")
+
+
+COMMAND_ENDS = ("CommandRecord.Accepted", "CommandRecord.Rejected")
+HOLD_BACK = ("Account.LiquidationDeferred",)
+RELEASE = ("Account.Liquidated", "Account.MarginCallMet", "Account.LossCovered")
+
+
+def _solvent(fold: Fold, position: int) -> None:
+    """Every account re-valued at the end of a command has equity >= 0 (``solvency``)."""
+    fold.commands_checked += 1
+    for account in sorted(fold.dirty):
+        if account in fold.held_back:
+            continue
+        equity = _equity(fold, account)
+        if equity < ZERO:
+            raise InvariantViolation(
+                f"solvency: {account} ends the command recorded at log position {position} with equity {equity}"
+            )
+    fold.dirty.clear()
 
 
 def _covered_end_at_zero_or_above(fold: Fold) -> None:
@@ -169,15 +215,15 @@ def _equity(fold: Fold, account: str) -> Decimal:
     negative once a deficit is covered.
     """
     equity = fold.quote[account]
-    for (holder, market), size in fold.sizes.items():
-        if holder == account and size != ZERO:
-            equity += size * fold.marks[market] * fold.contract_sizes[market]
+    for market in fold.holdings[account]:
+        equity += fold.sizes[(account, market)] * fold.marks[market] * fold.contract_sizes[market]
     return equity
 
 
 def _cash(fold: Fold, account: str, amount: Decimal) -> None:
     fold.quote[account] += amount
     fold.collateral[account] += amount
+    fold.dirty.add(account)
 
 
 def _fill(  # noqa: PLR0913
@@ -186,8 +232,15 @@ def _fill(  # noqa: PLR0913
     """Cash of a fill: the recorded ``quote`` when there is one (a deleveraging slice books
     the exact bankruptcy quote, off the tick), else ``-size_delta x price x contract``."""
     fold.quote[account] += -size_delta * price * fold.contract_sizes[market] if quote is None else quote
-    fold.sizes[(account, market)] += size_delta
+    size = fold.sizes[(account, market)] = fold.sizes[(account, market)] + size_delta
     fold.collateral[account] += realized
+    fold.dirty.add(account)
+    if size == ZERO:
+        fold.holdings[account].discard(market)
+        fold.holders[market].discard(account)
+    else:
+        fold.holdings[account].add(market)
+        fold.holders[market].add(account)
 
 
 def check_ledger(app: ClearingApplication) -> Fold:
@@ -195,6 +248,7 @@ def check_ledger(app: ClearingApplication) -> Fold:
     with decimal.localcontext(LEDGER_CONTEXT):
         rebuilt: dict[UUID, Any] = dict.fromkeys(stored_snapshot_ids(app))
         fold = fold_log(app, rebuilt)
+        _solvent(fold, app.recorder.max_notification_id() or 0)
         _covered_end_at_zero_or_above(fold)
         _money_conserved(fold)
         _positions_net_to_zero(fold)

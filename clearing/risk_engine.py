@@ -22,21 +22,25 @@ from typing import TYPE_CHECKING, Iterable
 from clearing.domain.account import BANKRUPT, CLOSED, Account
 from clearing.domain.clearinghouse import LIQUIDATIONS
 from clearing.domain.liquidation import (
+    Capacity,
     bankruptcy_quote_for,
+    capacity_after,
     check_call,
     cover_deficit,
     deleverage,
     liquidation_step,
     pay_call,
+    penalty_and_fee,
     positions_by_priority,
+    refuse_takeover,
     size_to_close,
     spread_price,
     totals_of,
 )
 from clearing.domain.liquidation_math import risk_order
 from clearing.domain.market import Market
-from clearing.domain.parameters import ADL, ParameterSet
-from clearing.money import ZERO, exact
+from clearing.domain.parameters import QUEUE_POLICIES, ParameterSet
+from clearing.money import ONE, ZERO, exact
 
 if TYPE_CHECKING:
     from clearing.working_set import WorkingSet
@@ -88,7 +92,8 @@ def _in_risk_order(ws: WorkingSet, names: Iterable[str]) -> list[str]:
 
 
 def check_accounts(ws: WorkingSet, market: Market, names: list[str], at: datetime, reason: str) -> int:
-    """Check ``names``, then whoever their liquidations touched.
+    """Check ``names``, then whoever their liquidations touched. No account is exempt: the
+    backstop liquidator is called and liquidated like any other (issue 8).
 
     An account a liquidation charged (a loss share, a deleveraging fill) is checked again
     even if it was checked earlier in this sweep: the charge may have taken it below
@@ -104,7 +109,7 @@ def check_accounts(ws: WorkingSet, market: Market, names: list[str], at: datetim
             continue
         done.add(name)
         account = ws.peek_account(name)
-        if account is None or account.status == CLOSED or _is_backstop(ws, account):
+        if account is None or account.status == CLOSED:
             continue
         account = ws.account(name, "account")  # now part of the command
         affected = check_account(ws, account, market, at, reason, sequencer)
@@ -112,13 +117,6 @@ def check_accounts(ws: WorkingSet, market: Market, names: list[str], at: datetim
             done.discard(other)
             queue.append(other)
     return len(done)
-
-
-def _is_backstop(ws: WorkingSet, account: Account) -> bool:
-    for market in account.open_positions():
-        if ws.parameters(market).backstop_liquidator == account.account:
-            return True
-    return False
 
 
 def check_account(
@@ -201,8 +199,8 @@ def _step(  # noqa: PLR0913
 ) -> list[str]:
     """One liquidation fill plus whatever its deficit needs (fund, loss policy, ADL)."""
     position = account.position(market.market)
-    fill_price = price if price is not None else spread_price(position, market, params)
     totals = totals_of(account, ws.markets)
+    fill_price = price if price is not None else spread_price(position, market, params, totals)
     delta = -close if position.size > ZERO else close
     quote_bankruptcy = bankruptcy_quote_for(account, market, delta, totals)
     shortfall = quote_bankruptcy + delta * fill_price * market.contract_size  # bankruptcy quote - fill quote
@@ -211,15 +209,38 @@ def _step(  # noqa: PLR0913
         quote_bankruptcy = bankruptcy_quote_for(account, market, delta, totals)
         shortfall = quote_bankruptcy + delta * fill_price * market.contract_size
     liquidation_id = sequencer.next()
-    if price is None and params.loss_policy == ADL and shortfall > ws.fund(at).balance:
+    if price is None and params.loss_policy in QUEUE_POLICIES and shortfall > ws.fund(at).balance:
         return deleverage(ws, account, market, params, liquidation_id, at)
     taker = liquidator if liquidator is not None else ws.backstop(params.backstop_liquidator, at)
+    capacity = taker_capacity(ws, account, market, taker, delta, fill_price, quote_bankruptcy, params)
+    if not capacity.allowed:  # only the engine's own step: a manual one was refused by its handler
+        insolvent = totals.equity <= ZERO or shortfall > ZERO
+        refuse_takeover(account, market, taker, delta, fill_price, capacity, totals, "deleveraged" if insolvent else "waiting", at)
+        return deleverage(ws, account, market, params, liquidation_id, at) if insolvent else []
     deficit = liquidation_step(
-        ws, account, market, delta, fill_price, quote_bankruptcy, totals, taker, params, reason, liquidation_id, at
+        ws, account, market, delta, fill_price, quote_bankruptcy, totals, taker, params, reason, liquidation_id, at, capacity
     )
     if deficit > ZERO:
         return cover_deficit(ws, account, market, deficit, params, liquidation_id, at)
     return []
+
+
+def taker_capacity(  # noqa: PLR0913
+    ws: WorkingSet, account: Account, market: Market, taker: Account, delta: Decimal, price: Decimal,
+    quote_bankruptcy: Decimal, params: ParameterSet,
+) -> Capacity:
+    """The taker's figures after taking ``delta`` of ``account`` at ``price`` (and its fee).
+
+    The backstop being liquidated itself has no taker: its own figures, refused.
+    """
+    if taker.account == account.account:
+        totals = totals_of(account, ws.markets)
+        notional = sum((abs(p.size) * ws.markets[m].price_mark * ws.markets[m].contract_size
+                        for m, p in account.open_positions().items()), ZERO)
+        return Capacity(totals.equity, totals.initial_margin, notional, params.values.get("liquidator_position_cap", ONE), False)
+    quote_fill = -delta * price * market.contract_size
+    _, fee = penalty_and_fee(quote_fill, quote_bankruptcy, params, market.collateral_quantum)
+    return capacity_after(ws, taker, market, -delta, price, fee, params)
 
 
 def manual_liquidation(  # noqa: PLR0913

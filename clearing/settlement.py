@@ -8,9 +8,10 @@ rate 0.0001, mark 50,000: a long of 1 pays 5; two shorts of 0.5 receive 2.5 each
 Settlement (futures, at or after expiry): every position closes at the final price and
 realizes its PnL; an account then below zero with nothing else open is made whole by the
 insurance fund and then by the market's loss policy, applied to the settled positions
-(``adl``: pro rata to what each opposite-side winner gains at the final price, as closing
-them at the bankrupt's price would take; ``socialize_per_contract``: per contract settled;
-``haircut_gains``: pro rata to settlement gains). Accounts still holding other positions
+(queue policies such as ``adl``: the opposite-side winners in rank order, as closing them at
+the bankrupt account's bankruptcy price takes, concentrated on the first ranked;
+``socialize_per_contract``: per contract settled; ``haircut_gains``: pro rata to
+settlement gains). Accounts still holding other positions
 are re-checked by the risk engine instead.
 """
 
@@ -23,13 +24,14 @@ from typing import TYPE_CHECKING, Any
 from clearing import risk_engine
 from clearing.domain.account import Account
 from clearing.domain.clearinghouse import LIQUIDATIONS
-from clearing.domain.liquidation import charge_loss, open_holders, record_loss_covered, totals_of
+from clearing.domain.governance import Change
+from clearing.domain.liquidation import adl_rank, bankruptcy_quote_for, charge_loss, open_holders, record_loss_covered, totals_of
 from clearing.domain.liquidation_math import allocate_largest_remainder
 from clearing.domain.margin import unrealized_pnl
 from clearing.domain.market import FUTURE, PERPETUAL, Market
-from clearing.domain.parameters import SOCIALIZE_PER_CONTRACT
+from clearing.domain.parameters import ADL, QUEUE_POLICIES, SOCIALIZE_PER_CONTRACT
 from clearing.errors import RuleError
-from clearing.money import ZERO, exact, fmt, round_up
+from clearing.money import ONE, ZERO, exact, fmt, round_up
 
 if TYPE_CHECKING:
     from clearing.working_set import WorkingSet
@@ -140,17 +142,54 @@ def _allocate_settlement_losses(ws: WorkingSet, market: Market, settled: list, p
         policy = "insurance_fund"
         if rest > ZERO:
             others = [(a, size, pnl) for a, size, pnl in settled if a.account not in bankrupt]
-            policy = params.loss_policy
-            if policy == SOCIALIZE_PER_CONTRACT:
-                weights = [(a, abs(size)) for a, size, _ in others]
-            else:  # adl and haircut_gains: the winners of this settlement, pro rata to their gain
-                weights = [(a, pnl) for a, _, pnl in others if pnl > ZERO]
-            if not weights:
-                weights = [(a, abs(size)) for a, size, _ in others]
-                policy = SOCIALIZE_PER_CONTRACT
-            charge_loss(market, weights, rest, policy, loss_id, at)
+            policy = _charge_settlement_loss(ws, market, account, others, rest, params.loss_policy, loss_id, at)
         covers.append((account, loss_id, fund_paid, rest, policy))
     return covers
+
+
+def _charge_settlement_loss(  # noqa: PLR0913
+    ws: WorkingSet, market: Market, bankrupt: Account, others: list, rest: Decimal, policy: str, loss_id: str, at: datetime
+) -> str:
+    """Charge what the fund could not pay of a settlement deficit; returns the policy used.
+
+    Queue policies (``adl`` and the other two): as any deleveraging, the bankrupt position
+    is closed against the opposite-side winners in rank order (highest ADL score first,
+    ties by name) at its bankruptcy price, each up to its size: closing at that price
+    instead of the final one costs each winner ``rest`` x its contracts / the position's
+    size. Example: bankrupt long 3 short of 150 after the fund; shorts ranked c (size 2),
+    a (size 5): c bears 100, a 50 - not pro rata to gains. ``socialize_per_contract``: per
+    contract settled; ``haircut_gains``: pro rata to settlement gains. With no winner to
+    charge, per contract.
+    """
+    if policy in QUEUE_POLICIES:
+        size = bankrupt.position(market.market).size
+        opposite = [a for a, other_size, pnl in others if (other_size > ZERO) != (size > ZERO) and pnl > ZERO]
+        ranked = sorted(((adl_rank(a, market, ws.markets), a) for a in opposite), key=_rank_key)
+        slices: list[tuple[Account, Decimal]] = []
+        ranks: dict[str, Decimal | None] = {}
+        remaining = abs(size)
+        for rank, other in ranked:
+            if remaining == ZERO:
+                break
+            take = min(remaining, abs(other.position(market.market).size))
+            slices.append((other, take))
+            ranks[other.account] = rank
+            remaining -= take
+        if slices and remaining == ZERO:
+            charge_loss(market, slices, rest, ADL, loss_id, at, ranks=ranks, basis_total=abs(size))
+            return ADL
+        policy = SOCIALIZE_PER_CONTRACT
+    weights = [(a, pnl) for a, _, pnl in others if pnl > ZERO] if policy != SOCIALIZE_PER_CONTRACT else []
+    if not weights:
+        weights = [(a, abs(other_size)) for a, other_size, _ in others]
+        policy = SOCIALIZE_PER_CONTRACT
+    charge_loss(market, weights, rest, policy, loss_id, at)
+    return policy
+
+
+def _rank_key(item: tuple[Decimal | None, Account]) -> tuple[Decimal, str]:
+    rank, account = item
+    return (-(rank if rank is not None else Decimal("-1e30")), account.account)
 
 
 @exact
@@ -190,4 +229,58 @@ def check_manual_liquidation(  # noqa: PLR0913
     if taker_name == account.account:
         raise RuleError("self_trade", "liquidator", "an account cannot take its own liquidated position")
     taker = liquidator if liquidator is not None else ws.backstop(params.backstop_liquidator, at)
+    _check_liquidator_carries(ws, account, market, close, price, taker, params, totals)
+    _check_band(ws, account, market, close, price, taker, params, at)  # last: it consumes approvals
     return close, taker
+
+
+def manual_liquidation_change(account: str, market: str, size: Decimal, price: Decimal, liquidator: str) -> Change:
+    """The exact liquidation officers approve when its price is outside the band."""
+    return Change("liquidate", market, {"account": account, "size": size, "price": price, "liquidator": liquidator})
+
+
+@exact
+def _check_band(  # noqa: PLR0913
+    ws: WorkingSet, account: Account, market: Market, close: Decimal, price: Decimal, taker: Account, params: Any, at: datetime
+) -> None:
+    """An auction price more than ``manual_liquidation_band`` x mark away from the mark needs
+    M-of-N approval of that exact liquidation (``price_out_of_band`` without any).
+
+    Example: mark 95, band 10 %: 86 to 104 stand alone; 40 needs M officers' approval of
+    ``liquidate`` (account, market, size, 40, liquidator).
+    """
+    mark = market.price_mark
+    band = params.values.get("manual_liquidation_band", ONE)
+    distance = abs(price - mark) / mark
+    if distance <= band:
+        return
+    change = manual_liquidation_change(account.account, market.market, close, price, taker.account)
+    ch = ws.clearinghouse()
+    if ch is None or not ch.approvals.get(change.fingerprint):
+        raise RuleError(
+            "price_out_of_band",
+            "price",
+            f"price {fmt(price)} is {fmt(round_up(distance * 100, Decimal('0.01')))} % from the mark {fmt(mark)}, outside "
+            f"manual_liquidation_band {fmt(band * 100)} %: it needs approval of this exact liquidation by the risk officers",
+        )
+    governance = ch.authorize(change, at, "price", bootstrap_allowed=False)
+    ch.consume(governance, at)
+
+
+@exact
+def _check_liquidator_carries(  # noqa: PLR0913
+    ws: WorkingSet, account: Account, market: Market, close: Decimal, price: Decimal, taker: Account, params: Any, totals: Any
+) -> None:
+    """The liquidator must meet initial margin after the takeover and stay within
+    ``liquidator_position_cap`` (``liquidation_math.can_carry``): ``liquidator_undercapitalized``."""
+    delta = -close if account.position(market.market).size > ZERO else close
+    quote_bankruptcy = bankruptcy_quote_for(account, market, delta, totals)
+    capacity = risk_engine.taker_capacity(ws, account, market, taker, delta, price, quote_bankruptcy, params)
+    if not capacity.allowed:
+        raise RuleError(
+            "liquidator_undercapitalized",
+            "liquidator",
+            f"liquidator {taker.account} would hold equity {fmt(capacity.equity_after)} against initial margin "
+            f"{fmt(capacity.initial_margin_after)} and notional {fmt(capacity.notional_after)} (cap {fmt(capacity.cap)} x equity) "
+            "after the takeover: it cannot carry the position",
+        )

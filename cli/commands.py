@@ -228,13 +228,13 @@ def resume(store: Store, operation: str, market: str | None, command_id: str | N
     submit(store, "resume", command_id, at, as_json, operation=operation, market=market)
 
 
-APPROVABLE = ["pause", "resume", "set-parameters", "register-officer"]
+APPROVABLE = ["pause", "resume", "set-parameters", "register-officer", "liquidate"]
 
 
 @main.command()
 @click.argument("officer")
 @click.argument("action", metavar="|".join(APPROVABLE))
-@click.argument("what", nargs=-1, required=True, metavar="OPERATION|NAME=VALUE...|CANDIDATE")
+@click.argument("what", nargs=-1, required=True, metavar="OPERATION|NAME=VALUE...|CANDIDATE|ACCOUNT price=P [size=S] [liquidator=L]")
 @click.option("--market", help="Only this market. [default: everywhere / the clearinghouse defaults]")
 @command_options
 @pass_store
@@ -246,8 +246,10 @@ def approve(store: Store, officer: str, action: str, what: tuple[str, ...], mark
     clearing --as olga approve olga pause liquidations --market BTC-PERP
     clearing --as olga approve olga set-parameters approvals_required=2 officers_max=3
     clearing --as olga approve olga register-officer otto
+    clearing --as olga approve olga liquidate bob price=40 size=1 --market BTC-PERP
 
-    The change must later be posted with exactly the same content (same NAME=VALUE set and
+    A liquidation is approved when its auction price lies outside manual_liquidation_band;
+    size defaults to the whole position and liquidator to the backstop. The change must later be posted with exactly the same content (same NAME=VALUE set and
     --market); see docs/commands.md.
     """
     if action.replace("_", "-") not in APPROVABLE:
@@ -261,6 +263,12 @@ def _approved_fields(action: str, what: tuple[str, ...]) -> dict[str, Any]:
     """The approve command's fields for ACTION from the positional arguments."""
     if action == "set_parameters":
         return {"parameters": dict(_assignment(text) for text in what)}
+    if action == "liquidate":
+        terms = dict(_assignment(text) for text in what[1:])
+        unknown = sorted(set(terms) - {"price", "size", "liquidator"})
+        if unknown:
+            raise click.BadParameter(f"{unknown[0]!r} is not one of price, size, liquidator", param_hint="WHAT")
+        return {"account": what[0], **terms}
     if len(what) != 1:
         raise click.BadParameter(f"{action} takes exactly one argument, got {len(what)}", param_hint="WHAT")
     if action == "register_officer":

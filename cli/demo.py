@@ -1,9 +1,19 @@
 """``clearing demo``: a scenario on the configured store, posted through ``clearing post``'s path.
 
 Three markets (BTC and ETH perpetuals, a dated BTC future), a few hundred accounts with
-deposits, an insurance-fund contribution, then a seeded price path with trades between
-random accounts at every step. Some trades are meant to fail the margin check, to show
-rejections. Ends with market, account and insurance-fund summaries.
+deposits, an insurance-fund contribution, the backstop liquidator's capital, then a seeded
+price path with trades between random accounts at every step. Some trades are meant to
+fail the margin check, to show rejections. Ends with market, account and insurance-fund
+summaries and what the backstop took or refused.
+
+The backstop liquidator (``backstop_liquidator``, account ``backstop``) is an ordinary
+account since ADR 13: it takes a liquidated position only if it then meets initial margin
+and holds at most ``liquidator_position_cap`` (1) x its equity in notional, so the demo
+funds it with ``BACKSTOP_CAPITAL`` = 1,000,000 USDC: at cap 1 that carries up to about
+1,000,000 of position notional, several times the largest single trade (150,000) and about
+four times the insurance fund (250,000). Without it every takeover would be refused
+(``TakeoverRefused``): insolvent accounts deleveraged against their counterparties, solvent
+ones left waiting.
 
 The scenario is generated here, at the boundary, with a seeded generator; the ledger
 itself never sees randomness or the clock (every command carries its ``at``).
@@ -33,6 +43,8 @@ from cli.main import Store, main, pass_store
 from projections.queries import account_names, account_view, insurance_fund_view, market_view
 
 START = datetime(2025, 10, 10, 20, 0, tzinfo=timezone.utc)
+BACKSTOP = "backstop"  # the default ``backstop_liquidator``
+BACKSTOP_CAPITAL = Decimal(1_000_000)  # see the module docstring
 MARKETS = {
     "BTC-PERP": {"kind": "perpetual", "price": Decimal(112000), "tick": "0.1", "step": "0.001",
                  "tiers": [["0", "0.02", "0.01"], ["1000000", "0.05", "0.025"], ["5000000", "0.1", "0.05"]]},
@@ -59,6 +71,9 @@ def scenario(accounts: int, steps: int, seed: int) -> Iterator[dict[str, Any]]:
         yield command
         yield {"type": "price", "id": f"demo-price-{name}-0", "market": name, "price": str(spec["price"]), "at": at.isoformat()}
     yield {"type": "fund_insurance", "id": "demo-fund-0", "amount": "250000", "contributor": "clearinghouse", "at": at.isoformat()}
+    yield {"type": "open_account", "id": "demo-open-backstop", "account": BACKSTOP, "at": at.isoformat()}
+    yield {"type": "deposit", "id": "demo-deposit-backstop", "account": BACKSTOP, "amount": fmt(BACKSTOP_CAPITAL),
+           "at": at.isoformat()}
     names = [f"acct-{index:04d}" for index in range(accounts)]
     for name in names:
         yield {"type": "open_account", "id": f"demo-open-{name}", "account": name, "at": at.isoformat()}
@@ -135,7 +150,9 @@ def _summaries(app: Any, projections: Any, accounts: int, show_accounts: int) ->
     backstop = [account_view(projections, name) for name in _other_accounts(projections, accounts)]
     if backstop:
         click.echo("Other accounts (backstop liquidator): " + ", ".join(
-            f"{v['account']} equity {v['equity']}, {len(v['positions'])} position(s)" for v in backstop))
+            f"{v['account']} collateral {v['collateral']}, equity {v['equity']}, {len(v['positions'])} position(s)"
+            for v in backstop))
+    click.echo(_takeovers(app))
     rows = []
     for view in sorted(with_positions, key=lambda v: Decimal(v["margin_ratio"]))[: max(show_accounts, 10)]:
         rows.append([view["account"], view["collateral"], view["equity"], view["initial_margin"],
@@ -176,8 +193,28 @@ def _reports(store: Store, directory: str) -> None:
                                       for row in stress.csv_rows or []], indent="  "))
 
 
+def _takeovers(app: Any) -> str:
+    """What the backstop took and refused, counted from the event log."""
+    taken: Counter[str] = Counter()
+    refused: Counter[str] = Counter()
+    start = 1
+    while notifications := app.recorder.select_notifications(start=start, limit=10_000):
+        for notification in notifications:
+            kind = notification.topic.rsplit(":", 1)[-1]
+            if kind in ("Account.PositionTaken", "Account.TakeoverRefused"):
+                event = app.mapper.to_domain_event(notification)
+                if kind == "Account.PositionTaken":
+                    taken[event.basis] += 1
+                else:
+                    refused[event.outcome] += 1
+        start = notifications[-1].id + 1
+    return (f"Takeovers: the backstop ({fmt(BACKSTOP_CAPITAL)} deposited) took {taken['backstop']} liquidation fill(s), "
+            f"{taken['adl']} deleveraging fill(s) went to counterparties; refused {sum(refused.values())} "
+            f"({refused['deleveraged']} deleveraged, {refused['waiting']} waiting)")
+
+
 def _other_accounts(projections: Any, accounts: int) -> list[str]:
-    """Accounts the demo did not open itself (the backstop liquidator, opened on first use)."""
+    """Accounts other than the demo's traders (the backstop liquidator, funded by the demo)."""
     ours = {f"acct-{index:04d}" for index in range(accounts)}
     return sorted(name for name in account_names(projections) if name not in ours)
 

@@ -253,3 +253,4 @@ from cli import demo as _demo  # noqa: E402,F401
 from cli import audit as _audit  # noqa: E402,F401
 from cli import reports as _reports  # noqa: E402,F401
 from cli import transfer as _transfer  # noqa: E402,F401
+from cli import lab as _lab  # noqa: E402,F401

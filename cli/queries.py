@@ -1,4 +1,4 @@
-"""Read commands: ``account show``, ``market show``, ``insurance-fund show`` and the event log."""
+"""Read commands: ``account show|list``, ``market show``, ``insurance-fund show``, ``losses`` and the event log."""
 
 from __future__ import annotations
 
@@ -12,7 +12,7 @@ from clearing.application import ClearingApplication
 from clearing.errors import ClearingError
 from cli import render
 from cli.main import Store, echo_view, fail, main, pass_store
-from projections.queries import account_view, insurance_fund_view, loss_allocations, market_view
+from projections.queries import ACCOUNT_STATUSES, account_list, account_view, insurance_fund_view, loss_allocations, market_view
 
 PAGE = 1000
 _SKIP = {"originator_id", "originator_version", "timestamp", "originator_topic"}
@@ -78,12 +78,42 @@ def account_show(store: Store, name: str, as_of: str | None, as_json: bool) -> N
 
     Collateral, equity (collateral + unrealized PnL), initial and maintenance margin,
     free collateral (equity - initial margin), margin ratio (equity / maintenance;
-    below 1 the account is liquidatable) and each position with its liquidation price.
-    Read from the margin projection; --as-of replays the log up to that point into a
-    temporary in-memory projection first.
+    below 1 the account is liquidatable), an open margin call (amount called, amount
+    still due after deposits, its rule and deadline) and each position with its
+    liquidation price and ADL standing: its BitMEX score (PnL% x leverage) and its rank
+    among the market's holders on its side (1 = deleveraged first). Read from the
+    margin projection; --as-of replays the log up to that point into a temporary
+    in-memory projection first.
     """
     views = _views_as_of(store, as_of, ["margin"])
     echo_view(_show(account_view, views, name), as_json, render.account_text)
+
+
+@account.command("list")
+@click.option("--status", type=click.Choice(ACCOUNT_STATUSES), default=None,
+              help="Only accounts in this status (a risk status, or closed).")
+@click.option("--json", "as_json", is_flag=True, help="JSON Lines output, one account per line; every decimal is a string.")
+@pass_store
+def account_list_command(store: Store, status: str | None, as_json: bool) -> None:
+    """Every account by name: status, collateral, equity, initial and maintenance
+    margin (on current marks) and the number of open positions.
+
+    Status is the risk status (healthy, margin_call, liquidating, bankrupt) or closed.
+    Read from the margin projection and streamed, so a large store is never held in
+    memory; a store without accounts prints nothing.
+
+    \b
+    Example:
+      clearing account list --status margin_call
+      clearing account list --json | jq -r 'select(.positions > 0) | .account'
+    """
+    rows = account_list(store.views, status)
+    lines = (render.dumps(row) for row in rows) if as_json else render.account_list_lines(rows)
+    try:
+        for line in lines:
+            click.echo(line)
+    except ClearingError as error:
+        fail(error)
 
 
 @main.group()

@@ -71,16 +71,44 @@ def account_text(view: dict[str, Any]) -> str:
     lines = [f"account {view['account']} ({view['status']})"]
     call = view.get("margin_call")
     if call:
-        lines.append(f"  margin call in {call['market']}: {call['amount_to_initial']} to restore initial margin, deadline {call['deadline']}")
+        lines.append(f"  margin call in {call['market']} ({call['rule']} rule): {call['amount_due']} due of "
+                     f"{call['amount_to_initial']} called to restore initial margin, deadline {call['deadline']}")
     for key in ("collateral", "equity", "initial_margin", "maintenance_margin", "free_collateral", "margin_ratio", "realized_pnl"):
         lines.append(f"  {key:<20} {view[key] if view[key] is not None else '-'}")
     if not view["positions"]:
         lines.append("  no open positions")
         return "\n".join(lines)
     columns = ("market", "size", "entry_price", "mark_price", "unrealized_pnl", "maintenance_margin", "liquidation_price")
-    rows = [[str(p[c]) if p[c] is not None else "-" for c in columns] for p in view["positions"]]
-    lines.append(table(columns, rows, indent="  "))
+    rows = [[str(p[c]) if p[c] is not None else "-" for c in columns] + [_adl_text(p)] for p in view["positions"]]
+    lines.append(table((*columns, "adl_rank (score)"), rows, indent="  "))
     return "\n".join(lines)
+
+
+def _adl_text(position: dict[str, Any]) -> str:
+    """``2/3 (0.6)``: second of three same-side holders to be deleveraged, score 0.6."""
+    score = position.get("adl_score")
+    shown = "-" if score is None else _short(score)
+    return f"{position['adl_rank']}/{position['adl_holders']} ({shown})"
+
+
+def _short(number: str) -> str:
+    """A score of up to 60 digits at 6 significant digits for people (JSON keeps them all)."""
+    return f"{Decimal(number):.6g}"
+
+
+ACCOUNT_LIST_COLUMNS = ("account", "status", "collateral", "equity", "initial_margin", "maintenance_margin", "positions")
+_LIST_WIDTHS = (16, 11, 16, 16, 16, 18, 9)
+
+
+def account_list_lines(rows: Any) -> Any:
+    """Aligned lines for ``account list``, streamed: a header before the first row, none
+    when there are no rows. Columns have fixed minimum widths (a wider value pushes its
+    line right), since the rows are never all in memory to measure."""
+    for index, row in enumerate(rows):
+        if index == 0:
+            yield "  ".join(c.ljust(w) for c, w in zip(ACCOUNT_LIST_COLUMNS, _LIST_WIDTHS)).rstrip()
+        values = [str(row[c]) for c in ACCOUNT_LIST_COLUMNS]
+        yield "  ".join(v.rjust(w) if _numeric(v) else v.ljust(w) for v, w in zip(values, _LIST_WIDTHS)).rstrip()
 
 
 def market_text(view: dict[str, Any]) -> str:

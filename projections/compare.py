@@ -26,6 +26,8 @@ def _canonical(value: Any) -> Any:
 
 def first_difference(stored: Projector, rebuilt: Projector, name: str) -> str | None:
     """``None`` when every table of ``name`` holds the same rows in both; else what differs."""
+    if stored.outdated.get(name):
+        return f"built by an older version: no {', '.join(stored.outdated[name])} (run `clearing projections rebuild {name}`)"
     projection = stored.projections[name]
     other = rebuilt.projections[name]
     with stored.store.engine.connect() as left, rebuilt.store.engine.connect() as right:

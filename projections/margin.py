@@ -2,7 +2,9 @@
 
 Tables (``<table>_g<N>``):
 
-* ``margin_accounts``: collateral, status, risk status, the open margin call, totals;
+* ``margin_accounts``: collateral, status, risk status, the open margin call (its market,
+  times, the amount called, the amount still due after ``MarginCallPaid`` and the rule it
+  was issued under), totals;
 * ``margin_positions``: size, entry cost and realized PnL per account and market;
 * ``margin_markets``: contract terms, tiers, mark, open interest, volume;
 * ``margin_flows``: per account and business day: deposits, withdrawals, realized PnL,
@@ -61,6 +63,8 @@ ACCOUNTS = TableSpec("margin_accounts", [
     Column("call_issued_at", Text),
     Column("call_deadline", Text),
     Column("call_amount", N),
+    Column("call_due", N),
+    Column("call_rule", String(16)),
     Column("opened_at", Text, nullable=False),
     Column("version", Integer, nullable=False),
     Column("position", Integer, nullable=False),
@@ -152,6 +156,11 @@ def tiers_from_text(text: str) -> tuple[MarginTier, ...]:
     return tuple(MarginTier(*(Decimal(value) for value in tier)) for tier in json.loads(text))
 
 
+def call_rule(event: Any) -> str:
+    """The rule a ``MarginCallIssued`` was issued under; logs before issue 8 met calls at maintenance."""
+    return event.parameters.get("margin_call_rule", "maintenance")
+
+
 def _iso(at: Any) -> str | None:
     return None if at is None else at.isoformat()
 
@@ -170,6 +179,7 @@ class MarginProjection(Projection):
             "Account.TradeFilled": self._traded,
             "Account.AccountClosed": self._closed,
             "Account.MarginCallIssued": self._call_issued,
+            "Account.MarginCallPaid": self._call_paid,
             "Account.MarginCallMet": self._call_met,
             "Account.Liquidated": self._liquidated,
             "Account.PositionTaken": self._taken,
@@ -178,6 +188,7 @@ class MarginProjection(Projection):
             "Account.FundingPaid": self._funding,
             "Account.PositionSettled": self._settled,
             "Account.LiquidationDeferred": self._deferred,
+            "Account.TakeoverRefused": self._deferred,
             "Account.RecoveredFromBankruptcy": self._recovered,
             "Market.Listed": self._listed,
             "Market.MarkPriceSet": self._marked,
@@ -235,6 +246,7 @@ class MarginProjection(Projection):
             "account": event.account, "status": "open", "risk_status": "healthy",
             "collateral": ZERO, **dict.fromkeys(ACCOUNT_TOTALS, ZERO),
             "call_market": None, "call_issued_at": None, "call_deadline": None, "call_amount": None,
+            "call_due": None, "call_rule": None,
             "opened_at": event.at.isoformat(), "version": event.originator_version, "position": position,
         })
 
@@ -276,13 +288,20 @@ class MarginProjection(Projection):
     def _call_issued(self, position: int, event: Any, _: Any) -> None:
         row = self._account(position, event)
         row.update(risk_status="margin_call", call_market=event.market, call_issued_at=event.at.isoformat(),
-                   call_deadline=event.deadline.isoformat(), call_amount=event.amount_to_initial)
+                   call_deadline=event.deadline.isoformat(), call_amount=event.amount_to_initial,
+                   call_due=event.amount_to_initial, call_rule=call_rule(event))
         flow = self._flow(position, event, event.account)
         flow["calls_issued"] += 1
         flow["largest_call"] = max(flow["largest_call"], event.amount_to_initial)
 
+    def _call_paid(self, position: int, event: Any, _: Any) -> None:
+        row = self._account(position, event)
+        if row["call_deadline"] is not None:
+            row["call_due"] = event.amount_due
+
     def _clear_call(self, row: dict[str, Any]) -> None:
-        row.update(call_market=None, call_issued_at=None, call_deadline=None, call_amount=None)
+        row.update(call_market=None, call_issued_at=None, call_deadline=None, call_amount=None, call_due=None,
+                   call_rule=None)
 
     def _call_met(self, position: int, event: Any, _: Any) -> None:
         row = self._account(position, event)
@@ -319,6 +338,7 @@ class MarginProjection(Projection):
         self._fill(position, event, ZERO, ZERO, realized_pnl=event.realized_pnl)
 
     def _deferred(self, position: int, event: Any, _: Any) -> None:
+        """``LiquidationDeferred`` or ``TakeoverRefused``: the account is being liquidated."""
         row = self._account(position, event)
         if row["risk_status"] != "bankrupt":
             row["risk_status"] = "liquidating"

@@ -14,6 +14,7 @@ from clearing.application import ClearingApplication
 from clearing.domain.account import Account
 from clearing.domain.market import Market
 from clearing.domain.insurance import InsuranceFund
+from clearing.domain.liquidation import adl_rank
 from clearing.domain.margin import total
 from clearing.domain.risk import account_margin
 from clearing.money import ZERO, fmt
@@ -47,6 +48,7 @@ def account_view(app: ClearingApplication, name: str) -> dict[str, Any]:
                 "initial_margin": fmt(row.initial_margin),
                 "maintenance_margin": fmt(row.maintenance_margin),
                 "liquidation_price": _optional(row.liquidation_price),
+                **_adl_standing(app, account, row.market),
             }
             for row in margin.positions
         ],
@@ -62,7 +64,27 @@ def _call(call: dict[str, Any] | None) -> dict[str, str] | None:
         "issued_at": call["issued_at"].isoformat(),
         "deadline": call["deadline"].isoformat(),
         "amount_to_initial": fmt(call["amount_to_initial"]),
+        "amount_due": fmt(call.get("amount_due", call["amount_to_initial"])),
+        "rule": call.get("rule", "maintenance"),
     }
+
+
+def _adl_standing(app: ClearingApplication, account: Account, name: str) -> dict[str, Any]:
+    """The position's ADL score (``liquidation.adl_rank``) and rank among the market's
+    holders on its side: highest score first, None last, ties by name."""
+    market = app.get_market(name)
+    long = account.position(name).size > ZERO
+    scored = []
+    for holder in sorted(set(market.holders) | {account.account}):
+        other = account if holder == account.account else app.get_account(holder)
+        size = other.position(name).size
+        if size == ZERO or (size > ZERO) != long:
+            continue
+        markets = {market_name: app.get_market(market_name) for market_name in other.open_positions()}
+        scored.append((holder, adl_rank(other, market, markets)))
+    scored.sort(key=lambda item: (item[1] is None, -item[1] if item[1] is not None else ZERO, item[0]))
+    rank = [holder for holder, _ in scored].index(account.account) + 1
+    return {"adl_score": _optional(scored[rank - 1][1]), "adl_rank": rank, "adl_holders": len(scored)}
 
 
 def market_view(app: ClearingApplication, name: str) -> dict[str, Any]:

@@ -21,6 +21,17 @@ class Views:
 
     def __init__(self, store: ProjectionStore) -> None:
         self.store = store
+        # figures derived from many rows (a market's ADL ranking), keyed by the projection's
+        # tracked position they were read at: equal positions mean equal tables
+        self.memo: dict[Any, Any] = {}
+
+    def remembered(self, key: tuple[Any, ...], position: int, compute: Any) -> Any:
+        """``compute()`` once per ``key`` while the projection stays at ``position``."""
+        if self.memo.get("position") != position:
+            self.memo = {"position": position}
+        if key not in self.memo:
+            self.memo[key] = compute()
+        return self.memo[key]
 
     def table(self, projection: str, name: str) -> Table:
         generation = self.store.generation(projection)

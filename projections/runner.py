@@ -100,6 +100,7 @@ class Projector:
         self.bound: dict[str, int] = {}
         self.expected: dict[str, int] = {}
         self.trackers: dict[str, Any] = {}
+        self.outdated: dict[str, list[str]] = {}  # columns the bound tables lack (built by an older version)
         self._prepared = False
 
     # -- binding to table generations ---------------------------------------------------
@@ -127,6 +128,7 @@ class Projector:
     def _bind(self, name: str, generation: int) -> None:
         tables = self.tables_of(name, generation)
         self.store.create_tables(list(tables.values()))
+        self.outdated[name] = self.store.missing_columns(list(tables.values()))
         self.projections[name].bind(tables)
         self.projections[name].forget()
         self.trackers[name] = self.store.tracker(name, generation)
@@ -138,6 +140,7 @@ class Projector:
     def catch_up(self, until: int | None = None, page: int = PAGE, progress: Progress | None = None) -> int:
         """Apply every event up to the head (or ``until``); returns events read."""
         self.prepare()
+        self.check_schema()
         read = 0
         while True:
             try:
@@ -153,6 +156,15 @@ class Projector:
                 progress(reached, head)
             if count == 0 or reached >= head:
                 return read
+
+    def check_schema(self) -> None:
+        """Refuse to write into tables an older version built without today's columns."""
+        for name, missing in self.outdated.items():
+            if missing and name not in self.pinned:
+                raise ProjectionError(
+                    "projection_outdated", name,
+                    f"projection {name} generation {self.bound[name]} was built by an older version (no "
+                    f"{', '.join(missing)}); run `clearing projections rebuild {name}`")
 
     def _page(self, session: Any, until: int | None, page: int) -> tuple[int, int, int]:
         """One page in the caller's transaction: (events read, position reached, head)."""

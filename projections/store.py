@@ -28,7 +28,7 @@ from urllib.parse import quote
 from eventsourcing.persistence import IntegrityError, InternalError, ProgrammingError
 from eventsourcing_sqlalchemy.datastore import SQLAlchemyDatastore
 from eventsourcing_sqlalchemy.recorders import SQLAlchemyTrackingRecorder
-from sqlalchemy import Column, Integer, MetaData, String, Table, Text, select, text
+from sqlalchemy import Column, Integer, MetaData, String, Table, Text, inspect, select, text
 from sqlalchemy.dialects.postgresql import NUMERIC
 from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.pool import StaticPool
@@ -116,6 +116,20 @@ class ProjectionStore:
 
     def create_tables(self, tables: list[Table]) -> None:
         self._create(lambda: self.metadata.create_all(self.engine, tables=tables, checkfirst=True))
+
+    def missing_columns(self, tables: list[Table]) -> list[str]:
+        """``table.column`` names the stored tables lack: tables built by an older version.
+
+        ``CREATE TABLE IF NOT EXISTS`` leaves an existing table as it was, and no DDL
+        alters one (no ``ALTER TABLE``): a projection whose columns changed is rebuilt
+        into a new generation instead (``clearing projections rebuild NAME``).
+        """
+        inspector = inspect(self.engine)
+        missing = []
+        for table in tables:
+            stored = {column["name"] for column in inspector.get_columns(table.name)}
+            missing += [f"{table.name}.{column.name}" for column in table.columns if column.name not in stored]
+        return missing
 
     @staticmethod
     def tracking_table(projection: str, generation: int) -> str:

@@ -329,10 +329,42 @@ class Account(Aggregate):
         collateral_after: Decimal
         at: datetime
         quote: Decimal | None = None  # what the taker received (+) or paid (-); None in logs before it: -size_delta x price
+        # a liquidator's capacity check (``liquidation_math.can_carry``), recorded since issue 8:
+        equity_after: Decimal | None = None
+        initial_margin_after: Decimal | None = None
+        notional_after: Decimal | None = None
 
         def apply(self, account: Account) -> None:
             _set_position(account, self.market, self.position_size_after, self.position_cost_after, self.realized_pnl)
             account.collateral = self.collateral_after
+
+    class TakeoverRefused(Aggregate.Event):
+        """No liquidator could carry a due liquidation step (``liquidation_math.can_carry``).
+
+        Recorded on the liquidated account with the liquidator's figures after the takeover
+        it would have made. ``outcome`` ``deleveraged``: the account's equity was at or
+        below zero or the fill was below its bankruptcy quote, so the position went to the
+        market's loss policy at the bankruptcy price (the events that follow); ``waiting``:
+        a solvent account stays ``liquidating`` and is tried again at the next check.
+        ``liquidator`` equal to ``account`` means the backstop itself was being liquidated.
+        """
+
+        account: str
+        market: str
+        liquidator: str
+        size_delta: Decimal
+        price_fill: Decimal
+        liquidator_equity_after: Decimal
+        liquidator_initial_margin_after: Decimal
+        liquidator_notional_after: Decimal
+        liquidator_position_cap: Decimal
+        equity: Decimal
+        maintenance_margin: Decimal
+        outcome: str
+        at: datetime
+
+        def apply(self, account: Account) -> None:
+            account.risk_status = LIQUIDATING if account.risk_status != BANKRUPT else account.risk_status
 
 
     class LossCovered(Aggregate.Event):
@@ -359,7 +391,10 @@ class Account(Aggregate):
 
         ``socialize_per_contract``: basis = |size| of the open position, basis_total = longs +
         shorts. ``haircut_gains``: basis = unrealized gain at ``price_mark``, basis_total = all
-        gains in the market. Shares are split by largest remainder at the collateral quantum.
+        gains in the market. ``adl`` at settlement: basis = the contracts of this winner the
+        bankrupt position is closed against, taken in rank order (``rank``, its ADL score),
+        basis_total = the bankrupt position's size. Shares are split by largest remainder at
+        the collateral quantum.
         """
 
         account: str
@@ -373,6 +408,7 @@ class Account(Aggregate):
         price_mark: Decimal
         collateral_after: Decimal
         at: datetime
+        rank: Decimal | None = None  # ADL score of a winner charged in rank order (settlement ADL)
 
         def apply(self, account: Account) -> None:
             account.collateral = self.collateral_after

@@ -85,10 +85,15 @@ class Change:
             return f"set_parameters {assignments} in {where}"
         if self.action == "register_officer":
             return f"register_officer {self.content['officer']}"
+        if self.action == "liquidate":
+            c = self.content
+            return f"liquidate {_short(c['size'])} {where} of {c['account']} at {_short(c['price'])} to {c['liquidator']}"
         return f"{self.action} {self.content['operation']} in {where}"
 
 
 def _short(value: Any) -> str:
+    if isinstance(value, Decimal):
+        return str(canonical(value))
     return ",".join(value) if isinstance(value, list) else str(value)
 
 

@@ -19,7 +19,7 @@ The rule, per account below maintenance margin (equity < MM):
    equity is 450 < MM: the deadline has passed, so the account is liquidated at once.
    A deposit of 540 (or equity back to 940) instead meets the call.
 2. **Due** when the deadline has passed, or at once when equity < ``liquidation_floor`` x
-   MM, or when the account is already being liquidated.
+   MM or equity <= 0 (whatever the floor), or when the account is already being liquidated.
 3. **Which position.** Largest maintenance requirement first, ties by market name.
 4. **How much.** Solvent accounts: the size that brings equity back to MM x (1 +
    ``liquidation_buffer``) net of the spread and penalty (Drift's base-to-cover formula),
@@ -27,7 +27,16 @@ The rule, per account below maintenance margin (equity < MM):
    whole position when its notional is at most ``liquidation_min_notional``. Accounts
    with equity <= 0: every position, in full.
 5. **Price.** The backstop liquidator takes the size at mark -/+ ``liquidation_spread`` x
-   MMF x mark (on the tick, against the account), or at an operator's auction price.
+   MMF x mark x ABR (on the tick, against the account; ABR = clamp(1 - equity / MM, 0, 1),
+   dYdX's fillable price, under ``liquidation_price_rule`` ``dydx``; 1 under
+   ``full_spread``), or at an operator's auction price.
+5b. **Who can take it.** A takeover is allowed only if the taker meets initial margin
+   afterwards and its total position notional is at most ``liquidator_position_cap`` x its
+   equity (``Capacity``; recorded on ``PositionTaken``). When the backstop cannot (or is
+   itself the account liquidated), ``TakeoverRefused`` is recorded: an account at or below
+   zero equity, or whose fill would be below its bankruptcy quote, is deleveraged at the
+   bankruptcy price (step 7, under every loss policy); a solvent one waits, ``liquidating``,
+   for the next check.
 6. **Penalty / deficit.** With ``q_b`` the bankruptcy quote (dYdX, rounded so the fund
    never pays for rounding) and ``q_f`` the fill quote: a surplus ``q_f - q_b`` pays a
    penalty of at most ``liquidation_fee_rate`` x |q_f| (the liquidator's share to it, the
@@ -46,9 +55,11 @@ The rule, per account below maintenance margin (equity < MM):
 
 Worked example (dYdX's insurance-fund example): deposit 100, long 500 at 1.00, MMF 3 %,
 spread 1.5 (so 4.5 % of mark), tick 0.001. At mark 0.801 equity 0.50 < MM 12.015; the
-notional 400.5 is at most ``liquidation_min_notional``, so the whole position closes, at
-0.801 x (1 - 0.045) = 0.764955 -> 0.764 (down, against the account); q_f = 382 and
-q_b = 400.5 - 0.50 = 400 (the value at the mark less the equity) -> the fund pays 18.
+notional 400.5 is at most ``liquidation_min_notional``, so the whole position closes.
+Under ``full_spread`` at 0.801 x (1 - 0.045) = 0.764955 -> 0.764 (down, against the
+account); q_f = 382 and q_b = 400.5 - 0.50 = 400 (the value at the mark less the equity)
+-> the fund pays 18. Under ``dydx`` (default) ABR = 1 - 0.50 / 12.015 = 0.958385, the fill
+is 0.801 - 0.801 x 0.045 x 0.958385 = 0.766455 -> 0.766, q_f = 383: the fund pays 17.
 (The docs fill at 0.77, q_f = 385, and get 15.)
 """
 
@@ -62,6 +73,7 @@ from typing import Iterable, Mapping, Protocol, Sequence
 from clearing.domain.account import BANKRUPT, HEALTHY, LIQUIDATING, MARGIN_CALL, Account, Position, decide_fill
 from clearing.domain.insurance import InsuranceFund
 from clearing.domain.liquidation_math import (
+    adjusted_bankruptcy_rating,
     adl_ranking,
     allocate_largest_remainder,
     bankruptcy_price,
@@ -69,12 +81,22 @@ from clearing.domain.liquidation_math import (
     base_to_cover_shortage,
     call_met,
     call_payment,
+    can_carry,
     quote_price,
     split_quote,
 )
 from clearing.domain.margin import maintenance_requirement, position_notional, unrealized_pnl
 from clearing.domain.market import Market
-from clearing.domain.parameters import ADL, CALL_RULE_CME, CALL_RULE_MAINTENANCE, HAIRCUT_GAINS, SOCIALIZE_PER_CONTRACT, ParameterSet
+from clearing.domain.parameters import (
+    ADL,
+    CALL_RULE_CME,
+    CALL_RULE_MAINTENANCE,
+    HAIRCUT_GAINS,
+    PRICE_RULE_FULL_SPREAD,
+    QUEUE_POLICIES,
+    SOCIALIZE_PER_CONTRACT,
+    ParameterSet,
+)
 from clearing.domain.risk import MarginTotals, margin_totals
 from clearing.money import ONE, ZERO, exact, round_down, round_up
 
@@ -121,7 +143,7 @@ def check_call(account: Account, totals: MarginTotals, trigger: Market, params: 
         )
     assert account.margin_call is not None or account.risk_status == LIQUIDATING
     deadline_passed = account.margin_call is None or account.margin_call["deadline"] <= at
-    below_floor = totals.equity < params.liquidation_floor * totals.maintenance_margin
+    below_floor = totals.equity < params.liquidation_floor * totals.maintenance_margin or totals.equity <= ZERO
     return account.risk_status == LIQUIDATING or deadline_passed or below_floor
 
 
@@ -209,18 +231,86 @@ def size_to_close(position: Position, market: Market, totals: MarginTotals, para
 
 
 @exact
-def spread_price(position: Position, market: Market, params: ParameterSet) -> Decimal:
-    """Mark moved against the account by spread x MMF x mark, on the tick (step 5).
+def spread_price(position: Position, market: Market, params: ParameterSet, totals: MarginTotals) -> Decimal:
+    """Mark moved against the account by spread x MMF x mark x ABR, on the tick (step 5).
 
-    Example: long, mark 50,000, MMF 5 %, spread 0.5: 50,000 x (1 - 0.025) = 48,750.
+    ABR (``liquidation_price_rule`` ``dydx``, the default) is dYdX v4's adjusted bankruptcy
+    rating, clamp(1 - equity / maintenance, 0, 1): the closer the account is to bankruptcy,
+    the more of the spread it pays; ``full_spread`` takes ABR = 1 (the rule before issue 8).
+    Example: long 1 BTC, mark 50,000, MMF 5 %, spread 0.5: full spread 50,000 x (1 - 0.025)
+    = 48,750; with equity 2,490 of maintenance 2,500 (ABR 0.004) -> 50,000 - 5 = 49,995.
     """
     mark = market.price_mark
     notional = position_notional(position.size, mark, market.contract_size)
     fraction = maintenance_requirement(market.tiers, notional, market.collateral_quantum) / notional
-    move = mark * params.liquidation_spread * fraction
+    move = mark * params.liquidation_spread * fraction * price_rating(totals, params)
     if position.size > ZERO:
         return max(round_down(mark - move, market.tick_size), market.tick_size)
     return round_up(mark + move, market.tick_size)
+
+
+def price_rating(totals: MarginTotals, params: ParameterSet) -> Decimal:
+    """The share of the spread charged: ABR under ``dydx``, 1 under ``full_spread``."""
+    if params.values.get("liquidation_price_rule", PRICE_RULE_FULL_SPREAD) == PRICE_RULE_FULL_SPREAD:
+        return ONE
+    return adjusted_bankruptcy_rating(totals.equity, totals.maintenance_margin)
+
+
+# -- 5b.: can the liquidator carry it? ----------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Capacity:
+    """A liquidator's figures after a takeover it would make, and the verdict."""
+
+    equity_after: Decimal
+    initial_margin_after: Decimal
+    notional_after: Decimal
+    cap: Decimal
+    allowed: bool
+
+
+@exact
+def capacity_after(ctx: RiskContext, taker: Account, market: Market, delta_taker: Decimal, price: Decimal,
+                   fee: Decimal, params: ParameterSet) -> Capacity:
+    """The taker's equity, initial margin and total position notional after taking
+    ``delta_taker`` at ``price`` plus ``fee``; allowed per ``liquidation_math.can_carry``.
+
+    Example: backstop with 10,000, flat, takes long 0.1 BTC at 49,000 (mark 50,000, IMF
+    5 %): equity 10,100, IM 250, notional 5,000 <= 1 x 10,100 -> allowed. The same taker
+    with 1,000 of collateral: notional 5,000 > 1,100 -> refused.
+    """
+    position = taker.position(market.market)
+    fill = decide_fill(position, delta_taker, price, market.contract_size, market.collateral_quantum)
+    positions_after = dict(taker.positions)
+    positions_after[market.market] = fill.position_after
+    after = margin_totals(taker.collateral + fill.realized_pnl + fee, positions_after, ctx.markets)
+    notional = sum((position_notional(p.size, ctx.markets[m].price_mark, ctx.markets[m].contract_size)
+                    for m, p in positions_after.items() if p.size != ZERO), ZERO)
+    cap = params.values.get("liquidator_position_cap", ONE)
+    allowed = can_carry(after.equity, after.initial_margin, notional, cap)
+    return Capacity(after.equity, after.initial_margin, notional, cap, allowed)
+
+
+def refuse_takeover(account: Account, market: Market, taker: Account, delta: Decimal, price: Decimal,  # noqa: PLR0913
+                    capacity: Capacity, totals: MarginTotals, outcome: str, at: datetime) -> None:
+    """``TakeoverRefused``: no liquidator can carry the step (see the event)."""
+    account.trigger_event(
+        Account.TakeoverRefused,
+        account=account.account,
+        market=market.market,
+        liquidator=taker.account,
+        size_delta=delta,
+        price_fill=price,
+        liquidator_equity_after=capacity.equity_after,
+        liquidator_initial_margin_after=capacity.initial_margin_after,
+        liquidator_notional_after=capacity.notional_after,
+        liquidator_position_cap=capacity.cap,
+        equity=totals.equity,
+        maintenance_margin=totals.maintenance_margin,
+        outcome=outcome,
+        at=at,
+    )
 
 
 # -- 6.: one step ---------------------------------------------------------------------------
@@ -260,24 +350,35 @@ def liquidation_step(  # noqa: PLR0913 - the inputs of one recorded decision
     reason: str,
     liquidation_id: str,
     at: datetime,
+    capacity: Capacity | None = None,
 ) -> Decimal:
     """Close ``delta`` of ``account`` in ``market`` at ``price_fill`` to ``liquidator``.
 
     ``quote_bankruptcy`` and ``totals`` are the account's, decided by the caller just
-    before. Returns the deficit (> 0 when the fill was below the bankruptcy quote).
+    before, as is the liquidator's ``capacity`` (recorded on its ``PositionTaken``).
+    Returns the deficit (> 0 when the fill was below the bankruptcy quote).
     """
     quote_fill = -delta * price_fill * market.contract_size
-    surplus = quote_fill - quote_bankruptcy
-    quantum = market.collateral_quantum
-    penalty = min(surplus, round_up(params.liquidation_fee_rate * abs(quote_fill), quantum)) if surplus > ZERO else ZERO
-    fee_liquidator = round_down(penalty * params.liquidator_fee_share, quantum)
-    deficit = -surplus if surplus < ZERO else ZERO
+    penalty, fee_liquidator = penalty_and_fee(quote_fill, quote_bankruptcy, params, market.collateral_quantum)
+    deficit = max(ZERO, quote_bankruptcy - quote_fill)
     price_bankruptcy = bankruptcy_price(quote_bankruptcy, delta, market.contract_size, market.tick_size)
-    fill = FillTerms(delta, price_fill, price_bankruptcy, quote_bankruptcy, penalty, fee_liquidator, reason, "backstop", None, quote_fill)
+    fill = FillTerms(delta, price_fill, price_bankruptcy, quote_bankruptcy, penalty, fee_liquidator, reason, "backstop", None,
+                     quote_fill, capacity)
     _close_out(ctx, account, liquidator, market, fill, totals, params, liquidation_id, at, bankrupt=deficit > ZERO)
     if penalty - fee_liquidator > ZERO:
         ctx.fund(at).contribute(penalty - fee_liquidator, account.account, at, cause="liquidation_penalty")
     return deficit
+
+
+@exact
+def penalty_and_fee(quote_fill: Decimal, quote_bankruptcy: Decimal, params: ParameterSet, quantum: Decimal) -> tuple[Decimal, Decimal]:
+    """(penalty, liquidator's fee) of a fill (step 6): the penalty is at most
+    ``liquidation_fee_rate`` x |q_f| and never more than the surplus above the bankruptcy
+    quote; ``liquidator_fee_share`` of it goes to the liquidator (rounded down, the fund
+    keeps the rest). Example: q_f 4,600, q_b 4,501, rate 1 %, share 0.5 -> (46, 23)."""
+    surplus = quote_fill - quote_bankruptcy
+    penalty = min(surplus, round_up(params.liquidation_fee_rate * abs(quote_fill), quantum)) if surplus > ZERO else ZERO
+    return penalty, round_down(penalty * params.liquidator_fee_share, quantum)
 
 
 @dataclass(frozen=True)
@@ -294,6 +395,7 @@ class FillTerms:
     basis: str  # backstop / adl
     rank: Decimal | None
     quote: Decimal  # what the liquidated account receives (+) or pays (-): the money booked
+    capacity: Capacity | None = None  # the liquidator's check, on a takeover
 
 
 @exact
@@ -381,6 +483,9 @@ def _take(ctx: RiskContext, taker: Account, liquidated: Account, market: Market,
         collateral_after=taker.collateral + fill.realized_pnl + terms.fee_liquidator,
         at=at,
         quote=quote,
+        equity_after=terms.capacity.equity_after if terms.capacity else None,
+        initial_margin_after=terms.capacity.initial_margin_after if terms.capacity else None,
+        notional_after=terms.capacity.notional_after if terms.capacity else None,
     )
     ctx.note_position(market, taker, position.size, ZERO, at)
 
@@ -423,7 +528,7 @@ def cover_deficit(  # noqa: PLR0913
     payers: list[str] = []
     policy = "insurance_fund"
     if rest > ZERO:
-        policy = params.loss_policy if params.loss_policy != ADL else SOCIALIZE_PER_CONTRACT
+        policy = params.loss_policy if params.loss_policy not in QUEUE_POLICIES else SOCIALIZE_PER_CONTRACT
         payers = allocate_loss(ctx, account, market, rest, policy, loss_id, at)
     record_loss_covered(account, loss_id, market, fund_paid, rest, policy, at)
     return payers
@@ -449,11 +554,11 @@ def allocate_loss(  # noqa: PLR0913
     accounts = open_holders(ctx, market, excluding=bankrupt.account)
     quantum = market.collateral_quantum
     if policy == HAIRCUT_GAINS:
-        gains = [(a, max(ZERO, _upnl(a, market))) for a in accounts]
-        gain_total = sum((g for _, g in gains), ZERO)
-        haircut = min(loss, round_down(gain_total, quantum))
+        gains = [(a, round_down(max(ZERO, _upnl(a, market)), quantum)) for a in accounts]
+        gains = [(a, g) for a, g in gains if g > ZERO]  # a gain below one quantum bears nothing
+        haircut = min(loss, sum((g for _, g in gains), ZERO))
         if haircut > ZERO:
-            charge_loss(market, [(a, round_down(g, quantum)) for a, g in gains if g > ZERO], haircut, HAIRCUT_GAINS, loss_id, at)
+            charge_loss(market, gains, haircut, HAIRCUT_GAINS, loss_id, at)
         loss -= haircut
     if loss > ZERO:
         charge_loss(market, [(a, abs(a.position(market.market).size)) for a in accounts], loss, SOCIALIZE_PER_CONTRACT, loss_id, at)
@@ -465,9 +570,14 @@ def _upnl(account: Account, market: Market) -> Decimal:
     return unrealized_pnl(position.size, position.cost, market.price_mark, market.contract_size)
 
 
-def charge_loss(market: Market, weights: Sequence[tuple[Account, Decimal]], loss: Decimal, policy: str, loss_id: str, at: datetime) -> None:
-    """``LossAllocated`` on each account: its largest-remainder share of ``loss`` by weight."""
-    basis_total = sum((w for _, w in weights), ZERO)
+def charge_loss(market: Market, weights: Sequence[tuple[Account, Decimal]], loss: Decimal, policy: str, loss_id: str, at: datetime,  # noqa: PLR0913
+                ranks: Mapping[str, Decimal | None] | None = None, basis_total: Decimal | None = None) -> None:
+    """``LossAllocated`` on each account: its largest-remainder share of ``loss`` by weight.
+
+    ``ranks`` (settlement ADL) records each payer's ADL score; ``basis_total`` defaults to
+    the sum of the weights."""
+    if basis_total is None:
+        basis_total = sum((w for _, w in weights), ZERO)
     shares = allocate_largest_remainder(loss, [(a.account, w) for a, w in weights], market.collateral_quantum)
     for account, weight in weights:
         share = shares[account.account]
@@ -486,6 +596,7 @@ def charge_loss(market: Market, weights: Sequence[tuple[Account, Decimal]], loss
             price_mark=market.price_mark,
             collateral_after=account.collateral - share,
             at=at,
+            rank=(ranks or {}).get(account.account),
         )
 
 

@@ -86,6 +86,32 @@ def split_quote(quote: Decimal, sizes: Sequence[Decimal], quantum: Decimal) -> l
 
 
 @exact
+def adjusted_bankruptcy_rating(equity: Decimal, maintenance: Decimal) -> Decimal:
+    """dYdX v4 ``GetFillablePrice``: ABR = clamp(BA x (1 - TNC / TMMR), 0, 1), BA = 1.
+
+    The liquidation spread is scaled by ABR, so an account a hair below maintenance pays
+    almost nothing and one at or below zero equity the whole spread. Example: equity 0.50,
+    maintenance 12.015 -> 1 - 0.50 / 12.015 = 0.958385...; equity 499 of 500 -> 0.002;
+    equity <= 0 (or no requirement) -> 1.
+    """
+    if maintenance <= ZERO:
+        return ONE
+    return min(ONE, max(ZERO, ONE - equity / maintenance))
+
+
+@exact
+def can_carry(equity_after: Decimal, initial_after: Decimal, notional_after: Decimal, cap: Decimal) -> bool:
+    """May a liquidator take a position? It must meet initial margin afterwards and hold at
+    most ``cap`` x its equity in total position notional (``liquidator_position_cap``).
+
+    Drift rejects a takeover that leaves the liquidator below initial margin; Binance's fund
+    holds positions only up to 100 % of its balance. Example: equity after 10,000, IM 2,500,
+    notional 12,000, cap 1 -> False (12,000 > 10,000); with cap 2 -> True.
+    """
+    return equity_after > ZERO and equity_after >= initial_after and notional_after <= cap * equity_after
+
+
+@exact
 def insurance_fund_delta(fill_quote: Decimal, bankruptcy: Decimal, fee_rate_max: Decimal) -> Decimal:
     """What a liquidation fill pays into (+) or takes from (-) the insurance fund.
 

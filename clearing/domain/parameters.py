@@ -21,11 +21,24 @@ Names and meanings (fractions are plain decimals, 0.05 = 5 %):
 * ``liquidation_fee_rate`` - penalty on closed notional, taken only from equity above the
   bankruptcy price; ``liquidator_fee_share`` of it goes to the liquidator, the rest to
   the insurance fund.
-* ``backstop_liquidator`` - account that takes liquidated positions (opened on first use).
+* ``backstop_liquidator`` - the liquidator of last resort: an ordinary account funded by
+  deposits (opened on first use, with nothing), marked, called and liquidated like any
+  other; it takes a liquidated position only when it can carry it (``liquidator_position_cap``).
 * ``margin_call_rule`` - ``cme`` (default: a call stands until equity reaches initial
   margin or the called amount is paid in full) or ``maintenance`` (the rule before issue 8:
   equity back at maintenance meets the call); see ``liquidation_math.call_met``.
-* ``loss_policy`` - ``adl``, ``socialize_per_contract`` or ``haircut_gains``.
+* ``liquidation_price_rule`` - ``dydx`` (default: the spread is scaled by how close the
+  account is to bankruptcy, ABR = clamp(1 - equity / maintenance, 0, 1), dYdX v4's
+  fillable price) or ``full_spread`` (the rule before issue 8: always the whole spread).
+* ``liquidator_position_cap`` - a takeover is allowed only if the taker (the backstop or an
+  operator's liquidator) meets initial margin afterwards and its total position notional
+  is at most this multiple of its equity (default 1 = 100 %, Binance's fund rule).
+* ``manual_liquidation_band`` - an operator's auction price more than this fraction away
+  from the mark needs M-of-N approval of that exact liquidation.
+* ``loss_policy`` - queue policies (close opposite positions at the bankruptcy price):
+  ``adl`` (BitMEX ranking), ``adl_hyperliquid``, ``waterfill_leverage``; cash policies
+  (``LossAllocated`` shares): ``socialize_per_contract``, ``haircut_gains``,
+  ``leverage_weighted_gains``. See ``clearing/domain/loss_policies/``.
 * ``oracle_sources`` - named price sources; when set, the mark is their median.
 * ``twap_window`` / ``twap_max_deviation`` - liquidations are deferred while the mark is
   more than this fraction away from its time-weighted average over the window (0 = off).
@@ -57,7 +70,19 @@ from clearing.money import ONE, ZERO, D, MoneyError
 ADL = "adl"
 SOCIALIZE_PER_CONTRACT = "socialize_per_contract"
 HAIRCUT_GAINS = "haircut_gains"
-LOSS_POLICIES = (ADL, SOCIALIZE_PER_CONTRACT, HAIRCUT_GAINS)
+ADL_HYPERLIQUID = "adl_hyperliquid"
+WATERFILL_LEVERAGE = "waterfill_leverage"
+LEVERAGE_WEIGHTED_GAINS = "leverage_weighted_gains"
+#: Policies that close opposite positions at the bankruptcy price (deleveraging).
+QUEUE_POLICIES: tuple[str, ...] = (ADL,)
+#: Policies that charge cash shares (``LossAllocated``) to holders.
+CASH_POLICIES: tuple[str, ...] = (SOCIALIZE_PER_CONTRACT, HAIRCUT_GAINS)
+# ADL_HYPERLIQUID, WATERFILL_LEVERAGE (queue) and LEVERAGE_WEIGHTED_GAINS (cash) join these
+# tuples when the engine allocates by them (clearing/domain/loss_policies, issue 8 section 3).
+LOSS_POLICIES = QUEUE_POLICIES + CASH_POLICIES
+PRICE_RULE_DYDX = "dydx"
+PRICE_RULE_FULL_SPREAD = "full_spread"
+LIQUIDATION_PRICE_RULES = (PRICE_RULE_DYDX, PRICE_RULE_FULL_SPREAD)
 CALL_RULE_CME = "cme"
 CALL_RULE_MAINTENANCE = "maintenance"
 MARGIN_CALL_RULES = (CALL_RULE_CME, CALL_RULE_MAINTENANCE)
@@ -97,6 +122,13 @@ def _policy(name: str, raw: Any) -> str:
     return str(raw)
 
 
+def _price_rule(name: str, raw: Any) -> str:
+    if raw not in LIQUIDATION_PRICE_RULES:
+        raise RuleError("parameter_out_of_range", f"parameters.{name}",
+                        f"parameters.{name} must be one of {', '.join(LIQUIDATION_PRICE_RULES)}")
+    return str(raw)
+
+
 def _call_rule(name: str, raw: Any) -> str:
     if raw not in MARGIN_CALL_RULES:
         raise RuleError("parameter_out_of_range", f"parameters.{name}", f"parameters.{name} must be one of {', '.join(MARGIN_CALL_RULES)}")
@@ -130,6 +162,9 @@ MARKET_CHECKS: dict[str, Callable[[str, Any], Any]] = {
     "max_liquidation_fraction": _decimal_in(ZERO, ONE, low_open=True),
     "liquidation_min_notional": _decimal_in(ZERO, None),
     "liquidation_spread": _decimal_in(ZERO, Decimal(5)),
+    "liquidation_price_rule": _price_rule,
+    "liquidator_position_cap": _decimal_in(ZERO, Decimal(100), low_open=True),
+    "manual_liquidation_band": _decimal_in(ZERO, ONE),
     "liquidation_fee_rate": _decimal_in(ZERO, Decimal("0.1")),
     "liquidator_fee_share": _decimal_in(ZERO, ONE),
     "backstop_liquidator": _account_name,
@@ -154,6 +189,9 @@ DEFAULTS: dict[str, Any] = {
     "max_liquidation_fraction": Decimal("0.5"),
     "liquidation_min_notional": Decimal("1000"),
     "liquidation_spread": Decimal("0.5"),
+    "liquidation_price_rule": PRICE_RULE_DYDX,
+    "liquidator_position_cap": ONE,
+    "manual_liquidation_band": Decimal("0.1"),
     "liquidation_fee_rate": Decimal("0.01"),
     "liquidator_fee_share": ZERO,
     "backstop_liquidator": "backstop",
@@ -182,6 +220,9 @@ GOVERNED: dict[str, tuple[str, str]] = {
     "liquidation_fee_rate": (ALWAYS, "the penalty taken from liquidated accounts: it moves money"),
     "liquidation_spread": (ALWAYS, "the discount given to the backstop on every fill: it moves money"),
     "loss_policy": (ALWAYS, "decides who pays a deficit the fund cannot cover"),
+    "liquidation_price_rule": (ALWAYS, "decides the discount every liquidated account pays: it moves money"),
+    "liquidator_position_cap": (UP, "a higher cap lets a liquidator carry more exposure per unit of capital"),
+    "manual_liquidation_band": (UP, "a wider band lets an operator's auction price sit further from the mark"),
     "oracle_sources": (ALWAYS, "whoever sets the mark decides every liquidation"),
     "twap_max_deviation": (ALWAYS, "up (or 0 = off) weakens the guard against a manipulated mark; "
                                    "down defers liquidations on ordinary moves, a pause without a quorum"),

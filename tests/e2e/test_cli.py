@@ -68,7 +68,8 @@ def test_account_show_json_has_every_field_as_strings(db):
     (position,) = view["positions"]
     assert set(position) >= {"market", "size", "entry_price", "mark_price", "unrealized_pnl", "maintenance_margin",
                              "liquidation_price"}
-    assert all(isinstance(v, str) for v in position.values())
+    assert all(isinstance(v, str) for k, v in position.items() if k not in ("adl_rank", "adl_holders"))
+    assert (position["adl_score"], position["adl_rank"], position["adl_holders"]) == ("0", 1, 1)  # the only short, flat PnL
     assert (view["equity"], position["size"], position["maintenance_margin"]) == ("1000", "-0.3", "450")
     # equity 1,000, short 0.3 at 30,000, MMF 5%: (1,000 + 9,000) / (0.015 + 0.3) = 31,746.03... -> 31,746.0
     assert position["liquidation_price"] == "31746"

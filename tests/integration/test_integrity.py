@@ -194,9 +194,12 @@ def test_a_process_starts_and_reads_while_another_holds_the_events_table_lock(po
             pool.shutdown(wait=False)  # a hung start must fail the test, not hang it
 
 
+# The backstop liquidator is funded (ADR 13: it takes a position only if it can carry it at
+# liquidator_position_cap 1): at 47,000 alice's step of 0.5 is 23,500 of notional.
 SWEPT = f"""
 {MARKET_BTC}
-{accounts_with(("alice", "10000"), ("bob", "100000"), ("dave", "100000"), ("erin", "100000"), ("carol", "1"))}
+{accounts_with(("alice", "10000"), ("bob", "100000"), ("dave", "100000"), ("erin", "100000"), ("carol", "1"),
+               ("backstop", "100000"))}
 {{"type":"price","id":"p0","market":"BTC-PERP","price":"50000","at":"2025-01-01T00:00:00Z"}}
 {{"type":"trade","id":"t0","market":"BTC-PERP","buyer":"alice","seller":"bob","size":"1","price":"50000","at":"2025-01-01T00:00:01Z"}}
 """
@@ -233,7 +236,9 @@ def test_a_foreign_write_during_a_batch_is_not_hidden_from_the_risk_index(store_
     (mark,) = ledger.post('{"type":"price","id":"p1","market":"BTC-PERP","price":"47000","at":"2025-01-01T00:00:05Z"}',
                           auto_id=False)
     assert "1 account(s) checked" in mark.summary, mark.summary
-    assert Ledger(store_env(store_db)).collateral("alice") < Decimal("5100")  # liquidated, as in the serial order
+    # liquidated, as in the serial order: equity 5,100 - 3,000 = 2,100 < MM 2,350, 0.5 sold to the backstop
+    assert Ledger(store_env(store_db)).collateral("alice") < Decimal("5100")
+    assert Ledger(store_env(store_db)).position("backstop", "BTC-PERP") == Decimal("0.5")
     check_ledger(ledger.app)
 
 

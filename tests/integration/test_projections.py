@@ -21,7 +21,8 @@ from clearing.business_time import TimeLimits
 from clearing.settings import store_env
 from projections import margin_state
 from projections.compare import canonical_rows, first_difference
-from projections.queries import account_view, insurance_fund_view, loss_allocations, market_view
+from projections.queries import (ACCOUNT_STATUSES, AdlHolder, account_list, account_view, adl_scores, insurance_fund_view,
+                                 loss_allocations, market_view)
 from projections.read import Views
 from projections.runner import APPLICATION, READ_MODELS, Projector, rebuild
 from projections.store import ProjectionStore
@@ -67,13 +68,20 @@ def assert_views_equal_aggregates(ledger: Ledger, views: Views) -> None:
     assert strip(sql_fund["movements"], "position") == strip(oracle_fund["movements"], "version")
     assert {k: sql_fund[k] for k in ("balance", "inflows", "outflows")} == {k: oracle_fund[k] for k in ("balance", "inflows", "outflows")}
     assert loss_allocations(views) == margin_state.loss_allocations(ledger.app)
+    assert list(account_list(views)) == [_list_row(margin_state.account_view(ledger.app, name)) for name in sorted(_names(ledger))]
+
+
+def _list_row(view: dict) -> dict:
+    """What ``account list`` shows of an account view."""
+    return {**{key: view[key] for key in ("account", "status", "collateral", "equity", "initial_margin", "maintenance_margin")},
+            "positions": len(view["positions"])}
 
 
 @settings(max_examples=25, derandomize=True, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(scenarios())
 def test_projections_equal_the_aggregates_after_every_command_of_random_paths(scenario):
-    policy, fund, grace, traders, moves = scenario
-    ledger, _ = setup(policy, fund, grace, traders)
+    policy, fund, grace, backstop, traders, moves = scenario
+    ledger, _ = setup(policy, fund, grace, traders, backstop)
     ledger.clock = StepClock()
     store = ProjectionStore(":memory:")
     projector = Projector(ledger.app, store, READ_MODELS)
@@ -86,19 +94,24 @@ def test_projections_equal_the_aggregates_after_every_command_of_random_paths(sc
             command = {"type": "funding", "market": "X-PERP", "rate": format(Decimal(percent or 1).scaleb(-4), "f")}
         else:
             tick = Decimal(MARKETS[target][1])
-            prices[target] = (prices[target] * (100 + percent * 3) / 100 / tick).quantize(Decimal(1)) * tick
+            prices[target] = (prices[target] * (100 + percent) / 100 / tick).quantize(Decimal(1)) * tick
             command = {"type": "price", "market": target, "price": format(prices[target], "f")}
-        before = {name: margin_state.account_view(ledger.app, name) for name in _names(ledger)}
-        day_before = projector.projections["margin"].state["margin_clock"].get(1)["day"]
-        (outcome,) = ledger.post(json.dumps(command))
-        assert outcome.status == "applied"
-        projector.catch_up()
-        assert_views_equal_aggregates(ledger, views)
-        _assert_end_of_day_is_state_before(views, day_before, before)
+        _step(ledger, projector, views, command)
     scratch = Projector(ledger.app, ProjectionStore(":memory:"), READ_MODELS)
     scratch.catch_up()
     for name in READ_MODELS:
         assert first_difference(projector, scratch, name) is None
+
+
+def _step(ledger: Ledger, projector: Projector, views: Views, command: dict) -> None:
+    """Post one command, catch up, and compare every view with the aggregates."""
+    before = {name: margin_state.account_view(ledger.app, name) for name in _names(ledger)}
+    day_before = projector.projections["margin"].state["margin_clock"].get(1)["day"]
+    (outcome,) = ledger.post(json.dumps(command))
+    assert outcome.status == "applied", (outcome.code, outcome.message)
+    projector.catch_up()
+    assert_views_equal_aggregates(ledger, views)
+    _assert_end_of_day_is_state_before(views, day_before, before)
 
 
 def _assert_end_of_day_is_state_before(views: Views, day: str, before: dict[str, dict]) -> None:
@@ -332,3 +345,224 @@ def test_a_page_whose_commit_was_lost_is_still_refused(sqlite_db):
     with pytest.raises(ProjectionError) as raised:
         projector.catch_up()
     assert raised.value.code == "projection_not_committed"
+
+
+# -- account list, the amount due on a call, ADL ranks (issue 8, section 4) ---------------------------------
+
+
+def _cli(db: str, *args: str):
+    from click.testing import CliRunner
+
+    from cli.main import main
+
+    return CliRunner().invoke(main, ["--db", db, *args], catch_exceptions=False)
+
+
+def _ledger(db: str, script: str) -> Ledger:
+    ledger = Ledger(env=store_env(db))
+    ledger.post_ok(script.strip())
+    return ledger
+
+
+STATUSES = """
+{"type":"create_market","market":"X-PERP","kind":"perpetual","tick_size":"0.5","step_size":"0.01","initial_margin_fraction":"0.1","maintenance_margin_fraction":"0.05","price_band":"0.5"}
+{"type":"create_market","market":"Y-PERP","kind":"perpetual","tick_size":"0.01","step_size":"0.1","initial_margin_fraction":"0.1","maintenance_margin_fraction":"0.05","price_band":"0.5"}
+{"type":"set_parameters","parameters":{"loss_policy":"socialize_per_contract","margin_call_grace":36000}}
+{"type":"price","market":"X-PERP","price":"1000"}
+{"type":"price","market":"Y-PERP","price":"20"}
+{"type":"open_account","account":"maker"}
+{"type":"deposit","account":"maker","amount":"1000000"}
+{"type":"open_account","account":"backstop"}
+{"type":"deposit","account":"backstop","amount":"1000000"}
+{"type":"open_account","account":"alice"}
+{"type":"deposit","account":"alice","amount":"2000"}
+{"type":"open_account","account":"bob"}
+{"type":"deposit","account":"bob","amount":"1000"}
+{"type":"open_account","account":"dave"}
+{"type":"deposit","account":"dave","amount":"250"}
+{"type":"open_account","account":"erin"}
+{"type":"deposit","account":"erin","amount":"1000"}
+{"type":"open_account","account":"frank"}
+{"type":"deposit","account":"frank","amount":"5"}
+{"type":"open_account","account":"gina"}
+{"type":"close_account","account":"gina"}
+{"type":"trade","market":"X-PERP","buyer":"alice","seller":"maker","size":"10","price":"1000"}
+{"type":"trade","market":"X-PERP","buyer":"bob","seller":"maker","size":"10","price":"1000"}
+{"type":"trade","market":"X-PERP","buyer":"maker","seller":"erin","size":"1","price":"1000"}
+{"type":"trade","market":"Y-PERP","buyer":"dave","seller":"maker","size":"100","price":"20"}
+{"type":"price","market":"X-PERP","price":"860"}
+{"type":"price","market":"X-PERP","price":"840"}
+{"type":"set_parameters","market":"Y-PERP","parameters":{"twap_max_deviation":"0.01"}}
+{"type":"price","market":"Y-PERP","price":"17.8"}
+"""
+"""bob: equity 1,000 - 1,400 < 0 at 860, liquidated in full below his bankruptcy price (fund empty:
+the deficit is socialized): bankrupt. alice: equity about 2,000 - 1,600 less her loss share at 840,
+below maintenance (420) but above the floor (210): called. dave: at 17.8 equity 30 < floor 44.5,
+due, but the mark is 11 % off its TWAP: deferred, liquidating. erin, frank, maker: healthy; gina closed."""
+
+
+def test_account_list_gives_every_account_by_name_with_its_status_and_totals(store_db):
+    ledger = _ledger(store_db, STATUSES)
+    result = _cli(store_db, "account", "list", "--json")
+    assert result.exit_code == 0, result.output
+    rows = [json.loads(line) for line in result.stdout.splitlines()]
+    names = ["alice", "backstop", "bob", "dave", "erin", "frank", "gina", "maker"]
+    assert [row["account"] for row in rows] == names
+    assert rows == [_list_row(margin_state.account_view(ledger.app, name)) for name in names]
+    statuses = {row["account"]: row["status"] for row in rows}
+    assert statuses == {"alice": "margin_call", "backstop": "healthy", "bob": "bankrupt", "dave": "liquidating",
+                        "erin": "healthy", "frank": "healthy", "gina": "closed", "maker": "healthy"}
+    assert all(isinstance(row[key], str) for row in rows for key in ("collateral", "equity", "initial_margin",
+                                                                      "maintenance_margin"))
+    assert {row["account"]: row["positions"] for row in rows} == {
+        "alice": 1, "backstop": 1, "bob": 0, "dave": 1, "erin": 1, "frank": 0, "gina": 0, "maker": 2}
+    assert rows[names.index("frank")] == {"account": "frank", "status": "healthy", "collateral": "5", "equity": "5",
+                                          "initial_margin": "0", "maintenance_margin": "0", "positions": 0}
+    for status in ACCOUNT_STATUSES:
+        filtered = _cli(store_db, "account", "list", "--status", status, "--json")
+        assert filtered.exit_code == 0
+        assert [json.loads(line) for line in filtered.stdout.splitlines()] == [r for r in rows if r["status"] == status]
+    text = _cli(store_db, "account", "list", "--status", "margin_call").stdout.splitlines()
+    assert text[0].split() == ["account", "status", "collateral", "equity", "initial_margin", "maintenance_margin", "positions"]
+    alice = rows[0]
+    assert text[1].split() == ["alice", "margin_call", alice["collateral"], alice["equity"], alice["initial_margin"],
+                               alice["maintenance_margin"], "1"]
+    assert len(text) == 2
+    bad = _cli(store_db, "account", "list", "--status", "open")
+    assert bad.exit_code == 2 and "'open' is not one of" in bad.stderr
+
+
+def test_account_list_streams_in_pages_and_sorts_by_code_point(store_db, monkeypatch):
+    from projections import queries
+
+    names = ["b-2", "B-1", "a_3", "A.4", "9", "z", "Zed", "m:1", "m@2", "a-1", "a0"]
+    ledger = _ledger(store_db, "\n".join(json.dumps({"type": "open_account", "account": name}) for name in names))
+    monkeypatch.setattr(queries, "PAGE", 3)  # pages smaller than the listing
+    views = Views(ProjectionStore(store_db))
+    Projector(ledger.app, views.store, ["margin"]).catch_up()
+    rows = queries.account_list(views)
+    first = next(rows)  # a generator: rows are produced as the query is read
+    assert first["account"] == min(names)
+    assert [first["account"], *[row["account"] for row in rows]] == sorted(names)
+
+
+def test_account_list_of_a_store_without_accounts_prints_nothing(store_db):
+    Ledger(env=store_env(store_db))  # creates the (empty) store
+    for args in ([], ["--json"], ["--status", "healthy"]):
+        result = _cli(store_db, "account", "list", *args)
+        assert (result.exit_code, result.stdout) == (0, ""), result.output
+
+
+CALL = """
+{"type":"create_market","market":"X-PERP","kind":"perpetual","tick_size":"0.5","step_size":"0.01","initial_margin_fraction":"0.1","maintenance_margin_fraction":"0.05","price_band":"0.5"}
+{"type":"set_parameters","parameters":{"margin_call_grace":36000}}
+{"type":"price","market":"X-PERP","price":"1000"}
+{"type":"open_account","account":"maker"}
+{"type":"deposit","account":"maker","amount":"1000000"}
+{"type":"open_account","account":"alice"}
+{"type":"deposit","account":"alice","amount":"1200"}
+{"type":"trade","market":"X-PERP","buyer":"alice","seller":"maker","size":"10","price":"1000"}
+{"type":"price","market":"X-PERP","price":"920"}
+"""
+
+
+def test_a_partly_paid_call_shows_the_amount_still_due_until_the_rest_meets_it(store_db):
+    # At 920 alice's equity is 1,200 - 800 = 400: below maintenance 460, above the floor 230,
+    # so she is called for initial margin 920 - 400 = 520 (cme rule, grace 10 h).
+    ledger = _ledger(store_db, CALL)
+
+    def shown() -> dict:
+        result = _cli(store_db, "account", "show", "alice", "--json")
+        assert result.exit_code == 0, result.output
+        view = json.loads(result.stdout)
+        assert view == margin_state.account_view(ledger.app, "alice")
+        return view
+
+    called = shown()
+    assert called["status"] == "margin_call" and called["equity"] == "400"
+    assert {k: called["margin_call"][k] for k in ("amount_to_initial", "amount_due", "rule")} == {
+        "amount_to_initial": "520", "amount_due": "520", "rule": "cme"}
+    ledger.post_ok('{"type":"deposit","account":"alice","amount":"200"}')
+    paid = shown()  # equity 600 is above maintenance but below initial margin: the call stands
+    assert paid["status"] == "margin_call" and paid["equity"] == "600"
+    assert paid["margin_call"] == {**called["margin_call"], "amount_due": "320"}
+    text = _cli(store_db, "account", "show", "alice").stdout
+    assert "margin call in X-PERP (cme rule): 320 due of 520 called to restore initial margin" in text
+    ledger.post_ok('{"type":"deposit","account":"alice","amount":"320"}')
+    met = shown()
+    assert met["status"] == "healthy" and met["margin_call"] is None and met["equity"] == "920"
+
+
+THREE_LONGS = """
+{"type":"create_market","market":"Z-PERP","kind":"perpetual","tick_size":"0.5","step_size":"0.01","initial_margin_fraction":"0.1","maintenance_margin_fraction":"0.05","price_band":"0.5"}
+{"type":"price","market":"Z-PERP","price":"1000"}
+{"type":"open_account","account":"maker"}
+{"type":"deposit","account":"maker","amount":"1000000"}
+{"type":"open_account","account":"l1"}
+{"type":"deposit","account":"l1","amount":"450"}
+{"type":"open_account","account":"l2"}
+{"type":"deposit","account":"l2","amount":"350"}
+{"type":"open_account","account":"l3"}
+{"type":"deposit","account":"l3","amount":"700"}
+{"type":"trade","market":"Z-PERP","buyer":"l1","seller":"maker","size":"1","price":"1000"}
+{"type":"trade","market":"Z-PERP","buyer":"l2","seller":"maker","size":"2","price":"1000"}
+{"type":"price","market":"Z-PERP","price":"1100"}
+{"type":"trade","market":"Z-PERP","buyer":"l3","seller":"maker","size":"1","price":"1250"}
+"""
+
+
+def test_account_show_ranks_each_position_among_the_same_side_for_deleveraging(store_db):
+    # At mark 1,100 (score = PnL% x leverage, PnL% / leverage at a loss; leverage = value / equity):
+    # l1: long 1 at 1,000, equity 450 + 100 = 550: PnL 10 %, leverage 1,100 / 550 = 2 -> 0.2
+    # l2: long 2 at 1,000, equity 350 + 200 = 550: PnL 10 %, leverage 2,200 / 550 = 4 -> 0.4
+    # l3: long 1 at 1,250, equity 700 - 150 = 550: PnL -12 %, leverage 2 -> -0.12 / 2 = -0.06
+    ledger = _ledger(store_db, THREE_LONGS)
+    standings = {}
+    for name in ("l1", "l2", "l3", "maker"):
+        result = _cli(store_db, "account", "show", name, "--json")
+        assert result.exit_code == 0, result.output
+        view = json.loads(result.stdout)
+        assert view == margin_state.account_view(ledger.app, name)
+        (position,) = view["positions"]
+        standings[name] = (position["adl_score"], position["adl_rank"], position["adl_holders"])
+    assert standings == {"l2": ("0.4", 1, 3), "l1": ("0.2", 2, 3), "l3": ("-0.06", 3, 3),
+                         "maker": (standings["maker"][0], 1, 1)}  # the only short
+    text = _cli(store_db, "account", "show", "l1").stdout
+    assert "adl_rank (score)" in text and "2/3 (0.2)" in text
+
+
+def test_adl_scores_rank_highest_first_none_last_ties_by_name():
+    from projections.margin import MarketTerms
+
+    market = MarketTerms({"market": "Z-PERP", "contract_size": Decimal(1), "tick_size": Decimal("0.5"),
+                          "tiers": '[["0", "0.1", "0.05", "0", "0"]]', "collateral_quantum": Decimal("0.000001"),
+                          "mark": Decimal(1100)})
+    holders = [AdlHolder("c", Decimal(1), Decimal(1000), Decimal(550)),   # 0.1 x 2 = 0.2
+               AdlHolder("a", Decimal(1), Decimal(1000), Decimal(550)),   # 0.2: tie, by name
+               AdlHolder("z", Decimal(2), Decimal(2000), Decimal(550)),   # 0.1 x 4 = 0.4
+               AdlHolder("b", Decimal(1), Decimal(1000), Decimal(0)),     # equity <= 0: None, last
+               AdlHolder("d", Decimal(1), Decimal(1250), Decimal(550))]   # -0.12 / 2 = -0.06
+    assert adl_scores(market, holders) == [("z", Decimal("0.4")), ("a", Decimal("0.2")), ("c", Decimal("0.2")),
+                                           ("d", Decimal("-0.06")), ("b", None)]
+    assert adl_scores(market, []) == []
+
+
+def test_a_projection_built_without_a_new_column_is_refused_until_rebuilt(store_db):
+    from sqlalchemy import text
+
+    from projections.runner import ProjectionError
+
+    ledger = _ledger(store_db, CALL)
+    store = ProjectionStore(store_db)
+    Projector(ledger.app, store, READ_MODELS).catch_up()
+    with store.engine.begin() as connection:  # as an older version left it: no call_rule column
+        connection.execute(text('ALTER TABLE "margin_accounts_g1" DROP COLUMN call_rule'))
+    stale = Projector(ledger.app, ProjectionStore(store_db), READ_MODELS)
+    with pytest.raises(ProjectionError) as refused:
+        stale.catch_up()
+    assert refused.value.code == "projection_outdated" and "margin_accounts_g1.call_rule" in str(refused.value)
+    assert "projections rebuild margin" in str(refused.value)
+    shown = _cli(store_db, "account", "show", "alice")
+    assert shown.exit_code == 3 and "projection_outdated" in shown.stderr
+    assert rebuild(ledger.app, ProjectionStore(store_db), "margin") == {"margin": 2}
+    assert json.loads(_cli(store_db, "account", "show", "alice", "--json").stdout) == margin_state.account_view(ledger.app, "alice")

@@ -7,8 +7,11 @@ bob with 10,000 each and alice long 0.1 BTC from bob, carol closed, dave with 10
 position, an insurance fund of 1,000, and command id "dep-used" already applied; risk
 officers olga and omar (M = 1, N = 2; olga approved omar), liquidations paused in BTC-FUT,
 and olga's approvals (not yet used) of pausing trading and, at 2025-01-01T00:00Z, of
-``liquidation_spread`` 0.4 and ``approvals_required`` 2. Rows are posted as the operator
-``POSTED_AS`` names (default: nobody).
+``liquidation_spread`` 0.4 and ``approvals_required`` 2. LIQ-PERP (tick 0.01, step 1, IMF
+10%, MMF 5%, band 50%): erin (1,000) bought 100 from bob at 100; at mark 94 her equity 400
+is below MM 470 and she is being liquidated, waiting for a liquidator: the backstop was
+opened on first use with nothing and cannot carry her position (ADR 13). Rows are posted
+as the operator ``POSTED_AS`` names (default: nobody).
 Grow this table with every feature (docs/errors.md lists the codes).
 """
 
@@ -48,6 +51,12 @@ olga> {"type":"approve","id":"a-setup","officer":"olga","action":"pause","operat
 olga> {"type":"approve","id":"a-pending","officer":"olga","action":"pause","operation":"trading"}
 olga> {"type":"approve","id":"a-spread","officer":"olga","action":"set_parameters","parameters":{"liquidation_spread":"0.4"},"at":"2025-01-01T00:00:00Z"}
 olga> {"type":"approve","id":"a-quorum","officer":"olga","action":"set_parameters","parameters":{"approvals_required":2},"at":"2025-01-01T00:00:00Z"}
+{"type":"create_market","id":"m-liq","market":"LIQ-PERP","kind":"perpetual","tick_size":"0.01","step_size":"1","initial_margin_fraction":"0.1","maintenance_margin_fraction":"0.05","price_band":"0.5"}
+{"type":"price","id":"p-liq","market":"LIQ-PERP","price":"100"}
+{"type":"open_account","id":"o-erin","account":"erin"}
+{"type":"deposit","id":"d-erin","account":"erin","amount":"1000"}
+{"type":"trade","id":"t-erin","market":"LIQ-PERP","buyer":"erin","seller":"bob","size":"100","price":"100"}
+{"type":"price","id":"p-liq-94","market":"LIQ-PERP","price":"94"}
 """
 LIQUIDATE = {"type": "liquidate", "id": "l-new", "account": "alice", "market": "BTC-PERP", "price": "50000"}
 PARAMS = {"type": "set_parameters", "id": "sp-new"}
@@ -175,6 +184,27 @@ CASES = [
     ("liquidate an account without a position", line(LIQUIDATE, account="dave"), "no_position", "market"),
     ("liquidate in an unknown market", line(LIQUIDATE, market="NOPE-PERP"), "market_not_found", "market"),
     ("liquidate with a float price", line(LIQUIDATE, price=50000.5), "float_not_allowed", "price"),
+    # -- the funded liquidator of last resort (ADR 13): dave (100) would hold 100 LIQ-PERP at 94,
+    # notional 9,400, on equity 100 (IM 940)
+    ("liquidate to a liquidator without margin", line(LIQUIDATE, account="erin", market="LIQ-PERP", price="94",
+                                                      liquidator="dave"), "liquidator_undercapitalized", "liquidator"),
+    ("liquidate to the empty backstop", line(LIQUIDATE, account="erin", market="LIQ-PERP", price="94"),
+     "liquidator_undercapitalized", "liquidator"),
+    # alice can carry it (equity 10,000 + 5,400 >= notional 5,000 + 9,400) but 40 is 57 % from the mark 94
+    ("auction price out of band without approval", line(LIQUIDATE, account="erin", market="LIQ-PERP", price="40",
+                                                        liquidator="alice"), "price_out_of_band", "price"),
+    ("approval of a liquidation without its price", line(APPROVE, action="liquidate", operation=..., account="erin",
+                                                         market="LIQ-PERP"), "missing_field", "price"),
+    ("approval of a liquidation without its market", line(APPROVE, action="liquidate", operation=..., account="erin",
+                                                          price="40"), "missing_field", "market"),
+    ("approval of a liquidation carrying an operation", line(APPROVE, action="liquidate", account="erin", market="LIQ-PERP",
+                                                             price="40"), "unknown_field", "operation"),
+    ("unknown liquidation price rule", line(PARAMS, parameters={"liquidation_price_rule": "midpoint"}),
+     "parameter_out_of_range", "parameters.liquidation_price_rule"),
+    ("liquidator position cap of 0", line(PARAMS, parameters={"liquidator_position_cap": "0"}), "parameter_out_of_range",
+     "parameters.liquidator_position_cap"),
+    ("manual liquidation band of 200 %", line(PARAMS, market="BTC-PERP", parameters={"manual_liquidation_band": "2"}),
+     "parameter_out_of_range", "parameters.manual_liquidation_band"),
     ("settle a perpetual", '{"type":"settle","id":"s-new","market":"BTC-PERP","price":"50000"}', "not_a_future", "market"),
     ("settle before expiry", '{"type":"settle","id":"s-new","market":"BTC-FUT","price":"50000"}', "not_expired", "at"),
     ("settle a settled market", '{"type":"settle","id":"s-new","market":"SET-FUT","price":"100","at":"2025-01-02T00:00:00Z"}',

@@ -1,8 +1,10 @@
 """The decision audit: clean logs audit clean, and one changed number is found where it is.
 
 Clean logs come from the risk scenarios (calls, partial and full liquidations, fund draws,
-the three loss policies, ADL, the pause queue, TWAP deferral, manual liquidation, funding,
-settlement) and from the random paths of ``test_risk_properties``. Corrupted logs are the
+the three loss policies, ADL, the pause queue, TWAP deferral, manual liquidation in and out
+of the band, funding, settlement, the backstop taking positions, running out of capacity
+and being liquidated itself; ``ledger_with`` funds the backstop with 50,000) and from the
+random paths of ``test_risk_properties``. Corrupted logs are the
 same events with ONE decision event replaced by a copy with one number changed (or one
 injected, or one dropped); the first finding must name that event's log position and the
 check that re-derives that number.
@@ -21,7 +23,7 @@ from hypothesis import HealthCheck, example, given, settings
 
 from clearing.decision_audit import Finding, apply_fill, audit_decisions, audit_log, log_events, penalty_of, spread_price
 from clearing.domain.parameters import DEFAULTS, effective
-from clearing.domain.risk import margin_totals
+from clearing.domain.risk import MarginTotals, margin_totals
 from tests.ledger import MARKET_BTC, Ledger, accounts_with
 from tests.unit import test_risk_properties as properties
 from tests.unit.test_risk_scenarios import FUTURE, ledger_with, price
@@ -73,6 +75,11 @@ def assert_clean(ledger: Ledger) -> None:
 
 
 CALLED = '{"type":"set_parameters","parameters":{"margin_call_grace":3600}}'
+BACKSTOP = ("backstop", "100000")  # the backstop liquidator, funded to carry what these scenarios hand it
+OUT_OF_BAND = '{"type":"liquidate","account":"alice","market":"BTC-PERP","price":"40000","liquidator":"carol"}'
+OUT_OF_BAND_APPROVED = f"""{{"type":"register_officer","officer":"olga"}}
+olga> {{"type":"approve","officer":"olga","action":"liquidate","account":"alice","market":"BTC-PERP","price":"40000","liquidator":"carol"}}
+{OUT_OF_BAND}"""
 PENALTY = '{"type":"set_parameters","parameters":{"liquidation_spread":"0","liquidation_min_notional":"5000"}}'
 
 
@@ -190,16 +197,17 @@ def test_settlement_losses_audit_clean():
 
 
 def test_insolvent_account_closes_every_position_largest_requirement_first():
-    ledger = two_markets(f"""{accounts_with(("alice", "1500"), ("zed", "100000"))}
+    ledger = two_markets(f"""{accounts_with(("alice", "1500"), ("zed", "100000"), BACKSTOP)}
 {{"type":"fund_insurance","amount":"5000"}}
 {{"type":"price","market":"BTC-PERP","price":"50000"}}
 {{"type":"price","market":"ETH-PERP","price":"3000"}}
 {{"type":"trade","market":"BTC-PERP","buyer":"alice","seller":"zed","size":"0.2","price":"50000"}}
 {{"type":"trade","market":"ETH-PERP","buyer":"alice","seller":"zed","size":"1.5","price":"3000"}}
 {{"type":"price","market":"BTC-PERP","price":"42000"}}
-""")  # equity 1,500 - 1,600 = -100: insolvent; MM 420 (BTC) before 225 (ETH)
+""")  # equity 1,500 - 1,600 = -100: insolvent; MM 420 (BTC) before 225 (ETH); the funded backstop takes both
     steps = [e for _, e in events_of(ledger) if kind(e) == "Account.Liquidated"]
-    assert [(s.market, s.reason) for s in steps] == [("BTC-PERP", "insolvent"), ("ETH-PERP", "insolvent")]
+    assert [(s.market, s.reason, s.counterparty) for s in steps] == [("BTC-PERP", "insolvent", "backstop"),
+                                                                     ("ETH-PERP", "insolvent", "backstop")]
     assert_clean(ledger)
 
 
@@ -211,7 +219,7 @@ def test_tiered_market_with_oracle_sources_audits_clean():
                           "step_size": "0.001", "price_band": "0.5", "tiers": tiers})
     ledger = Ledger()
     ledger.post_ok(f"""{listing}
-{accounts_with(("alice", "3000"), ("bob", "100000"))}
+{accounts_with(("alice", "3000"), ("bob", "100000"), BACKSTOP)}
 {{"type":"set_parameters","market":"BTC-PERP","parameters":{{"oracle_sources":["a","b","c"]}}}}
 {{"type":"price","market":"BTC-PERP","price":"50000","source":"a"}}
 {{"type":"trade","market":"BTC-PERP","buyer":"alice","seller":"bob","size":"0.5","price":"50000"}}
@@ -219,7 +227,7 @@ def test_tiered_market_with_oracle_sources_audits_clean():
 {{"type":"price","market":"BTC-PERP","price":"46000","source":"c"}}
 """)  # 46,000: equity 1,000 < MM 23,000 x 10 % - 1,000 = 1,300, above the floor 650: one partial step
     steps = [e for _, e in events_of(ledger) if kind(e) == "Account.Liquidated"]
-    assert steps and steps[0].parameters["oracle_sources"] == ["a", "b", "c"]
+    assert steps and steps[0].parameters["oracle_sources"] == ["a", "b", "c"] and steps[0].counterparty == "backstop"
     assert_clean(ledger)
 
 
@@ -233,7 +241,16 @@ def test_the_formulas_it_re_derives():
     call = event_at(events, position_of(events, "Account.MarginCallIssued"))
     assert (call.equity, call.maintenance_margin, call.amount_to_initial) == (Dec(400), Dec(470), Dec(540))
     market = ledger.app.get_market("BTC-PERP")
-    assert spread_price(Dec("0.2"), market, params) == Dec(45825)  # 47,000 x (1 - 0.5 x 5 %)
+    totals = MarginTotals(equity=Dec(400), initial_margin=Dec(940), maintenance_margin=Dec(470))
+    # dydx (default): ABR = 1 - 400 / 470; the spread 47,000 x 0.5 x 5 % = 1,175 x 70 / 470 = 175
+    assert spread_price(Dec("0.2"), market, params, totals) == Dec(46825)
+    assert spread_price(Dec("-0.2"), market, params, totals) == Dec(47175)  # a short's fill rises
+    full = effective(DEFAULTS, {"liquidation_spread": Dec("0.5"), "liquidation_price_rule": "full_spread"}, 0, 0)
+    assert spread_price(Dec("0.2"), market, full, totals) == Dec(45825)  # 47,000 x (1 - 0.5 x 5 %)
+    older = effective({k: v for k, v in DEFAULTS.items() if k != "liquidation_price_rule"}, {"liquidation_spread": Dec("0.5")}, 0, 0)
+    assert spread_price(Dec("0.2"), market, older, totals) == Dec(45825)  # a log older than the rule keeps the full spread
+    insolvent = MarginTotals(equity=Dec(-1), initial_margin=Dec(940), maintenance_margin=Dec(470))
+    assert spread_price(Dec("0.2"), market, params, insolvent) == Dec(45825)  # ABR 1 at or below zero equity
 
 
 # -- one changed number is found where it is ---------------------------------------------------------
@@ -381,7 +398,7 @@ def test_audit_log_reports_progress_by_page():
 def test_a_loss_payer_checked_earlier_in_the_sweep_is_audited():
     """aaron (two markets, so checked on every BTC price) is checked first and healthy, then
     pays a share of bob's deficit; the audit's verdict must match aaron's state after it."""
-    ledger = two_markets(f"""{accounts_with(("aaron", "1850"), ("bob", "1000"), ("zed", "100000"))}
+    ledger = two_markets(f"""{accounts_with(("aaron", "1850"), ("bob", "1000"), ("zed", "100000"), BACKSTOP)}
 {{"type":"set_parameters","market":"BTC-PERP","parameters":{{"loss_policy":"socialize_per_contract"}}}}
 {{"type":"price","market":"BTC-PERP","price":"50000"}}
 {{"type":"price","market":"ETH-PERP","price":"3000"}}
@@ -391,6 +408,7 @@ def test_a_loss_payer_checked_earlier_in_the_sweep_is_audited():
 """)
     ledger.post_ok(price("44000"))
     events = events_of(ledger)
+    position_of(events, "Account.LossAllocated", account="aaron")  # the backstop took bob's position; aaron paid a share
     aaron = ledger.account("aaron")
     missed = aaron["status"] == "healthy" and Dec(aaron["equity"]) < Dec(aaron["maintenance_margin"])
     found = audit_log(ledger.app, stop_at_first=False)
@@ -401,7 +419,7 @@ def test_a_loss_payer_checked_earlier_in_the_sweep_is_audited():
 
 def test_a_loss_payer_of_a_queued_liquidation_is_audited_after_resume():
     """The same loss, but bob was queued while paused and is liquidated by ``resume``."""
-    ledger = two_markets(f"""{accounts_with(("aaron", "1850"), ("bob", "1000"), ("zed", "100000"))}
+    ledger = two_markets(f"""{accounts_with(("aaron", "1850"), ("bob", "1000"), ("zed", "100000"), BACKSTOP)}
 {{"type":"set_parameters","market":"BTC-PERP","parameters":{{"loss_policy":"socialize_per_contract"}}}}
 {{"type":"register_officer","officer":"olga"}}
 {{"type":"price","market":"BTC-PERP","price":"50000"}}
@@ -434,9 +452,10 @@ def test_liquidations_sharing_an_id_in_one_command_are_joined_by_account():
 {"type":"trade","market":"BTC-PERP","buyer":"dan","seller":"bob","size":"0.2","price":"50000"}
 """)
     ledger.post_ok(price("47000"))
-    ledger.post_ok('{"type":"liquidate","account":"alice","market":"BTC-PERP","price":"40000","liquidator":"carol"}')
+    ledger.post_ok(OUT_OF_BAND_APPROVED)  # 40,000 is 14.9 % from the mark 47,000: approved by olga
     steps = [e for _, e in events_of(ledger) if kind(e) == "Account.Liquidated"]
     assert [s.account for s in steps] == ["alice", "dan"]
+    assert "Clearinghouse.ApprovalsConsumed" in [kind(e) for _, e in events_of(ledger)]
     assert_clean(ledger)
 
 
@@ -449,21 +468,24 @@ CHECKED = {
                            "fee_liquidator", "collateral_after", "price_fill"),
     "Account.LossCovered": ("fund_paid", "allocated", "deficit"),
     "InsuranceFund.Drawn": ("amount",),
+    "Account.TakeoverRefused": ("price_fill", "equity", "liquidator_equity_after", "liquidator_initial_margin_after",
+                                "liquidator_notional_after"),
+    "Account.PositionTaken": ("equity_after", "initial_margin_after", "notional_after"),  # a takeover's capacity figures
 }
 
 
 def random_path(scenario) -> Ledger:
-    """A ``test_risk_properties`` path; the explicit example is a call (equity 25 < MM 38.25 at 850,
-    inside the 60 s grace, above the floor) met when the mark returns to 977.5."""
-    policy, fund, grace, traders, moves = scenario
-    ledger, _ = properties.setup(policy, fund, grace, traders)
+    """A ``test_risk_properties`` path (moves already scaled to percent); the explicit example is a call
+    (equity 25 < MM 38.25 at 850, inside the 60 s grace, above the floor) met when the mark returns to 977.5."""
+    policy, fund, grace, backstop, traders, moves = scenario
+    ledger, _ = properties.setup(policy, fund, grace, traders, backstop)
     prices = {"X-PERP": Dec(1000), "Y-PERP": Dec(20)}
     for target, percent in moves:
         if target == "funding":
             command = {"type": "funding", "market": "X-PERP", "rate": format(Dec(percent or 1).scaleb(-4), "f")}
         else:
             tick = Dec(properties.MARKETS[target][1])
-            prices[target] = (prices[target] * (100 + percent * 3) / 100 / tick).quantize(Dec(1)) * tick
+            prices[target] = (prices[target] * (100 + percent) / 100 / tick).quantize(Dec(1)) * tick
             command = {"type": "price", "market": target, "price": format(prices[target], "f")}
         (outcome,) = ledger.post(json.dumps(command))
         assert outcome.status == "applied", (outcome.code, outcome.message)
@@ -472,13 +494,13 @@ def random_path(scenario) -> Ledger:
 
 @settings(max_examples=40, derandomize=True, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(properties.scenarios())
-@example(("socialize_per_contract", 0, 60, [("X-PERP", 9, "160"), ("Y-PERP", 1, "150")], [("X-PERP", -5), ("X-PERP", 5)]))
+@example(("socialize_per_contract", 0, 60, 0, [("X-PERP", 9, "160"), ("Y-PERP", 1, "150")], [("X-PERP", -15), ("X-PERP", 15)]))
 def test_random_paths_audit_clean_and_every_changed_number_is_found(scenario):
     events = events_of(random_path(scenario))
     assert audit_decisions(events, stop_at_first=False) == []
     sampled = {}
     for position, event in events:  # the first and the last decision of each kind
-        if kind(event) in CHECKED:
+        if kind(event) in CHECKED and getattr(event, "basis", "backstop") == "backstop":  # a deleveraging slice has no figures
             sampled.setdefault(kind(event), []).append((position, event))
     for position, event in dict(pe for found in sampled.values() for pe in (found[0], found[-1])).items():
         for name in CHECKED[kind(event)]:
@@ -562,3 +584,152 @@ def test_call_met_at_maintenance_under_the_cme_rule_is_caught():
     findings = audit_decisions(forged)
     assert findings and findings[0].check in ("call_met_not_warranted", "call_met_figures_differ")
     assert any(f.check == "call_met_not_warranted" for f in audit_decisions(forged, stop_at_first=False))
+
+
+# -- ADR 13: the dYdX fill price, the liquidator's capacity, refused takeovers, no exemption ------------
+
+
+def unmet_at_the_deadline(rule: str) -> Ledger:
+    """Alice's call (grace 1 h) unmet at 01:10: one partial step of 0.1 at 47,000."""
+    ledger = ledger_with(f'{{"type":"set_parameters","parameters":{{"margin_call_grace":3600,"liquidation_price_rule":"{rule}"}}}}')
+    ledger.post_ok(price("47000", "2025-01-01T00:10:00Z") + "\n" + price("47000", "2025-01-01T01:10:00Z"))
+    return ledger
+
+
+@pytest.mark.parametrize(("rule", "fill", "other"), [("dydx", Dec(46825), Dec(45825)), ("full_spread", Dec(45825), Dec(46825))])
+def test_the_fill_price_follows_the_price_rule_and_the_other_rule_s_price_is_found(rule, fill, other):
+    """dydx: ABR = 1 - 400 / 470, spread 1,175 x 70 / 470 = 175 -> 46,825; full_spread 45,825.
+    A fill booked at the other rule's price (its quote and everything after consistent with
+    it) is found at the fill: under dydx that is the ABR-less price."""
+    events = events_of(unmet_at_the_deadline(rule))
+    assert audit_decisions(events, stop_at_first=False) == []
+    at = position_of(events, "Account.Liquidated")
+    step = event_at(events, at)
+    assert (step.size_delta, step.price_fill) == (Dec("-0.1"), fill)
+    quote = other * Dec("0.1")
+    moved = quote - step.quote_fill
+    forged = corrupt(events, at, price_fill=other, quote_fill=quote, realized_pnl=step.realized_pnl + moved,
+                     collateral_after=step.collateral_after + moved, equity_after=step.equity_after + moved)
+    found = audit_decisions(forged)
+    assert first(found) == (at, "fill_price_differs") and "ABR" in found[0].message
+
+
+def out_of_capacity() -> Ledger:
+    """The backstop (15,000, cap 1) runs out of capacity in one sweep at 44,000.
+
+    In risk order: alice (equity -200 of MM 440) is taken (notional 8,800 <= 15,220);
+    erin (long 0.4 from 50,000 with 2,300: equity -100 of MM 880) is refused (notional 26,400 >
+    15,660) and deleveraged against bob although the loss policy is socialize_per_contract;
+    frank (long 0.1 with 580: equity -20 of MM 220) is taken (13,200 <= 15,330). The
+    backstop's events come before erin's in the log (it was touched by alice's step), so its
+    take of frank precedes erin's refusal there though it followed it.
+    """
+    return ledger_with(f"""{accounts_with(("erin", "2300"), ("frank", "580"))}
+{{"type":"trade","market":"BTC-PERP","buyer":"erin","seller":"bob","size":"0.4","price":"50000"}}
+{{"type":"trade","market":"BTC-PERP","buyer":"frank","seller":"bob","size":"0.1","price":"50000"}}
+{{"type":"fund_insurance","amount":"1000"}}
+{{"type":"set_parameters","market":"BTC-PERP","parameters":{{"loss_policy":"socialize_per_contract","liquidator_position_cap":"1"}}}}
+{price("44000")}""", backstop="15000")
+
+
+def test_the_backstop_running_out_of_capacity_falls_through_to_deleveraging_and_audits_clean():
+    ledger = out_of_capacity()
+    events = events_of(ledger)
+    refused = event_at(events, position_of(events, "Account.TakeoverRefused"))
+    assert (refused.account, refused.liquidator, refused.outcome) == ("erin", "backstop", "deleveraged")
+    assert (refused.liquidator_equity_after, refused.liquidator_notional_after) == (Dec(15660), Dec(26400))
+    taken = [(e.liquidated_account, e.basis, e.account) for _, e in events if kind(e) == "Account.PositionTaken"]
+    assert taken == [("alice", "backstop", "backstop"), ("frank", "backstop", "backstop"), ("erin", "adl", "bob")]
+    assert position_of(events, "Account.PositionTaken", liquidated_account="frank") < position_of(events, "Account.TakeoverRefused")
+    assert_clean(ledger)
+
+
+def test_a_changed_refusal_is_found():
+    events = events_of(out_of_capacity())
+    at = position_of(events, "Account.TakeoverRefused")
+    refused = event_at(events, at)
+    for name, check in [("liquidator_equity_after", "capacity_differs"), ("liquidator_initial_margin_after", "capacity_differs"),
+                        ("liquidator_notional_after", "capacity_differs"), ("equity", "refusal_differs"),
+                        ("maintenance_margin", "refusal_differs"), ("liquidator_position_cap", "refusal_differs"),
+                        ("price_fill", "fill_price_differs"), ("size_delta", "size_differs")]:
+        assert first(audit_decisions(corrupt(events, at, **{name: getattr(refused, name) + Dec("0.1")}))) == (at, check), name
+    assert first(audit_decisions(corrupt(events, at, outcome="waiting"))) == (at, "refusal_differs")
+    assert first(audit_decisions(corrupt(events, at, liquidator="carol"))) == (at, "refusal_differs")
+    # the figures of the backstop after frank's take (recorded before the refusal in the log) are not those it refused with
+    frank = event_at(events, position_of(events, "Account.PositionTaken", liquidated_account="frank"))
+    found = audit_decisions(corrupt(events, at, liquidator_equity_after=frank.equity_after + Dec(440),
+                                    liquidator_notional_after=Dec(30800)))
+    assert first(found) == (at, "capacity_differs")
+
+
+def test_a_refusal_the_backstop_could_carry_is_found():
+    """The same log with the market's cap recorded as 2: 26,400 <= 2 x 15,660, so no refusal was warranted."""
+    events = events_of(out_of_capacity())
+    override = position_of(events, "Market.ParametersSet")
+    overrides = dict(event_at(events, override).overrides_after, liquidator_position_cap=Dec(2))
+    found = audit_decisions(corrupt(events, override, overrides_after=overrides), stop_at_first=False)
+    assert (position_of(events, "Account.TakeoverRefused"), "refusal_not_warranted") in [(f.position, f.check) for f in found]
+
+
+def test_a_changed_capacity_figure_and_a_takeover_the_backstop_could_not_carry_are_found():
+    events = events_of(out_of_capacity())
+    at = position_of(events, "Account.PositionTaken", liquidated_account="frank")
+    taken = event_at(events, at)
+    for name in ("equity_after", "initial_margin_after", "notional_after"):
+        assert first(audit_decisions(corrupt(events, at, **{name: getattr(taken, name) + Dec("0.000001")}))) == (at, "capacity_differs")
+    # a backstop with 8,000 (figures recorded consistently with it) cannot carry alice's 8,800 of notional
+    deposit = position_of(events, "Account.Deposited", account="backstop")
+    alice = position_of(events, "Account.PositionTaken", liquidated_account="alice")
+    poorer = corrupt(corrupt(events, deposit, amount=Dec(8000), collateral_after=Dec(8000)), alice, equity_after=Dec(8220))
+    found = audit_decisions(poorer)
+    assert first(found) == (alice, "takeover_not_allowed") and "8800" in found[0].message
+
+
+def backstop_liquidated() -> Ledger:
+    """The backstop (1,000, cap 10) takes alice's 0.2 at 42,900; at 39,000 its equity 220 < MM 390:
+    called (grace 1 h, above the floor); at 37,000 equity -180 <= 0: due at once, and it cannot
+    take its own position: refused (liquidator = itself), the fund pays 180, then bob is deleveraged."""
+    ledger = ledger_with('{"type":"set_parameters","parameters":{"margin_call_grace":3600,"liquidator_position_cap":"10"}}\n'
+                         '{"type":"fund_insurance","amount":"1000"}', backstop="1000")
+    for mark in ("44000", "39000", "37000"):
+        ledger.post_ok(price(mark))
+    return ledger
+
+
+def test_the_backstop_is_called_and_liquidated_like_any_account():
+    ledger = backstop_liquidated()
+    events = events_of(ledger)
+    call = event_at(events, position_of(events, "Account.MarginCallIssued", account="backstop"))
+    assert (call.equity, call.maintenance_margin) == (Dec(220), Dec(390))
+    at = position_of(events, "Account.TakeoverRefused")
+    refused = event_at(events, at)
+    assert (refused.account, refused.liquidator, refused.outcome, refused.equity) == ("backstop", "backstop", "deleveraged", Dec(-180))
+    assert event_at(events, position_of(events, "Account.Liquidated", account="backstop")).counterparty == "bob"
+    assert_clean(ledger)
+    # no exemption: the backstop's call dropped is a missed call at the price that took it below maintenance
+    dropped = [(p, e) for p, e in events if p != position_of(events, "Account.MarginCallIssued", account="backstop")]
+    found = audit_decisions(dropped)
+    assert first(found) == (position_of(events, "Market.MarkPriceSet", price_mark=Dec(39000)), "call_missed")
+    assert "backstop" in found[0].message
+    # its own figures on the refusal, and the outcome
+    assert first(audit_decisions(corrupt(events, at, liquidator_equity_after=Dec(-179)))) == (at, "capacity_differs")
+    assert first(audit_decisions(corrupt(events, at, outcome="waiting"))) == (at, "refusal_differs")
+
+
+def test_a_changed_adl_rank_is_found():
+    events = events_of(deleveraged())
+    at = position_of(events, "Account.PositionTaken", basis="adl")
+    rank = event_at(events, at).adl_rank
+    assert first(audit_decisions(corrupt(events, at, adl_rank=rank + Dec("0.000001")))) == (at, "adl_rank_differs")
+
+
+def test_an_out_of_band_manual_liquidation_needs_its_approvals_consumed():
+    ledger = ledger_with('{"type":"set_parameters","parameters":{"margin_call_grace":86400}}')
+    ledger.post_ok(price("47000"))
+    ledger.post_ok(OUT_OF_BAND_APPROVED)
+    assert_clean(ledger)
+    events = events_of(ledger)
+    consumed = position_of(events, "Clearinghouse.ApprovalsConsumed")
+    at = position_of(events, "Account.Liquidated")
+    found = audit_decisions([(p, e) for p, e in events if p != consumed])
+    assert first(found) == (at, "liquidation_not_warranted") and "band" in found[0].message

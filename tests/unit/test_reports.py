@@ -4,11 +4,16 @@ Scenario (BTC-PERP: tick 0.1, step 0.001, IMF 10 %, MMF 5 %, band 50 %; clearing
 margin_call_grace 3,600 s, liquidation_spread 0, liquidation_min_notional 5,000; the market's
 loss_policy socialize_per_contract). Each business day is posted as one batch:
 
-* 2025-03-01: alice 1,000, bob / carol / dave 100,000, erin 1,000, frank 500 deposited; fund
-  100; mark 50,000; alice buys 0.2 from bob, carol 0.1 from dave, both at 50,000.
+* 2025-03-01: alice 1,000, bob / carol / dave 100,000, erin 1,000, frank 500 and the backstop
+  liquidator 20,000 deposited; fund 100; mark 50,000; alice buys 0.2 from bob, carol 0.1
+  from dave, both at 50,000. (Since ADR 13 the backstop is an ordinary funded account that
+  takes a position only if it then meets IM and holds notional <= 1 x its equity: 20,000
+  carries all it takes below, at most 0.4 at 36,000 = 14,400 against 20,000 - 1,870 =
+  18,130. Its own collateral keeps it above zero in every stress scenario below.)
 * 2025-03-02: mark 47,000 -> alice called (equity 1,000 - 0.2 x 3,000 = 400 < MM 470;
   call = IM 940 - 400 = 540); frank buys 0.1 from dave at 47,000; mark 45,400 -> alice
-  (equity 80 < floor 0.5 x 454) sells 0.1 to the backstop at 45,400, penalty
+  (equity 80 < floor 0.5 x 454) sells 0.1 to the backstop at 45,400 (spread 0, so the
+  dydx ABR scaling is moot: every fill here is at the mark), penalty
   min(4,540 - 4,500, 1 % x 4,540) = 40 to the fund; mark 45,300 -> the last 0.1 (notional
   4,530 <= 5,000) at 45,300, penalty min(4,530 - 4,500, 45.3) = 30. Fund 100 + 70 = 170.
 * 2025-03-03: frank sells 0.1 to carol at 45,300; erin buys 0.2 from dave at 45,300; mark
@@ -37,7 +42,9 @@ from projections.read import Views
 from projections.reports import (
     REPORT_NAMES,
     Report,
+    Scenario,
     build_report,
+    covers,
     check_request,
     load_prices,
     parse_date,
@@ -70,6 +77,8 @@ DAY1 = """
 {"type":"deposit","account":"erin","amount":"1000","at":"2025-03-01T09:05:00Z"}
 {"type":"open_account","account":"frank","at":"2025-03-01T09:05:00Z"}
 {"type":"deposit","account":"frank","amount":"500","at":"2025-03-01T09:05:00Z"}
+{"type":"open_account","account":"backstop","at":"2025-03-01T09:05:00Z"}
+{"type":"deposit","account":"backstop","amount":"20000","at":"2025-03-01T09:05:00Z"}
 {"type":"fund_insurance","amount":"100","at":"2025-03-01T09:10:00Z"}
 {"type":"price","market":"BTC-PERP","price":"50000","at":"2025-03-01T10:00:00Z"}
 {"type":"trade","market":"BTC-PERP","buyer":"alice","seller":"bob","size":"0.2","price":"50000","at":"2025-03-01T10:01:00Z"}
@@ -143,17 +152,18 @@ def dec(row: dict, *names: str) -> tuple[Dec, ...]:
 def test_daily_margin_first_day(closed):
     report = closed.report("daily-margin", "2025-03-01")
     rows = by(report, "account")
-    assert sorted(rows) == ["alice", "bob", "carol", "dave", "erin", "frank"]
+    assert sorted(rows) == ["alice", "backstop", "bob", "carol", "dave", "erin", "frank"]
     # alice long 0.2 at mark 50,000: notional 10,000, IM 10 % = 1,000, MM 5 % = 500, equity 1,000
     assert dec(rows["alice"], "collateral", "equity", "initial_margin", "maintenance_margin", "free_collateral") == (
         1000, 1000, 1000, 500, 0)
     # carol long 0.1: notional 5,000 -> IM 500, MM 250
     assert dec(rows["carol"], "initial_margin", "maintenance_margin") == (500, 250)
     assert dec(rows["frank"], "collateral", "initial_margin", "deposits") == (500, 0, 500)
+    assert dec(rows["backstop"], "collateral", "equity", "initial_margin", "deposits") == (20000, 20000, 0, 20000)
     # both trades at the mark: no variation margin on day 1
     assert {row["variation_margin"] for row in report.rows} == {Dec(0)}
-    # IM total 1,000 (alice) + 1,000 (bob) + 500 + 500; collateral 1,000 + 3 x 100,000 + 1,000 + 500
-    assert report.totals["initial_margin"] == 3000 and report.totals["collateral"] == 302500
+    # IM total 1,000 (alice) + 1,000 (bob) + 500 + 500; collateral 1,000 + 3 x 100,000 + 1,000 + 500 + 20,000
+    assert report.totals["initial_margin"] == 3000 and report.totals["collateral"] == 322500
     assert report.provisional is False
 
 
@@ -165,9 +175,10 @@ def test_daily_margin_closed_day_with_call_and_liquidation(closed):
     assert dec(alice, "collateral", "equity", "initial_margin", "realized_pnl", "variation_margin", "penalties") == (
         0, 0, 0, -930, -930, 70)  # collateral 1,000 - 930 - 70 = 0
     assert (alice["calls_issued"], alice["calls_met"], alice["largest_call"], alice["open_call"]) == (1, 0, 540, None)
-    # backstop: 0.2 bought at 45,400 and 45,300 (cost 9,070), mark 45,300: unrealized 9,060 - 9,070 = -10
-    assert dec(rows["backstop"], "collateral", "unrealized_pnl", "initial_margin", "maintenance_margin",
-               "variation_margin") == (0, -10, 906, 453, -10)
+    # backstop: 0.2 bought at 45,400 and 45,300 (cost 9,070), mark 45,300: unrealized 9,060 - 9,070 = -10;
+    # its 20,000 untouched (liquidator_fee_share 0)
+    assert dec(rows["backstop"], "collateral", "equity", "unrealized_pnl", "initial_margin", "maintenance_margin",
+               "variation_margin") == (20000, 19990, -10, 906, 453, -10)
     # bob short 0.2 from 50,000: unrealized 10,000 - 9,060 = 940 = VM (0 the day before)
     assert dec(rows["bob"], "equity", "initial_margin", "variation_margin") == (100940, 906, 940)
     # dave short 0.1 at 50,000 + 0.1 at 47,000 (cost -9,700): unrealized 9,700 - 9,060 = 640
@@ -191,9 +202,9 @@ def test_daily_margin_open_day_is_provisional_and_equals_the_closed_day(open_day
     assert live.rows == final.rows
     rows = by(final, "account")
     # backstop long 0.4 (cost 9,070 + 7,200 = 16,270) at 36,000: unrealized 14,400 - 16,270 = -1,870;
-    # VM -1,870 - (-10) = -1,860; its socialized share 230 takes collateral to -230
+    # VM -1,870 - (-10) = -1,860; its socialized share 230 takes collateral to 20,000 - 230 = 19,770
     assert dec(rows["backstop"], "collateral", "unrealized_pnl", "variation_margin", "loss_shares", "initial_margin") == (
-        -230, -1870, -1860, 230, 1440)
+        19770, -1870, -1860, 230, 1440)
     # erin: bought 0.2 at 45,300, closed at 36,000: realized -1,860 = VM; 860 of it covered
     erin = rows["erin"]
     assert dec(erin, "collateral", "realized_pnl", "variation_margin", "loss_covered", "largest_call") == (
@@ -267,8 +278,9 @@ def test_positions_and_open_interest(closed):
     assert dec(held["frank"], "size", "entry_price", "notional", "unrealized_pnl", "initial_margin",
                "maintenance_margin", "liquidation_price") == (
         Dec("0.1"), 47000, 4530, -170, 453, Dec("226.5"), Dec("44210.6"))
-    # backstop: 0.2 p - 9,070 = 0.01 p -> p = 9,070 / 0.19 = 47,736.84 -> 47,736.9; entry 9,070 / 0.2 = 45,350
-    assert dec(held["backstop"], "entry_price", "liquidation_price") == (45350, Dec("47736.9"))
+    # backstop: 20,000 + 0.2 p - 9,070 = 0.01 p -> p = -10,930 / 0.19 < 0: no positive mark takes it
+    # below maintenance (None); entry 9,070 / 0.2 = 45,350
+    assert dec(held["backstop"], "entry_price", "liquidation_price") == (45350, None)
     assert dec(held["dave"], "size", "entry_price") == (Dec("-0.2"), 48500)  # 9,700 / 0.2
     assert report.totals["positions"] == 5 and report.totals["initial_margin"] == 3624
 
@@ -353,32 +365,42 @@ def test_loss_allocations_of_the_day(closed):
 def test_stress_minus_ten_percent(closed):
     report = closed.report("stress", "2025-03-02", shock="-0.1")
     (row,) = report.rows
-    # mark 45,300 x 0.9 = 40,770. backstop: 0 + 0.2 x 40,770 - 9,070 = -916 (MM 407.7);
-    # frank: 500 + 0.1 x 40,770 - 4,700 = -123 (MM 203.85); carol 100,000 + 4,077 - 5,000 is fine
-    assert row["marks"] == "BTC-PERP=40770" and row["liquidated"] == "backstop;frank"
-    assert row["account_losses"] == "backstop=916;frank=123"
-    # loss 916 + 123 = 1,039; the fund at the end of 03-02 holds 170; 1,039 - 170 = 869 socialized
-    assert dec(row, "loss_beyond_collateral", "fund_balance", "fund_used", "socialized_loss") == (1039, 170, 170, 869)
-    assert report.totals["cover_1"] == 916 and report.totals["cover_1_accounts"] == "backstop"
-    assert report.totals["cover_2"] == 1039 and report.totals["cover_2_accounts"] == "backstop;frank"
+    # mark 45,300 x 0.9 = 40,770. frank: 500 + 0.1 x 40,770 - 4,700 = -123 (MM 203.85); the backstop:
+    # 20,000 + 0.2 x 40,770 - 9,070 = 19,084 (MM 407.7) and carol 100,000 + 4,077 - 5,000 are fine
+    assert row["marks"] == "BTC-PERP=40770" and row["liquidated"] == "frank"
+    assert row["account_losses"] == "frank=123"
+    # loss 123; the fund at the end of 03-02 holds 170 and pays it all: nothing socialized
+    assert dec(row, "loss_beyond_collateral", "fund_balance", "fund_used", "socialized_loss") == (123, 170, 123, 0)
+    assert report.totals["cover_1"] == 123 and report.totals["cover_1_accounts"] == "frank"
+    # one account loses anything: cover-2 is frank's loss alone
+    assert report.totals["cover_2"] == 123 and report.totals["cover_2_accounts"] == "frank"
 
 
 def test_stress_default_shocks_and_covers(closed):
     report = closed.report("stress", "2025-03-02")
     rows = by(report, "scenario")
     assert list(rows) == ["shock:-0.3", "shock:-0.2", "shock:-0.1", "shock:+0.1", "shock:+0.2", "shock:+0.3"]
-    # -30 %: 31,710: backstop 6,342 - 9,070 = -2,728; frank 500 + 3,171 - 4,700 = -1,029
-    assert rows["shock:-0.3"]["account_losses"] == "backstop=2728;frank=1029"
-    assert dec(rows["shock:-0.3"], "loss_beyond_collateral", "socialized_loss") == (3757, 3587)
-    # -20 %: 36,240: backstop 7,248 - 9,070 = -1,822; frank 500 + 3,624 - 4,700 = -576
-    assert rows["shock:-0.2"]["loss_beyond_collateral"] == 2398
+    # -30 %: 31,710: frank 500 + 3,171 - 4,700 = -1,029; the backstop 20,000 + 6,342 - 9,070 = 17,272
+    # stays above its MM 317.1 (not liquidated)
+    assert rows["shock:-0.3"]["account_losses"] == "frank=1029" and rows["shock:-0.3"]["liquidated"] == "frank"
+    assert dec(rows["shock:-0.3"], "loss_beyond_collateral", "socialized_loss") == (1029, 859)  # 1,029 - 170
+    # -20 %: 36,240: frank 500 + 3,624 - 4,700 = -576
+    assert rows["shock:-0.2"]["loss_beyond_collateral"] == 576
     # rises: shorts bob (-0.2 from 50,000) and dave keep > 97,000 equity even at 58,890
     assert all(rows[name]["accounts_liquidated"] == 0 for name in ("shock:+0.1", "shock:+0.2", "shock:+0.3"))
-    # cover-1 = backstop's worst (2,728 at -30 %); cover-2 adds frank's worst (1,029): 3,757
+    # cover-1 = frank's worst (1,029 at -30 %); nobody else loses, so cover-2 is the same one account
     csv_lines = closed.text("stress", "2025-03-02", "csv").splitlines()
-    assert csv_lines[-2] == "cover_1,shock:-0.3,-0.3,,1,backstop,backstop=2728,2728,170,170,2558"
-    assert csv_lines[-1] == ("cover_2,shock:-0.3;shock:-0.3,-0.3;-0.3,,2,backstop;frank,backstop=2728;frank=1029,"
-                             "3757,170,170,3587")
+    assert csv_lines[-2] == "cover_1,shock:-0.3,-0.3,,1,frank,frank=1029,1029,170,170,859"
+    assert csv_lines[-1] == "cover_2,shock:-0.3,-0.3,,1,frank,frank=1029,1029,170,170,859"
+
+
+def test_covers_take_each_accounts_worst_scenario_and_sum_the_two_largest():
+    """Since the backstop is funded no scenario above has two accounts losing (cover-2 was
+    backstop + frank before ADR 13), so the two-account sum is checked on its own: a loses 5
+    at -10 % and 9 at -30 %, b 7 at -30 %, c 7 at -10 % (tie with b: by name)."""
+    scenarios = [Scenario("s1", Dec("-0.1"), {}, {"a": Dec(5), "c": Dec(7)}, ["a", "c"]),
+                 Scenario("s3", Dec("-0.3"), {}, {"a": Dec(9), "b": Dec(7)}, ["a", "b"])]
+    assert covers(scenarios) == [("a", Dec(9), "s3"), ("b", Dec(7), "s3"), ("c", Dec(7), "s1")]
 
 
 def test_stress_at_day_one_liquidates_alice_without_loss_at_minus_ten(closed):
@@ -405,8 +427,8 @@ def test_stress_with_a_price_file(closed, tmp_path):
     rows = by(report, "scenario")
     # worst fall 120 -> 90 = 25 %; worst rise 90 -> 130 = 44.444...% rounded away from zero: 0.444445
     assert rows["prices:worst_fall"]["shock"] == Dec("-0.25") and rows["prices:worst_rise"]["shock"] == Dec("0.444445")
-    # 45,300 x 0.75 = 33,975: backstop 6,795 - 9,070 = -2,275; frank 500 + 3,397.5 - 4,700 = -802.5
-    assert rows["prices:worst_fall"]["account_losses"] == "backstop=2275;frank=802.5"
+    # 45,300 x 0.75 = 33,975: frank 500 + 3,397.5 - 4,700 = -802.5; the backstop 20,000 + 6,795 - 9,070 > 0
+    assert rows["prices:worst_fall"]["account_losses"] == "frank=802.5"
     # 45,300 x 1.444445 = 65,433.3585 -> 65,433.4
     assert rows["prices:worst_rise"]["marks"] == "BTC-PERP=65433.4" and rows["prices:worst_rise"]["liquidated"] == ""
     assert [r["scenario"] for r in report.rows] == ["prices:worst_fall", "shock:-0.1", "prices:worst_rise"]
@@ -468,25 +490,28 @@ def test_disclosures(closed):
     assert (items["period.start"], items["period.end"], items["period.days"]) == ("2025-03-01", "2025-03-03", 3)
     assert items["4.1"] == 0  # the fund paid its 170 on 03-03
     assert items["6.1"] == 4320  # IM 1,440 + 720 + 720 + 1,440
-    # held: bob 99,885 + carol 99,885 + dave 99,770 + frank 330 (backstop's -230 counts 0)
-    assert items["6.2"] == 299870
+    # held: bob 99,885 + carol 99,885 + dave 99,770 + frank 330 + backstop 19,770
+    assert items["6.2"] == 319640
     # VM paid per day: 0, 1,580, 5,580 -> average 7,160 / 3 = 2,386.666667, largest 5,580 on 03-03
     assert items["6.6"] == Dec("2386.666667") and (items["6.7"], items["6.7.day"]) == (5580, "2025-03-03")
     # calls: 540 (alice, 03-02), 1,580 (erin, 03-03)
     assert (items["6.8"], items["6.8.day"], items["6.8.largest_single"], items["6.8.largest_single.account"]) == (
         1580, "2025-03-03", 1580, "erin")
-    # at 36,000 -30 % = 25,200 the backstop (collateral -230, long 0.4 cost 16,270) has
-    # -230 + 10,080 - 16,270 = -6,420; nobody else loses more than their collateral
-    assert (items["4.4.cover_1"], items["4.4.cover_1.accounts"]) == (6420, "backstop")
-    assert (items["4.4.cover_2"], items["4.4.cover_2.excess_over_fund"]) == (6420, 6420)
+    # at 36,000 -30 % = 25,200 the backstop (collateral 19,770, long 0.4 cost 16,270) keeps
+    # 19,770 + 10,080 - 16,270 = 13,580, carol (99,885, long 0.2 cost 9,530) 95,395; at +30 % =
+    # 46,800 dave (99,770, short 0.4 cost -18,760) keeps 99,810 and bob (99,885, short 0.2 cost
+    # -10,000) 100,525; erin and frank are flat: no account loses more than its collateral, so both covers are 0
+    assert (items["4.4.cover_1"], items["4.4.cover_1.accounts"]) == (0, "")
+    assert (items["4.4.cover_2"], items["4.4.cover_2.accounts"], items["4.4.cover_2.excess_over_fund"]) == (0, "", 0)
 
 
 def test_disclosures_of_day_two(closed, open_day):
     items = {row["item"]: row["value"] for row in closed.report("disclosures", "2025-03-02").rows}
-    assert (items["4.1"], items["6.1"], items["6.2"]) == (170, 3624, 301500)  # 3 x 100,000 + 1,000 + 500
+    assert (items["4.1"], items["6.1"], items["6.2"]) == (170, 3624, 321500)  # 3 x 100,000 + 1,000 + 500 + 20,000
     assert (items["6.6"], items["6.7"], items["6.8"]) == (790, 1580, 540)  # (0 + 1,580) / 2
-    assert (items["4.4.cover_1"], items["4.4.cover_2"], items["4.4.cover_2.accounts"]) == (2728, 3757, "backstop;frank")
-    assert items["4.4.cover_2.excess_over_fund"] == 3587  # 3,757 - 170
+    # frank's worst (1,029 at -30 %) is the only loss, as in test_stress_default_shocks_and_covers
+    assert (items["4.4.cover_1"], items["4.4.cover_2"], items["4.4.cover_2.accounts"]) == (1029, 1029, "frank")
+    assert items["4.4.cover_2.excess_over_fund"] == 859  # 1,029 - 170
     live = {row["item"]: row["value"] for row in open_day.report("disclosures", "2025-03-03").rows}
     final = {row["item"]: row["value"] for row in closed.report("disclosures", "2025-03-03").rows}
     assert live == final
@@ -577,7 +602,8 @@ def test_cli_json_output(closed):
     result = invoke(closed.db, "stress", "--date", "2025-03-02", "--format", "json", "--shock", "-0.1")
     assert result.exit_code == 0, result.output
     document = json.loads(result.stdout, parse_float=_no_float)
-    assert document["rows"][0]["socialized_loss"] == "869" and document["totals"]["cover_2"] == "1039"
+    # at -10 % only frank loses (123), which the fund's 170 covers (test_stress_minus_ten_percent)
+    assert document["rows"][0]["socialized_loss"] == "0" and document["totals"]["cover_2"] == "123"
     assert document["as_of_position"] == closed.heads[1]
 
 
