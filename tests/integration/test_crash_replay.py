@@ -2,7 +2,10 @@
 
 Uses ../shared/data (skipped with the reason when absent; never copied into the package).
 A population of longs and shorts at 3x to 20x faces one maker from the window's first
-open; every minute's close is posted as the mark, with funding every 8 hours of tape.
+open; every minute's close is posted as the mark, with funding every 8 hours of tape. The
+backstop liquidator is funded with three traders' notional at the first open (ADR 13: it
+takes a position only if it then meets IM and holds notional <= 1 x its equity), so it
+carries the first liquidations and refuses later ones, which are deleveraged or wait.
 The invariants are checked every hour of tape and at the end (money conserved to the last
 unit, fund never negative, flat accounts pay nothing, allocations sum to their loss,
 bankrupt accounts end at zero or above, replay equals live), no account below maintenance
@@ -53,6 +56,9 @@ def population(entry: str, start: str, policy: str) -> list[dict]:
         {"type": "deposit", "id": "d-maker", "account": "maker", "amount": "1000000", "at": start},
     ]
     size = Decimal("0.1")
+    lines += [{"type": "open_account", "id": "o-backstop", "account": "backstop", "at": start},
+              {"type": "deposit", "id": "d-backstop", "account": "backstop", "at": start,
+               "amount": str((3 * size * Decimal(entry)).quantize(Decimal("0.01")))}]
     for leverage in LEVERAGES:
         deposit = (size * Decimal(entry) / leverage).quantize(Decimal("0.01"), rounding="ROUND_CEILING")
         for side in ("long", "short"):
@@ -92,9 +98,15 @@ def test_crash_window_through_the_risk_engine(window, sqlite_db, capsys):
                 assert account.risk_status != "healthy", account.account
     counts = fold.counts
     assert counts["Account.MarginCallIssued"] > 0 and counts["Account.Liquidated"] > 0, "a crash with 20x longs liquidates"
+    taken = refused = 0
+    for notification in ledger.app.recorder.select_notifications(start=1, limit=1_000_000):
+        if notification.topic.endswith(":Account.PositionTaken"):
+            taken += ledger.app.mapper.to_domain_event(notification).basis == "backstop"
+        refused += notification.topic.endswith(":Account.TakeoverRefused")
+    assert taken > 0 and refused > 0, "the backstop's capital carries some liquidations and not all"
     adl = sum(1 for row in __import__("projections.margin_state", fromlist=["x"]).loss_allocations(ledger.app) if row["policy"] == "adl")
     with capsys.disabled():
         print(f"\n  {window} ({POLICIES[window]}): {len(rows)} marks, calls {counts['Account.MarginCallIssued']}, "
               f"liquidation fills {counts['Account.Liquidated']}, fund draws {counts['InsuranceFund.Drawn']}, "
               f"penalties {counts['InsuranceFund.Contributed'] - 1}, allocations {counts['Account.LossAllocated']}, "
-              f"deleveraging fills {adl}, fund {fold.insurance_fund}")
+              f"deleveraging fills {adl}, backstop takeovers {taken}, refused {refused}, fund {fold.insurance_fund}")
