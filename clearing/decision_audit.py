@@ -132,8 +132,8 @@ from clearing.domain.clearinghouse import Clearinghouse
 from clearing.domain.command_record import CommandRecord
 from clearing.domain.insurance import InsuranceFund
 from clearing.domain.governance import Change
+from clearing.domain.liquidation import price_rating
 from clearing.domain.liquidation_math import (
-    adjusted_bankruptcy_rating,
     adl_ranking,
     bankruptcy_price,
     bankruptcy_quote,
@@ -151,7 +151,6 @@ from clearing.domain.parameters import (
     CALL_RULE_CME,
     CALL_RULE_MAINTENANCE,
     DEFAULTS,
-    PRICE_RULE_FULL_SPREAD,
     QUEUE_POLICIES,
     SOCIALIZE_PER_CONTRACT,
     ParameterSet,
@@ -330,16 +329,6 @@ def spread_price(size: Decimal, market: _MarketState, params: ParameterSet, tota
     return round_up(mark + move, market.tick_size)
 
 
-def price_rating(totals: MarginTotals, params: ParameterSet) -> Decimal:
-    """The share of the spread an account pays: ABR under ``dydx``, 1 under ``full_spread``."""
-    if params.values.get("liquidation_price_rule", PRICE_RULE_FULL_SPREAD) == PRICE_RULE_FULL_SPREAD:
-        return ONE
-    return adjusted_bankruptcy_rating(totals.equity, totals.maintenance_margin)
-
-
-def position_cap(params: ParameterSet) -> Decimal:
-    """``liquidator_position_cap`` (1 for a parameter set without it)."""
-    return params.values.get("liquidator_position_cap", ONE)
 
 
 Figures = tuple[Decimal, Decimal, Decimal]  # a liquidator's (equity, initial margin, total notional)
@@ -887,7 +876,7 @@ class DecisionAudit:
         recorded = (event.equity_after, event.initial_margin_after, event.notional_after)
         if self.differ(position, "capacity_differs", f"{name}: equity, initial margin, notional after the takeover", expected, recorded):
             return
-        cap = position_cap(self.params(event.market))
+        cap = self.params(event.market).liquidator_position_cap
         if not can_carry(*expected, cap):
             self.find(position, "takeover_not_allowed", f"{name}: it cannot carry the position: equity {fmt(expected[0])}, initial "
                       f"margin {fmt(expected[1])}, notional {fmt(expected[2])} (cap {fmt(cap)} x equity) after the takeover")
@@ -1169,7 +1158,7 @@ class DecisionAudit:
             return f"size_delta {fmt(delta)} does not reduce the position {fmt(size)} on the step"
         if event.counterparty == account.name:
             return "the account took its own position"
-        band = self.params(market.market).values.get("manual_liquidation_band", ONE)
+        band = self.params(market.market).manual_liquidation_band
         distance = abs(event.price_fill - market.price_mark) / market.price_mark
         if distance > band:
             change = Change("liquidate", market.market, {"account": account.name, "size": abs(delta), "price": event.price_fill,
@@ -1215,7 +1204,7 @@ class DecisionAudit:
         self.differ(position, "fill_price_differs", f"{name}: backstop price = mark -/+ {fmt(params.liquidation_spread)} x MMF x mark "
                     f"x {_show(price_rating(totals, params))} (ABR)", price, event.price_fill)
         outcome = "deleveraged" if totals.equity <= ZERO or shortfall > ZERO else "waiting"
-        cap = position_cap(params)
+        cap = params.liquidator_position_cap
         self.differ(position, "refusal_differs", f"{name}: liquidator, its cap, equity, maintenance, outcome",
                     (params.backstop_liquidator, cap, totals.equity, totals.maintenance_margin, outcome),
                     (event.liquidator, event.liquidator_position_cap, event.equity, event.maintenance_margin, event.outcome))

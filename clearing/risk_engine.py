@@ -40,7 +40,7 @@ from clearing.domain.liquidation import (
 from clearing.domain.liquidation_math import risk_order
 from clearing.domain.market import Market
 from clearing.domain.parameters import QUEUE_POLICIES, ParameterSet
-from clearing.money import ONE, ZERO, exact
+from clearing.money import ZERO, exact
 
 if TYPE_CHECKING:
     from clearing.working_set import WorkingSet
@@ -237,7 +237,7 @@ def taker_capacity(  # noqa: PLR0913
         totals = totals_of(account, ws.markets)
         notional = sum((abs(p.size) * ws.markets[m].price_mark * ws.markets[m].contract_size
                         for m, p in account.open_positions().items()), ZERO)
-        return Capacity(totals.equity, totals.initial_margin, notional, params.values.get("liquidator_position_cap", ONE), False)
+        return Capacity(totals.equity, totals.initial_margin, notional, params.liquidator_position_cap, False)
     quote_fill = -delta * price * market.contract_size
     _, fee = penalty_and_fee(quote_fill, quote_bankruptcy, params, market.collateral_quantum)
     return capacity_after(ws, taker, market, -delta, price, fee, params)

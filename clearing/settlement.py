@@ -31,7 +31,7 @@ from clearing.domain.margin import unrealized_pnl
 from clearing.domain.market import FUTURE, PERPETUAL, Market
 from clearing.domain.parameters import ADL, QUEUE_POLICIES, SOCIALIZE_PER_CONTRACT
 from clearing.errors import RuleError
-from clearing.money import ONE, ZERO, exact, fmt, round_up
+from clearing.money import ZERO, exact, fmt, round_up
 
 if TYPE_CHECKING:
     from clearing.working_set import WorkingSet
@@ -250,7 +250,7 @@ def _check_band(  # noqa: PLR0913
     ``liquidate`` (account, market, size, 40, liquidator).
     """
     mark = market.price_mark
-    band = params.values.get("manual_liquidation_band", ONE)
+    band = params.manual_liquidation_band
     distance = abs(price - mark) / mark
     if distance <= band:
         return

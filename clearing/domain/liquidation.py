@@ -251,7 +251,7 @@ def spread_price(position: Position, market: Market, params: ParameterSet, total
 
 def price_rating(totals: MarginTotals, params: ParameterSet) -> Decimal:
     """The share of the spread charged: ABR under ``dydx``, 1 under ``full_spread``."""
-    if params.values.get("liquidation_price_rule", PRICE_RULE_FULL_SPREAD) == PRICE_RULE_FULL_SPREAD:
+    if params.liquidation_price_rule == PRICE_RULE_FULL_SPREAD:
         return ONE
     return adjusted_bankruptcy_rating(totals.equity, totals.maintenance_margin)
 
@@ -287,7 +287,7 @@ def capacity_after(ctx: RiskContext, taker: Account, market: Market, delta_taker
     after = margin_totals(taker.collateral + fill.realized_pnl + fee, positions_after, ctx.markets)
     notional = sum((position_notional(p.size, ctx.markets[m].price_mark, ctx.markets[m].contract_size)
                     for m, p in positions_after.items() if p.size != ZERO), ZERO)
-    cap = params.values.get("liquidator_position_cap", ONE)
+    cap = params.liquidator_position_cap
     allowed = can_carry(after.equity, after.initial_margin, notional, cap)
     return Capacity(after.equity, after.initial_margin, notional, cap, allowed)
 

@@ -273,6 +273,16 @@ def validate(scope_is_market: bool, changes: Mapping[str, Any]) -> dict[str, Any
     return typed
 
 
+#: What a parameter set recorded before a parameter existed was decided under: the full
+#: spread, no position cap on liquidators (1 then meant nothing; 1 is also today's
+#: default), no band on auction prices.
+LEGACY: dict[str, Any] = {
+    "liquidation_price_rule": PRICE_RULE_FULL_SPREAD,
+    "liquidator_position_cap": ONE,
+    "manual_liquidation_band": ONE,
+}
+
+
 @dataclass(frozen=True)
 class ParameterSet:
     """The effective parameters of one market (defaults + overrides) and their versions."""
@@ -282,9 +292,13 @@ class ParameterSet:
     market_version: int
 
     def __getattr__(self, name: str) -> Any:
+        """A value in force; one absent from a set recorded before it existed has its
+        ``LEGACY`` value (the rule that set was decided under)."""
         try:
             return self.values[name]
         except KeyError:
+            if name in LEGACY:
+                return LEGACY[name]
             raise AttributeError(name) from None
 
     def as_record(self) -> dict[str, Any]:
