@@ -50,18 +50,21 @@ finding, not a cascade. Findings (``check`` codes):
   largest-remainder split of the quote over the recorded slice sizes (``split_quote``);
   each slice's ``quote_fill`` must be its share, and the taker's ``quote`` its negation.
   A deleveraging is warranted under a queue policy (``parameters.QUEUE_POLICIES``) when the
-  backstop fill would be below the bankruptcy quote, and under **any** policy right after a
-  ``TakeoverRefused`` ``deleveraged`` for that account and market.
+  backstop fill would be below the bankruptcy quote, under a cash policy when the backstop's
+  takeover would leave no open position to bear the deficit (``liquidation_math.loss_bearer_left``),
+  and under **any** policy right after a ``TakeoverRefused`` ``deleveraged`` for that account
+  and market.
 * ``PositionTaken`` of a takeover (basis ``backstop``: the backstop or an operator's
   liquidator), where the capacity figures are recorded (logs before ADR 13 have none):
   ``capacity_differs`` (``equity_after``, ``initial_margin_after``, ``notional_after``
   re-derived from the taker's replayed holding: collateral + realized PnL + fee, positions
   after, total notional at the marks), ``takeover_not_allowed`` (``liquidation_math.can_carry``
-  false at ``liquidator_position_cap``). Of a deleveraging slice: ``adl_rank_differs`` (the
-  counterparty's BitMEX score, ``liquidation_math.adl_ranking``, before its slice);
-  ``adl_queue_differs`` when the deleveraging ends: the counterparties and contracts are
-  ``plan_deleveraging``'s over the counterparties and the opposite holders the command did
-  not change (one place, to be swapped for ``clearing.domain.loss_policies`` per policy).
+  false at ``liquidator_position_cap``). When a deleveraging ends: ``adl_queue_differs``
+  unless the counterparties and contracts are the engine's plan
+  (``loss_policies.plan_deleveraging`` under ``parameters.deleveraging_policy``) over the
+  counterparties as they were before their slices and the opposite holders the command did
+  not change; then ``adl_rank_differs`` unless each slice's ``adl_rank`` is the plan's score
+  (the policy's ranking score, or the leverage before under ``waterfill_leverage``).
 * ``TakeoverRefused``: the step is re-derived as a fill's (``liquidation_not_warranted``,
   ``liquidation_order_differs``, ``size_differs``, ``fill_price_differs``);
   ``refusal_differs`` (the liquidator is the market's ``backstop_liquidator``, its cap,
@@ -80,6 +83,12 @@ finding, not a cascade. Findings (``check`` codes):
 * ``LossCovered``: ``loss_cover_differs`` (deficit = q_b - q_f of its fill, or the
   settlement deficit; fund_paid + allocated = deficit; fund_paid = the draw; allocated =
   the shares allocated under that loss id; the policy named).
+* ``LossAllocated`` of a liquidation's deficit: ``loss_share_differs`` unless each payer's
+  share, policy and basis are ``liquidation.cash_allocation``'s over the payers as they were
+  before their first share and the open holders the command did not change.
+* Sweep order: ``risk_order_differs`` unless the accounts a command liquidated, nothing
+  having moved them earlier in the command, were taken in ``liquidation_math.risk_order``
+  of the figures on their first step (the liquidation ids number the steps in order).
 * ``LiquidationDeferred``: ``deferral_differs`` / ``deferral_not_warranted``.
 * Cross-aggregate, per command: ``taker_differs`` (each fill's ``PositionTaken``),
   ``fee_split_differs`` (penalty - liquidator fee contributed to the fund).
@@ -95,8 +104,8 @@ finding, not a cascade. Findings (``check`` codes):
 
 Not re-checked: that a queue policy's shortfall exceeded the fund's balance at the moment
 of the step (deleveraging directly rather than trying the backstop): the fund's events of a
-command may come before or after the step in the log; the order of sweep candidates
-(``risk_order``, not recorded); opposite holders changed by the command and left out of a
+command may come before or after the step in the log; the risk order of candidates that an
+earlier event of the command had moved (a loss share, a deleveraging fill); opposite holders changed by the command and left out of a
 deleveraging (see ``adl_queue_differs``).
 
 Grouping: the log holds each command's events after its ``CommandRecord.Accepted``,
@@ -132,18 +141,21 @@ from clearing.domain.clearinghouse import Clearinghouse
 from clearing.domain.command_record import CommandRecord
 from clearing.domain.insurance import InsuranceFund
 from clearing.domain.governance import Change
-from clearing.domain.liquidation import price_rating
+from clearing.domain.liquidation import cash_allocation, price_rating
 from clearing.domain.liquidation_math import (
-    adl_ranking,
     bankruptcy_price,
     bankruptcy_quote,
     base_to_cover_shortage,
     call_met,
     call_payment,
     can_carry,
+    loss_bearer_left,
     quote_price,
+    risk_order,
     split_quote,
 )
+from clearing.domain.loss_policies import Holder
+from clearing.domain.loss_policies import plan_deleveraging as policy_plan
 from clearing.domain.margin import maintenance_requirement, position_notional
 from clearing.domain.market import Market
 from clearing.domain.parameters import (
@@ -154,6 +166,7 @@ from clearing.domain.parameters import (
     QUEUE_POLICIES,
     SOCIALIZE_PER_CONTRACT,
     ParameterSet,
+    deleveraging_policy,
     effective,
 )
 from clearing.domain.risk import MarginTotals, margin_totals
@@ -360,41 +373,15 @@ def figures_after_take(  # noqa: PLR0913
     return carried_figures(collateral + realized + fee, after, markets)
 
 
-def adl_score(equity: Decimal, size: Decimal, cost: Decimal, market: _MarketState) -> Decimal | None:
-    """BitMEX rank of one position (``liquidation_math.adl_ranking``): PnL% x leverage, leverage
-    against the account's equity (bankrupt value = mark value - equity); None when equity <= 0."""
-    if equity <= ZERO or cost == ZERO:
-        return None
-    value_mark = size * market.price_mark * market.contract_size
-    return adl_ranking(value_mark, cost, value_mark - equity)
+def plan_deleveraging(policy: str, size: Decimal, holders: list[Holder], market: _MarketState) -> list[tuple[str, Decimal, Decimal | None]]:
+    """The audit's one deleveraging plan: (counterparty, contracts, score) closing ``size``.
 
-
-_LAST = Decimal("-1e30")
-
-
-def queue_key(rank: Decimal | None, name: str) -> tuple[Decimal, str]:
-    """Highest rank first, None last, ties by name."""
-    return (-(rank if rank is not None else _LAST), name)
-
-
-def plan_deleveraging(policy: str, size: Decimal, holders: list[tuple[str, Decimal | None, Decimal]]) -> list[tuple[str, Decimal]]:
-    """The audit's one deleveraging plan: (counterparty, contracts) closing ``size`` under ``policy``.
-
-    ``holders``: (name, ADL score, |size|) of the opposite positions. Every queue policy
-    (``parameters.QUEUE_POLICIES``) is planned by the BitMEX ranking for now, as the engine
-    does (``liquidation._ranked_opposites``): highest score first, each up to its size. This
-    is the place to call ``clearing.domain.loss_policies.plan_deleveraging`` once the
-    ``adl_hyperliquid`` and ``waterfill_leverage`` plans exist.
+    The engine's own rule, ``loss_policies.plan_deleveraging``, under
+    ``parameters.deleveraging_policy`` (the market's queue policy, ``adl`` under a cash
+    policy), called on the holders as the log recorded them: the audit re-derives its
+    inputs, not the rule.
     """
-    del policy  # one ranking for all queue policies today
-    remaining, plan = abs(size), []
-    for name, _, held in sorted(holders, key=lambda h: queue_key(h[1], h[0])):
-        if remaining == ZERO:
-            break
-        take = min(remaining, held)
-        plan.append((name, take))
-        remaining -= take
-    return plan
+    return policy_plan(deleveraging_policy(policy), holders, market.price_mark, market.contract_size, abs(size), market.step_size)
 
 
 def close_size(size: Decimal, market: _MarketState, totals: MarginTotals, params: ParameterSet) -> Decimal:
@@ -506,6 +493,7 @@ class _Command:
         "position", "command_id", "kind", "market", "fund_start", "trigger_position", "fund_events", "steps", "deficits",
         "draws", "covers", "allocated", "shares", "penalties_due", "penalties_paid", "takers", "insolvent", "adl",
         "candidates", "dequeued", "ended", "refusals", "refused", "history", "consumed", "out_of_band", "adl_takes", "changed",
+        "payments", "moved", "first_steps",
     )
 
     def __init__(self, position: int, command_id: str, kind: str, market: str | None, fund_start: Decimal) -> None:
@@ -538,6 +526,12 @@ class _Command:
         # (liquidated account, liquidation id) -> (counterparty, score recorded, score re-derived, |size| before, position)
         self.adl_takes: dict[tuple[str, str], list[tuple[str, Decimal | None, Decimal | None, Decimal, int]]] = {}
         self.changed: set[str] = set()  # accounts with an event in this command
+        # loss id -> (market, first position, {payer: holder before its first share}, [(payer, share, policy, basis)])
+        self.payments: dict[str, tuple[str, int, dict[str, Holder], list[tuple[str, Decimal, str, Decimal]]]] = {}
+        self.moved: set[str] = set()  # accounts whose money or positions an event of this command changed
+        # (liquidation sequence, account, equity, maintenance, notional, position) of the first step of an
+        # account nothing had moved before in this command: the sweep's own candidates
+        self.first_steps: list[tuple[int, str, Decimal, Decimal, Decimal, int]] = []
 
 
 # -- the missed-call watch ----------------------------------------------------------------------------
@@ -726,6 +720,8 @@ class DecisionAudit:
             self._check_adl_complete(cmd)
         if cmd.refusals or cmd.refused:
             self._check_refusals(cmd)
+        if len(cmd.first_steps) > 1 and cmd.kind != "resume":  # a resume takes its queue in the order queued
+            self._check_risk_order(cmd)
         for position, fingerprint, what in cmd.out_of_band:
             if fingerprint not in cmd.consumed:
                 self.find(position, "liquidation_not_warranted", f"{what}: no approvals of this exact liquidation consumed in its command")
@@ -829,6 +825,11 @@ class DecisionAudit:
     def on_loss_allocated(self, position: int, event: Any) -> None:
         shares = self.command.shares
         shares[event.loss_id] = shares.get(event.loss_id, ZERO) + event.share
+        account = self.account(event.account)
+        _, _, before, paid = self.command.payments.setdefault(event.loss_id, (event.market, position, {}, []))
+        before.setdefault(event.account, Holder(event.account, account.size(event.market), account.cost(event.market),
+                                                self.equity_and_maintenance(account)[0]))
+        paid.append((event.account, event.share, event.policy, event.basis))
         self.command.candidates.setdefault(event.account, position)
         self._cash(position, event, -event.share, "loss share")
 
@@ -836,6 +837,7 @@ class DecisionAudit:
         account = self.account(event.account)
         self.differ(position, "state_differs", f"{event.account} collateral after a {what}", account.collateral + amount, event.collateral_after)
         account.collateral = event.collateral_after
+        self.command.moved.add(event.account)
         self.touched(event.account)
 
     def on_trade(self, position: int, event: Any) -> None:
@@ -865,6 +867,7 @@ class DecisionAudit:
         self.differ(position, "state_differs", f"{event.account} {event.market} {what}: realized, size, cost, collateral after", expected, recorded)
         account.set_position(event.market, event.position_size_after, event.position_cost_after)
         account.collateral = event.collateral_after
+        self.command.moved.add(event.account)
         self.touched(event.account)
 
     def _check_capacity(self, position: int, event: Any) -> None:
@@ -882,14 +885,12 @@ class DecisionAudit:
                       f"margin {fmt(expected[1])}, notional {fmt(expected[2])} (cap {fmt(cap)} x equity) after the takeover")
 
     def _check_adl_rank(self, position: int, event: Any) -> None:
-        """A deleveraged counterparty's ``adl_rank``: its BitMEX score before the slice."""
-        account, market = self.account(event.account), self.markets[event.market]
-        size, cost = account.size(event.market), account.cost(event.market)
-        score = adl_score(self.equity_and_maintenance(account)[0], size, cost, market)
+        """A deleveraged counterparty as it was before its slice (its ``adl_rank`` is checked
+        against the plan's score at the end of the command, ``_check_adl_queue``)."""
+        account = self.account(event.account)
+        holder = Holder(event.account, account.size(event.market), account.cost(event.market), self.equity_and_maintenance(account)[0])
         self.command.adl_takes.setdefault((event.liquidated_account, event.liquidation_id), []).append(
-            (event.account, event.adl_rank, score, abs(size), position))
-        self.differ(position, "adl_rank_differs", f"{event.account} deleveraged against {event.liquidated_account} "
-                    f"({event.liquidation_id}): ADL score", score, event.adl_rank)
+            (event.account, event.adl_rank, holder, position))
 
     def on_settled(self, position: int, event: Any) -> None:
         account, market = self.account(event.account), self.markets[event.market]
@@ -897,6 +898,7 @@ class DecisionAudit:
         _, _, realized = apply_fill(size, cost, -size, event.price_settlement, market.contract_size, market.collateral_quantum)
         self.differ(position, "state_differs", f"{event.account} {event.market} settlement: size, realized, collateral after",
                     (size, realized, account.collateral + realized), (event.size, event.realized_pnl, event.collateral_after))
+        self.command.moved.add(event.account)
         account.set_position(event.market, ZERO, ZERO)
         account.collateral = event.collateral_after
         if account.positions:
@@ -1003,6 +1005,7 @@ class DecisionAudit:
 
     def on_liquidated(self, position: int, event: Any) -> None:
         account, market = self.account(event.account), self.markets[event.market]
+        self._note_first_step(position, event, account)
         params = self.params(event.market)
         name = f"{event.account} liquidation {event.liquidation_id} in {event.market}"
         self.differ(position, "liquidation_figures_differ", f"{name}: mark", market.price_mark, event.price_mark)
@@ -1021,6 +1024,32 @@ class DecisionAudit:
             account.deadline = None
             account.call_rule = None
         self.touched(event.account)
+
+    def _note_first_step(self, position: int, event: Any, account: _AccountState) -> None:
+        """The risk-order inputs of an account's first step, when nothing moved it before in the command."""
+        cmd = self.command
+        if event.account in cmd.moved:
+            return
+        cmd.moved.add(event.account)
+        _, _, sequence = event.liquidation_id.rpartition("/L")
+        if not sequence.isdigit():
+            return
+        notional = sum((abs(held.size) * self.markets[m].price_mark * self.markets[m].contract_size
+                        for m, held in account.positions.items()), ZERO)
+        cmd.first_steps.append((int(sequence), event.account, event.equity_before, event.maintenance_margin_before, notional, position))
+
+    def _check_risk_order(self, cmd: _Command) -> None:
+        """The sweep's candidates were liquidated in ``liquidation_math.risk_order``
+        (``risk_order_differs``): the liquidation ids number the steps in decision order, and
+        an account nothing moved before its first step was liquidated on the figures recorded
+        on that step (equity and maintenance before; notional at the marks)."""
+        steps = sorted(cmd.first_steps)
+        recorded = [name for _, name, _, _, _, _ in steps]
+        expected = risk_order([(name, equity, maintenance, notional) for _, name, equity, maintenance, notional, _ in steps])
+        if recorded != expected:
+            where = next(step[5] for step, name in zip(steps, expected, strict=True) if step[1] != name)
+            self.find(where, "risk_order_differs", f"accounts liquidated in the order {recorded}; by risk (deepest below "
+                      f"maintenance first, then larger notional) {expected}")
 
     def _backstop_step(self, position: int, event: Any, account: _AccountState, market: _MarketState, params: ParameterSet, name: str) -> None:
         """One fill to the backstop or an operator's liquidator (see the module docstring)."""
@@ -1277,15 +1306,23 @@ class DecisionAudit:
             delta, _, shortfall = self._planned_step(account, market, params, totals, insolvent)
             if refused:  # TakeoverRefused "deleveraged": whatever the loss policy and the fund (ADR 13)
                 pass
-            elif params.loss_policy not in QUEUE_POLICIES:
+            elif params.loss_policy not in QUEUE_POLICIES and (shortfall <= ZERO or self._bearer_left(account, market_name, params)):
                 problem = "liquidation_not_warranted", (f"loss_policy is {params.loss_policy}, not a queue policy "
-                                                        f"({', '.join(QUEUE_POLICIES)}), and no takeover was refused")
+                                                        f"({', '.join(QUEUE_POLICIES)}), no takeover was refused, and a "
+                                                        "holder is left to bear the deficit")
             elif shortfall <= ZERO:
                 problem = "liquidation_not_warranted", f"the backstop fill covers the bankruptcy quote (shortfall {fmt(shortfall)}): no deleveraging"
             if problem is None and delta != -size:
                 problem = "size_differs", f"deleveraging closes the whole position {fmt(size)}, the step was {fmt(delta)}"
         wanted = adl_fund_wanted(size, market, totals) if size != ZERO else ZERO
         return _AdlPlan(market_name, size, wanted, problem, position=position, refused=refused)
+
+    def _bearer_left(self, account: _AccountState, market: str, params: ParameterSet) -> bool:
+        """``liquidation_math.loss_bearer_left`` for the backstop taking the whole position."""
+        backstop = params.backstop_liquidator
+        others = [self.accounts[name].size(market) for name in self.holders[market] if name not in (account.name, backstop)]
+        taker_size = self.accounts[backstop].size(market) if backstop in self.accounts else ZERO
+        return loss_bearer_left(others, taker_size, -account.size(market))
 
     def _adl_slice(self, position: int, event: Any, account: _AccountState, market: _MarketState, params: ParameterSet, name: str) -> None:
         """One slice: its share of the exact bankruptcy quote of the whole position after the fund's payment.
@@ -1358,24 +1395,29 @@ class DecisionAudit:
         deleveraged is left out, since the log does not say when in the command it changed.
         """
         slices = plan.slices or []
-        takes = {taker: (score, held) for taker, _, score, held, _ in cmd.adl_takes.get((account, liquidation_id), [])}
-        candidates = dict(takes)
+        takes = cmd.adl_takes.get((account, liquidation_id), [])
+        candidates = {taker: holder for taker, _, holder, _ in takes}
         long_side = plan.size > ZERO
         market = self.markets[plan.market]
-        for holder in sorted(self.holders[plan.market]):
-            other = self.accounts[holder]
+        for name in sorted(self.holders[plan.market]):
+            other = self.accounts[name]
             held = other.positions.get(plan.market)
             if other.name in candidates or other.name == account or other.name in cmd.changed or held is None:
                 continue
             if (held.size > ZERO) != long_side:
-                candidates[other.name] = (adl_score(self.equity_and_maintenance(other)[0], held.size, held.cost, market), abs(held.size))
-        expected = plan_deleveraging(self.params(plan.market).loss_policy, plan.size,
-                                     [(n, score, held) for n, (score, held) in candidates.items()])
+                candidates[other.name] = Holder(other.name, held.size, held.cost, self.equity_and_maintenance(other)[0])
+        policy = self.params(plan.market).loss_policy
+        expected = plan_deleveraging(policy, plan.size, list(candidates.values()), market)
         recorded = [(counterparty, size) for _, size, _, counterparty in slices]
-        if expected != recorded:
+        if [(n, q) for n, q, _ in expected] != recorded:
             where = slices[0][0] if slices else plan.position
-            self.find(where, "adl_queue_differs", f"{name}: counterparties and contracts expected "
-                      f"{[(n, fmt(q)) for n, q in expected]}, recorded {[(n, fmt(q)) for n, q in recorded]}")
+            self.find(where, "adl_queue_differs", f"{name}: counterparties and contracts under {deleveraging_policy(policy)} expected "
+                      f"{[(n, fmt(q)) for n, q, _ in expected]}, recorded {[(n, fmt(q)) for n, q in recorded]}")
+            return
+        scores = {n: score for n, _, score in expected}
+        for taker, recorded_score, _, where in takes:
+            self.differ(where, "adl_rank_differs", f"{taker} deleveraged against {account} ({liquidation_id}): "
+                        f"{deleveraging_policy(policy)} score", scores.get(taker), recorded_score)
 
     # -- 4.: deficits ---------------------------------------------------------------------------------
 
@@ -1393,7 +1435,7 @@ class DecisionAudit:
             self.differ(position, "loss_cover_differs", f"{name}: settlement deficit = -collateral", -account.collateral, event.deficit)
             cmd.deficits[key] = -account.collateral
             policy = self.params(event.market).loss_policy
-            policies = {INSURANCE_FUND} if event.allocated == ZERO else {ADL if policy in QUEUE_POLICIES else policy, SOCIALIZE_PER_CONTRACT}
+            policies = {INSURANCE_FUND} if event.allocated == ZERO else {policy, SOCIALIZE_PER_CONTRACT}
             if event.policy not in policies:
                 self.find(position, "loss_cover_differs", f"{name}: policy {event.policy}, expected one of {sorted(policies)}")
         else:  # the fund's payment before deleveraging
@@ -1413,6 +1455,7 @@ class DecisionAudit:
         account.status = BANKRUPT
         account.deadline = None
         account.call_rule = None
+        cmd.moved.add(event.account)
         self.touched(event.account)
 
     def _check_policy(self, position: int, name: str, event: Any, manual: bool) -> None:
@@ -1444,10 +1487,42 @@ class DecisionAudit:
                 self.find(where, "fund_draw_differs", f"{key[0]} ({key[1]}): deficit {fmt(wanted)} with a fund of {fmt(cmd.fund_start)} but no draw")
         for loss_id, (allocated, position) in cmd.allocated.items():
             self.differ(position, "loss_cover_differs", f"loss {loss_id}: allocated = the shares charged", allocated, cmd.shares.get(loss_id, ZERO))
+            self._check_shares(cmd, loss_id, allocated)
         for key, steps in cmd.steps.items():
             covered = any(c[1] == key[0] and c[2] == key[1] for c in cmd.covers)
             if cmd.deficits.get(key, ZERO) > ZERO and key not in cmd.adl and not covered:
                 self.find(steps[0].position, "loss_cover_differs", f"{key[0]} ({key[1]}): deficit {fmt(cmd.deficits[key])} never covered")
+
+    def _check_shares(self, cmd: _Command, loss_id: str, allocated: Decimal) -> None:
+        """Each payer's share, policy and basis are ``liquidation.cash_allocation``'s (``loss_share_differs``).
+
+        The book: each payer as it was before its first share, plus every open holder of the
+        market the command did not change, the bankrupt account left out. When an open holder
+        the command changed paid nothing, its weight at the time is unknown, so the split is
+        not re-derived (the totals still are). Settlement shares are weighted by the final
+        price and are not re-derived here.
+        """
+        payment = cmd.payments.get(loss_id)
+        bankrupt = {account for _, account, covered, _ in cmd.covers if covered == loss_id}
+        if payment is None or cmd.kind == "settle":
+            return
+        market_name, where, before, paid = payment
+        book = dict(before)
+        for name in self.holders[market_name]:
+            if name in book or name in bankrupt:
+                continue
+            if name in cmd.changed:
+                return
+            held = self.accounts[name].positions[market_name]
+            book[name] = Holder(name, held.size, held.cost, self.equity_and_maintenance(self.accounts[name])[0])
+        market = self.markets[market_name]
+        holders = [book[name] for name in sorted(book)]
+        groups = cash_allocation(self.params(market_name).loss_policy, holders, market.price_mark, market.contract_size, allocated,
+                                 market.collateral_quantum)
+        expected = sorted((name, share, group.policy, basis) for group in groups for name, share, basis in group.shares if share > ZERO)
+        if expected != sorted(paid):
+            self.find(where, "loss_share_differs", f"loss {loss_id} in {market_name}: shares (account, share, policy, basis) expected "
+                      f"{[(n, fmt(q), p) for n, q, p, _ in expected]}, recorded {[(n, fmt(q), p) for n, q, p, _ in sorted(paid)]}")
 
     def _check_penalties(self, cmd: _Command) -> None:
         """Each fill's penalty minus the liquidator's fee is contributed to the fund."""

@@ -29,6 +29,7 @@ from clearing.domain.liquidation import (
     cover_deficit,
     deleverage,
     liquidation_step,
+    open_holders,
     pay_call,
     penalty_and_fee,
     positions_by_priority,
@@ -37,10 +38,11 @@ from clearing.domain.liquidation import (
     spread_price,
     totals_of,
 )
-from clearing.domain.liquidation_math import risk_order
+from clearing.domain.liquidation_math import loss_bearer_left, risk_order
 from clearing.domain.market import Market
 from clearing.domain.parameters import QUEUE_POLICIES, ParameterSet
-from clearing.money import ZERO, exact
+from clearing.errors import RuleError
+from clearing.money import ZERO, exact, fmt
 
 if TYPE_CHECKING:
     from clearing.working_set import WorkingSet
@@ -73,7 +75,7 @@ def sweep(ws: WorkingSet, market: Market, at: datetime, reason: str = "price") -
     """Check every account the new mark of ``market`` can affect; returns how many."""
     index = ws.risk_index(market)
     candidates = index.crossing(market.price_mark)
-    return check_accounts(ws, market, _in_risk_order(ws, candidates), at, reason)
+    return check_accounts(ws, market, list(candidates), at, reason)
 
 
 def _in_risk_order(ws: WorkingSet, names: Iterable[str]) -> list[str]:
@@ -92,8 +94,9 @@ def _in_risk_order(ws: WorkingSet, names: Iterable[str]) -> list[str]:
 
 
 def check_accounts(ws: WorkingSet, market: Market, names: list[str], at: datetime, reason: str) -> int:
-    """Check ``names``, then whoever their liquidations touched. No account is exempt: the
-    backstop liquidator is called and liquidated like any other (issue 8).
+    """Check ``names`` in risk order (``risk_order``: deepest below maintenance first, then
+    larger notional, then name), then whoever their liquidations touched. No account is
+    exempt: the backstop liquidator is called and liquidated like any other (issue 8).
 
     An account a liquidation charged (a loss share, a deleveraging fill) is checked again
     even if it was checked earlier in this sweep: the charge may have taken it below
@@ -102,7 +105,7 @@ def check_accounts(ws: WorkingSet, market: Market, names: list[str], at: datetim
     """
     sequencer = sequencer_of(ws)
     done: set[str] = set()
-    queue = list(names)
+    queue = _in_risk_order(ws, names)
     while queue:
         name = queue.pop(0)
         if name in done:
@@ -212,6 +215,14 @@ def _step(  # noqa: PLR0913
     if price is None and params.loss_policy in QUEUE_POLICIES and shortfall > ws.fund(at).balance:
         return deleverage(ws, account, market, params, liquidation_id, at)
     taker = liquidator if liquidator is not None else ws.backstop(params.backstop_liquidator, at)
+    fund = ws.insurance_fund()
+    balance = fund.balance if fund is not None else ZERO
+    if shortfall > balance and not payers_after(ws, account, market, taker, delta):
+        if price is not None:
+            raise RuleError("deficit_without_payer", "price", f"at {fmt(price)} the liquidation leaves a deficit of {fmt(shortfall)} "
+                            f"the insurance fund ({fmt(balance)}) cannot pay and no open position in {market.market} "
+                            "is left to bear it: choose a price at or above the bankruptcy price")
+        return deleverage(ws, account, market, params, liquidation_id, at)
     capacity = taker_capacity(ws, account, market, taker, delta, fill_price, quote_bankruptcy, params)
     if not capacity.allowed:  # only the engine's own step: a manual one was refused by its handler
         insolvent = totals.equity <= ZERO or shortfall > ZERO
@@ -223,6 +234,18 @@ def _step(  # noqa: PLR0913
     if deficit > ZERO:
         return cover_deficit(ws, account, market, deficit, params, liquidation_id, at)
     return []
+
+
+def payers_after(ws: WorkingSet, account: Account, market: Market, taker: Account, delta: Decimal) -> bool:
+    """Whether any open position in ``market`` would be left to bear a deficit after the
+    taker takes ``delta`` of ``account`` (``liquidation_math.loss_bearer_left``).
+
+    Example: a short of 0.7 taken by the backstop's long of 0.7, nobody else holding: no
+    one is left, so a deficit the fund cannot pay is deleveraged against the backstop at
+    the bankruptcy price instead (nobody could be charged after the takeover).
+    """
+    others = [a.position(market.market).size for a in open_holders(ws, market, excluding=account.account) if a.account != taker.account]
+    return loss_bearer_left(others, taker.position(market.market).size, delta)
 
 
 def taker_capacity(  # noqa: PLR0913

@@ -8,10 +8,10 @@ rate 0.0001, mark 50,000: a long of 1 pays 5; two shorts of 0.5 receive 2.5 each
 Settlement (futures, at or after expiry): every position closes at the final price and
 realizes its PnL; an account then below zero with nothing else open is made whole by the
 insurance fund and then by the market's loss policy, applied to the settled positions
-(queue policies such as ``adl``: the opposite-side winners in rank order, as closing them at
-the bankrupt account's bankruptcy price takes, concentrated on the first ranked;
+(queue policies such as ``adl``: the opposite-side winners by the policy's plan, as closing
+them at the bankrupt account's bankruptcy price takes, concentrated on the first ranked;
 ``socialize_per_contract``: per contract settled; ``haircut_gains``: pro rata to
-settlement gains). Accounts still holding other positions
+settlement gains; ``leverage_weighted_gains``: leverage x gain at the final price). Accounts still holding other positions
 are re-checked by the risk engine instead.
 """
 
@@ -25,11 +25,20 @@ from clearing import risk_engine
 from clearing.domain.account import Account
 from clearing.domain.clearinghouse import LIQUIDATIONS
 from clearing.domain.governance import Change
-from clearing.domain.liquidation import adl_rank, bankruptcy_quote_for, charge_loss, open_holders, record_loss_covered, totals_of
+from clearing.domain.liquidation import (
+    bankruptcy_quote_for,
+    charge_loss,
+    holder_of,
+    open_holders,
+    record_loss_covered,
+    record_shares,
+    totals_of,
+)
+from clearing.domain.loss_policies import Holder, leverage_weighted_gains, plan_deleveraging
 from clearing.domain.liquidation_math import allocate_largest_remainder
 from clearing.domain.margin import unrealized_pnl
 from clearing.domain.market import FUTURE, PERPETUAL, Market
-from clearing.domain.parameters import ADL, QUEUE_POLICIES, SOCIALIZE_PER_CONTRACT
+from clearing.domain.parameters import LEVERAGE_WEIGHTED_GAINS, QUEUE_POLICIES, SOCIALIZE_PER_CONTRACT
 from clearing.errors import RuleError
 from clearing.money import ZERO, exact, fmt, round_up
 
@@ -100,7 +109,7 @@ def settle_market(ws: WorkingSet, market: Market, price: Decimal, at: datetime) 
         position = account.position(market.market)
         pnl = unrealized_pnl(position.size, position.cost, price, contract)
         settled.append((account, position.size, pnl))
-    covers = _allocate_settlement_losses(ws, market, settled, params, at)  # while positions are open
+    covers = _allocate_settlement_losses(ws, market, settled, params, price, at)  # while positions are open
     for account, size, pnl in settled:
         account.trigger_event(
             Account.PositionSettled,
@@ -123,7 +132,8 @@ def settle_market(ws: WorkingSet, market: Market, price: Decimal, at: datetime) 
     return len(settled), losses
 
 
-def _allocate_settlement_losses(ws: WorkingSet, market: Market, settled: list, params: Any, at: datetime) -> list[tuple]:
+def _allocate_settlement_losses(ws: WorkingSet, market: Market, settled: list, params: Any, price: Decimal,  # noqa: PLR0913
+                                at: datetime) -> list[tuple]:
     """Fund draws and allocations for accounts the final price leaves below zero.
 
     Decided before the positions close, so every payer still holds a position when it
@@ -142,42 +152,36 @@ def _allocate_settlement_losses(ws: WorkingSet, market: Market, settled: list, p
         policy = "insurance_fund"
         if rest > ZERO:
             others = [(a, size, pnl) for a, size, pnl in settled if a.account not in bankrupt]
-            policy = _charge_settlement_loss(ws, market, account, others, rest, params.loss_policy, loss_id, at)
+            policy = _charge_settlement_loss(ws, market, account, others, rest, params.loss_policy, loss_id, at, price)
         covers.append((account, loss_id, fund_paid, rest, policy))
     return covers
 
 
 def _charge_settlement_loss(  # noqa: PLR0913
-    ws: WorkingSet, market: Market, bankrupt: Account, others: list, rest: Decimal, policy: str, loss_id: str, at: datetime
+    ws: WorkingSet, market: Market, bankrupt: Account, others: list, rest: Decimal, policy: str, loss_id: str, at: datetime,
+    price: Decimal,
 ) -> str:
     """Charge what the fund could not pay of a settlement deficit; returns the policy used.
 
-    Queue policies (``adl`` and the other two): as any deleveraging, the bankrupt position
-    is closed against the opposite-side winners in rank order (highest ADL score first,
-    ties by name) at its bankruptcy price, each up to its size: closing at that price
-    instead of the final one costs each winner ``rest`` x its contracts / the position's
-    size. Example: bankrupt long 3 short of 150 after the fund; shorts ranked c (size 2),
-    a (size 5): c bears 100, a 50 - not pro rata to gains. ``socialize_per_contract``: per
-    contract settled; ``haircut_gains``: pro rata to settlement gains. With no winner to
-    charge, per contract.
+    Queue policies (``adl``, ``adl_hyperliquid``, ``waterfill_leverage``): as any
+    deleveraging, the bankrupt position is closed against the opposite-side winners by the
+    policy's plan (``loss_policies.plan_deleveraging`` at the mark, equity at the marks) at
+    its bankruptcy price, each up to its size: closing at that price instead of the final
+    one costs each winner ``rest`` x its contracts / the position's size. Example: bankrupt
+    long 3 short of 150 after the fund; shorts ranked c (size 2), a (size 5): c bears 100, a
+    50 - not pro rata to gains. ``socialize_per_contract``: per contract settled;
+    ``haircut_gains``: pro rata to settlement gains; ``leverage_weighted_gains``: its shares
+    with the market valued at the final price. With no winner to charge, per contract.
     """
     if policy in QUEUE_POLICIES:
-        size = bankrupt.position(market.market).size
-        opposite = [a for a, other_size, pnl in others if (other_size > ZERO) != (size > ZERO) and pnl > ZERO]
-        ranked = sorted(((adl_rank(a, market, ws.markets), a) for a in opposite), key=_rank_key)
-        slices: list[tuple[Account, Decimal]] = []
-        ranks: dict[str, Decimal | None] = {}
-        remaining = abs(size)
-        for rank, other in ranked:
-            if remaining == ZERO:
-                break
-            take = min(remaining, abs(other.position(market.market).size))
-            slices.append((other, take))
-            ranks[other.account] = rank
-            remaining -= take
-        if slices and remaining == ZERO:
-            charge_loss(market, slices, rest, ADL, loss_id, at, ranks=ranks, basis_total=abs(size))
-            return ADL
+        charged = _settlement_queue(ws, market, bankrupt, others, rest, policy, loss_id, at)
+        if charged:
+            return policy
+        policy = SOCIALIZE_PER_CONTRACT
+    if policy == LEVERAGE_WEIGHTED_GAINS:
+        rest = _settlement_leverage_weighted(ws, market, others, rest, loss_id, at, price)
+        if rest == ZERO:
+            return policy
         policy = SOCIALIZE_PER_CONTRACT
     weights = [(a, pnl) for a, _, pnl in others if pnl > ZERO] if policy != SOCIALIZE_PER_CONTRACT else []
     if not weights:
@@ -187,9 +191,37 @@ def _charge_settlement_loss(  # noqa: PLR0913
     return policy
 
 
-def _rank_key(item: tuple[Decimal | None, Account]) -> tuple[Decimal, str]:
-    rank, account = item
-    return (-(rank if rank is not None else Decimal("-1e30")), account.account)
+def _settlement_queue(  # noqa: PLR0913
+    ws: WorkingSet, market: Market, bankrupt: Account, others: list, rest: Decimal, policy: str, loss_id: str, at: datetime
+) -> bool:
+    """The queue policy's plan over the opposite winners; False when they hold too little."""
+    size = bankrupt.position(market.market).size
+    opposite = [a for a, other_size, pnl in others if (other_size > ZERO) != (size > ZERO) and pnl > ZERO]
+    if sum((abs(a.position(market.market).size) for a in opposite), ZERO) < abs(size):
+        return False
+    holders = [holder_of(a, market, ws.markets) for a in opposite]
+    plan = plan_deleveraging(policy, holders, market.price_mark, market.contract_size, abs(size), market.step_size)
+    by_name = {a.account: a for a in opposite}
+    charge_loss(market, [(by_name[name], take) for name, take, _ in plan], rest, policy, loss_id, at,
+                ranks={name: score for name, _, score in plan}, basis_total=abs(size))
+    return True
+
+
+def _settlement_leverage_weighted(  # noqa: PLR0913
+    ws: WorkingSet, market: Market, others: list, rest: Decimal, loss_id: str, at: datetime, price: Decimal
+) -> Decimal:
+    """``leverage_weighted_gains`` at the final price: each holder's gain is its settlement
+    PnL and its equity is valued with this market at ``price``; returns what is left."""
+    holders = []
+    for account, size, pnl in others:
+        held = holder_of(account, market, ws.markets)
+        at_mark = unrealized_pnl(size, held.cost, market.price_mark, market.contract_size)
+        holders.append(Holder(account.account, size, held.cost, held.equity - at_mark + pnl))
+    paid, uncovered = leverage_weighted_gains.shares(holders, price, market.contract_size, rest, market.collateral_quantum)
+    by_name = {a.account: a for a, _, _ in others}
+    record_shares(market, [(by_name[name], share, weight) for name, share, weight in paid], rest - uncovered,
+                  LEVERAGE_WEIGHTED_GAINS, loss_id, at, basis_total=sum((w for _, _, w in paid), ZERO))
+    return uncovered
 
 
 @exact
@@ -228,10 +260,13 @@ def check_manual_liquidation(  # noqa: PLR0913
     taker_name = liquidator.account if liquidator is not None else params.backstop_liquidator
     if taker_name == account.account:
         raise RuleError("self_trade", "liquidator", "an account cannot take its own liquidated position")
-    taker = liquidator if liquidator is not None else ws.backstop(params.backstop_liquidator, at)
-    _check_liquidator_carries(ws, account, market, close, price, taker, params, totals)
-    _check_band(ws, account, market, close, price, taker, params, at)  # last: it consumes approvals
-    return close, taker
+    taker = liquidator if liquidator is not None else ws.peek_account(taker_name)
+    # a backstop never opened is checked as the empty account it would be, and opened only
+    # once the liquidation is accepted (a rejection writes nothing)
+    checked = taker if taker is not None else Account(account=taker_name, at=at)
+    _check_liquidator_carries(ws, account, market, close, price, checked, params, totals)
+    _check_band(ws, account, market, close, price, checked, params, at)  # last: it consumes approvals
+    return close, taker if taker is not None else ws.backstop(taker_name, at)
 
 
 def manual_liquidation_change(account: str, market: str, size: Decimal, price: Decimal, liquidator: str) -> Change:

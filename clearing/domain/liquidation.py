@@ -74,7 +74,6 @@ from clearing.domain.account import BANKRUPT, HEALTHY, LIQUIDATING, MARGIN_CALL,
 from clearing.domain.insurance import InsuranceFund
 from clearing.domain.liquidation_math import (
     adjusted_bankruptcy_rating,
-    adl_ranking,
     allocate_largest_remainder,
     bankruptcy_price,
     bankruptcy_quote,
@@ -86,6 +85,7 @@ from clearing.domain.liquidation_math import (
     split_quote,
 )
 from clearing.domain.margin import maintenance_requirement, position_notional, unrealized_pnl
+from clearing.domain.loss_policies import Holder, adl_bitmex, leverage_weighted_gains, plan_deleveraging
 from clearing.domain.market import Market
 from clearing.domain.parameters import (
     ADL,
@@ -93,9 +93,11 @@ from clearing.domain.parameters import (
     CALL_RULE_MAINTENANCE,
     HAIRCUT_GAINS,
     PRICE_RULE_FULL_SPREAD,
+    LEVERAGE_WEIGHTED_GAINS,
     QUEUE_POLICIES,
     SOCIALIZE_PER_CONTRACT,
     ParameterSet,
+    deleveraging_policy,
 )
 from clearing.domain.risk import MarginTotals, margin_totals
 from clearing.money import ONE, ZERO, exact, round_down, round_up
@@ -540,34 +542,66 @@ def open_holders(ctx: RiskContext, market: Market, excluding: str | None = None)
     return [a for a in accounts if a.position(market.market).size != ZERO]
 
 
+@dataclass(frozen=True)
+class ShareGroup:
+    """One set of ``LossAllocated`` of a loss: the policy, its total, the basis and the shares."""
+
+    policy: str
+    loss: Decimal
+    basis_total: Decimal
+    shares: tuple[tuple[str, Decimal, Decimal], ...]  # (account, share, basis), shares may be 0
+
+
+@exact
+def cash_allocation(policy: str, holders: Sequence[Holder], mark: Decimal, contract_size: Decimal, loss: Decimal,
+                    quantum: Decimal) -> list[ShareGroup]:
+    """How a cash ``policy`` splits ``loss`` over ``holders`` (the open positions of the market
+    but the bankrupt one's, in name order): the one rule the engine books and the audit checks.
+
+    ``socialize_per_contract``: pro rata to |size| over longs + shorts (Drift / Mango).
+    ``haircut_gains``: pro rata to unrealized gains at the mark rounded down to the quantum,
+    at most each gain (a gain below one quantum bears nothing). ``leverage_weighted_gains``:
+    ``loss_policies.leverage_weighted_gains.shares`` (weights leverage x gain, each at most
+    its gain; the basis is the weight). What gains cannot cover goes per contract, in a
+    second group. Largest remainder at the quantum, so each group adds up exactly.
+    Example: 1.00 per contract over sizes 1, 1, 1 -> 0.34, 0.33, 0.33.
+    """
+    groups: list[ShareGroup] = []
+    if policy == HAIRCUT_GAINS:
+        gains = [(h.account, round_down(max(ZERO, unrealized_pnl(h.size, h.cost, mark, contract_size)), quantum)) for h in holders]
+        gains = [(name, gain) for name, gain in gains if gain > ZERO]
+        haircut = min(loss, sum((gain for _, gain in gains), ZERO))
+        if haircut > ZERO:
+            groups.append(_pro_rata(HAIRCUT_GAINS, haircut, gains, quantum))
+        loss -= haircut
+    elif policy == LEVERAGE_WEIGHTED_GAINS:
+        paid, uncovered = leverage_weighted_gains.shares(holders, mark, contract_size, loss, quantum)
+        if loss > uncovered:
+            groups.append(ShareGroup(LEVERAGE_WEIGHTED_GAINS, loss - uncovered, sum((w for _, _, w in paid), ZERO), tuple(paid)))
+        loss = uncovered
+    if loss > ZERO:
+        groups.append(_pro_rata(SOCIALIZE_PER_CONTRACT, loss, [(h.account, abs(h.size)) for h in holders], quantum))
+    return groups
+
+
+def _pro_rata(policy: str, loss: Decimal, weights: Sequence[tuple[str, Decimal]], quantum: Decimal) -> ShareGroup:
+    shares = allocate_largest_remainder(loss, list(weights), quantum)
+    return ShareGroup(policy, loss, sum((w for _, w in weights), ZERO), tuple((name, shares[name], w) for name, w in weights))
+
+
 @exact
 def allocate_loss(  # noqa: PLR0913
     ctx: RiskContext, bankrupt: Account, market: Market, loss: Decimal, policy: str, loss_id: str, at: datetime
 ) -> list[str]:
-    """Charge ``loss`` to open positions in ``market`` (never to a flat account).
-
-    ``socialize_per_contract``: pro rata to |size| over longs + shorts (Drift / Mango).
-    ``haircut_gains``: pro rata to unrealized gains at the mark, at most each gain; what
-    gains cannot cover goes per contract. Largest-remainder rounding at the quantum, so
-    the shares add up to the loss exactly. Example: 1.00 over sizes 1, 1, 1 -> 0.34, 0.33, 0.33.
-    """
+    """Charge ``loss`` to the open positions in ``market`` by ``cash_allocation`` (never to a
+    flat account); returns the accounts that could be charged (to be re-checked)."""
     accounts = open_holders(ctx, market, excluding=bankrupt.account)
-    quantum = market.collateral_quantum
-    if policy == HAIRCUT_GAINS:
-        gains = [(a, round_down(max(ZERO, _upnl(a, market)), quantum)) for a in accounts]
-        gains = [(a, g) for a, g in gains if g > ZERO]  # a gain below one quantum bears nothing
-        haircut = min(loss, sum((g for _, g in gains), ZERO))
-        if haircut > ZERO:
-            charge_loss(market, gains, haircut, HAIRCUT_GAINS, loss_id, at)
-        loss -= haircut
-    if loss > ZERO:
-        charge_loss(market, [(a, abs(a.position(market.market).size)) for a in accounts], loss, SOCIALIZE_PER_CONTRACT, loss_id, at)
+    by_name = {a.account: a for a in accounts}
+    holders = [holder_of(a, market, ctx.markets) for a in accounts]
+    for group in cash_allocation(policy, holders, market.price_mark, market.contract_size, loss, market.collateral_quantum):
+        record_shares(market, [(by_name[name], share, basis) for name, share, basis in group.shares], group.loss, group.policy,
+                      loss_id, at, basis_total=group.basis_total)
     return [a.account for a in accounts]
-
-
-def _upnl(account: Account, market: Market) -> Decimal:
-    position = account.position(market.market)
-    return unrealized_pnl(position.size, position.cost, market.price_mark, market.contract_size)
 
 
 def charge_loss(market: Market, weights: Sequence[tuple[Account, Decimal]], loss: Decimal, policy: str, loss_id: str, at: datetime,  # noqa: PLR0913
@@ -579,8 +613,14 @@ def charge_loss(market: Market, weights: Sequence[tuple[Account, Decimal]], loss
     if basis_total is None:
         basis_total = sum((w for _, w in weights), ZERO)
     shares = allocate_largest_remainder(loss, [(a.account, w) for a, w in weights], market.collateral_quantum)
-    for account, weight in weights:
-        share = shares[account.account]
+    record_shares(market, [(a, shares[a.account], w) for a, w in weights], loss, policy, loss_id, at, ranks, basis_total)
+
+
+def record_shares(market: Market, rows: Sequence[tuple[Account, Decimal, Decimal]], loss: Decimal, policy: str,  # noqa: PLR0913
+                  loss_id: str, at: datetime, ranks: Mapping[str, Decimal | None] | None = None,
+                  basis_total: Decimal = ZERO) -> None:
+    """``LossAllocated`` for each (account, share, basis) with a share > 0."""
+    for account, share, weight in rows:
         if share == ZERO:
             continue
         account.trigger_event(
@@ -603,36 +643,38 @@ def charge_loss(market: Market, weights: Sequence[tuple[Account, Decimal]], loss
 # -- ADL ----------------------------------------------------------------------------------------
 
 
-@exact
-def adl_rank(account: Account, market: Market, markets: Mapping[str, Market]) -> Decimal | None:
-    """BitMEX ranking of one position: PnL% x effective leverage (PnL% / leverage at a loss).
-
-    Effective leverage uses the account's equity as the distance to bankruptcy:
-    bankrupt value = mark value - equity. None (ranked last) when equity <= 0.
-    """
+def holder_of(account: Account, market: Market, markets: Mapping[str, Market]) -> Holder:
+    """The loss policies' view of one position: size, cost and the account's whole equity."""
     position = account.position(market.market)
-    equity = totals_of(account, markets).equity
-    if equity <= ZERO or position.cost == ZERO:
-        return None
-    value_mark = position.size * market.price_mark * market.contract_size
-    return adl_ranking(value_mark, position.cost, value_mark - equity)
+    return Holder(account.account, position.size, position.cost, totals_of(account, markets).equity)
+
+
+def adl_rank(account: Account, market: Market, markets: Mapping[str, Market]) -> Decimal | None:
+    """BitMEX ranking of one position (``loss_policies.adl_bitmex.score``): PnL% x effective
+    leverage, leverage against the account's equity; None (ranked last) when equity <= 0."""
+    return adl_bitmex.score(holder_of(account, market, markets), market.price_mark, market.contract_size)
 
 
 @exact
 def deleverage(  # noqa: PLR0913
     ctx: RiskContext, account: Account, market: Market, params: ParameterSet, loss_id: str, at: datetime
 ) -> list[str]:
-    """Close the bankrupt position against ranked opposite positions at its exact bankruptcy quote.
+    """Close the bankrupt position against opposite positions at its exact bankruptcy quote.
 
     The fund first pays what it can of the account's negative equity (at most that); the
-    bankruptcy quote of the whole position is then computed with that payment, and
-    opposite-side accounts are closed in ranking order (highest first, ties by name), each
-    up to its size, until the position is gone. The quote is split over the slices by size
-    (``split_quote``: largest remainder, summing to it exactly) and each slice books its
-    share, never a tick-rounded price x size (step 7 of the module docstring): the account
-    is left at exactly 0 and no rounding residual exists for anyone to pay. Example: short 3
-    closed against longs of 1 and 2 for a quote of -151,350.01 -> slices -50,450.003333 and
-    -100,900.006667. Returns the deleveraged accounts (to be re-checked).
+    bankruptcy quote of the whole position is then computed with that payment. Which
+    opposite positions close, and how much of each, is the queue policy's plan
+    (``loss_policies.plan_deleveraging`` under ``parameters.deleveraging_policy``: the
+    market's ``loss_policy`` when it is a queue policy, ``adl`` otherwise): ``adl`` and
+    ``adl_hyperliquid`` walk their ranking, highest first, each up to its size;
+    ``waterfill_leverage`` drains the most levered until their leverage is equal. The quote
+    is split over the slices by size (``split_quote``: largest remainder, summing to it
+    exactly) and each slice books its share, never a tick-rounded price x size (step 7 of
+    the module docstring): the account is left at exactly 0 and no rounding residual exists
+    for anyone to pay. Example: short 3 closed against longs of 1 and 2 for a quote of
+    -151,350.01 -> slices -50,450.003333 and -100,900.006667. Each slice records the plan's
+    score (``PositionTaken.adl_rank``: the ranking score, or the leverage before under
+    water-filling). Returns the deleveraged accounts (to be re-checked).
     """
     position = account.position(market.market)
     delta = -position.size
@@ -646,30 +688,22 @@ def deleverage(  # noqa: PLR0913
         totals = totals_of(account, ctx.markets)
     quote = bankruptcy_quote_for(account, market, delta, totals)
     price = quote_price(quote, delta, market.contract_size, market.collateral_quantum)
-    remaining = abs(delta)
-    slices: list[tuple[Decimal | None, Account, Decimal]] = []
-    for rank, other in _ranked_opposites(ctx, account, market):
-        if remaining == ZERO:
-            break
-        size = min(remaining, abs(other.position(market.market).size))
-        slices.append((rank, other, size))
-        remaining -= size
-    quotes = split_quote(quote, [size for _, _, size in slices], market.collateral_quantum)
+    opposites = opposite_holders(ctx, account, market)
+    plan = plan_deleveraging(deleveraging_policy(params.loss_policy), [holder_of(a, market, ctx.markets) for a in opposites],
+                             market.price_mark, market.contract_size, abs(delta), market.step_size)
+    by_name = {other.account: other for other in opposites}
+    quotes = split_quote(quote, [size for _, size, _ in plan], market.collateral_quantum)
     touched: list[str] = []
-    for (rank, other, size), slice_quote in zip(slices, quotes, strict=True):
+    for (name, size, score), slice_quote in zip(plan, quotes, strict=True):
         slice_delta = size if delta > ZERO else -size
-        terms = FillTerms(slice_delta, price, price, slice_quote, ZERO, ZERO, "adl", "adl", rank, slice_quote)
-        _close_out(ctx, account, other, market, terms, totals, params, loss_id, at, bankrupt=True)
-        touched.append(other.account)
+        terms = FillTerms(slice_delta, price, price, slice_quote, ZERO, ZERO, "adl", "adl", score, slice_quote)
+        _close_out(ctx, account, by_name[name], market, terms, totals, params, loss_id, at, bankrupt=True)
+        touched.append(name)
     return touched
 
 
-def _ranked_opposites(ctx: RiskContext, account: Account, market: Market) -> list[tuple[Decimal | None, Account]]:
+def opposite_holders(ctx: RiskContext, account: Account, market: Market) -> list[Account]:
+    """Open positions in ``market`` on the other side of ``account``'s, in name order."""
     side_long = account.position(market.market).size > ZERO
-    candidates = [
-        (adl_rank(other, market, ctx.markets), other)
-        for other in open_holders(ctx, market, excluding=account.account)
-        if (other.position(market.market).size > ZERO) != side_long
-    ]
-    floor = Decimal("-1e30")
-    return sorted(candidates, key=lambda item: (-(item[0] if item[0] is not None else floor), item[1].account))
+    return [other for other in open_holders(ctx, market, excluding=account.account)
+            if (other.position(market.market).size > ZERO) != side_long]

@@ -278,6 +278,19 @@ def call_met(  # noqa: PLR0913
     return equity >= initial_margin or amount_due <= ZERO
 
 
+def loss_bearer_left(other_sizes: Sequence[Decimal], taker_size: Decimal, delta: Decimal) -> bool:
+    """Whether an open position is left to bear a deficit after a takeover.
+
+    ``other_sizes``: the positions in the market of everyone but the liquidated account and
+    the taker; ``taker_size`` the taker's before it takes ``-delta`` (``delta`` being the
+    liquidated account's change). Why: a cash loss policy charges open positions only, and
+    a takeover that makes the last holder flat leaves the deficit with nobody to charge, so
+    the engine deleverages against the taker at the bankruptcy price instead. Example: the
+    backstop long 0.7 takes a short of 0.7 (delta +0.7), nobody else holds -> False.
+    """
+    return any(size != ZERO for size in other_sizes) or taker_size - delta != ZERO
+
+
 def risk_order(candidates: Sequence[tuple[str, Decimal, Decimal, Decimal]]) -> list[str]:
     """Names of (name, equity, maintenance, notional) in liquidation order (issue 8).
 

@@ -74,12 +74,18 @@ ADL_HYPERLIQUID = "adl_hyperliquid"
 WATERFILL_LEVERAGE = "waterfill_leverage"
 LEVERAGE_WEIGHTED_GAINS = "leverage_weighted_gains"
 #: Policies that close opposite positions at the bankruptcy price (deleveraging).
-QUEUE_POLICIES: tuple[str, ...] = (ADL,)
+QUEUE_POLICIES: tuple[str, ...] = (ADL, ADL_HYPERLIQUID, WATERFILL_LEVERAGE)
 #: Policies that charge cash shares (``LossAllocated``) to holders.
-CASH_POLICIES: tuple[str, ...] = (SOCIALIZE_PER_CONTRACT, HAIRCUT_GAINS)
-# ADL_HYPERLIQUID, WATERFILL_LEVERAGE (queue) and LEVERAGE_WEIGHTED_GAINS (cash) join these
-# tuples when the engine allocates by them (clearing/domain/loss_policies, issue 8 section 3).
+CASH_POLICIES: tuple[str, ...] = (SOCIALIZE_PER_CONTRACT, HAIRCUT_GAINS, LEVERAGE_WEIGHTED_GAINS)
 LOSS_POLICIES = QUEUE_POLICIES + CASH_POLICIES
+
+
+def deleveraging_policy(loss_policy: str) -> str:
+    """The queue that closes a position when deleveraging runs: ``loss_policy`` itself when
+    it is a queue policy, else ``adl`` (a refused takeover deleverages under every policy,
+    ADR 13). Example: ``waterfill_leverage`` -> ``waterfill_leverage``; ``haircut_gains`` -> ``adl``."""
+    return loss_policy if loss_policy in QUEUE_POLICIES else ADL
+
 PRICE_RULE_DYDX = "dydx"
 PRICE_RULE_FULL_SPREAD = "full_spread"
 LIQUIDATION_PRICE_RULES = (PRICE_RULE_DYDX, PRICE_RULE_FULL_SPREAD)

@@ -8,8 +8,10 @@ takes a position only if it then meets IM and holds notional <= 1 x its equity),
 carries the first liquidations and refuses later ones, which are deleveraged or wait.
 The invariants are checked every hour of tape and at the end (money conserved to the last
 unit, fund never negative, flat accounts pay nothing, allocations sum to their loss,
-bankrupt accounts end at zero or above, replay equals live), no account below maintenance
-is left marked healthy, and the test prints how many calls, liquidations, fund draws,
+bankrupt accounts end at zero or above, every account solvent at the end of every
+command, replay equals live), every account in the log (the maker and the backstop
+included) ends with equity >= 0, the decision audit finds nothing, no account below
+maintenance is left marked healthy, and the test prints how many calls, liquidations, fund draws,
 deleveragings and allocations each window produced.
 """
 
@@ -21,6 +23,7 @@ from decimal import Decimal
 
 import pytest
 
+from clearing.decision_audit import audit_log
 from clearing.domain.risk import margin_totals
 from clearing.invariants import check_ledger
 from clearing.settings import store_env
@@ -96,6 +99,13 @@ def test_crash_window_through_the_risk_engine(window, sqlite_db, capsys):
             assert account.collateral >= 0 or account.open_positions()
             if account.open_positions() and totals.equity < totals.maintenance_margin:
                 assert account.risk_status != "healthy", account.account
+    opened = [ledger.app.mapper.to_domain_event(n).account for n in ledger.app.recorder.select_notifications(start=1, limit=1_000_000)
+              if n.topic.endswith(":Account.Opened")]
+    assert {"maker", "backstop"} <= set(opened)
+    for name in opened:  # every account in the log, the maker and the backstop included
+        account = ledger.app.get_account(name)
+        assert margin_totals(account.collateral, account.positions, market).equity >= 0, f"{name} ends below zero equity"
+    assert audit_log(ledger.app, stop_at_first=False) == [], "the decision audit re-derives every decision of the tape"
     counts = fold.counts
     assert counts["Account.MarginCallIssued"] > 0 and counts["Account.Liquidated"] > 0, "a crash with 20x longs liquidates"
     taken = refused = 0

@@ -77,9 +77,6 @@ def _list_row(view: dict) -> dict:
             "positions": len(view["positions"])}
 
 
-@pytest.mark.xfail(raises=ValueError, strict=False, reason=(
-    "engine bug pinned in tests/unit/test_risk_properties.py::test_a_deficit_with_no_holder_left_to_charge: "
-    "a deficit with no open holder left raises ValueError in allocate_largest_remainder; any other failure still fails"))
 @settings(max_examples=25, derandomize=True, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(scenarios())
 def test_projections_equal_the_aggregates_after_every_command_of_random_paths(scenario):

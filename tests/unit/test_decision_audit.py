@@ -26,7 +26,7 @@ from clearing.domain.parameters import DEFAULTS, effective
 from clearing.domain.risk import MarginTotals, margin_totals
 from tests.ledger import MARKET_BTC, Ledger, accounts_with
 from tests.unit import test_risk_properties as properties
-from tests.unit.test_risk_scenarios import FUTURE, ledger_with, price
+from tests.unit.test_risk_scenarios import FUTURE, QUEUE_BOOK, ledger_with, price
 
 ETH = ('{"type":"create_market","market":"ETH-PERP","kind":"perpetual","tick_size":"0.01","step_size":"0.01",'
        '"initial_margin_fraction":"0.1","maintenance_margin_fraction":"0.05","price_band":"0.5"}')
@@ -137,9 +137,48 @@ def test_engine_logs_audit_clean(build):
     assert_clean(build())
 
 
-@pytest.mark.parametrize("policy", ["socialize_per_contract", "haircut_gains"])
+@pytest.mark.parametrize("policy", ["socialize_per_contract", "haircut_gains", "leverage_weighted_gains"])
 def test_allocated_losses_audit_clean(policy):
     assert_clean(socialized(policy))
+
+
+@pytest.mark.parametrize("policy", ["socialize_per_contract", "haircut_gains", "leverage_weighted_gains"])
+def test_a_loss_share_moved_between_payers_is_found(policy):
+    """One quantum moved from the first payer to the second, each collateral kept consistent:
+    the totals still add up, only the split is wrong (``liquidation.cash_allocation``)."""
+    events = events_of(socialized(policy))
+    one, two = (position_of(events, "Account.LossAllocated", n) for n in (0, 1))
+    quantum = Dec("0.000001")
+    first_share, second_share = event_at(events, one), event_at(events, two)
+    moved = corrupt(corrupt(events, one, share=first_share.share - quantum, collateral_after=first_share.collateral_after + quantum),
+                    two, share=second_share.share + quantum, collateral_after=second_share.collateral_after - quantum)
+    found = audit_decisions(moved)
+    assert first(found) == (one, "loss_share_differs"), found
+    assert policy in found[0].message
+
+
+def test_a_loss_share_with_another_basis_is_found():
+    events = events_of(socialized("leverage_weighted_gains"))
+    at = position_of(events, "Account.LossAllocated")
+    basis = event_at(events, at).basis
+    assert first(audit_decisions(corrupt(events, at, basis=basis * 2))) == (at, "loss_share_differs")
+
+
+@pytest.mark.parametrize("policy", ["adl_hyperliquid", "waterfill_leverage"])
+def test_each_queue_policy_audits_clean_and_a_changed_plan_is_found(policy):
+    ledger = Ledger()
+    ledger.post_ok(QUEUE_BOOK + f'{{"type":"set_parameters","market":"X-PERP","parameters":{{"loss_policy":"{policy}"}}}}')
+    ledger.post_ok('{"type":"price","market":"X-PERP","price":"1200"}')
+    assert_clean(ledger)
+    events = events_of(ledger)
+    at = position_of(events, "Account.PositionTaken", basis="adl")
+    rank = event_at(events, at).adl_rank
+    assert first(audit_decisions(corrupt(events, at, adl_rank=rank + Dec("0.000001")))) == (at, "adl_rank_differs")
+    # the same log audited as if the market's policy had been plain adl: another plan
+    as_adl = [(p, changed(e, changes={**e.changes, "loss_policy": "adl"}, overrides_after={**e.overrides_after, "loss_policy": "adl"})
+               if kind(e) == "Market.ParametersSet" else e) for p, e in events]
+    found = audit_decisions(as_adl, stop_at_first=False)
+    assert "adl_queue_differs" in {f.check for f in found}, found
 
 
 def test_calls_met_by_deposit_and_by_price_audit_clean():
@@ -733,3 +772,19 @@ def test_an_out_of_band_manual_liquidation_needs_its_approvals_consumed():
     at = position_of(events, "Account.Liquidated")
     found = audit_decisions([(p, e) for p, e in events if p != consumed])
     assert first(found) == (at, "liquidation_not_warranted") and "band" in found[0].message
+
+
+def test_the_sweep_order_is_re_checked_against_the_risk_order():
+    """aaron (equity 450 / MM 470) and alice (400 / 470) are both liquidated at 47,000, alice
+    first (deeper below maintenance). Recorded figures that put aaron deeper make the
+    recorded order wrong: ``risk_order_differs`` (besides the figures themselves)."""
+    ledger = ledger_with(accounts_with(("aaron", "1050"))
+                         + '\n{"type":"trade","market":"BTC-PERP","buyer":"aaron","seller":"bob","size":"0.2","price":"50000"}')
+    ledger.post_ok(price("47000"))
+    assert_clean(ledger)
+    events = events_of(ledger)
+    at = position_of(events, "Account.Liquidated", account="aaron")
+    found = audit_decisions(corrupt(events, at, equity_before=Dec(300)), stop_at_first=False)
+    assert "risk_order_differs" in {f.check for f in found}, found
+    (finding,) = [f for f in found if f.check == "risk_order_differs"]
+    assert "['alice', 'aaron']" in finding.message and "['aaron', 'alice']" in finding.message

@@ -26,7 +26,9 @@ import pytest
 from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
+from clearing.domain.parameters import LOSS_POLICIES
 from clearing.domain.risk import margin_totals
+from clearing.decision_audit import audit_log
 from clearing.invariants import check_ledger
 from tests.ledger import Ledger
 
@@ -35,7 +37,7 @@ MARKETS = {"X-PERP": ("1000", "0.5", "0.01"), "Y-PERP": ("20", "0.01", "0.1")}
 
 @st.composite
 def scenarios(draw):
-    policy = draw(st.sampled_from(["adl", "socialize_per_contract", "haircut_gains"]))
+    policy = draw(st.sampled_from(list(LOSS_POLICIES)))
     fund = draw(st.sampled_from([0, 0, 5, 50, 400]))
     grace = draw(st.sampled_from([0, 0, 60]))
     traders = draw(st.lists(st.tuples(st.sampled_from(list(MARKETS)), st.integers(1, 9), st.integers(150, 900)),
@@ -111,6 +113,14 @@ EXAMPLES = [
     # Y-PERP long 9 contracts on 400 under adl with a fund of 400 and a backstop of 200: refused and
     # deleveraged after the fund paid the negative equity
     ("adl", 400, 0, 200, [("Y-PERP", 9, 400), ("Y-PERP", 9, 900)], [("Y-PERP", -12), ("Y-PERP", -12), ("Y-PERP", -30)]),
+    # the same path under the two other queue policies, and the first two under leverage-weighted gains
+    ("adl_hyperliquid", 400, 0, 200, [("Y-PERP", 9, 400), ("Y-PERP", 9, 900)], [("Y-PERP", -12), ("Y-PERP", -12), ("Y-PERP", -30)]),
+    ("waterfill_leverage", 0, 0, 0, [("X-PERP", 9, 150), ("X-PERP", 5, 300), ("X-PERP", 9, 900), ("X-PERP", 4, 200)],
+     [("X-PERP", -13), ("X-PERP", -30)]),
+    ("socialize_per_contract", 5, 0, 5000, [("X-PERP", 9, 150), ("X-PERP", 9, 900), ("X-PERP", 3, 900)],
+     [("funding", 5), ("X-PERP", -30)]),
+    ("leverage_weighted_gains", 5, 0, 5000, [("X-PERP", 9, 150), ("X-PERP", 9, 900), ("X-PERP", 3, 900)],
+     [("funding", 5), ("X-PERP", -30)]),
 ]
 
 
@@ -142,6 +152,7 @@ def test_random_price_paths_keep_every_invariant(scenario):
         assert_nobody_missed(ledger)
     SEEN.update(kind for kind, count in fold.counts.items() if count)
     SEEN.update(_outcomes(ledger))
+    assert audit_log(ledger.app, stop_at_first=False) == []  # the decision audit re-derives every decision
 
 
 def _outcomes(ledger: Ledger) -> set[str]:
@@ -152,6 +163,12 @@ def _outcomes(ledger: Ledger) -> set[str]:
         if kind in ("Account.PositionTaken", "Account.TakeoverRefused"):
             event = ledger.app.mapper.to_domain_event(notification)
             found.add(f"taken:{event.basis}" if kind == "Account.PositionTaken" else f"refused:{event.outcome}")
+        elif kind == "Account.Liquidated":
+            event = ledger.app.mapper.to_domain_event(notification)
+            if event.reason == "adl":
+                found.add(f"deleveraged:{event.parameters['loss_policy']}")
+        elif kind == "Account.LossAllocated":
+            found.add(f"allocated:{ledger.app.mapper.to_domain_event(notification).policy}")
     return found
 
 
@@ -167,24 +184,30 @@ def test_the_paths_above_reached_every_mechanism():
                  "Account.FundingPaid", "Account.TakeoverRefused",
                  # the backstop took positions, the loss policy deleveraged some, and a refused
                  # takeover fell through to deleveraging (insolvent) or left the account waiting
-                 "taken:backstop", "taken:adl", "refused:deleveraged", "refused:waiting"):
+                 "taken:backstop", "taken:adl", "refused:deleveraged", "refused:waiting",
+                 # every queue policy deleveraged and every cash policy charged a share
+                 "deleveraged:adl", "deleveraged:adl_hyperliquid", "deleveraged:waterfill_leverage",
+                 "allocated:socialize_per_contract", "allocated:haircut_gains", "allocated:leverage_weighted_gains"):
         assert SEEN[kind] > 0, f"no random path produced {kind}: {dict(SEEN)}"
 
 
-@pytest.mark.xfail(strict=True, raises=ValueError,
-                   reason="engine bug: a deficit left after the takeover that made the last open holder flat is "
-                          "allocated over no holders (allocate_largest_remainder: 'weights must be non-negative with "
-                          "a positive sum')")
-def test_a_deficit_with_no_holder_left_to_charge():
+def test_a_deficit_with_no_holder_left_to_charge_is_deleveraged_against_the_taker():
     """Found by tests/integration/test_projections.py on these draws. t0 (150) long 0.7 X-PERP
     and t1 (150) short 0.7, both against the maker (left flat). At 790 t0 is taken by the
     backstop (5,000) and its 9.60 deficit haircut from the gains of the backstop and t1. At
-    1,558 t1 is insolvent (about -249); the backstop takes its short, which closes the
-    backstop's long: nobody holds X-PERP any more, the fund is empty, and ``haircut_gains``
-    (falling back to per contract) has no holder to charge - the command raises instead of
-    being decided (e.g. by deleveraging, or a recorded unallocated loss)."""
+    1,558 t1 is insolvent (about -249); a takeover by the backstop would close the backstop's
+    long and leave nobody holding X-PERP, so the deficit (the fund is empty) would have no
+    payer under ``haircut_gains``: the engine deleverages t1 against the backstop at t1's
+    bankruptcy price instead (``liquidation_math.loss_bearer_left``), and t1 ends at 0."""
     ledger, _ = setup("haircut_gains", 0, 0, [("X-PERP", 7, 150), ("X-PERP", 7, 150)], 5000)
     for price in ("790", "1074.5", "1558"):
         (outcome,) = ledger.post(json.dumps({"type": "price", "market": "X-PERP", "price": price}))
         assert outcome.status == "applied", (outcome.code, outcome.message)
         check_ledger(ledger.app)
+    rows = ledger.app.recorder.select_notifications(start=1, limit=100000)
+    fills = [e for e in (ledger.app.mapper.to_domain_event(n) for n in rows if n.topic.endswith(":Account.Liquidated"))
+             if e.account == "t1"]
+    assert [(e.reason, e.counterparty) for e in fills] == [("adl", "backstop")]
+    assert ledger.collateral("t1") == 0 and ledger.position("t1", "X-PERP") == 0
+    assert ledger.position("backstop", "X-PERP") == 0
+    assert audit_log(ledger.app, stop_at_first=False) == []

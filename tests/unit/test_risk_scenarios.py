@@ -200,6 +200,9 @@ def test_bankruptcy_that_exhausts_the_fund_exactly():
         ("socialize_per_contract", {"backstop": "106.666667", "bob": "106.666667", "carol": "53.333333", "dave": "53.333333"}),
         # 320 over gains at 44,000: bob 1,200, dave 600, backstop 220 (bought at 42,900); carol is at a loss
         ("haircut_gains", {"bob": "190.09901", "dave": "95.049505", "backstop": "34.851485"}),
+        # 320 by leverage x gain: bob 8,800 / 101,200 x 1,200 = 104.347826, dave 4,400 / 100,600 x 600
+        # = 26.242545, backstop 8,800 / 50,220 x 220 = 38.550378 (sum 169.140749); none reaches its gain
+        ("leverage_weighted_gains", {"bob": "197.417267", "dave": "49.648676", "backstop": "72.934057"}),
     ],
 )
 def test_bankruptcy_beyond_the_fund_is_allocated_by_policy(policy, expected):
@@ -313,6 +316,30 @@ def test_futures_settlement_realizes_pnl_and_marks_the_market_settled():
     check_ledger(ledger.app)
 
 
+@pytest.mark.parametrize(("policy", "recorded"), [
+    ("adl", "adl"), ("adl_hyperliquid", "adl_hyperliquid"), ("waterfill_leverage", "waterfill_leverage"),
+    ("socialize_per_contract", "socialize_per_contract"), ("haircut_gains", "haircut_gains"),
+    ("leverage_weighted_gains", "leverage_weighted_gains"),
+])
+def test_settlement_loss_beyond_the_fund_under_every_policy(policy, recorded):
+    """Erin long 0.5 of BTC-0331 from dave, settled at 44,000: erin -500, the fund pays 300;
+    dave, the only other holder (short, gain 3,000), bears the last 200 under every policy,
+    recorded under the policy's own name."""
+    ledger = ledger_with(f"""{FUTURE}
+{{"type":"set_parameters","market":"BTC-0331","parameters":{{"loss_policy":"{policy}"}}}}
+{{"type":"price","market":"BTC-0331","price":"50000"}}
+{{"type":"open_account","account":"erin"}}
+{{"type":"deposit","account":"erin","amount":"2500"}}
+{{"type":"trade","market":"BTC-0331","buyer":"erin","seller":"dave","size":"0.5","price":"50000"}}
+{{"type":"fund_insurance","amount":"300"}}
+""")
+    ledger.post_ok('{"type":"settle","market":"BTC-0331","price":"44000","at":"2025-03-31T08:00:00Z"}')
+    (share,) = events(ledger, "Account.LossAllocated")
+    assert (share.account, share.share, share.policy) == ("dave", Dec(200), recorded)
+    assert ledger.collateral("erin") == 0 and ledger.collateral("dave") == Dec(100000 + 3000 - 200)
+    check_ledger(ledger.app)
+
+
 def test_settlement_loss_beyond_the_fund_haircuts_the_winners():
     ledger = ledger_with(f"""{FUTURE}
 {{"type":"price","market":"BTC-0331","price":"50000"}}
@@ -414,6 +441,53 @@ def test_deleveraging_splits_the_exact_quote_over_slices_by_largest_remainder():
     assert quotes == {"bob": Dec("50450.003333"), "carol": Dec("100900.006667")}
     assert ledger.collateral("alice") == 0 and ledger.position("alice", "X-PERP") == 0
     assert ledger.collateral("bob") == Dec("100450.003333") and ledger.collateral("carol") == Dec("100900.006667")
+    check_ledger(ledger.app)
+
+
+QUEUE_BOOK = """
+{"type":"create_market","id":"m-x","market":"X-PERP","kind":"perpetual","tick_size":"1","step_size":"0.1","initial_margin_fraction":"0.1","maintenance_margin_fraction":"0.05","price_band":"0.5"}
+""" + accounts_with(("alice", "210"), ("bob", "300"), ("carol", "1000"), ("dave", "400"), ("erin", "100000")) + """
+{"type":"price","market":"X-PERP","price":"900"}
+{"type":"trade","market":"X-PERP","buyer":"dave","seller":"erin","size":"2","price":"900"}
+{"type":"price","market":"X-PERP","price":"1000"}
+{"type":"trade","market":"X-PERP","buyer":"bob","seller":"alice","size":"2","price":"1000"}
+{"type":"trade","market":"X-PERP","buyer":"carol","seller":"erin","size":"2","price":"1000"}
+"""
+
+
+@pytest.mark.parametrize(("policy", "expected"), [
+    # BitMEX PnL% x leverage: dave 600 / 1,800 x 2,400 / 1,000 = 0.8, bob 400 / 2,000 x 2,400 / 700
+    # = 0.685714, carol 0.342857: dave closes his 2
+    ("adl", {"dave": (Dec(-2), Dec(2210))}),
+    # Hyperliquid (mark / entry) x notional / equity: bob 1.2 x 3.428571 = 4.114286, dave 1.333333 x 2.4
+    # = 3.2, carol 1.2 x 1.714286 = 2.057143: bob closes his 2
+    ("adl_hyperliquid", {"bob": (Dec(-2), Dec(2210))}),
+    # water-filling 2 (value 2,400) over leverage bob 3.428571, dave 2.4, carol 1.714286: all three lie
+    # above L = (3 x 2,400 - 2,400) / (700 + 1,000 + 1,400) = 1.548387, so they close 2 - L x equity /
+    # 1,200 = 1.096774, 0.709677, 0.193548 -> on the step by largest remainder 1.1, 0.7, 0.2, each
+    # booking its share of 2,210 by size (1,215.50, 773.50, 221)
+    ("waterfill_leverage", {"bob": (Dec("-1.1"), Dec("1215.5")), "dave": (Dec("-0.7"), Dec("773.5")),
+                            "carol": (Dec("-0.2"), Dec(221))}),
+])
+def test_each_queue_policy_deleverages_its_own_plan(policy, expected):
+    """Alice sells 2 to bob at 1,000 with 210 (IM 200); longs bob (2 at 1,000, 300), carol (2 at
+    1,000, 1,000) and dave (2 at 900, 400), erin short 4. At 1,200 alice's equity is 210 - 400 =
+    -190 and the fund is empty, so she is deleveraged at her exact bankruptcy quote: she pays
+    2,000 + 210 = 2,210 for the 2 (1,105 a contract) and ends at 0. At 1,200 bob has equity 700,
+    carol 1,400, dave 1,000 (notional 2,400 each). Who closes is the policy's plan."""
+    ledger = Ledger()
+    ledger.post_ok(QUEUE_BOOK + f'{{"type":"set_parameters","market":"X-PERP","parameters":{{"loss_policy":"{policy}"}}}}')
+    ledger.post_ok('{"type":"price","market":"X-PERP","price":"1200"}')
+    taken = {t.account: (t.size_delta, t.quote) for t in events(ledger, "Account.PositionTaken")}
+    assert taken == expected
+    assert {t.basis for t in events(ledger, "Account.PositionTaken")} == {"adl"}
+    assert ledger.collateral("alice") == 0 and ledger.position("alice", "X-PERP") == 0
+    before = {"bob": (Dec(300), Dec(2)), "carol": (Dec(1000), Dec(2)), "dave": (Dec(400), Dec(2))}
+    for name, (collateral, size) in before.items():
+        delta, quote = expected.get(name, (Dec(0), Dec(0)))
+        entry = Dec(900) if name == "dave" else Dec(1000)
+        assert ledger.position(name, "X-PERP") == size + delta
+        assert ledger.collateral(name) == collateral + quote + delta * entry  # realized: quote - entry x closed
     check_ledger(ledger.app)
 
 
@@ -623,8 +697,6 @@ def test_a_manual_liquidation_to_a_liquidator_without_margin_is_refused():
     check_ledger(ledger.app)
 
 
-@pytest.mark.xfail(strict=True, reason="engine bug: the backstop opened on first use by a refused manual liquidation "
-                                       "leaves a pending Account.Opened, and the rejection raises InvariantViolation")
 def test_a_manual_liquidation_to_a_backstop_never_opened_is_refused():
     """No backstop account exists: ``liquidate`` without a liquidator resolves it (opened on
     first use, with nothing), which cannot carry 0.2 at 46,900: refused, nothing written."""
@@ -716,4 +788,33 @@ def test_an_auction_price_inside_the_band_needs_no_approval(auction, code):
     (step,) = events(ledger, "Account.Liquidated")
     assert (step.price_fill, step.quote_fill, step.counterparty) == (Dec(auction), 100 * Dec(auction), "carol")
     assert fund(ledger) == 10000 - (9000 - 100 * Dec(auction)) and not events(ledger, "Clearinghouse.ApprovalsConsumed")
+    check_ledger(ledger.app)
+
+
+NO_PAYER = """
+{"type":"create_market","id":"m-x","market":"X-PERP","kind":"perpetual","tick_size":"1","step_size":"1","initial_margin_fraction":"0.1","maintenance_margin_fraction":"0.05","price_band":"0.5"}
+{"type":"set_parameters","parameters":{"manual_liquidation_band":"0.5","margin_call_grace":86400}}
+""" + accounts_with(("alice", "150"), ("bob", "100000")) + """
+{"type":"price","market":"X-PERP","price":"1000"}
+{"type":"trade","market":"X-PERP","buyer":"alice","seller":"bob","size":"1","price":"1000"}
+{"type":"price","market":"X-PERP","price":"880"}
+"""
+
+
+def test_a_manual_liquidation_whose_deficit_nobody_could_bear_is_refused():
+    """Alice long 1 at 1,000 with 150 (bankruptcy price 850); at 880 her equity 30 is below MM
+    44. Bob, the only other holder, takes her long at an auction price of 700: that closes his
+    short, nobody holds X-PERP any more and the fund is empty, so the 150 deficit would have no
+    payer: ``deficit_without_payer``, nothing written. At 850 there is no deficit: accepted."""
+    ledger = Ledger()
+    ledger.post_ok(NO_PAYER)
+    line = '{"id":"liq-700","type":"liquidate","account":"alice","market":"X-PERP","price":"700","liquidator":"bob"}'
+    head = ledger.head()
+    (outcome,) = ledger.post(line, auto_id=False)
+    assert (outcome.status, outcome.code, outcome.field) == ("rejected", "deficit_without_payer", "price")
+    assert "150" in outcome.message
+    ledger.assert_rejection_wrote_only_its_answer(head, outcome, line)
+    ledger.post_ok('{"type":"liquidate","account":"alice","market":"X-PERP","price":"850","liquidator":"bob"}')
+    assert ledger.collateral("alice") == 0 and ledger.position("alice", "X-PERP") == 0
+    assert ledger.position("bob", "X-PERP") == 0 and ledger.collateral("bob") == Dec(100150)
     check_ledger(ledger.app)
