@@ -7,17 +7,21 @@ second process then reads the results back (the index and caches are rebuilt fro
 
 from __future__ import annotations
 
+import functools
 import json
+import os
 import subprocess
 import sys
 from decimal import Decimal
 from pathlib import Path
 
+import pytest
+
 from clearing.invariants import check_ledger
 from clearing.settings import store_env
 from tests.conftest import REPO
-from tests.ledger import Ledger
-from tests.unit.test_risk_scenarios import SETUP
+from tests.ledger import Ledger, accounts_with
+from tests.unit.test_risk_scenarios import QUEUE_BOOK, SETUP
 
 CLEARING = str(Path(sys.executable).parent / "clearing")
 SCRIPT = SETUP + """
@@ -63,3 +67,33 @@ def test_cli_posts_the_risk_script_and_lists_losses_and_fund_movements(tmp_path)
     assert [(m["direction"], m["cause"]) for m in fund["movements"]][:2] == [("in", "contribution"), ("out", "bankruptcy")]
     shown = subprocess.run([CLEARING, "--db", db, "account", "show", "alice"], capture_output=True, text=True)
     assert shown.returncode == 0 and "account alice (bankrupt)" in shown.stdout
+
+
+@pytest.mark.parametrize("policy", ["adl_hyperliquid", "waterfill_leverage", "leverage_weighted_gains"])
+def test_each_new_loss_policy_through_the_cli_on_each_store(store_db, policy):
+    """The unit scenario's book (tests/unit/test_risk_scenarios.py ``QUEUE_BOOK``), the policy set
+    and the crash posted with the ``clearing`` command on SQLite and PostgreSQL; ``audit verify``
+    then re-derives every decision. Alice (short 2, 210) is bankrupt at 1,200 with an empty fund:
+    under the queues she is deleveraged by the policy's plan, under ``leverage_weighted_gains`` the
+    backstop (funded here) takes her short and her deficit is charged to the winners' gains."""
+    env = {**os.environ, "CLEARING_DB": store_db}
+    book = QUEUE_BOOK + accounts_with(("backstop", "100000"))
+    lines = [line.strip() for line in book.splitlines() if line.strip()]
+    text = "\n".join(line if '"id"' in line else '{"id":"q%d",' % n + line[1:] for n, line in enumerate(lines))
+    run = functools.partial(subprocess.run, capture_output=True, text=True, env=env, cwd=REPO)
+    assert run([CLEARING, "post", "-"], input=text).returncode == 0
+    assert run([CLEARING, "set-parameters", "--market", "X-PERP", f"loss_policy={policy}"]).returncode == 0
+    crash = run([CLEARING, "price", "X-PERP", "1200"])
+    assert crash.returncode == 0, crash.stderr
+    losses = run([CLEARING, "losses", "--market", "X-PERP", "--json"])
+    rows = [json.loads(row) for row in losses.stdout.splitlines()]
+    if policy == "leverage_weighted_gains":
+        assert rows and {row["policy"] for row in rows} <= {policy, "socialize_per_contract"}, rows
+    else:  # deleveraging fills (listed with basis "adl"), the contracts of the policy's own plan
+        plans = {"adl_hyperliquid": {"bob": "2"}, "waterfill_leverage": {"bob": "1.1", "dave": "0.7", "carol": "0.2"}}
+        assert {row["account"]: row["basis"] for row in rows} == plans[policy], rows
+        assert {row["policy"] for row in rows} == {"adl"} and sum(Decimal(row["share"]) for row in rows) == 190  # alice's -190
+    verified = run([CLEARING, "audit", "verify"])
+    assert verified.returncode == 0, verified.stdout + verified.stderr
+    alice = json.loads(run([CLEARING, "account", "show", "alice", "--json"]).stdout)
+    assert Decimal(alice["equity"]) >= 0
