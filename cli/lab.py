@@ -71,16 +71,17 @@ def loss_policies(tape: Path, accounts: int, seed: int, policies: tuple[str, ...
     """Compare loss policies on a seeded population driven through real crash windows.
 
     For each window of the tape and each policy, a fresh SQLite store in a temporary
-    directory gets the population (paired longs and shorts at the window's first price,
-    high-leverage tail on the losing side, a funded backstop, a small insurance fund),
-    the policy as the market's loss_policy, then one mark price per minute (the candle's
-    close). The operator's store (--db / CLEARING_DB) is ignored: nothing is written there.
+    directory gets the population (paired longs and shorts opened within 5 % of the
+    window's first price, which is the first mark; high-leverage tail on the losing side;
+    a funded backstop; a small insurance fund), the policy as the market's loss_policy,
+    then one mark price per minute (the candle's close). The operator's store (--db /
+    CLEARING_DB) is ignored: nothing is written there.
 
     Reports per policy and window: total deficit, fund used, amount borne by accounts
     (loss shares + deleveraging loss vs mark), accounts touched, largest share of one
     account's equity taken, Gini of the amounts borne (accounts that bore anything),
     top-winner survival, largest leverage left, and what is left uncovered (must be 0).
-    A policy that set-parameters refuses is reported as skipped. Model and definitions:
+    Runs whose every metric is equal are noted. Model and definitions:
     docs/loss-policies.md. Exit status 1 when a run failed or a run's money checks failed.
     """
     try:
@@ -108,7 +109,8 @@ def _chosen(windows: list[Window], names: str | None) -> list[Window]:
     known = {window.name for window in windows}
     unknown = [name for name in wanted if name not in known]
     if unknown or not wanted:
-        raise click.BadParameter(f"not in the tape: {', '.join(unknown) or '(none given)'}; windows: {', '.join(known)}",
+        raise click.BadParameter(f"not in the tape: {', '.join(unknown) or '(none given)'}; "
+                                 f"windows: {', '.join(known)}",
                                  param_hint="--windows")
     return [window for window in windows if window.name in wanted]
 
@@ -124,8 +126,8 @@ def _table(report: LabReport) -> str:
         lines.append([row["window"], row["policy"], row["status"]] + ["-"] * (len(TABLE_COLUMNS) - 3))
         reasons.setdefault((row["policy"], row["status"], row["message"]), []).append(row["window"])
     notes = [f"  {policy} {status}: {message}" for (policy, status, message) in reasons]
-    notes += [f"  {row['window']} {row['policy']}: every metric equals {row['identical_to']} "
-              "(a policy not yet distinct in the engine?)" for row in rows(report) if row["identical_to"]]
+    notes += [f"  {row['window']} {row['policy']}: every metric equals {row['identical_to']} on this window"
+              for row in rows(report) if row["identical_to"]]
     return render.table(TABLE_HEADERS, lines) + ("\n\n" + "\n".join(notes) if notes else "")
 
 

@@ -4,8 +4,8 @@ Money stays an exact ``Decimal`` up to the files, where it is written as a plain
 (``clearing.money.fmt``); ratios are already rounded to 4 places. The charts are the one
 place numbers become floats, for drawing only (matplotlib's Agg backend, no display).
 A run whose every metric equals another policy's run on the same window is flagged in
-``identical_to``: a policy accepted by ``set_parameters`` but not yet distinct in the engine
-shows up that way.
+``identical_to``: two policies can legitimately decide alike on a window (for instance when
+no deficit reaches the policy, or both rank the same holders first).
 """
 
 from __future__ import annotations
@@ -33,11 +33,11 @@ COLUMNS = (
     ("borne_total", "borne by accounts: loss shares + deleveraging loss vs mark"),
     ("borne_backstop", "part of borne_total borne by the backstop"),
     ("accounts_touched", "accounts with borne > 0"),
-    ("largest_equity_share", "max borne / equity before the window"),
+    ("largest_equity_share", "max borne / equity before the window (after the setup, at the first mark)"),
     ("largest_equity_share_account", "the account with that share"),
     ("gini_borne", "Gini of borne over accounts with borne > 0 only"),
-    ("top_winner", "member with the largest gain at the worst close (opening position)"),
-    ("top_winner_gain_before", "that gain at the worst close on the opening position"),
+    ("top_winner", "member whose opening position gains most from the first mark to the worst close"),
+    ("top_winner_gain_before", "that gain, on the opening position"),
     ("top_winner_gain_after", "its equity gained by the worst close, as run"),
     ("top_winner_survival", "gain after / gain before"),
     ("max_leverage_left", "max notional / equity at the end, members with a position"),
@@ -138,10 +138,13 @@ def model_summary() -> dict[str, Any]:
         "leverage_mix": [{"bucket": name, "share": fmt(share), "leverage": f"{low}-{high}x"}
                          for name, share, low, high in model.LEVERAGE_MIX],
         "tail_on_losing_side": fmt(model.TAIL_ON_LOSING_SIDE),
+        "trade_price": f"first mark x (1 + u), u uniform on -{fmt(model.ENTRY_SPREAD)}..{fmt(model.ENTRY_SPREAD)}, "
+                       "on the tick",
         "pair_notional_usdc": f"log-uniform {fmt(model.NOTIONAL_MIN_USDC)} .. "
                               f"{fmt(model.NOTIONAL_MIN_USDC * 10 ** model.NOTIONAL_DECADES)}",
-        "insurance_fund_seed": f"{fmt(model.FUND_FRACTION)} x open-interest notional at entry",
-        "backstop_deposit": f"{fmt(model.BACKSTOP_FRACTION)} x open-interest notional at entry",
+        "member_deposit": "notional at the first mark / leverage + unrealized loss at the first mark, up to the cent",
+        "insurance_fund_seed": f"{fmt(model.FUND_FRACTION)} x open-interest notional at the first mark",
+        "backstop_deposit": f"{fmt(model.BACKSTOP_FRACTION)} x open-interest notional at the first mark",
         "marks": "one price per 1-minute candle: its close, at its open_time_utc",
     }
 

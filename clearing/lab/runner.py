@@ -7,8 +7,10 @@ Posting stops once after the window's worst candle to value the top winner there
 end the run folds its event log (``metrics.tally_log``), values every account on the last
 mark, checks money conservation itself and runs ``clearing.invariants.check_ledger``.
 
-A policy name the ledger does not know yet (``set_parameters`` refuses it) is reported
-*skipped* with the refusal's message, for every window, and nothing else is run for it.
+The engine implements every name in ``POLICIES``. A name that ``set_parameters`` refuses
+anyway (``run_lab`` called with another name; the command line refuses names outside
+``POLICIES`` as a usage error before anything runs) is reported *skipped* with the
+refusal's message, for every window, and nothing else is run for it.
 """
 
 from __future__ import annotations
@@ -41,7 +43,7 @@ from clearing.money import ZERO, fmt
 from clearing.posting import post_lines
 from clearing.settings import store_env
 
-#: Every policy the lab knows; the last three are accepted once the ledger implements them.
+#: Every loss policy the lab compares (all implemented by the engine: ``clearing.domain.parameters``).
 POLICIES = ("adl", "socialize_per_contract", "haircut_gains", "adl_hyperliquid", "waterfill_leverage",
             "leverage_weighted_gains")
 OPERATOR = "lab"
@@ -166,7 +168,8 @@ def _post(app: ClearingApplication, commands: Iterable[dict[str, Any]]) -> list[
         if outcome.status != "applied":
             if outcome.command_id == "lab-policy" and outcome.field == "parameters.loss_policy":
                 raise PolicyRefused(f"set-parameters refused it: [{outcome.code}] {outcome.message}")
-            raise RunFailed(f"{outcome.command_type} {outcome.command_id} {outcome.status}: [{outcome.code}] {outcome.message}")
+            raise RunFailed(f"{outcome.command_type} {outcome.command_id} {outcome.status}: "
+                            f"[{outcome.code}] {outcome.message}")
     return outcomes
 
 
@@ -202,14 +205,15 @@ def _valuations(app: ClearingApplication, names: Iterable[str]) -> dict[str, Val
 
 
 def _top_winner(population: Population, window: Window) -> Member:
-    """The member whose opening position gains most at the worst close (largest size, then name)."""
+    """The member whose position gains most from the first mark to the worst close (largest size, then name)."""
     winners = [member for member in population.members if member.side != window.losing_side]
     return min(winners, key=lambda member: (-member.size, member.name))
 
 
 def _loss_metrics(tally: Tally, before: dict[str, Valuation], population: Population) -> dict[str, Any]:
     bearers = {name: amount for name, amount in tally.borne.items() if amount > ZERO}
-    shares = [(ratio(amount, before[name].equity), name) for name, amount in bearers.items() if before[name].equity > ZERO]
+    shares = [(ratio(amount, before[name].equity), name)
+              for name, amount in bearers.items() if before[name].equity > ZERO]
     largest = max(shares, default=(None, None), key=lambda item: (item[0] or ZERO, item[1] or ""))
     return {
         "deficit_total": tally.deficit_total,
@@ -229,7 +233,8 @@ def _loss_metrics(tally: Tally, before: dict[str, Valuation], population: Popula
     }
 
 
-def _end_metrics(app: ClearingApplication, tally: Tally, after: dict[str, Valuation], population: Population) -> dict[str, Any]:
+def _end_metrics(app: ClearingApplication, tally: Tally, after: dict[str, Valuation],
+                 population: Population) -> dict[str, Any]:
     members = {member.name for member in population.members}
     leverages = [(ratio(v.notional, v.equity) if v.equity > ZERO else None, name)
                  for name, v in after.items() if name in members and v.notional > ZERO]
