@@ -30,7 +30,7 @@ import subprocess
 import sys
 import tempfile
 import time
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -40,7 +40,7 @@ from clearing.application import ClearingApplication  # noqa: E402
 from clearing.posting import post_lines  # noqa: E402
 from clearing.settings import store_env  # noqa: E402
 
-START = datetime(2025, 1, 1, tzinfo=timezone.utc)
+START = datetime(2025, 1, 1, tzinfo=UTC)
 MARKETS = {"BTC-PERP": (50000, "0.1", "0.001"), "ETH-PERP": (3000, "0.01", "0.01"), "SOL-PERP": (150, "0.001", "0.1")}
 ACCOUNTS = 5000
 

@@ -33,19 +33,19 @@ import statistics
 import sys
 import tempfile
 import time
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from eventsourcing.persistence import StoredEvent  # noqa: E402
-from eventsourcing.sqlite import SQLiteApplicationRecorder, SQLiteDatastore  # noqa: E402
+from eventsourcing.persistence import StoredEvent
+from eventsourcing.sqlite import SQLiteApplicationRecorder, SQLiteDatastore
 
-from clearing.application import ClearingApplication  # noqa: E402
-from clearing.posting import post_lines  # noqa: E402
-from clearing.settings import store_env  # noqa: E402
+from clearing.application import ClearingApplication
+from clearing.posting import post_lines
+from clearing.settings import store_env
 
-START = datetime(2025, 1, 1, tzinfo=timezone.utc)
+START = datetime(2025, 1, 1, tzinfo=UTC)
 
 
 def population(size: int, crossing: int) -> list[str]:

@@ -14,27 +14,26 @@ at most ``MAX_ATTEMPTS`` times, with jittered backoff. See docs/adr/0004 and 000
 
 from __future__ import annotations
 
+import dataclasses
 import decimal
 import logging
 import os
 import random
 import time
 from collections.abc import Sequence
-import dataclasses
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
-
 from uuid import UUID
 
 from eventsourcing.application import AggregateNotFoundError, Application, ProcessingEvent
 from eventsourcing.persistence import IntegrityError, InternalError, JSONTranscoder, PersistenceError, ProgrammingError
 from eventsourcing.postgres import PostgresFactory
 
+from clearing.business_time import TimeLimits, check_not_backdated
 from clearing.commands import Command
 from clearing.domain import ids
 from clearing.domain.account import Account
-from clearing.business_time import TimeLimits, check_not_backdated
 from clearing.domain.command_record import RECORD_TOPICS, CommandRecord, accepted, first_difference, rejected
 from clearing.domain.insurance import InsuranceFund
 from clearing.domain.market import Market
@@ -114,7 +113,7 @@ def _backoff(attempt: int) -> float:
     Writers that collided once would collide again if they all waited the same time; the
     jitter only changes *when* a batch is decided again, never what is decided.
     """
-    return random.uniform(0, min(1.0, BACKOFF_SECONDS * 2**attempt))  # noqa: S311 - timing, not security
+    return random.uniform(0, min(1.0, BACKOFF_SECONDS * 2**attempt))
 
 
 class ClearingApplication(Application):

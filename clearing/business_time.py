@@ -25,12 +25,12 @@ from __future__ import annotations
 import os
 from collections.abc import Mapping
 from dataclasses import dataclass
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 
 from clearing.errors import InputError
 
-TIME_MIN = datetime(1970, 1, 1, tzinfo=timezone.utc)
-TIME_MAX = datetime(2200, 1, 1, tzinfo=timezone.utc)
+TIME_MIN = datetime(1970, 1, 1, tzinfo=UTC)
+TIME_MAX = datetime(2200, 1, 1, tzinfo=UTC)
 FUTURE_SKEW_VAR = "CLEARING_MAX_FUTURE_SKEW"
 BACKDATE_VAR = "CLEARING_MAX_BACKDATE"
 DEFAULT_FUTURE_SKEW_SECONDS = 300

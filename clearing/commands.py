@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import json
 import re
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from decimal import Decimal
 from typing import Annotated, Any, Literal, Union, get_args
 
@@ -101,7 +101,7 @@ def _aware_time(value: Any) -> datetime:
     if parsed.tzinfo is None:
         raise PydanticCustomError("invalid_time", "'{value}' has no time zone (add Z or +00:00)", {"value": value[:40]})
     try:
-        utc = parsed.astimezone(timezone.utc)
+        utc = parsed.astimezone(UTC)
     except OverflowError:  # 0001-01-01T00:00:00+01:00 has no UTC equivalent
         utc = None
     if utc is None or not in_range(utc):
@@ -340,7 +340,7 @@ COMMAND_CLASSES = (
     RegisterOfficer,
     SetParameters,
 )
-AnyCommand = Annotated[Union[COMMAND_CLASSES], Field(discriminator="type")]  # type: ignore[valid-type]
+AnyCommand = Annotated[Union[COMMAND_CLASSES], Field(discriminator="type")]  # type: ignore[valid-type]  # noqa: UP007 - a union of a tuple
 COMMAND_TYPES = tuple(get_args(cls.model_fields["type"].annotation)[0] for cls in COMMAND_CLASSES)
 _ADAPTER: TypeAdapter[Any] = TypeAdapter(AnyCommand)
 

@@ -139,9 +139,9 @@ from typing import TYPE_CHECKING, Any
 from clearing.domain.account import BANKRUPT, HEALTHY, LIQUIDATING, MARGIN_CALL, Account
 from clearing.domain.clearinghouse import Clearinghouse
 from clearing.domain.command_record import CommandRecord
-from clearing.domain.insurance import InsuranceFund
 from clearing.domain.governance import Change
-from clearing.domain.liquidation import cash_allocation, price_rating
+from clearing.domain.insurance import InsuranceFund
+from clearing.domain.liquidation import cash_allocation, price_rating, settlement_allocation
 from clearing.domain.liquidation_math import (
     bankruptcy_price,
     bankruptcy_quote,
@@ -156,7 +156,7 @@ from clearing.domain.liquidation_math import (
 )
 from clearing.domain.loss_policies import Holder
 from clearing.domain.loss_policies import plan_deleveraging as policy_plan
-from clearing.domain.margin import maintenance_requirement, position_notional
+from clearing.domain.margin import maintenance_requirement, position_notional, unrealized_pnl
 from clearing.domain.market import Market
 from clearing.domain.parameters import (
     ADL,
@@ -200,7 +200,7 @@ class _Stop(Exception):
 class _Held:
     """A position as the fold keeps it: signed size and signed entry notional (cost)."""
 
-    __slots__ = ("size", "cost")
+    __slots__ = ("cost", "size")
 
     def __init__(self, size: Decimal, cost: Decimal) -> None:
         self.size = size
@@ -211,8 +211,20 @@ class _MarketState:
     """Terms, mark, TWAP and overrides of one market (what ``margin_totals`` reads)."""
 
     __slots__ = (
-        "market", "contract_size", "tick_size", "step_size", "tiers", "collateral_quantum", "price_mark",
-        "price_twap", "settled", "overrides", "parameters_version", "favourable_weight", "exposure_unit", "_fraction",
+        "_fraction",
+        "collateral_quantum",
+        "contract_size",
+        "exposure_unit",
+        "favourable_weight",
+        "market",
+        "overrides",
+        "parameters_version",
+        "price_mark",
+        "price_twap",
+        "settled",
+        "step_size",
+        "tick_size",
+        "tiers",
     )
 
     def __init__(self, event: Any) -> None:
@@ -245,8 +257,18 @@ class _MarketState:
 class _AccountState:
     """Collateral, open positions (flat ones dropped), risk status and the open call's deadline."""
 
-    __slots__ = ("name", "collateral", "positions", "status", "deadline", "closed", "call_rule", "amount_due", "last_deposit",
-                 "holders")
+    __slots__ = (
+        "amount_due",
+        "call_rule",
+        "closed",
+        "collateral",
+        "deadline",
+        "holders",
+        "last_deposit",
+        "name",
+        "positions",
+        "status",
+    )
 
     def __init__(self, name: str, holders: dict[str, set[str]] | None = None) -> None:
         self.name = name
@@ -280,7 +302,7 @@ class _AccountState:
 # -- pure arithmetic, re-derived from the documented rules ----------------------------------------
 
 
-def apply_fill(  # noqa: PLR0913
+def apply_fill(
     size: Decimal, cost: Decimal, delta: Decimal, price: Decimal, contract: Decimal, quantum: Decimal, quote: Decimal | None = None
 ) -> tuple[Decimal, Decimal, Decimal]:
     """(size after, cost after, realized PnL) of a signed fill of ``delta`` at ``price``.
@@ -355,7 +377,7 @@ def carried_figures(collateral: Decimal, positions: dict[str, _Held], markets: d
     return totals.equity, totals.initial_margin, notional
 
 
-def figures_after_take(  # noqa: PLR0913
+def figures_after_take(
     collateral: Decimal, positions: dict[str, _Held], markets: dict[str, _MarketState], market: str, delta: Decimal,
     price: Decimal, fee: Decimal,
 ) -> Figures:
@@ -490,10 +512,40 @@ class _Command:
     """What one command's events are joined on when it ends (containers keyed by account/id)."""
 
     __slots__ = (
-        "position", "command_id", "kind", "market", "fund_start", "trigger_position", "fund_events", "steps", "deficits",
-        "draws", "covers", "allocated", "shares", "penalties_due", "penalties_paid", "takers", "insolvent", "adl",
-        "candidates", "dequeued", "ended", "refusals", "refused", "history", "consumed", "out_of_band", "adl_takes", "changed",
-        "payments", "moved", "first_steps",
+        "adl",
+        "adl_takes",
+        "allocated",
+        "candidates",
+        "changed",
+        "command_id",
+        "consumed",
+        "covers",
+        "deficits",
+        "dequeued",
+        "draws",
+        "ended",
+        "first_steps",
+        "fund_events",
+        "fund_start",
+        "history",
+        "insolvent",
+        "kind",
+        "market",
+        "moved",
+        "out_of_band",
+        "payments",
+        "penalties_due",
+        "penalties_paid",
+        "position",
+        "ranks",
+        "refusals",
+        "refused",
+        "settle_price",
+        "settled",
+        "shares",
+        "steps",
+        "takers",
+        "trigger_position",
     )
 
     def __init__(self, position: int, command_id: str, kind: str, market: str | None, fund_start: Decimal) -> None:
@@ -532,6 +584,10 @@ class _Command:
         # (liquidation sequence, account, equity, maintenance, notional, position) of the first step of an
         # account nothing had moved before in this command: the sweep's own candidates
         self.first_steps: list[tuple[int, str, Decimal, Decimal, Decimal, int]] = []
+        # a settlement: each account's collateral and holdings before its first share or its settlement
+        self.settled: dict[str, tuple[Decimal, dict[str, _Held]]] = {}
+        self.ranks: dict[tuple[str, str], Decimal | None] = {}  # (loss id, payer) -> LossAllocated.rank
+        self.settle_price: Decimal | None = None
 
 
 # -- the missed-call watch ----------------------------------------------------------------------------
@@ -754,6 +810,7 @@ class DecisionAudit:
         market.price_mark = event.price_settlement
         market.settled = True
         self.command.trigger_position = position
+        self.command.settle_price = event.price_settlement
 
     def on_ch_parameters(self, position: int, event: Any) -> None:
         self.ch_parameters = dict(event.parameters_after)
@@ -830,6 +887,9 @@ class DecisionAudit:
         before.setdefault(event.account, Holder(event.account, account.size(event.market), account.cost(event.market),
                                                 self.equity_and_maintenance(account)[0]))
         paid.append((event.account, event.share, event.policy, event.basis))
+        self.command.ranks[(event.loss_id, event.account)] = event.rank
+        if self.command.kind == "settle":
+            self.command.settled.setdefault(event.account, (account.collateral, dict(account.positions)))
         self.command.candidates.setdefault(event.account, position)
         self._cash(position, event, -event.share, "loss share")
 
@@ -856,7 +916,7 @@ class DecisionAudit:
         self._fill(position, event, event.size_delta, event.price, event.fee_received, "liquidation take",
                    quote if event.basis == ADL else None)
 
-    def _fill(self, position: int, event: Any, delta: Decimal, price: Decimal, credit: Decimal, what: str,  # noqa: PLR0913
+    def _fill(self, position: int, event: Any, delta: Decimal, price: Decimal, credit: Decimal, what: str,
               quote: Decimal | None = None) -> None:
         account, market = self.account(event.account), self.markets[event.market]
         held = account.positions.get(event.market)
@@ -894,6 +954,8 @@ class DecisionAudit:
 
     def on_settled(self, position: int, event: Any) -> None:
         account, market = self.account(event.account), self.markets[event.market]
+        self.command.settled.setdefault(event.account, (account.collateral, dict(account.positions)))
+        self.command.settle_price = event.price_settlement
         size, cost = account.size(event.market), account.cost(event.market)
         _, _, realized = apply_fill(size, cost, -size, event.price_settlement, market.contract_size, market.collateral_quantum)
         self.differ(position, "state_differs", f"{event.account} {event.market} settlement: size, realized, collateral after",
@@ -1164,7 +1226,7 @@ class DecisionAudit:
             return [cmd.market]
         return [min(account.positions)]
 
-    def _manual_problem(self, position: int, account: _AccountState, market: _MarketState, event: Any,  # noqa: PLR0913
+    def _manual_problem(self, position: int, account: _AccountState, market: _MarketState, event: Any,
                         totals: MarginTotals, name: str) -> str | None:
         """An operator's ``liquidate``: the rules of ``settlement.check_manual_liquidation``.
 
@@ -1217,7 +1279,7 @@ class DecisionAudit:
             account.status = LIQUIDATING
         self.touched(event.account)
 
-    def _refused_step(self, position: int, event: Any, account: _AccountState, market: _MarketState,  # noqa: PLR0913
+    def _refused_step(self, position: int, event: Any, account: _AccountState, market: _MarketState,
                       params: ParameterSet, totals: MarginTotals, name: str) -> None:
         cmd = self.command
         continuing = event.account in cmd.insolvent
@@ -1270,7 +1332,7 @@ class DecisionAudit:
         for (account, market), position in cmd.refused.items():
             self.find(position, "refusal_differs", f"{account} takeover refused in {market}: outcome deleveraged, but no deleveraging followed")
 
-    def _check_after(self, position: int, event: Any, account: _AccountState, market: _MarketState, penalty: Decimal,  # noqa: PLR0913
+    def _check_after(self, position: int, event: Any, account: _AccountState, market: _MarketState, penalty: Decimal,
                      status: str | None, name: str, quote: Decimal | None = None) -> None:
         """Position, collateral, equity, maintenance and status after applying the fill (at ``quote`` when given)."""
         size = account.size(event.market)
@@ -1504,7 +1566,10 @@ class DecisionAudit:
         """
         payment = cmd.payments.get(loss_id)
         bankrupt = {account for _, account, covered, _ in cmd.covers if covered == loss_id}
-        if payment is None or cmd.kind == "settle":
+        if payment is None:
+            return
+        if cmd.kind == "settle":
+            self._check_settlement_shares(cmd, loss_id, allocated)
             return
         market_name, where, before, paid = payment
         book = dict(before)
@@ -1523,6 +1588,45 @@ class DecisionAudit:
         if expected != sorted(paid):
             self.find(where, "loss_share_differs", f"loss {loss_id} in {market_name}: shares (account, share, policy, basis) expected "
                       f"{[(n, fmt(q), p) for n, q, p, _ in expected]}, recorded {[(n, fmt(q), p) for n, q, p, _ in sorted(paid)]}")
+
+    def _check_settlement_shares(self, cmd: _Command, loss_id: str, allocated: Decimal) -> None:
+        """A settlement's shares (and ranks) are ``liquidation.settlement_allocation``'s
+        (``loss_share_differs``): every settled position but the bankrupt ones, as it was before
+        the settlement less its shares of earlier losses of the command, valued at the final price."""
+        market_name, where, _, paid = cmd.payments[loss_id]
+        market = self.markets[market_name]
+        bankrupt = {account for _, account, _, _ in cmd.covers}
+        (name,) = [account for _, account, covered, _ in cmd.covers if covered == loss_id] or [None]
+        settle_price = cmd.settle_price
+        if name is None or name not in cmd.settled or settle_price is None:
+            return
+        earlier = {}
+        for _, first, _, shares in cmd.payments.values():
+            if first < where:
+                for payer, share, _, _ in shares:
+                    earlier[payer] = earlier.get(payer, ZERO) + share
+        holders = []
+        for other in sorted(cmd.settled):
+            collateral, positions = cmd.settled[other]
+            held = positions.get(market_name)
+            if other in bankrupt or held is None:
+                continue
+            equity = collateral - earlier.get(other, ZERO) + _pnl(held, market, settle_price)
+            equity += sum((_pnl(h, self.markets[m], self.markets[m].price_mark) for m, h in positions.items() if m != market_name), ZERO)
+            holders.append(Holder(other, held.size, held.cost, equity))
+        bankrupt_held = cmd.settled[name][1].get(market_name)
+        if bankrupt_held is None:
+            return
+        policy = self.params(market_name).loss_policy
+        _, groups = settlement_allocation(policy, bankrupt_held.size, holders, settle_price, market.contract_size, market.step_size,
+                                          allocated, market.collateral_quantum)
+        expected = sorted((n, share, group.policy, basis) for group in groups for n, share, basis in group.shares if share > ZERO)
+        ranks = {n: score for group in groups for n, score in group.ranks}
+        recorded_ranks = {n: cmd.ranks.get((loss_id, n)) for n, _, _, _ in paid}
+        if expected != sorted(paid) or any(recorded_ranks[n] != ranks.get(n) for n in recorded_ranks):
+            self.find(where, "loss_share_differs", f"settlement loss {loss_id} in {market_name} under {policy}: shares (account, share, "
+                      f"policy) expected {[(n, fmt(q), p) for n, q, p, _ in expected]}, recorded "
+                      f"{[(n, fmt(q), p) for n, q, p, _ in sorted(paid)]} (or their ranks differ)")
 
     def _check_penalties(self, cmd: _Command) -> None:
         """Each fill's penalty minus the liquidator's fee is contributed to the fund."""
@@ -1635,6 +1739,11 @@ class DecisionAudit:
         if slack >= ZERO or repriced not in account.positions:
             return False
         return self._below_and_healthy(account)
+
+
+def _pnl(held: _Held, market: _MarketState, price: Decimal) -> Decimal:
+    """Unrealized PnL of a replayed holding at ``price`` (``margin.unrealized_pnl``)."""
+    return unrealized_pnl(held.size, held.cost, price, market.contract_size)
 
 
 def _first_by_priority(account: _AccountState, markets: dict[str, _MarketState]) -> str:

@@ -6,18 +6,18 @@ triggered, or triggers all of its command's events. It returns a one-line summar
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from datetime import datetime
-from typing import Callable
 
 from clearing import commands as c
 from clearing import risk_engine, settlement
-from clearing.domain.clearinghouse import Clearinghouse
-from clearing.domain.governance import QUORUM, Change, not_governed
-from clearing.domain.parameters import governed_names, validate
 from clearing.domain import ids
 from clearing.domain.account import Account
+from clearing.domain.clearinghouse import Clearinghouse
+from clearing.domain.governance import QUORUM, Change, not_governed
 from clearing.domain.insurance import InsuranceFund
 from clearing.domain.market import list_market
+from clearing.domain.parameters import governed_names, validate
 from clearing.domain.trading import (
     decide_close_account,
     decide_deposit,

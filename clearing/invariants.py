@@ -109,14 +109,14 @@ def fold_log(app: ClearingApplication, aggregates: dict[UUID, Any] | None = None
             if rebuild and notification.originator_id in rebuild and notification.originator_id not in broken:
                 try:
                     rebuild[notification.originator_id] = event.mutate(rebuild[notification.originator_id])
-                except Exception:  # noqa: BLE001 - reported by live_equals_replay's own fold
+                except Exception:
                     broken.add(notification.originator_id)
                     rebuild[notification.originator_id] = None
         start = notifications[-1].id + 1
     return fold
 
 
-def _fold_event(fold: Fold, kind: str, event: Any) -> None:  # noqa: C901, PLR0912 - one branch per event type
+def _fold_event(fold: Fold, kind: str, event: Any) -> None:  # noqa: PLR0912 - one branch per event type
     fold.counts[kind] += 1
     if kind in HOLD_BACK:
         fold.held_back.add(event.account)
@@ -226,7 +226,7 @@ def _cash(fold: Fold, account: str, amount: Decimal) -> None:
     fold.dirty.add(account)
 
 
-def _fill(  # noqa: PLR0913
+def _fill(
     fold: Fold, account: str, market: str, size_delta: Decimal, price: Decimal, realized: Decimal, quote: Decimal | None = None
 ) -> None:
     """Cash of a fill: the recorded ``quote`` when there is one (a deleveraging slice books

@@ -26,8 +26,10 @@ from __future__ import annotations
 import decimal
 import functools
 import re
+from collections.abc import Callable
 from dataclasses import dataclass
 from decimal import ROUND_CEILING, ROUND_FLOOR, Decimal
+from typing import ParamSpec, TypeVar
 
 ZERO = Decimal(0)
 ONE = Decimal(1)
@@ -41,15 +43,20 @@ LEDGER_CONTEXT = decimal.Context(
     traps=[decimal.InvalidOperation, decimal.DivisionByZero, decimal.Overflow],
 )
 
-def exact(function):
+_P = ParamSpec("_P")
+_R = TypeVar("_R")
+
+
+def exact(function: Callable[_P, _R]) -> Callable[_P, _R]:
     """Run ``function`` under :data:`LEDGER_CONTEXT` unless a caller already does.
 
     Python's default context keeps 28 digits, enough to round a large notional times a
     fraction silently; every public arithmetic entry point is wrapped so it never does.
+    The signature is kept (``ParamSpec``), so the type checker sees through the decorator.
     """
 
     @functools.wraps(function)
-    def wrapper(*args, **kwargs):
+    def wrapper(*args: _P.args, **kwargs: _P.kwargs) -> _R:
         if decimal.getcontext().prec >= LEDGER_CONTEXT.prec:
             return function(*args, **kwargs)
         with decimal.localcontext(LEDGER_CONTEXT):

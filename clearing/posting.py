@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Callable, Iterable, Iterator
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 from clearing.application import ClearingApplication, Envelope, Outcome
 from clearing.business_time import check_not_future
@@ -22,7 +22,7 @@ MAX_BATCH_SIZE = 100_000
 
 
 def utc_now() -> datetime:
-    return datetime.now(timezone.utc)
+    return datetime.now(UTC)
 
 
 def post_lines(

@@ -69,7 +69,7 @@ class ClearingSQLiteRecorder(SQLiteApplicationRecorder):
             chunk = ids[start : start + SQLITE_CHUNK]
             marks = ",".join("?" * len(chunk))
             c.execute(
-                f"SELECT originator_id, MAX(originator_version) FROM {self.events_table_name} "  # noqa: S608 - table name is ours
+                f"SELECT originator_id, MAX(originator_version) FROM {self.events_table_name} "
                 f"WHERE originator_id IN ({marks}) GROUP BY originator_id",
                 [aggregate_id.hex for aggregate_id in chunk],
             )

@@ -15,9 +15,10 @@ they resume) and a mark too far from its TWAP (``LiquidationDeferred``).
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from datetime import datetime
 from decimal import Decimal
-from typing import TYPE_CHECKING, Iterable
+from typing import TYPE_CHECKING
 
 from clearing.domain.account import BANKRUPT, CLOSED, Account
 from clearing.domain.clearinghouse import LIQUIDATIONS
@@ -188,7 +189,7 @@ def _twap_deviation(market: Market) -> Decimal | None:
 
 
 @exact
-def _step(  # noqa: PLR0913
+def _step(
     ws: WorkingSet,
     account: Account,
     market: Market,
@@ -248,7 +249,7 @@ def payers_after(ws: WorkingSet, account: Account, market: Market, taker: Accoun
     return loss_bearer_left(others, taker.position(market.market).size, delta)
 
 
-def taker_capacity(  # noqa: PLR0913
+def taker_capacity(
     ws: WorkingSet, account: Account, market: Market, taker: Account, delta: Decimal, price: Decimal,
     quote_bankruptcy: Decimal, params: ParameterSet,
 ) -> Capacity:
@@ -266,7 +267,7 @@ def taker_capacity(  # noqa: PLR0913
     return capacity_after(ws, taker, market, -delta, price, fee, params)
 
 
-def manual_liquidation(  # noqa: PLR0913
+def manual_liquidation(
     ws: WorkingSet, account: Account, market: Market, close: Decimal, price: Decimal, liquidator: Account, at: datetime
 ) -> list[str]:
     """An operator's liquidation at an auction price (checked by the handler first)."""

@@ -24,6 +24,7 @@ up to the tick 0.1); a mark of 95.0 does not cross, 94.8 does.
 from __future__ import annotations
 
 from bisect import bisect_left, bisect_right, insort
+from collections.abc import Mapping
 from decimal import Decimal
 
 from clearing.domain.account import HEALTHY, Account
@@ -31,8 +32,6 @@ from clearing.domain.margin import PositionAtMark, liquidation_price
 from clearing.domain.market import Market
 from clearing.domain.risk import MarketTerms, margin_totals
 from clearing.money import ZERO
-
-from collections.abc import Mapping
 
 _LAST = "\U0010ffff"
 

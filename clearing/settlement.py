@@ -27,18 +27,16 @@ from clearing.domain.clearinghouse import LIQUIDATIONS
 from clearing.domain.governance import Change
 from clearing.domain.liquidation import (
     bankruptcy_quote_for,
-    charge_loss,
     holder_of,
     open_holders,
     record_loss_covered,
     record_shares,
+    settlement_allocation,
     totals_of,
 )
-from clearing.domain.loss_policies import Holder, leverage_weighted_gains, plan_deleveraging
 from clearing.domain.liquidation_math import allocate_largest_remainder
 from clearing.domain.margin import unrealized_pnl
 from clearing.domain.market import FUTURE, PERPETUAL, Market
-from clearing.domain.parameters import LEVERAGE_WEIGHTED_GAINS, QUEUE_POLICIES, SOCIALIZE_PER_CONTRACT
 from clearing.errors import RuleError
 from clearing.money import ZERO, exact, fmt, round_up
 
@@ -132,7 +130,7 @@ def settle_market(ws: WorkingSet, market: Market, price: Decimal, at: datetime) 
     return len(settled), losses
 
 
-def _allocate_settlement_losses(ws: WorkingSet, market: Market, settled: list, params: Any, price: Decimal,  # noqa: PLR0913
+def _allocate_settlement_losses(ws: WorkingSet, market: Market, settled: list, params: Any, price: Decimal,
                                 at: datetime) -> list[tuple]:
     """Fund draws and allocations for accounts the final price leaves below zero.
 
@@ -157,75 +155,24 @@ def _allocate_settlement_losses(ws: WorkingSet, market: Market, settled: list, p
     return covers
 
 
-def _charge_settlement_loss(  # noqa: PLR0913
+def _charge_settlement_loss(
     ws: WorkingSet, market: Market, bankrupt: Account, others: list, rest: Decimal, policy: str, loss_id: str, at: datetime,
     price: Decimal,
 ) -> str:
-    """Charge what the fund could not pay of a settlement deficit; returns the policy used.
-
-    Queue policies (``adl``, ``adl_hyperliquid``, ``waterfill_leverage``): as any
-    deleveraging, the bankrupt position is closed against the opposite-side winners by the
-    policy's plan (``loss_policies.plan_deleveraging`` at the mark, equity at the marks) at
-    its bankruptcy price, each up to its size: closing at that price instead of the final
-    one costs each winner ``rest`` x its contracts / the position's size. Example: bankrupt
-    long 3 short of 150 after the fund; shorts ranked c (size 2), a (size 5): c bears 100, a
-    50 - not pro rata to gains. ``socialize_per_contract``: per contract settled;
-    ``haircut_gains``: pro rata to settlement gains; ``leverage_weighted_gains``: its shares
-    with the market valued at the final price. With no winner to charge, per contract.
-    """
-    if policy in QUEUE_POLICIES:
-        charged = _settlement_queue(ws, market, bankrupt, others, rest, policy, loss_id, at)
-        if charged:
-            return policy
-        policy = SOCIALIZE_PER_CONTRACT
-    if policy == LEVERAGE_WEIGHTED_GAINS:
-        rest = _settlement_leverage_weighted(ws, market, others, rest, loss_id, at, price)
-        if rest == ZERO:
-            return policy
-        policy = SOCIALIZE_PER_CONTRACT
-    weights = [(a, pnl) for a, _, pnl in others if pnl > ZERO] if policy != SOCIALIZE_PER_CONTRACT else []
-    if not weights:
-        weights = [(a, abs(other_size)) for a, other_size, _ in others]
-        policy = SOCIALIZE_PER_CONTRACT
-    charge_loss(market, weights, rest, policy, loss_id, at)
-    return policy
-
-
-def _settlement_queue(  # noqa: PLR0913
-    ws: WorkingSet, market: Market, bankrupt: Account, others: list, rest: Decimal, policy: str, loss_id: str, at: datetime
-) -> bool:
-    """The queue policy's plan over the opposite winners; False when they hold too little."""
-    size = bankrupt.position(market.market).size
-    opposite = [a for a, other_size, pnl in others if (other_size > ZERO) != (size > ZERO) and pnl > ZERO]
-    if sum((abs(a.position(market.market).size) for a in opposite), ZERO) < abs(size):
-        return False
-    holders = [holder_of(a, market, ws.markets) for a in opposite]
-    plan = plan_deleveraging(policy, holders, market.price_mark, market.contract_size, abs(size), market.step_size)
-    by_name = {a.account: a for a in opposite}
-    charge_loss(market, [(by_name[name], take) for name, take, _ in plan], rest, policy, loss_id, at,
-                ranks={name: score for name, _, score in plan}, basis_total=abs(size))
-    return True
-
-
-def _settlement_leverage_weighted(  # noqa: PLR0913
-    ws: WorkingSet, market: Market, others: list, rest: Decimal, loss_id: str, at: datetime, price: Decimal
-) -> Decimal:
-    """``leverage_weighted_gains`` at the final price: each holder's gain is its settlement
-    PnL and its equity is valued with this market at ``price``; returns what is left."""
-    holders = []
-    for account, size, pnl in others:
-        held = holder_of(account, market, ws.markets)
-        at_mark = unrealized_pnl(size, held.cost, market.price_mark, market.contract_size)
-        holders.append(Holder(account.account, size, held.cost, held.equity - at_mark + pnl))
-    paid, uncovered = leverage_weighted_gains.shares(holders, price, market.contract_size, rest, market.collateral_quantum)
-    by_name = {a.account: a for a, _, _ in others}
-    record_shares(market, [(by_name[name], share, weight) for name, share, weight in paid], rest - uncovered,
-                  LEVERAGE_WEIGHTED_GAINS, loss_id, at, basis_total=sum((w for _, _, w in paid), ZERO))
-    return uncovered
+    """Charge what the fund could not pay of a settlement deficit by ``liquidation.settlement_allocation``
+    (the other settled positions valued at the final price); returns the policy used."""
+    accounts = {a.account: a for a, _, _ in others}
+    holders = [holder_of(a, market, ws.markets, price) for a, _, _ in sorted(others, key=lambda item: item[0].account)]
+    used, groups = settlement_allocation(policy, bankrupt.position(market.market).size, holders, price, market.contract_size,
+                                         market.step_size, rest, market.collateral_quantum)
+    for group in groups:
+        record_shares(market, [(accounts[name], share, basis) for name, share, basis in group.shares], group.loss, group.policy,
+                      loss_id, at, ranks=dict(group.ranks) or None, basis_total=group.basis_total)
+    return used
 
 
 @exact
-def check_manual_liquidation(  # noqa: PLR0913
+def check_manual_liquidation(
     ws: WorkingSet,
     account: Account,
     market: Market,
@@ -275,7 +222,7 @@ def manual_liquidation_change(account: str, market: str, size: Decimal, price: D
 
 
 @exact
-def _check_band(  # noqa: PLR0913
+def _check_band(
     ws: WorkingSet, account: Account, market: Market, close: Decimal, price: Decimal, taker: Account, params: Any, at: datetime
 ) -> None:
     """An auction price more than ``manual_liquidation_band`` x mark away from the mark needs
@@ -303,7 +250,7 @@ def _check_band(  # noqa: PLR0913
 
 
 @exact
-def _check_liquidator_carries(  # noqa: PLR0913
+def _check_liquidator_carries(
     ws: WorkingSet, account: Account, market: Market, close: Decimal, price: Decimal, taker: Account, params: Any, totals: Any
 ) -> None:
     """The liquidator must meet initial margin after the takeover and stay within

@@ -178,12 +178,12 @@ def check_snapshots(app: Any) -> tuple[Finding | None, Summary]:
         summary.snapshots += 1
         try:
             rebuilt, read = fold_events(app, stored.originator_id, rebuilt, stored.originator_version)
-        except Exception as error:  # noqa: BLE001 - events that do not fold are a finding
+        except Exception as error:
             return _finding(REPLAY_FAILED, rebuilt, stored, f"its events do not replay: {_error(error)}"), summary
         summary.events += read
         try:
             loaded = app.mapper.to_domain_event(stored).mutate(None)  # the repository's decode
-        except Exception as error:  # noqa: BLE001 - an undecodable snapshot is a finding
+        except Exception as error:
             return _finding(SNAPSHOT_UNREADABLE, rebuilt, stored, f"cannot be decoded: {_error(error)}"), summary
         if rebuilt is None:
             return _finding(SNAPSHOT_WITHOUT_EVENTS, None, stored, "the log has no events of this aggregate", loaded), summary
@@ -216,12 +216,12 @@ def live_equals_replay(app: Any, rebuilt: dict[Any, Any] | None = None) -> tuple
         replayed = rebuilt.get(aggregate_id) if rebuilt is not None else None
         try:
             live = app.repository.get(aggregate_id)
-        except Exception as error:  # noqa: BLE001 - a snapshot the repository cannot load is a finding
+        except Exception as error:
             return _live_finding(SNAPSHOT_UNREADABLE, replayed, aggregate_id, None,
                                  f"the repository cannot load it: {_error(error)}"), summary
         try:
             replayed, read = fold_events(app, aggregate_id, replayed, live.version)
-        except Exception as error:  # noqa: BLE001
+        except Exception as error:
             return _live_finding(REPLAY_FAILED, live, aggregate_id, live.version,
                                  f"its events do not replay: {_error(error)}"), summary
         summary.events += read
@@ -386,7 +386,7 @@ def _kind_from_topic(stored: StoredEvent) -> str:
     try:
         topic = json.loads(stored.state)["topic"]
         return str(topic).rsplit(":", 1)[-1].rsplit(".", 1)[-1]
-    except Exception:  # noqa: BLE001
+    except Exception:
         return "aggregate"
 
 

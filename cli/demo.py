@@ -26,12 +26,13 @@ import random
 import sys
 import time
 from collections import Counter
-from datetime import datetime, timedelta, timezone
+from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
 from decimal import Decimal
-from typing import Any, Iterator
+from pathlib import Path
+from typing import Any
 
 import click
-from pathlib import Path
 
 from clearing.errors import InvariantViolation
 from clearing.invariants import check_ledger
@@ -40,9 +41,9 @@ from clearing.posting import post_lines
 from cli import render
 from cli.audit import run_verify
 from cli.main import Store, main, pass_store
-from projections.queries import account_names, account_view, insurance_fund_view, market_view
+from projections.queries import LossPolicies, account_names, account_view, insurance_fund_view, market_view
 
-START = datetime(2025, 10, 10, 20, 0, tzinfo=timezone.utc)
+START = datetime(2025, 10, 10, 20, 0, tzinfo=UTC)
 BACKSTOP = "backstop"  # the default ``backstop_liquidator``
 BACKSTOP_CAPITAL = Decimal(1_000_000)  # see the module docstring
 MARKETS = {
@@ -142,12 +143,13 @@ def _summaries(app: Any, projections: Any, accounts: int, show_accounts: int) ->
     click.echo("\nMarkets")
     for name in MARKETS:
         click.echo(render.market_text(market_view(projections, name)))
-    views = [account_view(projections, f"acct-{index:04d}") for index in range(accounts)]
+    policies = LossPolicies(app)  # the demo's markets use the default adl; read it like account show does
+    views = [account_view(projections, f"acct-{index:04d}", policies) for index in range(accounts)]
     with_positions = [v for v in views if v["positions"]]
     statuses = Counter(v["status"] for v in views)
     click.echo(f"\nAccounts: {len(views)} open, {len(with_positions)} with positions; risk status: "
                + ", ".join(f"{status} {count}" for status, count in sorted(statuses.items())))
-    backstop = [account_view(projections, name) for name in _other_accounts(projections, accounts)]
+    backstop = [account_view(projections, name, policies) for name in _other_accounts(projections, accounts)]
     if backstop:
         click.echo("Other accounts (backstop liquidator): " + ", ".join(
             f"{v['account']} collateral {v['collateral']}, equity {v['equity']}, {len(v['positions'])} position(s)"
@@ -171,7 +173,8 @@ def _summaries(app: Any, projections: Any, accounts: int, show_accounts: int) ->
 
 def _reports(store: Store, directory: str) -> None:
     """Write every report for the demo's business day as CSV; print disclosures and stress."""
-    from projections.reports import REPORT_NAMES, build_report, check_request, render as render_report
+    from projections.reports import REPORT_NAMES, build_report, check_request
+    from projections.reports import render as render_report
 
     day = START.date().isoformat()
     target = Path(directory)

@@ -247,10 +247,11 @@ def echo_view(view: dict[str, Any], as_json: bool, text: Any) -> None:
 
 
 # Register the other command groups (imported for their side effect on ``main``).
-from cli import commands as _commands  # noqa: E402,F401
-from cli import queries as _queries  # noqa: E402,F401
-from cli import demo as _demo  # noqa: E402,F401
+from cli import adl as _adl  # noqa: E402,F401
 from cli import audit as _audit  # noqa: E402,F401
+from cli import commands as _commands  # noqa: E402,F401
+from cli import demo as _demo  # noqa: E402,F401
+from cli import lab as _lab  # noqa: E402,F401
+from cli import queries as _queries  # noqa: E402,F401
 from cli import reports as _reports  # noqa: E402,F401
 from cli import transfer as _transfer  # noqa: E402,F401
-from cli import lab as _lab  # noqa: E402,F401

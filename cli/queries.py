@@ -12,7 +12,15 @@ from clearing.application import ClearingApplication
 from clearing.errors import ClearingError
 from cli import render
 from cli.main import Store, echo_view, fail, main, pass_store
-from projections.queries import ACCOUNT_STATUSES, account_list, account_view, insurance_fund_view, loss_allocations, market_view
+from projections.queries import (
+    ACCOUNT_STATUSES,
+    LossPolicies,
+    account_list,
+    account_view,
+    insurance_fund_view,
+    loss_allocations,
+    market_view,
+)
 
 PAGE = 1000
 _SKIP = {"originator_id", "originator_version", "timestamp", "originator_topic"}
@@ -42,7 +50,7 @@ def iter_events(app: ClearingApplication, start: int, limit: int | None) -> Iter
             remaining -= len(notifications)
 
 
-def _views_as_of(store: Store, as_of: str | None, names: list[str]) -> Any:
+def views_as_of(store: Store, as_of: str | None, names: list[str]) -> Any:
     """Live views, or views replayed into memory up to ``as_of``."""
     if as_of is None:
         return store.views
@@ -55,7 +63,8 @@ def _views_as_of(store: Store, as_of: str | None, names: list[str]) -> Any:
         fail(error)
 
 
-def _show(view_function: Any, *args: Any) -> dict[str, Any]:
+def show(view_function: Any, *args: Any) -> dict[str, Any]:
+    """``view_function(*args)``; a refusal (unknown name, bad input) is reported and exits 1."""
     try:
         return view_function(*args)
     except ClearingError as error:
@@ -80,13 +89,14 @@ def account_show(store: Store, name: str, as_of: str | None, as_json: bool) -> N
     free collateral (equity - initial margin), margin ratio (equity / maintenance;
     below 1 the account is liquidatable), an open margin call (amount called, amount
     still due after deposits, its rule and deadline) and each position with its
-    liquidation price and ADL standing: its BitMEX score (PnL% x leverage) and its rank
-    among the market's holders on its side (1 = deleveraged first). Read from the
-    margin projection; --as-of replays the log up to that point into a temporary
-    in-memory projection first.
+    liquidation price and its standing under the market's loss policy in force
+    (adl_policy): the policy's score (adl: BitMEX PnL% x leverage; the others in
+    `clearing adl rank --help`) and its rank among the market's holders on its side
+    (1 = reached first). Read from the margin projection; --as-of replays the log up to
+    that point into a temporary in-memory projection first.
     """
-    views = _views_as_of(store, as_of, ["margin"])
-    echo_view(_show(account_view, views, name), as_json, render.account_text)
+    views = views_as_of(store, as_of, ["margin"])
+    echo_view(show(account_view, views, name, LossPolicies(store.existing_app)), as_json, render.account_text)
 
 
 @account.command("list")
@@ -128,8 +138,8 @@ def market() -> None:
 @pass_store
 def market_show(store: Store, name: str, as_json: bool, as_of: str | None) -> None:
     """Contract terms, margin tiers, status and mark price of market NAME."""
-    views = _views_as_of(store, as_of, ["margin"])
-    echo_view(_show(market_view, views, name), as_json, render.market_text)
+    views = views_as_of(store, as_of, ["margin"])
+    echo_view(show(market_view, views, name), as_json, render.market_text)
 
 
 @main.group("insurance-fund")
@@ -142,7 +152,7 @@ def insurance_fund() -> None:
 @pass_store
 def insurance_fund_show(store: Store, as_json: bool) -> None:
     """Balance of the insurance fund and every movement with its cause."""
-    echo_view(_show(insurance_fund_view, store.views), as_json, render.fund_text)
+    echo_view(show(insurance_fund_view, store.views), as_json, render.fund_text)
 
 
 @main.command()
@@ -156,7 +166,7 @@ def losses(store: Store, market: str | None, as_json: bool) -> None:
     haircut_gains), the share it paid, and the basis the share was computed from
     (|size|, unrealized gain, or for adl the size closed; share = cost against the mark).
     """
-    rows = _show(loss_allocations, store.views, market)
+    rows = show(loss_allocations, store.views, market)
     if as_json:
         for row in rows:
             click.echo(json.dumps(row))

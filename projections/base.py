@@ -15,10 +15,9 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta, timezone
-from typing import Any
-
+from datetime import UTC, datetime, timedelta
 from decimal import Decimal
+from typing import Any
 
 from sqlalchemy import Column, Integer, String, Table, and_, bindparam, select
 from sqlalchemy.dialects.postgresql import insert as postgresql_insert
@@ -253,9 +252,9 @@ def clock_spec(name: str) -> TableSpec:
 
 def _day_end(day: str) -> datetime:
     """Midnight UTC after ``day``: business times before it are on ``day`` or earlier."""
-    return datetime.fromisoformat(day).replace(tzinfo=timezone.utc) + timedelta(days=1)
+    return datetime.fromisoformat(day).replace(tzinfo=UTC) + timedelta(days=1)
 
 
 def day_of(at: datetime) -> str:
     """The UTC calendar date of a business time, as ``YYYY-MM-DD``."""
-    return at.astimezone(timezone.utc).date().isoformat() if at.tzinfo else at.date().isoformat()
+    return at.astimezone(UTC).date().isoformat() if at.tzinfo else at.date().isoformat()

@@ -188,7 +188,7 @@ class LiquidationRegisterProjection(Projection):
     CLOCK = "register_clock"
 
     def handlers(self) -> dict[str, Callable[[int, Any, Any], None]]:
-        return {kind: self._register for kind in _REGISTER_KINDS}
+        return dict.fromkeys(_REGISTER_KINDS, self._register)
 
     def _register(self, position: int, event: Any, notification: Any) -> None:
         values = vars(event)

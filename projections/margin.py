@@ -136,7 +136,7 @@ EOD_MARKETS = TableSpec("margin_eod_markets", [
 class MarketTerms:
     """A ``margin_markets`` row in the shape the domain's margin functions take."""
 
-    __slots__ = ("market", "contract_size", "tick_size", "tiers", "collateral_quantum", "price_mark")
+    __slots__ = ("collateral_quantum", "contract_size", "market", "price_mark", "tick_size", "tiers")
 
     def __init__(self, row: dict[str, Any]) -> None:
         self.market = row["market"]

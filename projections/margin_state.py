@@ -10,13 +10,17 @@ from __future__ import annotations
 
 from typing import Any
 
+from eventsourcing.application import AggregateNotFoundError
+
 from clearing.application import ClearingApplication
+from clearing.domain import ids, loss_policies
 from clearing.domain.account import Account
-from clearing.domain.market import Market
 from clearing.domain.insurance import InsuranceFund
-from clearing.domain.liquidation import adl_rank
+from clearing.domain.loss_policies import Holder
 from clearing.domain.margin import total
-from clearing.domain.risk import account_margin
+from clearing.domain.market import Market
+from clearing.domain.parameters import DEFAULTS, effective
+from clearing.domain.risk import account_margin, margin_totals
 from clearing.money import ZERO, fmt
 
 
@@ -69,22 +73,34 @@ def _call(call: dict[str, Any] | None) -> dict[str, str] | None:
     }
 
 
+def _loss_policy(app: ClearingApplication, market: Market) -> str:
+    """The market's ``loss_policy`` in force, from the aggregates: its override, else the default."""
+    try:
+        defaults = app.repository.get(ids.clearinghouse_id()).parameters
+    except AggregateNotFoundError:
+        defaults = DEFAULTS
+    return str(effective(defaults, market.overrides, 0, 0).loss_policy)
+
+
 def _adl_standing(app: ClearingApplication, account: Account, name: str) -> dict[str, Any]:
-    """The position's ADL score (``liquidation.adl_rank``) and rank among the market's
-    holders on its side: highest score first, None last, ties by name."""
+    """The position's score and rank among the market's holders on its side under the
+    market's loss policy (``loss_policies.scores``), and that policy."""
     market = app.get_market(name)
+    policy = _loss_policy(app, market)
     long = account.position(name).size > ZERO
-    scored = []
+    book = []
     for holder in sorted(set(market.holders) | {account.account}):
         other = account if holder == account.account else app.get_account(holder)
-        size = other.position(name).size
-        if size == ZERO or (size > ZERO) != long:
+        position = other.position(name)
+        if position.size == ZERO or (position.size > ZERO) != long:
             continue
         markets = {market_name: app.get_market(market_name) for market_name in other.open_positions()}
-        scored.append((holder, adl_rank(other, market, markets)))
-    scored.sort(key=lambda item: (item[1] is None, -item[1] if item[1] is not None else ZERO, item[0]))
-    rank = [holder for holder, _ in scored].index(account.account) + 1
-    return {"adl_score": _optional(scored[rank - 1][1]), "adl_rank": rank, "adl_holders": len(scored)}
+        equity = margin_totals(other.collateral, other.positions, markets, with_maintenance=False).equity
+        book.append(Holder(holder, position.size, position.cost, equity))
+    ranked = loss_policies.scores(policy, book, market.price_mark, market.contract_size)
+    rank = [holder for holder, _ in ranked].index(account.account) + 1
+    return {"adl_score": _optional(ranked[rank - 1][1]), "adl_rank": rank, "adl_holders": len(ranked),
+            "adl_policy": policy}
 
 
 def market_view(app: ClearingApplication, name: str) -> dict[str, Any]:

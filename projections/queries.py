@@ -5,27 +5,34 @@ Each function returns the same shape as the aggregate-based views in
 ``market_view``, ``insurance_fund_view`` and ``loss_allocations``; ``account_list`` gives
 ``account_view``'s totals for every account, streamed. Margin figures are
 computed from the stored inputs with the domain's margin functions (see
-``projections.margin``).
+``projections.margin``). ``adl_rank_view`` ranks a market's holders under its loss policy;
+the policy in force is the one thing read from the log itself (``LossPolicies``: no
+projection holds the risk parameters), and every score is the loss policies' own
+(``clearing.domain.loss_policies.scores``).
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator
-from dataclasses import dataclass
+from collections.abc import Iterable, Iterator, Mapping
 from decimal import Decimal
 from itertools import groupby
 from typing import Any
 
 from sqlalchemy import select
 
+from clearing.domain import loss_policies
 from clearing.domain.account import Position
-from clearing.domain.liquidation_math import adl_ranking
+from clearing.domain.loss_policies import Holder
+from clearing.domain.loss_policies.base import leverage
 from clearing.domain.margin import total
+from clearing.domain.market import Market
+from clearing.domain.parameters import DEFAULTS, effective
 from clearing.domain.risk import account_margin, margin_totals
 from clearing.errors import InputError, NotFoundError
-from clearing.money import ZERO, exact, fmt
+from clearing.money import ZERO, exact, fmt, is_multiple
 from projections.margin import MarketTerms, tiers_from_text
 from projections.read import Views
+from projections.runner import topic_of
 
 PAGE = 1000  # rows fetched at a time by the streamed listings
 #: ``status`` of an account view: its risk status, or ``closed``.
@@ -44,12 +51,14 @@ def _one(connection: Any, table: Any, **where: Any) -> dict[str, Any] | None:
     return None if row is None else dict(row)
 
 
-def account_view(views: Views, name: str) -> dict[str, Any]:
+def account_view(views: Views, name: str, policies: LossPolicies | None = None) -> dict[str, Any]:
     """Margin state of one account on current marks, from ``margin_*`` tables.
 
-    Each open position carries its ADL standing among the same-side holders of its market
-    (``adl_scores``): ``adl_score`` (None: ranked last), ``adl_rank`` (1 = deleveraged
-    first) and ``adl_holders`` (holders on that side, the account included).
+    Each open position carries its standing among the same-side holders of its market under
+    the market's loss policy in force (``policies``; without it, ``DEFAULT_POLICY``), from
+    ``adl_scores``: ``adl_policy``, ``adl_score`` (what it means per policy:
+    ``loss_policies.scores``), ``adl_rank`` (1 = reached first) and ``adl_holders`` (holders
+    on that side, the account included).
     """
     accounts, positions, markets = (views.table("margin", t) for t in ("margin_accounts", "margin_positions", "margin_markets"))
     with views.reading() as connection:
@@ -59,8 +68,8 @@ def account_view(views: Views, name: str) -> dict[str, Any]:
         held = [dict(r) for r in connection.execute(select(positions).where(positions.c.account == name)).mappings()]
         open_rows = [r for r in held if r["size"] != ZERO]
         terms = market_terms(connection, markets) if open_rows else {}
-        standings = {r["market"]: _adl_standing(views, connection, accounts, positions, terms, r["market"], name)
-                     for r in open_rows}
+        standings = {r["market"]: _adl_standing(views, connection, accounts, positions, terms, r["market"], name,
+                                                policies) for r in open_rows}
     open_positions = {r["market"]: Position(r["size"], r["cost"], r["realized_pnl"]) for r in open_rows}
     margin = account_margin(row["collateral"], open_positions, {market: terms[market] for market in open_positions})
     return {
@@ -94,71 +103,205 @@ def market_terms(connection: Any, markets: Any) -> dict[str, MarketTerms]:
 
 # -- auto-deleveraging rank ------------------------------------------------------------------
 
+#: The read side's holder is the loss policies' own (kept under this name for callers).
+AdlHolder = Holder
+#: The policy a market is ranked under when no ``LossPolicies`` is given: the default.
+DEFAULT_POLICY: str = DEFAULTS["loss_policy"]
+_PARAMETER_TOPICS = (topic_of("Clearinghouse.ParametersSet"), topic_of("Market.ParametersSet"))
 
-@dataclass(frozen=True)
-class AdlHolder:
-    """One holder of a position in a market, with the figures its ADL score is taken from."""
 
-    account: str
-    size: Decimal
-    cost: Decimal
-    equity: Decimal  # the account's equity over all its positions (cross margin)
+class LossPolicies:
+    """The ``loss_policy`` in force in each market at a log position, read from the log.
+
+    No projection holds the risk parameters, so they are read from the two events that set
+    them, at or before the position: the clearinghouse's last ``ParametersSet`` (defaults)
+    and the market's last ``ParametersSet`` (its overrides), combined by the engine's own
+    rule (``parameters.effective``: the override, else the default). Only those events are
+    read (the recorder's topic filter) and what was read is kept, so a later position reads
+    only the events after the one before. Example: defaults set to ``haircut_gains`` at
+    position 5 and an X-PERP override ``adl`` at 9: X-PERP is ``haircut_gains`` at 7 and
+    ``adl`` at 9; a market without overrides follows the defaults.
+    """
+
+    def __init__(self, app: Any) -> None:
+        self.app = app
+        self._reached = 0
+        self._defaults: Mapping[str, Any] = DEFAULTS
+        self._overrides: dict[str, Mapping[str, Any]] = {}
+
+    def in_force(self, market: str, position: int) -> str:
+        """The market's ``loss_policy`` just after the event at ``position``."""
+        if position < self._reached:  # an earlier position than the last one: read again from event 1
+            self._reached, self._defaults, self._overrides = 0, DEFAULTS, {}
+        self._read_until(position)
+        return str(effective(self._defaults, self._overrides.get(market, {}), 0, 0).loss_policy)
+
+    def _read_until(self, position: int) -> None:
+        while self._reached < position:
+            notes = self.app.recorder.select_notifications(start=self._reached, limit=PAGE, stop=position,
+                                                           topics=_PARAMETER_TOPICS, inclusive_of_start=False)
+            for note in notes:
+                event = self.app.mapper.to_domain_event(note)
+                if isinstance(event, Market.ParametersSet):
+                    self._overrides[event.market] = event.overrides_after
+                else:
+                    self._defaults = event.parameters_after
+            self._reached = notes[-1].id if len(notes) == PAGE else position
 
 
 @exact
-def adl_scores(market: MarketTerms, holders: Iterable[AdlHolder]) -> list[tuple[str, Decimal | None]]:
-    """Holders of one side of ``market`` in deleveraging order (first = rank 1), with scores.
+def adl_scores(market: MarketTerms, holders: Iterable[Holder], policy: str = DEFAULT_POLICY) -> list[tuple[str, Decimal | None]]:
+    """Holders of ``market`` in the order ``policy`` reaches them (first = rank 1), with scores.
 
-    The one entry point for the read side's ADL ranking (a policy-aware ranking replaces
-    this function). Score: BitMEX's ``liquidation_math.adl_ranking`` on the projection's
-    figures, value_mark = size x mark x contract, value_entry = cost, value_bankrupt =
-    value_mark - equity; None when equity <= 0 or cost == 0. Order: highest score first,
-    None last, ties by account name. Example (mark 1,200, contract 1): long 1 at 1,000
-    with equity 400 -> PnL 20 %, leverage 1,200 / 400 = 3, score 0.6.
+    The one entry point of the read side's ranking: ``loss_policies.scores`` (where each
+    policy's score and order are defined, once) on the projection's figures: size, cost and
+    the account's whole equity at the mark. Example (``adl``, mark 1,200, contract 1): long
+    1 at 1,000 with equity 400 -> PnL 20 %, leverage 1,200 / 400 = 3, score 0.6; under
+    ``waterfill_leverage`` the same holder scores its leverage, 3.
     """
-    scored = [(holder.account, _adl_score(market, holder)) for holder in holders]
-    return sorted(scored, key=lambda item: (item[1] is None, -(item[1] if item[1] is not None else ZERO), item[0]))
-
-
-def _adl_score(market: MarketTerms, holder: AdlHolder) -> Decimal | None:
-    if holder.equity <= ZERO or holder.cost == ZERO:
-        return None
+    book = list(holders)
+    if not book:
+        return []
     assert market.price_mark is not None, f"position in {market.market} without a mark price"
-    value_mark = holder.size * market.price_mark * market.contract_size
-    return adl_ranking(value_mark, holder.cost, value_mark - holder.equity)
+    return loss_policies.scores(policy, book, market.price_mark, market.contract_size)
 
 
 def _adl_standing(views: Views, connection: Any, accounts: Any, positions: Any, terms: dict[str, MarketTerms],
-                  market: str, name: str) -> dict[str, Any]:
-    """``adl_score``, ``adl_rank``, ``adl_holders`` of ``name``'s position in ``market``.
+                  market: str, name: str, policies: LossPolicies | None) -> dict[str, Any]:
+    """``adl_score``, ``adl_rank``, ``adl_holders``, ``adl_policy`` of ``name``'s position in ``market``.
 
-    The market's ranking (both sides) is computed once per projection position and
-    remembered by ``views``, so listing many accounts' views ranks each market once.
+    The policy is the one in force at the projection's position (``DEFAULT_POLICY`` without
+    ``policies``). The market's ranking (both sides) is computed once per projection
+    position and policy and remembered by ``views``, so many accounts' views rank each
+    market once.
     """
     position = views.position("margin", connection)
-    ranking = views.remembered(("adl", market), position,
-                               lambda: _market_ranking(connection, accounts, positions, terms, market))
+    policy = DEFAULT_POLICY if policies is None else policies.in_force(market, position)
+    ranking = views.remembered(("adl", market, policy), position,
+                               lambda: _market_ranking(connection, accounts, positions, terms, market, policy))
     score, rank, holders = ranking[name]
-    return {"adl_score": _optional(score), "adl_rank": rank, "adl_holders": holders}
+    return {"adl_score": _optional(score), "adl_rank": rank, "adl_holders": holders, "adl_policy": policy}
+
+
+def _sides(connection: Any, accounts: Any, positions: Any, terms: dict[str, MarketTerms],
+           market: str) -> tuple[list[Holder], list[Holder]]:
+    """(longs, shorts): the open positions in ``market``, each with its account's equity."""
+    longs: list[Holder] = []
+    shorts: list[Holder] = []
+    for holder in _holders(connection, accounts, positions, terms, market):
+        (longs if holder.size > ZERO else shorts).append(holder)
+    return longs, shorts
 
 
 def _market_ranking(connection: Any, accounts: Any, positions: Any, terms: dict[str, MarketTerms],
-                    market: str) -> dict[str, tuple[Decimal | None, int, int]]:
-    """Every holder of ``market``: (score, rank on its side, holders on its side)."""
-    longs: list[AdlHolder] = []
-    shorts: list[AdlHolder] = []
-    for holder in _holders(connection, accounts, positions, terms, market):
-        (longs if holder.size > ZERO else shorts).append(holder)
+                    market: str, policy: str) -> dict[str, tuple[Decimal | None, int, int]]:
+    """Every holder of ``market``: (score, rank on its side, holders on its side) under ``policy``."""
     ranking: dict[str, tuple[Decimal | None, int, int]] = {}
-    for side in (longs, shorts):
-        ranked = adl_scores(terms[market], side)
+    for side in _sides(connection, accounts, positions, terms, market):
+        ranked = adl_scores(terms[market], side, policy)
         for rank, (account, score) in enumerate(ranked, 1):
             ranking[account] = (score, rank, len(ranked))
     return ranking
 
 
+def adl_rank_view(views: Views, name: str, policies: LossPolicies | None = None,
+                  deficit: Decimal | None = None) -> dict[str, Any]:
+    """Every holder of market ``name`` ranked under its loss policy, and a deficit's what-if.
+
+    The header: ``market``, ``policy`` (in force at ``position``, the log position the view
+    was read at), ``family`` (``queue`` or ``cash``), ``mark_price``, ``contract_size``,
+    ``collateral_quantum``. ``longs`` and ``shorts``: one row per open position in the
+    order the policy reaches them (``adl_scores``): ``rank`` (1 = first), ``account``,
+    ``size``, ``equity`` (the account's, cross margin), ``leverage`` (notional / equity, None
+    when equity <= 0), ``score`` and ``bears``.
+
+    With ``deficit`` (on the collateral quantum, >= 0), ``bears`` is what each would bear if
+    that deficit were allocated now (``loss_policies.bear``): under a queue policy a deficit
+    comes from a bankrupt position on the *other* side, so each side is charged on its own,
+    "if a bankrupt position of the opposite side left ``deficit``"; under a cash policy it
+    is one allocation over every holder. ``what_if`` sums each allocation: ``charged``
+    (``longs``, ``shorts`` or ``all``), ``borne`` and ``uncovered`` (what the policy cannot
+    reach, e.g. the holders' gains are smaller). Without ``deficit``, ``bears`` is None and
+    ``what_if`` empty. Example (``adl``, deficit 500, the longs' gains 400 and 300): if a
+    short's bankruptcy left 500, the first long bears 400 and the second 100.
+
+    Raises:
+        NotFoundError: ``market_not_found``.
+        InputError: ``deficit`` negative (``negative``) or off the market's collateral
+            quantum (``too_many_decimals``).
+    """
+    accounts, positions, markets = (views.table("margin", t) for t in ("margin_accounts", "margin_positions", "margin_markets"))
+    with views.reading() as connection:
+        terms = market_terms(connection, markets)
+        if name not in terms:
+            raise NotFoundError("market_not_found", "market", f"market {name} does not exist")
+        market = terms[name]
+        _check_deficit(deficit, market.collateral_quantum)
+        position = views.position("margin", connection)
+        policy = DEFAULT_POLICY if policies is None else policies.in_force(name, position)
+        longs, shorts = _sides(connection, accounts, positions, terms, name)
+    borne, what_if = _what_if(policy, market, longs, shorts, deficit)
+    return {
+        "market": name, "policy": policy, "family": "queue" if policy in loss_policies.QUEUE_POLICIES else "cash",
+        "mark_price": _optional(market.price_mark), "contract_size": fmt(market.contract_size),
+        "collateral_quantum": fmt(market.collateral_quantum), "position": position,
+        "deficit": _optional(deficit), "what_if": what_if,
+        "longs": _rank_rows(market, longs, policy, borne), "shorts": _rank_rows(market, shorts, policy, borne),
+    }
+
+
+def _check_deficit(deficit: Decimal | None, quantum: Decimal) -> None:
+    """A what-if deficit is >= 0 and on the collateral quantum (0.000001: 12.5 yes, 0.0000005 no)."""
+    if deficit is None:
+        return
+    if deficit < ZERO:
+        raise InputError("negative", "deficit", f"deficit must not be negative, got {fmt(deficit)}")
+    if not is_multiple(deficit, quantum):
+        raise InputError("too_many_decimals", "deficit",
+                         f"deficit {fmt(deficit)} is not a multiple of the collateral quantum {fmt(quantum)}")
+
+
+@exact
+def _what_if(policy: str, market: MarketTerms, longs: list[Holder], shorts: list[Holder],
+             deficit: Decimal | None) -> tuple[dict[str, Decimal], list[dict[str, str]]]:
+    """({account: what it would bear}, [{charged, borne, uncovered}]) for ``deficit`` under ``policy``.
+
+    Queue policy: each side charged alone (``bear`` over that side); cash: one ``bear`` over
+    all holders. No deficit: nothing. A market nobody holds bears nothing (all uncovered).
+    """
+    if deficit is None:
+        return {}, []
+    queue = policy in loss_policies.QUEUE_POLICIES
+    groups = [("longs", longs), ("shorts", shorts)] if queue else [("all", longs + shorts)]
+    borne: dict[str, Decimal] = {}
+    what_if: list[dict[str, str]] = []
+    for charged, holders in groups:
+        amounts = [] if not holders or market.price_mark is None else loss_policies.bear(
+            policy, holders, market.price_mark, market.contract_size, deficit, market.collateral_quantum)
+        borne.update(amounts)
+        reached = sum((amount for _, amount in amounts), ZERO)
+        what_if.append({"charged": charged, "borne": fmt(reached), "uncovered": fmt(deficit - reached)})
+    return borne, what_if
+
+
+@exact
+def _rank_rows(market: MarketTerms, side: list[Holder], policy: str, borne: Mapping[str, Decimal]) -> list[dict[str, Any]]:
+    """One side's rows in rank order (``adl_rank_view``), at the ledger's 60 digits."""
+    by_name = {holder.account: holder for holder in side}
+    rows = []
+    for rank, (account, score) in enumerate(adl_scores(market, side, policy), 1):
+        holder = by_name[account]
+        assert market.price_mark is not None  # a holder implies a mark
+        rows.append({
+            "rank": rank, "account": account, "size": fmt(holder.size), "equity": fmt(holder.equity),
+            "leverage": _optional(leverage(holder, market.price_mark, market.contract_size)),
+            "score": _optional(score), "bears": _optional(borne.get(account)),
+        })
+    return rows
+
+
 def _holders(connection: Any, accounts: Any, positions: Any, terms: dict[str, MarketTerms],
-             market: str) -> Iterator[AdlHolder]:
+             market: str) -> Iterator[Holder]:
     """Open positions in ``market``, each with its account's equity, streamed.
 
     One query: the market's holders joined to their accounts and to all their open
@@ -176,7 +319,7 @@ def _holders(connection: Any, accounts: Any, positions: Any, terms: dict[str, Ma
         rows = list(group)
         open_positions = {r["market"]: Position(r["size"], r["cost"], ZERO) for r in rows}
         equity = margin_totals(rows[0]["collateral"], open_positions, terms, with_maintenance=False).equity
-        yield AdlHolder(account, rows[0]["held_size"], rows[0]["held_cost"], equity)
+        yield Holder(account, rows[0]["held_size"], rows[0]["held_cost"], equity)
 
 
 # -- every account ---------------------------------------------------------------------------

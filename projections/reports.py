@@ -41,7 +41,7 @@ from sqlalchemy import func, select
 from clearing.domain.account import Position
 from clearing.domain.risk import margin_totals
 from clearing.errors import InputError
-from clearing.money import LEDGER_CONTEXT, USDC, ZERO, MoneyError, D, exact, fmt
+from clearing.money import LEDGER_CONTEXT, USDC, ZERO, D, MoneyError, exact, fmt
 from projections.margin import MarketTerms, end_of_day_rows
 from projections.read import Views
 from projections.runner import ProjectionError
@@ -286,7 +286,7 @@ class Reader:
                 self.tables[spec_name] = views.table(projection, spec_name)
         self.tracked = {projection: self._tracked(projection) for projection in projections}
         self._states: dict[str, DayState] = {}
-        self._clock: dict[str, Any] | None | bool = False
+        self._clock: dict[str, Any] | bool | None = False
 
     def _tracked(self, projection: str) -> int:
         """The projection's position in the log (its tracking record)."""

@@ -41,7 +41,7 @@ def _postgres_reason() -> str | None:
 
         with psycopg.connect(url, connect_timeout=3):
             return None
-    except Exception as error:  # noqa: BLE001 - any failure means unreachable
+    except Exception as error:
         return f"PostgreSQL at {url} unreachable: {str(error).splitlines()[0]}"
 
 

@@ -39,13 +39,13 @@ import uuid
 from collections import Counter
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
 CLEARING = str(Path(sys.executable).parent / "clearing")
-T0 = datetime(2025, 10, 10, tzinfo=timezone.utc)
+T0 = datetime(2025, 10, 10, tzinfo=UTC)
 MARKETS = ("BTC-PERP", "ETH-PERP", "ETH-FUT")
 EXPIRY_SECONDS = 360  # ETH-FUT expires T0 + 6 min; the stream settles it after that
 TIMEOUT = 300

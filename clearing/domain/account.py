@@ -65,7 +65,7 @@ class Fill:
 
 
 @exact
-def decide_fill(  # noqa: PLR0913
+def decide_fill(
     position: Position, size_delta: Decimal, price: Decimal, contract_size: Decimal, quantum: Decimal, quote: Decimal | None = None
 ) -> Fill:
     """Apply a signed trade of ``size_delta`` at ``price`` to ``position``.

@@ -65,10 +65,11 @@ is 0.801 - 0.801 x 0.045 x 0.958385 = 0.766455 -> 0.766, q_f = 383: the fund pay
 
 from __future__ import annotations
 
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from decimal import Decimal
-from typing import Iterable, Mapping, Protocol, Sequence
+from typing import Protocol
 
 from clearing.domain.account import BANKRUPT, HEALTHY, LIQUIDATING, MARGIN_CALL, Account, Position, decide_fill
 from clearing.domain.insurance import InsuranceFund
@@ -84,16 +85,16 @@ from clearing.domain.liquidation_math import (
     quote_price,
     split_quote,
 )
-from clearing.domain.margin import maintenance_requirement, position_notional, unrealized_pnl
 from clearing.domain.loss_policies import Holder, adl_bitmex, leverage_weighted_gains, plan_deleveraging
+from clearing.domain.margin import maintenance_requirement, position_notional, unrealized_pnl
 from clearing.domain.market import Market
 from clearing.domain.parameters import (
     ADL,
     CALL_RULE_CME,
     CALL_RULE_MAINTENANCE,
     HAIRCUT_GAINS,
-    PRICE_RULE_FULL_SPREAD,
     LEVERAGE_WEIGHTED_GAINS,
+    PRICE_RULE_FULL_SPREAD,
     QUEUE_POLICIES,
     SOCIALIZE_PER_CONTRACT,
     ParameterSet,
@@ -294,7 +295,7 @@ def capacity_after(ctx: RiskContext, taker: Account, market: Market, delta_taker
     return Capacity(after.equity, after.initial_margin, notional, cap, allowed)
 
 
-def refuse_takeover(account: Account, market: Market, taker: Account, delta: Decimal, price: Decimal,  # noqa: PLR0913
+def refuse_takeover(account: Account, market: Market, taker: Account, delta: Decimal, price: Decimal,
                     capacity: Capacity, totals: MarginTotals, outcome: str, at: datetime) -> None:
     """``TakeoverRefused``: no liquidator can carry the step (see the event)."""
     account.trigger_event(
@@ -339,7 +340,7 @@ def _maintenance_before_after(position: Position, market: Market, delta: Decimal
 
 
 @exact
-def liquidation_step(  # noqa: PLR0913 - the inputs of one recorded decision
+def liquidation_step(
     ctx: RiskContext,
     account: Account,
     market: Market,
@@ -401,7 +402,7 @@ class FillTerms:
 
 
 @exact
-def _close_out(  # noqa: PLR0913
+def _close_out(
     ctx: RiskContext,
     account: Account,
     taker: Account,
@@ -495,7 +496,7 @@ def _take(ctx: RiskContext, taker: Account, liquidated: Account, market: Market,
 # -- deficits: fund, then the loss policy ------------------------------------------------------
 
 
-def record_loss_covered(  # noqa: PLR0913
+def record_loss_covered(
     account: Account, loss_id: str, market: Market, fund_paid: Decimal, allocated: Decimal, policy: str, at: datetime
 ) -> None:
     """Credit a bankrupt account what the fund and the allocations paid for its deficit."""
@@ -514,7 +515,7 @@ def record_loss_covered(  # noqa: PLR0913
 
 
 @exact
-def cover_deficit(  # noqa: PLR0913
+def cover_deficit(
     ctx: RiskContext,
     account: Account,
     market: Market,
@@ -550,6 +551,7 @@ class ShareGroup:
     loss: Decimal
     basis_total: Decimal
     shares: tuple[tuple[str, Decimal, Decimal], ...]  # (account, share, basis), shares may be 0
+    ranks: tuple[tuple[str, Decimal | None], ...] = ()  # (account, score) of a queue plan at settlement
 
 
 @exact
@@ -590,7 +592,45 @@ def _pro_rata(policy: str, loss: Decimal, weights: Sequence[tuple[str, Decimal]]
 
 
 @exact
-def allocate_loss(  # noqa: PLR0913
+def settlement_allocation(policy: str, bankrupt_size: Decimal, others: Sequence[Holder], price: Decimal,
+                          contract_size: Decimal, step: Decimal, loss: Decimal, quantum: Decimal) -> tuple[str, list[ShareGroup]]:
+    """How a settlement deficit left after the fund is charged: (policy used, share groups).
+
+    ``others``: every settled position but the bankrupt ones, valued at the final ``price``
+    (equity with this market at ``price``), in name order. Queue policies: as any
+    deleveraging, the bankrupt position (``bankrupt_size``) is closed against the
+    opposite-side winners by the policy's plan (``loss_policies.plan_deleveraging`` at
+    ``price``) at its bankruptcy price, so each planned winner bears ``loss`` x its contracts
+    / the position's size; with too few winners, per contract. ``leverage_weighted_gains``:
+    its shares, what gains cannot cover per contract. ``haircut_gains``: pro rata to
+    settlement gains. ``socialize_per_contract``, or nobody with a gain: per contract.
+    Example: bankrupt long 3, 150 left after the fund; shorts ranked c (size 2), a (size 5):
+    c bears 100, a 50 - not pro rata to gains.
+    """
+    gains = {h.account: unrealized_pnl(h.size, h.cost, price, contract_size) for h in others}
+    if policy in QUEUE_POLICIES:
+        opposite = [h for h in others if (h.size > ZERO) != (bankrupt_size > ZERO) and gains[h.account] > ZERO]
+        if sum((abs(h.size) for h in opposite), ZERO) >= abs(bankrupt_size):
+            plan = plan_deleveraging(policy, opposite, price, contract_size, abs(bankrupt_size), step)
+            group = _pro_rata(policy, loss, [(name, take) for name, take, _ in plan], quantum)
+            return policy, [ShareGroup(policy, loss, abs(bankrupt_size), group.shares, tuple((name, score) for name, _, score in plan))]
+        policy = SOCIALIZE_PER_CONTRACT
+    groups: list[ShareGroup] = []
+    if policy == LEVERAGE_WEIGHTED_GAINS:
+        paid, uncovered = leverage_weighted_gains.shares(others, price, contract_size, loss, quantum)
+        if loss > uncovered:
+            groups.append(ShareGroup(LEVERAGE_WEIGHTED_GAINS, loss - uncovered, sum((w for _, _, w in paid), ZERO), tuple(paid)))
+        if uncovered == ZERO:
+            return policy, groups
+        loss, policy = uncovered, SOCIALIZE_PER_CONTRACT
+    winners = [(h.account, gains[h.account]) for h in others if gains[h.account] > ZERO]
+    if policy == HAIRCUT_GAINS and winners:
+        return policy, [*groups, _pro_rata(HAIRCUT_GAINS, loss, winners, quantum)]
+    return SOCIALIZE_PER_CONTRACT, [*groups, _pro_rata(SOCIALIZE_PER_CONTRACT, loss, [(h.account, abs(h.size)) for h in others], quantum)]
+
+
+@exact
+def allocate_loss(
     ctx: RiskContext, bankrupt: Account, market: Market, loss: Decimal, policy: str, loss_id: str, at: datetime
 ) -> list[str]:
     """Charge ``loss`` to the open positions in ``market`` by ``cash_allocation`` (never to a
@@ -604,7 +644,7 @@ def allocate_loss(  # noqa: PLR0913
     return [a.account for a in accounts]
 
 
-def charge_loss(market: Market, weights: Sequence[tuple[Account, Decimal]], loss: Decimal, policy: str, loss_id: str, at: datetime,  # noqa: PLR0913
+def charge_loss(market: Market, weights: Sequence[tuple[Account, Decimal]], loss: Decimal, policy: str, loss_id: str, at: datetime,
                 ranks: Mapping[str, Decimal | None] | None = None, basis_total: Decimal | None = None) -> None:
     """``LossAllocated`` on each account: its largest-remainder share of ``loss`` by weight.
 
@@ -616,7 +656,7 @@ def charge_loss(market: Market, weights: Sequence[tuple[Account, Decimal]], loss
     record_shares(market, [(a, shares[a.account], w) for a, w in weights], loss, policy, loss_id, at, ranks, basis_total)
 
 
-def record_shares(market: Market, rows: Sequence[tuple[Account, Decimal, Decimal]], loss: Decimal, policy: str,  # noqa: PLR0913
+def record_shares(market: Market, rows: Sequence[tuple[Account, Decimal, Decimal]], loss: Decimal, policy: str,
                   loss_id: str, at: datetime, ranks: Mapping[str, Decimal | None] | None = None,
                   basis_total: Decimal = ZERO) -> None:
     """``LossAllocated`` for each (account, share, basis) with a share > 0."""
@@ -643,10 +683,19 @@ def record_shares(market: Market, rows: Sequence[tuple[Account, Decimal, Decimal
 # -- ADL ----------------------------------------------------------------------------------------
 
 
-def holder_of(account: Account, market: Market, markets: Mapping[str, Market]) -> Holder:
-    """The loss policies' view of one position: size, cost and the account's whole equity."""
+def holder_of(account: Account, market: Market, markets: Mapping[str, Market], price: Decimal | None = None) -> Holder:
+    """The loss policies' view of one position: size, cost and the account's whole equity,
+    with ``market`` valued at ``price`` when given (a settlement's final price) instead of its mark."""
     position = account.position(market.market)
-    return Holder(account.account, position.size, position.cost, totals_of(account, markets).equity)
+    equity = totals_of(account, markets).equity
+    if price is not None:
+        equity += unrealized_pnl(position.size, position.cost, price, market.contract_size) - _upnl(account, market)
+    return Holder(account.account, position.size, position.cost, equity)
+
+
+def _upnl(account: Account, market: Market) -> Decimal:
+    position = account.position(market.market)
+    return unrealized_pnl(position.size, position.cost, market.price_mark, market.contract_size)
 
 
 def adl_rank(account: Account, market: Market, markets: Mapping[str, Market]) -> Decimal | None:
@@ -656,7 +705,7 @@ def adl_rank(account: Account, market: Market, markets: Mapping[str, Market]) ->
 
 
 @exact
-def deleverage(  # noqa: PLR0913
+def deleverage(
     ctx: RiskContext, account: Account, market: Market, params: ParameterSet, loss_id: str, at: datetime
 ) -> list[str]:
     """Close the bankrupt position against opposite positions at its exact bankruptcy quote.

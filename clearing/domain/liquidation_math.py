@@ -15,7 +15,7 @@ from clearing.money import ONE, ZERO, exact, round_down, round_up
 
 
 @exact
-def bankruptcy_quote(  # noqa: PLR0913 - the inputs of the published formula
+def bankruptcy_quote(
     size: Decimal,
     delta: Decimal,
     price: Decimal,
@@ -148,7 +148,7 @@ def base_to_cover_shortage(
 
 
 @exact
-def insurance_fee_rate(  # noqa: PLR0913
+def insurance_fee_rate(
     shortage: Decimal,
     base: Decimal,
     price: Decimal,
@@ -259,7 +259,7 @@ def call_payment(amount_due: Decimal, deposit: Decimal) -> tuple[Decimal, Decima
     return paid, amount_due - paid
 
 
-def call_met(  # noqa: PLR0913
+def call_met(
     rule: str, equity: Decimal, initial_margin: Decimal, maintenance_margin: Decimal, amount_due: Decimal
 ) -> bool:
     """Does an open margin call stand met? (``margin_call_rule``, ADR 7)

@@ -21,9 +21,9 @@ Example, Binance BTC brackets 0.4% / 0.5% from 50,000 / 1% from 250,000: deducti
 
 from __future__ import annotations
 
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from decimal import Decimal
-from typing import Iterable, Sequence
 
 from clearing.money import ZERO, exact, round_down, round_up
 

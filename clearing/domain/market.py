@@ -49,7 +49,7 @@ class Market(Aggregate):
     def create_id(market: str) -> UUID:  # type: ignore[override]
         return market_id(market)
 
-    def __init__(  # noqa: PLR0913 - the contract terms are one event
+    def __init__(
         self,
         market: str,
         kind: str,
@@ -262,7 +262,7 @@ class Market(Aggregate):
             return price_now
         return round_down(weighted / seconds, self.tick_size)
 
-    def record_trading(  # noqa: PLR0913
+    def record_trading(
         self, trades: int, volume: Decimal, open_interest_change: Decimal, added: list[str], removed: list[str], at: datetime
     ) -> None:
         self.trigger_event(
@@ -363,7 +363,7 @@ def median_on_tick(prices: list[Decimal], tick: Decimal) -> Decimal:
     return round_down((ordered[middle - 1] + ordered[middle]) / 2, tick)
 
 
-def list_market(  # noqa: PLR0913 - the contract terms of one listing
+def list_market(
     market: str,
     kind: str,
     expiry: datetime | None,

@@ -59,10 +59,10 @@ command changes them, so there is nothing to govern there yet.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from decimal import Decimal
-from typing import Any, Callable
+from typing import Any
 
 from clearing.errors import InputError, RuleError
 from clearing.money import ONE, ZERO, D, MoneyError

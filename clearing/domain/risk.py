@@ -10,9 +10,10 @@ equity 1,000, maintenance 450, margin ratio 2.2222, liquidation price 3,174.60.
 
 from __future__ import annotations
 
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from decimal import Decimal
-from typing import Mapping, Protocol, Sequence
+from typing import Protocol
 
 from clearing.domain.account import Position
 from clearing.domain.margin import (

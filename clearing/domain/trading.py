@@ -13,10 +13,10 @@ is accepted, buying 0.3 (IM 1,500) is rejected as ``insufficient_margin``.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import datetime
 from decimal import Decimal
-from typing import Mapping
 
 from clearing.domain.account import CLOSED, Account, Fill, decide_fill
 from clearing.domain.market import Market
@@ -75,7 +75,7 @@ def decide_side(
 
 
 @exact
-def decide_trade(  # noqa: PLR0913 - a trade is all of these
+def decide_trade(
     market: Market,
     buyer: Account,
     seller: Account,

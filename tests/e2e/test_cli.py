@@ -202,3 +202,35 @@ def test_a_store_failure_mid_stream_exits_three_and_a_rerun_completes(db, tmp_pa
     rerun = run(db, "post", "--json", str(script))
     assert rerun.exit_code == 0
     assert [json.loads(line)["status"] for line in rerun.stdout.splitlines()] == ["already_applied"] * 3 + ["applied"] * 4
+
+
+def test_subprocess_adl_rank_json_and_a_bad_deficit(db):
+    # bob long 0.3 and alice short 0.3 at 30,000; at 31,000 bob gains 300 and alice loses 300 (equity 700)
+    moved = SCRIPT + '{"type":"price","id":"p2","market":"BTC-PERP","price":"31000","at":"2025-01-01T00:00:02Z"}\n'
+    assert run(db, "post", "-", stdin=moved).exit_code == 0
+    head = len(run(db, "events", "--json").stdout.splitlines())
+
+    def adl_rank(*args: str) -> subprocess.CompletedProcess:
+        return subprocess.run([CLEARING, "--db", db, "adl", "rank", "BTC-PERP", *args], capture_output=True, text=True,
+                              timeout=120, check=False)
+
+    shown = adl_rank("--deficit", "100", "--json")
+    assert shown.returncode == 0, shown.stderr
+    view = json.loads(shown.stdout)
+    assert {key: view[key] for key in ("market", "policy", "family", "mark_price", "position", "deficit")} == {
+        "market": "BTC-PERP", "policy": "adl", "family": "queue", "mark_price": "31000", "position": head,
+        "deficit": "100"}
+    ((bob,), (alice,)) = view["longs"], view["shorts"]
+    assert (bob["account"], bob["rank"], bob["size"], bob["equity"], bob["bears"]) == ("bob", 1, "0.3", "100300", "100")
+    assert (alice["account"], alice["rank"], alice["size"], alice["equity"], alice["leverage"], alice["bears"]) == (
+        "alice", 1, "-0.3", "700", "13.2857142857142857142857142857142857142857142857142857142857", "0")  # 9,300 / 700
+    assert all(isinstance(row[key], str) for row in (bob, alice) for key in ("size", "equity", "leverage", "score"))
+    # if a bankrupt short left 100, bob's gain of 300 pays it; if a bankrupt long did, alice has no gain to pay from
+    assert view["what_if"] == [{"charged": "longs", "borne": "100", "uncovered": "0"},
+                               {"charged": "shorts", "borne": "0", "uncovered": "100"}]
+    bad = adl_rank("--deficit", "1e2", "--json")
+    assert (bad.returncode, bad.stdout) == (1, "")
+    assert bad.stderr == "error: [invalid_number] deficit: '1e2' is not a plain decimal number\n"
+    assert len(run(db, "events", "--json").stdout.splitlines()) == head  # neither read wrote anything
+    helped = CliRunner().invoke(main, ["adl", "rank", "--help"])
+    assert helped.exit_code == 0 and "--deficit AMOUNT" in helped.output and "waterfill_leverage" in helped.output

@@ -13,9 +13,9 @@ import signal
 import subprocess
 
 from clearing.invariants import check_ledger
+from clearing.settings import store_env
 from tests.e2e.test_cli import CLEARING
 from tests.ledger import Ledger
-from clearing.settings import store_env
 
 ACCOUNTS = [f"acct-{n}" for n in range(40)]
 

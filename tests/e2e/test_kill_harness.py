@@ -31,7 +31,7 @@ EXPECTED_CODES = {"insufficient_margin", "insufficient_collateral", "id_conflict
 
 def check(report) -> None:
     print("\n" + report.summary(limit=5))
-    assert EXPECTED_CODES <= set(report.clean_codes), report.clean_codes
+    assert set(report.clean_codes) >= EXPECTED_CODES, report.clean_codes
     assert report.clean_statuses["already_applied"] and report.clean_statuses["rejected"] >= 50
     kills = [kill for cycle in report.cycles for kill in cycle.kills]
     assert len(report.cycles) == 0 or sum(1 for kill in kills if kill[3]) >= len(kills) // 2, "most kills must hit a running post"

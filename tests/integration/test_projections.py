@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import json
 import threading
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 
 import pytest
@@ -21,8 +21,17 @@ from clearing.business_time import TimeLimits
 from clearing.settings import store_env
 from projections import margin_state
 from projections.compare import canonical_rows, first_difference
-from projections.queries import (ACCOUNT_STATUSES, AdlHolder, account_list, account_view, adl_scores, insurance_fund_view,
-                                 loss_allocations, market_view)
+from projections.queries import (
+    ACCOUNT_STATUSES,
+    AdlHolder,
+    LossPolicies,
+    account_list,
+    account_view,
+    adl_scores,
+    insurance_fund_view,
+    loss_allocations,
+    market_view,
+)
 from projections.read import Views
 from projections.runner import APPLICATION, READ_MODELS, Projector, rebuild
 from projections.store import ProjectionStore
@@ -34,7 +43,7 @@ class StepClock:
     """Business time advancing five hours per command, so paths cross several days."""
 
     def __init__(self) -> None:
-        self.now = datetime(2025, 3, 1, 8, tzinfo=timezone.utc)
+        self.now = datetime(2025, 3, 1, 8, tzinfo=UTC)
 
     def __call__(self) -> datetime:
         self.now += timedelta(hours=5)
@@ -49,14 +58,14 @@ def _names(ledger: Ledger) -> list[str]:
 def _exists(ledger: Ledger, name: str) -> bool:
     try:
         ledger.app.get_account(name)
-    except Exception:  # noqa: BLE001 - not opened in this path
+    except Exception:
         return False
     return True
 
 
 def assert_views_equal_aggregates(ledger: Ledger, views: Views) -> None:
     for name in _names(ledger):
-        assert account_view(views, name) == margin_state.account_view(ledger.app, name), name
+        assert account_view(views, name, LossPolicies(ledger.app)) == margin_state.account_view(ledger.app, name), name
     for name in MARKETS:
         oracle = margin_state.market_view(ledger.app, name)
         oracle.pop("version")
@@ -201,7 +210,7 @@ def test_two_processes_catching_up_at_once_apply_each_event_once(sqlite_db):
     def catch_up() -> None:
         try:
             Projector(ledger.app, ProjectionStore(sqlite_db), READ_MODELS).catch_up(page=3)
-        except BaseException as error:  # noqa: BLE001 - reported below
+        except BaseException as error:
             errors.append(error)
 
     threads = [threading.Thread(target=catch_up) for _ in range(3)]
@@ -225,11 +234,10 @@ def test_a_tracking_position_that_does_not_advance_is_refused_and_its_rows_roll_
     projector.catch_up()
     head = ledger.head()
     table = projector.projections["insurance_fund"].tables["fund_movements"]
-    with pytest.raises(IntegrityError):
-        with store.datastore.transaction(commit=True) as session:
-            session.execute(table.insert(), [{"position": head + 1, "at": "x", "day": "x", "direction": "in",
-                                              "cause": "forged", "amount": Decimal(1), "balance_after": Decimal(1)}])
-            projector.trackers["insurance_fund"]._insert_tracking(session, Tracking(APPLICATION, head))
+    with pytest.raises(IntegrityError), store.datastore.transaction(commit=True) as session:
+        session.execute(table.insert(), [{"position": head + 1, "at": "x", "day": "x", "direction": "in",
+                                          "cause": "forged", "amount": Decimal(1), "balance_after": Decimal(1)}])
+        projector.trackers["insurance_fund"]._insert_tracking(session, Tracking(APPLICATION, head))
     with store.engine.connect() as connection:
         causes = [row.cause for row in connection.execute(table.select())]
     assert "forged" not in causes and causes[0] == "contribution"
@@ -246,7 +254,7 @@ def test_replay_until_a_position_shows_the_past(sqlite_db):
     assert resolve_until(ledger.app, str(cut)) == cut
     assert alice["collateral"] == "1000.123456" and alice["status"] == "healthy"
     now = replay_views(ledger.app, ledger.head(), ["margin"])
-    assert account_view(now, "alice") == margin_state.account_view(ledger.app, "alice")
+    assert account_view(now, "alice", LossPolicies(ledger.app)) == margin_state.account_view(ledger.app, "alice")
     assert account_view(now, "alice")["status"] != "healthy"  # the crash of 03-02/03 took it down
 
 
@@ -276,8 +284,8 @@ def test_a_back_dated_event_is_booked_on_the_current_business_day_everywhere(sql
 
 
 def test_every_report_is_byte_identical_after_a_rebuild_and_in_a_replay(sqlite_db, tmp_path):
-    from projections.reports import REPORT_NAMES, build_report, check_request, render
     from projections.replay import replay_into
+    from projections.reports import REPORT_NAMES, build_report, check_request, render
 
     ledger = _post_script(sqlite_db)
     store = ProjectionStore(sqlite_db)

@@ -38,10 +38,9 @@ from clearing.errors import InvariantViolation
 from clearing.invariants import check_ledger
 from clearing.settings import store_env
 from clearing.snapshot_audit import check_snapshots
+from cli.audit import run_verify
 from cli.main import Store  # first: it loads the command tree, cli.audit among it
 from tests.ledger import MARKET_BTC, Ledger, accounts_with
-
-from cli.audit import run_verify  # noqa: E402,I001 - after cli.main (circular otherwise)
 
 CLEARING = str(Path(sys.executable).parent / "clearing")
 ROUNDS = 210  # each of market, alice, bob, fund and clearinghouse passes version 200

@@ -12,8 +12,6 @@ import sys
 import textwrap
 from decimal import Decimal
 
-import pytest
-
 from clearing.application import ClearingApplication, Envelope
 from clearing.commands import parse_command
 from clearing.invariants import check_ledger

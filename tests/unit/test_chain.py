@@ -80,7 +80,7 @@ def test_event_hash_is_sha256_over_length_prefixed_fields():
     assert event_hash(GENESIS, ID, 1, "t", b"{}") == expected
     # pinned: changing the serialisation must come with a new scheme name
     assert expected.hex() == "b1a61c922db05175f1739b4b6820383a1c20b9ab6aa013ad1171ce4762e26ff6"
-    assert GENESIS == bytes(32) and SCHEME == "sha256-v1"
+    assert bytes(32) == GENESIS and SCHEME == "sha256-v1"
 
 
 BASE = (GENESIS, ID, 7, "clearing.domain.account:Account.Deposited", b'{"amount":"10"}')

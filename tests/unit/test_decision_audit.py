@@ -788,3 +788,29 @@ def test_the_sweep_order_is_re_checked_against_the_risk_order():
     assert "risk_order_differs" in {f.check for f in found}, found
     (finding,) = [f for f in found if f.check == "risk_order_differs"]
     assert "['alice', 'aaron']" in finding.message and "['aaron', 'alice']" in finding.message
+
+
+@pytest.mark.parametrize("policy", ["adl", "adl_hyperliquid", "waterfill_leverage", "haircut_gains", "leverage_weighted_gains",
+                                    "socialize_per_contract"])
+def test_settlement_shares_audit_clean_and_a_moved_share_is_found(policy):
+    """tests/unit/test_risk_scenarios.py ``settled_book``: 2,600 of erin's settlement deficit
+    charged by each policy; moving one quantum between the first two payers is found."""
+    from tests.unit.test_risk_scenarios import settled_book
+    ledger = settled_book(policy)
+    assert_clean(ledger)
+    events = events_of(ledger)
+    one, two = (position_of(events, "Account.LossAllocated", n) for n in (0, 1))
+    quantum = Dec("0.000001")
+    a, b = event_at(events, one), event_at(events, two)
+    moved = corrupt(corrupt(events, one, share=a.share - quantum, collateral_after=a.collateral_after + quantum),
+                    two, share=b.share + quantum, collateral_after=b.collateral_after - quantum)
+    found = audit_decisions(moved, stop_at_first=False)  # the settlements' collateral after differs too
+    assert (one, "loss_share_differs") in [(f.position, f.check) for f in found], found
+
+
+def test_a_settlement_rank_changed_is_found():
+    from tests.unit.test_risk_scenarios import settled_book
+    events = events_of(settled_book("adl"))
+    at = position_of(events, "Account.LossAllocated")
+    rank = event_at(events, at).rank
+    assert first(audit_decisions(corrupt(events, at, rank=rank + Dec("0.000001")))) == (at, "loss_share_differs")

@@ -14,8 +14,8 @@ from decimal import Decimal as Dec
 import pytest
 from click.testing import CliRunner
 
-from cli.main import main
 from clearing.domain.governance import Change
+from cli.main import main
 from tests.ledger import MARKET_BTC, Ledger
 
 QUORUM = MARKET_BTC + """

@@ -14,14 +14,14 @@ from clearing.domain.liquidation_math import (
     adl_ranking,
     allocate_largest_remainder,
     bankruptcy_price,
-    quote_price,
-    split_quote,
     bankruptcy_quote,
     base_to_cover_shortage,
     initial_fraction_scaled_by_open_interest,
     insurance_fee_rate,
     insurance_fund_delta,
     liquidatable_notional,
+    quote_price,
+    split_quote,
 )
 from clearing.money import D, round_up
 

@@ -42,6 +42,7 @@ from clearing.domain.loss_policies import (
     socialize_per_contract,
     waterfill_leverage,
 )
+from clearing.domain.loss_policies import scores as standing
 from clearing.domain.loss_policies.base import (
     Holder,
     LossPolicyError,
@@ -600,3 +601,78 @@ def test_allocate_capped_water_fills_and_refuses_an_unreachable_total() -> None:
     assert allocate_capped(D(100), [("a", D(1)), ("b", D(1)), ("c", D(2))], caps, D(1)) == {"a": D(35), "b": D(35), "c": D(30)}
     with pytest.raises(ValueError, match="exceeds the caps 100"):
         allocate_capped(D(101), [("a", D(1)), ("b", D(1)), ("c", ZERO)], caps, D(1))
+
+
+# -- the standing of every holder: loss_policies.scores -----------------------------------------
+
+# The book plus e: long 2 at entry 50 (cost 100) with equity -5: notional 200, gain 100, no leverage.
+UNDERWATER = Holder("e", D(2), D(100), D(-5))
+STANDING_BOOK = [*BOOK, UNDERWATER]
+
+
+def standing_table() -> Mapping[str, list[tuple[str, Decimal | None]]]:
+    """Order (rank 1 first) and score of each holder of STANDING_BOOK at mark 100, per policy.
+
+    Built inside a test, so the divisions run at the ledger's 60 digits as the policies' do.
+    """
+    return MappingProxyType({
+        # PnL% x leverage: d 100 % x 10, b 25 % x 5, a 25 % x 2; c at a loss -200 / 2,200 / 5; e equity <= 0 last
+        ADL: [("d", D(10)), ("b", D("1.25")), ("a", D("0.5")), ("c", D(-200) / D(2200) / D(5)), ("e", None)],
+        # (mark / entry) x leverage: d 2 x 10, b 1.25 x 5, c (100 / 110) x 5 = 4.545..., a 1.25 x 2; e last
+        ADL_HYPERLIQUID: [("d", D(20)), ("b", D("6.25")), ("c", D(100) / D(110) * D(5)), ("a", D("2.5")), ("e", None)],
+        # leverage, equity <= 0 (infinite) first: e, d 800 / 80, b 500 / 100 and c 2,000 / 400 (tie: by name), a 2
+        WATERFILL_LEVERAGE: [("e", None), ("d", D(10)), ("b", D(5)), ("c", D(5)), ("a", D(2))],
+        # gain: d 400, a 200, b 100 and e 100 (tie: by name), c -200
+        HAIRCUT_GAINS: [("d", D(400)), ("a", D(200)), ("b", D(100)), ("e", D(100)), ("c", D(-200))],
+        # leverage x gain: d 10 x 400, b 5 x 100, a 2 x 200; c (no gain) and e (no leverage) 0, by name
+        LEVERAGE_WEIGHTED_GAINS: [("d", D(4000)), ("b", D(500)), ("a", D(400)), ("c", ZERO), ("e", ZERO)],
+        # |size|: c 20, a 10, d 8, b 5, e 2
+        SOCIALIZE_PER_CONTRACT: [("c", D(20)), ("a", D(10)), ("d", D(8)), ("b", D(5)), ("e", D(2))],
+    })
+
+
+class TestScores:
+    def test_the_hand_computed_table_of_every_policy(self) -> None:
+        assert set(standing_table()) == set(parameters.LOSS_POLICIES)
+        for policy, expected in standing_table().items():
+            assert standing(policy, STANDING_BOOK, MARK, ONE_CONTRACT) == expected, policy
+
+    def test_the_order_of_the_holders_given_does_not_matter(self) -> None:
+        for policy, expected in standing_table().items():
+            assert standing(policy, list(reversed(STANDING_BOOK)), MARK, ONE_CONTRACT) == expected, policy
+
+    def test_each_score_is_the_policy_modules_own(self) -> None:
+        by_name = {holder.account: holder for holder in STANDING_BOOK}
+        rules = {ADL: adl_bitmex.score, ADL_HYPERLIQUID: adl_hyperliquid.score, WATERFILL_LEVERAGE: leverage,
+                 LEVERAGE_WEIGHTED_GAINS: leverage_weighted_gains.weight}
+        for policy, rule in rules.items():
+            for account, score in standing(policy, STANDING_BOOK, MARK, ONE_CONTRACT):
+                assert score == rule(by_name[account], MARK, ONE_CONTRACT), (policy, account)
+
+    def test_edges(self) -> None:
+        flat = Holder("flat", ZERO, ZERO, D(5))
+        for policy in parameters.LOSS_POLICIES:
+            assert standing(policy, [], MARK, ONE_CONTRACT) == []
+            assert [account for account, _ in standing(policy, [*BOOK, flat], MARK, ONE_CONTRACT)] == [
+                account for account, _ in standing_table()[policy] if account != "e"]  # the flat holder is left out
+            with pytest.raises(LossPolicyError, match="must be positive"):
+                standing(policy, BOOK, ZERO, ONE_CONTRACT)
+            with pytest.raises(LossPolicyError, match="each account once"):
+                standing(policy, [A, A], MARK, ONE_CONTRACT)
+        with pytest.raises(LossPolicyError, match="unknown loss policy 'nope'"):
+            standing("nope", BOOK, MARK, ONE_CONTRACT)
+
+    @PROPERTY_SETTINGS
+    @given(st.sampled_from(sorted(QUEUE_POLICIES)), holders(), marks, sides)
+    def test_a_queue_policy_closes_in_this_order(self, policy: str, book: list[Holder], mark: Decimal, side: int) -> None:
+        """Closing every contract, the engine's plan visits the holders in rank order."""
+        book = [Holder(h.account, side * h.size, side * h.cost, h.equity) for h in book]
+        total = sum((abs(h.size) for h in book), ZERO)
+        plan = plan_deleveraging(policy, book, mark, ONE_CONTRACT, total, STEP)
+        assert [account for account, _, _ in plan] == [account for account, _ in standing(policy, book, mark, ONE_CONTRACT)]
+
+    @PROPERTY_SETTINGS
+    @given(holders(), marks, sides)
+    def test_adl_is_the_engine_ranking(self, book: list[Holder], mark: Decimal, side: int) -> None:
+        book = [Holder(h.account, side * h.size, side * h.cost, h.equity) for h in book]
+        assert [account for account, _ in standing(ADL, book, mark, ONE_CONTRACT)] == engine_adl_order(book, mark, ONE_CONTRACT)

@@ -1,6 +1,5 @@
 """Margin formulas against the public worked examples in clearing-mechanics.md."""
 
-from decimal import Decimal as Dec
 
 import pytest
 

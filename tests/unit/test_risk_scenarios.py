@@ -340,6 +340,51 @@ def test_settlement_loss_beyond_the_fund_under_every_policy(policy, recorded):
     check_ledger(ledger.app)
 
 
+SETTLEMENT_BOOK = accounts_with(("erin", "6300"), ("frank", "1000"), ("gina", "3000"), ("hank", "50000"), ("ivan", "50000")) + """
+{"type":"trade","market":"BTC-0331","buyer":"ivan","seller":"hank","size":"0.5","price":"50000"}
+{"type":"trade","market":"BTC-0331","buyer":"erin","seller":"dave","size":"0.5","price":"50000"}
+{"type":"trade","market":"BTC-0331","buyer":"erin","seller":"frank","size":"0.1","price":"50000"}
+{"type":"price","market":"BTC-0331","price":"48000"}
+{"type":"trade","market":"BTC-0331","buyer":"erin","seller":"gina","size":"0.4","price":"48000"}
+{"type":"fund_insurance","amount":"300"}
+"""
+
+
+def settled_book(policy: str) -> Ledger:
+    ledger = ledger_with(f"""{FUTURE}
+{{"type":"set_parameters","market":"BTC-0331","parameters":{{"loss_policy":"{policy}"}}}}
+{{"type":"price","market":"BTC-0331","price":"50000"}}
+""" + SETTLEMENT_BOOK)
+    ledger.post_ok('{"type":"settle","market":"BTC-0331","price":"40000","at":"2025-03-31T08:00:00Z"}')
+    return ledger
+
+
+@pytest.mark.parametrize(("policy", "expected"), [
+    # at 40,000 the shorts score (PnL% x notional / equity): gina 3,200 / 19,200 x 16,000 / 6,200 = 0.4301,
+    # frank 0.2 x 4,000 / 2,000 = 0.4, hank 0.2 x 20,000 / 55,000 = 0.0727, dave 0.2 x 20,000 / 105,000
+    # = 0.0381: gina 0.4, frank 0.1 and hank 0.5 close erin's 1.0, each bearing 2,600 x its contracts
+    ("adl", {"gina": "1040", "frank": "260", "hank": "1300"}),
+    # water-filling 1.0 (40,000) over leverage gina 2.58, frank 2, hank 0.36, dave 0.19: all above L =
+    # (60,000 - 40,000) / 168,200 = 0.118906, closing 0.38157, 0.094055, 0.336505, 0.187873 -> 0.382,
+    # 0.094, 0.336, 0.188 on the step
+    ("waterfill_leverage", {"gina": "993.2", "frank": "244.4", "hank": "873.6", "dave": "488.8"}),
+    # pro rata to the settlement gains 3,200, 1,000, 5,000, 5,000 (14,200)
+    ("haircut_gains", {"gina": "585.915493", "frank": "183.098591", "hank": "915.492958", "dave": "915.492958"}),
+])
+def test_settlement_deficit_is_charged_by_the_policy_plan(policy, expected):
+    """Erin long 1.0 of BTC-0331 (0.5 and 0.1 at 50,000 from dave and frank, 0.4 at 48,000 from
+    gina) with 6,300; hank short 0.5 at 50,000 against ivan. Settled at 40,000 erin realizes
+    -9,200 and ends at -2,900; the fund pays 300 and 2,600 is left. Under a queue policy the
+    opposite winners (every short) are closed by the policy's plan at erin's bankruptcy price."""
+    ledger = settled_book(policy)
+    shares = {e.account: e.share for e in events(ledger, "Account.LossAllocated")}
+    assert shares == {name: Dec(amount) for name, amount in expected.items()}
+    (covered,) = events(ledger, "Account.LossCovered")
+    assert (covered.deficit, covered.fund_paid, covered.allocated, covered.policy) == (Dec(2900), Dec(300), Dec(2600), policy)
+    assert ledger.collateral("erin") == 0
+    check_ledger(ledger.app)
+
+
 def test_settlement_loss_beyond_the_fund_haircuts_the_winners():
     ledger = ledger_with(f"""{FUTURE}
 {{"type":"price","market":"BTC-0331","price":"50000"}}

@@ -150,7 +150,7 @@ def test_tiered_market_charges_the_bracket_with_its_deduction():
 def test_retries_that_run_out_still_report_stored_commands_as_already_applied(monkeypatch):
     from eventsourcing.persistence import IntegrityError
 
-    import clearing.application as application
+    from clearing import application
 
     ledger = Ledger()
     ledger.post_ok(accounts_with(("alice", "10")) + '\n{"type":"deposit","id":"kept","account":"alice","amount":"1"}')

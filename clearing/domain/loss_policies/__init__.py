@@ -52,7 +52,10 @@ from clearing.domain.loss_policies.base import (
     check_on_grid,
     gain_cap,
     ledger_exact,
+    leverage,
     open_holders,
+    queue_key,
+    unrealized_gain,
 )
 from clearing.domain.loss_policies.queue import queue_sizes
 from clearing.domain.parameters import (
@@ -78,6 +81,7 @@ __all__ = [
     "LossPolicyError",
     "bear",
     "plan_deleveraging",
+    "scores",
 ]
 
 #: (account, contracts closed, score recorded) in closing order.
@@ -247,3 +251,67 @@ def bear(
     book = sorted(open_holders(holders), key=lambda holder: holder.account)
     borne = bearer(book, mark, contract_size, deficit, quantum)
     return [(holder.account, borne.get(holder.account, ZERO)) for holder in book]
+
+
+# -- the standing of every holder: one score per policy ----------------------------------------
+
+
+@ledger_exact
+def scores(
+    policy: str, holders: list[Holder], mark: Decimal, contract_size: Decimal
+) -> list[tuple[str, Decimal | None]]:
+    """The open holders in the order ``policy`` reaches them, each with its score.
+
+    The one definition of a holder's *score* under each policy (what ``clearing adl rank``
+    and ``account show`` display); first in the list = rank 1:
+
+    * ``adl``: ``adl_bitmex.score`` (PnL% x leverage, PnL% / leverage at a loss); highest
+      first, ``None`` (equity <= 0 or no entry value) last.
+    * ``adl_hyperliquid``: ``adl_hyperliquid.score`` ((mark / entry) x leverage, the price
+      ratio in the position's favour); highest first, ``None`` last.
+    * ``waterfill_leverage``: the leverage, notional / equity (``base.leverage``); the order
+      water-filling closes in (``waterfill_leverage.closing_key``): ``None`` (equity <= 0,
+      infinite leverage) first, then highest leverage.
+    * ``haircut_gains``: the unrealized gain (negative at a loss); highest first.
+    * ``leverage_weighted_gains``: the weight, leverage x gain
+      (``leverage_weighted_gains.weight``; 0 without a gain or with equity <= 0); highest first.
+    * ``socialize_per_contract``: |size|; highest first.
+
+    Ties go by account name; flat holders are left out. Queue policies close in this order;
+    cash policies charge pro rata to the score, so the first bears the most (before caps).
+    What a deficit would actually cost each holder is :func:`bear`.
+
+    Example, mark 100, contract 1 (the book of the module docstring, gains a 200, b 100,
+    c -200, d 400; leverage a 2, b 5, c 5, d 10): ``waterfill_leverage`` gives d 10, b 5,
+    c 5, a 2 (b before c by name); ``haircut_gains`` gives d 400, a 200, b 100, c -200.
+
+    >>> from clearing.money import D, fmt
+    >>> book = [Holder("a", D(10), D(800), D(500)), Holder("b", D(5), D(400), D(100)),
+    ...         Holder("c", D(20), D(2200), D(400)), Holder("d", D(8), D(400), D(80))]
+    >>> [(account, fmt(score)) for account, score in scores(WATERFILL_LEVERAGE, book, D(100), D(1))]
+    [('d', '10'), ('b', '5'), ('c', '5'), ('a', '2')]
+    >>> [(account, fmt(score)) for account, score in scores(HAIRCUT_GAINS, book, D(100), D(1))]
+    [('d', '400'), ('a', '200'), ('b', '100'), ('c', '-200')]
+
+    Raises:
+        LossPolicyError: an unknown policy, a mark or contract size that is not positive, or
+            an account named twice.
+    """
+    rules: dict[str, Callable[[Holder, Decimal, Decimal], Decimal | None]] = {
+        ADL: adl_bitmex.score,
+        ADL_HYPERLIQUID: adl_hyperliquid.score,
+        WATERFILL_LEVERAGE: leverage,
+        HAIRCUT_GAINS: unrealized_gain,
+        LEVERAGE_WEIGHTED_GAINS: leverage_weighted_gains.weight,
+        SOCIALIZE_PER_CONTRACT: lambda holder, _mark, _contract_size: abs(holder.size),
+    }
+    rule = rules.get(policy)
+    if rule is None:
+        raise LossPolicyError(f"unknown loss policy {policy!r}; expected one of {', '.join(sorted(rules))}")
+    check_market(mark, contract_size)
+    book = open_holders(holders)
+    if policy == WATERFILL_LEVERAGE:
+        ordered = sorted(book, key=lambda holder: waterfill_leverage.closing_key(holder, mark, contract_size))
+        return [(holder.account, rule(holder, mark, contract_size)) for holder in ordered]
+    scored = [(holder.account, rule(holder, mark, contract_size)) for holder in book]
+    return sorted(scored, key=lambda item: queue_key(*item))

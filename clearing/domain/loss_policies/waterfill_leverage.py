@@ -169,7 +169,7 @@ def cash_shares(
     Example (the book above, mark 100): 300 is 3 contracts, all d's (L = 6.25): d bears 300.
     """
     left = {holder.account: gain_cap(holder, mark, contract_size, quantum) for holder in holders}
-    borne = {account: ZERO for account in left}
+    borne = dict.fromkeys(left, ZERO)
     remaining = min(deficit, sum(left.values(), ZERO))
     book = sorted(holders, key=lambda holder: closing_key(holder, mark, contract_size))
     for _ in range(len(book) + 1):  # each round allocates all or caps every winner it weights
