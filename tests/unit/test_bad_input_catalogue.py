@@ -10,7 +10,8 @@ and olga's approvals (not yet used) of pausing trading and, at 2025-01-01T00:00Z
 ``liquidation_spread`` 0.4 and ``approvals_required`` 2. LIQ-PERP (tick 0.01, step 1, IMF
 10%, MMF 5%, band 50%): erin (1,000) bought 100 from bob at 100; at mark 94 her equity 400
 is below MM 470 and she is being liquidated, waiting for a liquidator: the backstop was
-opened on first use with nothing and cannot carry her position (ADR 13). Rows are posted
+opened on first use with nothing and cannot carry her position (ADR 13). GAP-PERP (the same
+terms): frank (10,000) bought 1,000 from gabe (20,000) at 100 and is waiting likewise at 94. Rows are posted
 as the operator ``POSTED_AS`` names (default: nobody).
 Grow this table with every feature (docs/errors.md lists the codes).
 """
@@ -57,6 +58,14 @@ olga> {"type":"approve","id":"a-quorum","officer":"olga","action":"set_parameter
 {"type":"deposit","id":"d-erin","account":"erin","amount":"1000"}
 {"type":"trade","id":"t-erin","market":"LIQ-PERP","buyer":"erin","seller":"bob","size":"100","price":"100"}
 {"type":"price","id":"p-liq-94","market":"LIQ-PERP","price":"94"}
+{"type":"create_market","id":"m-gap","market":"GAP-PERP","kind":"perpetual","tick_size":"0.01","step_size":"1","initial_margin_fraction":"0.1","maintenance_margin_fraction":"0.05","price_band":"0.5"}
+{"type":"price","id":"p-gap","market":"GAP-PERP","price":"100"}
+{"type":"open_account","id":"o-frank","account":"frank"}
+{"type":"deposit","id":"d-frank","account":"frank","amount":"10000"}
+{"type":"open_account","id":"o-gabe","account":"gabe"}
+{"type":"deposit","id":"d-gabe","account":"gabe","amount":"20000"}
+{"type":"trade","id":"t-frank","market":"GAP-PERP","buyer":"frank","seller":"gabe","size":"1000","price":"100"}
+{"type":"price","id":"p-gap-94","market":"GAP-PERP","price":"94"}
 """
 LIQUIDATE = {"type": "liquidate", "id": "l-new", "account": "alice", "market": "BTC-PERP", "price": "50000"}
 PARAMS = {"type": "set_parameters", "id": "sp-new"}
@@ -191,6 +200,11 @@ CASES = [
     ("liquidate to the empty backstop", line(LIQUIDATE, account="erin", market="LIQ-PERP", price="94"),
      "liquidator_undercapitalized", "liquidator"),
     # alice can carry it (equity 10,000 + 5,400 >= notional 5,000 + 9,400) but 40 is 57 % from the mark 94
+    # GAP-PERP: frank (10,000) long 1,000 at 100 from gabe, equity 4,000 at 94, bankruptcy price 90:
+    # gabe taking it back at 85 closes the market's last other position and leaves 5,000, more than
+    # the fund's 1,000, with nobody to bear it
+    ("liquidation deficit without a payer", line(LIQUIDATE, account="frank", market="GAP-PERP", price="85", liquidator="gabe"),
+     "deficit_without_payer", "price"),
     ("auction price out of band without approval", line(LIQUIDATE, account="erin", market="LIQ-PERP", price="40",
                                                         liquidator="alice"), "price_out_of_band", "price"),
     ("approval of a liquidation without its price", line(APPROVE, action="liquidate", operation=..., account="erin",
