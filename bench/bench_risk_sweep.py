@@ -129,7 +129,8 @@ def main() -> None:
         print(f"N={size:>7}: setup {result['setup']:6.1f} s | cold (index build) {result['cold'] * 1000:8.1f} ms | "
               f"quiet median {result['quiet'] * 1000:6.2f} ms (max {result['quiet_max'] * 1000:6.2f}) | "
               f"crossing {result['crossing'] * 1000:7.1f} ms ({result['liquidated']} liquidated, {result['events']} events; "
-              f"library insert of those events {result['ceiling'] * 1000:6.1f} ms, ratio {result['ceiling'] / result['crossing']:.2f})",
+              f"library insert of those events {result['ceiling'] * 1000:6.1f} ms, "
+              f"ratio {result['ceiling'] / result['crossing']:.2f})",
               flush=True)
     small, large = results[0], results[-1]
     print(f"crossing ratio N={large['size']} / N={small['size']}: {large['crossing'] / small['crossing']:.2f} (target < 2)")

@@ -270,7 +270,8 @@ class ClearingApplication(Application):
         command = envelope.command
         watermark = self._deciding_watermark or envelope.at
         seen[command.id] = Answer(content, error.code, error.field, error.message)
-        record = rejected(command.id, command.type, content, error, envelope.operator, envelope.at, _if_later(watermark, envelope.at))
+        record = rejected(command.id, command.type, content, error, envelope.operator, envelope.at,
+                          _if_later(watermark, envelope.at))
         return Outcome.rejected(error, command.id, command.type, envelope.line), [record]
 
     def _advance_watermark(self, at: datetime) -> datetime:

@@ -58,7 +58,8 @@ def _seconds(environ: Mapping[str, str], name: str, default: int) -> int:
     if raw is None or raw == "":
         return default
     if not raw.isdigit() or int(raw) > MAX_LIMIT_SECONDS:
-        raise InputError("invalid_setting", name, f"{name} must be a whole number of seconds up to {MAX_LIMIT_SECONDS}, got {raw[:40]!r}")
+        raise InputError("invalid_setting", name,
+                         f"{name} must be a whole number of seconds up to {MAX_LIMIT_SECONDS}, got {raw[:40]!r}")
     return int(raw)
 
 

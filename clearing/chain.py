@@ -194,8 +194,8 @@ def _bad_digest(message: str) -> InputError:
 def digest(recorder: Any, *, page: int = PAGE) -> Digest:
     """The digest of the whole log: last position, event count and chain head."""
     position, events, head = 0, 0, GENESIS
-    for notification, head in iter_links(recorder, page=page):
-        position = notification.id
+    for notification, link in iter_links(recorder, page=page):
+        position, head = notification.id, link
         events += 1
     return Digest(position, events, head.hex())
 

@@ -445,7 +445,8 @@ def parse_command(raw: dict[str, Any]) -> Command:
     if "type" not in raw:
         raise InputError("missing_field", "type", f"field 'type' is required; one of: {', '.join(COMMAND_TYPES)}")
     if raw["type"] not in COMMAND_TYPES:
-        raise InputError("unknown_type", "type", f"unknown command type {str(raw['type'])[:40]!r}; one of: {', '.join(COMMAND_TYPES)}")
+        raise InputError("unknown_type", "type",
+                         f"unknown command type {str(raw['type'])[:40]!r}; one of: {', '.join(COMMAND_TYPES)}")
     try:
         command = _ADAPTER.validate_python(raw)
     except ValidationError as error:

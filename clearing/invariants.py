@@ -116,7 +116,7 @@ def fold_log(app: ClearingApplication, aggregates: dict[UUID, Any] | None = None
     return fold
 
 
-def _fold_event(fold: Fold, kind: str, event: Any) -> None:  # noqa: PLR0912 - one branch per event type
+def _fold_event(fold: Fold, kind: str, event: Any) -> None:  # noqa: PLR0912, PLR0915 - one branch per event type
     fold.counts[kind] += 1
     if kind in HOLD_BACK:
         fold.held_back.add(event.account)
@@ -151,7 +151,8 @@ def _fold_event(fold: Fold, kind: str, event: Any) -> None:  # noqa: PLR0912 - o
         _cash(fold, event.account, event.amount)
     elif kind == "Account.LossAllocated":
         if fold.sizes[(event.account, event.market)] == ZERO:
-            raise InvariantViolation(f"flat_accounts_pay_no_losses: {event.account} paid {event.share} in {event.market} with no position")
+            raise InvariantViolation(f"flat_accounts_pay_no_losses: {event.account} paid {event.share} in {event.market} "
+                                     "with no position")
         fold.allocations.setdefault((event.loss_id, event.policy), [event.loss_total, ZERO])[1] += event.share
         _cash(fold, event.account, -event.share)
     elif kind == "Account.LossCovered":
@@ -298,7 +299,8 @@ def _closed_accounts_are_flat(fold: Fold) -> None:
     for account in fold.closed:
         open_markets = [m for (a, m), size in fold.sizes.items() if a == account and size != ZERO]
         if open_markets or fold.collateral[account] != ZERO:
-            raise InvariantViolation(f"closed_accounts_are_flat: {account} holds {open_markets}, collateral {fold.collateral[account]}")
+            raise InvariantViolation(f"closed_accounts_are_flat: {account} holds {open_markets}, "
+                                     f"collateral {fold.collateral[account]}")
 
 
 def _allocations_sum_to_loss(fold: Fold) -> None:

@@ -95,7 +95,9 @@ def _stamped(
     return Envelope(command, command.at, number, operator)
 
 
-def _flush(app: ClearingApplication, pending: list[Envelope | Outcome], after_batch: Callable[[], None] | None) -> Iterator[Outcome]:
+def _flush(
+    app: ClearingApplication, pending: list[Envelope | Outcome], after_batch: Callable[[], None] | None
+) -> Iterator[Outcome]:
     envelopes = [item for item in pending if isinstance(item, Envelope)]
     executed = iter(app.execute(envelopes)) if envelopes else iter(())
     if after_batch is not None:

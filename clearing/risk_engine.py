@@ -2,9 +2,10 @@
 
 ``sweep`` runs after every mark price: it asks the market's liquidation-price index for
 the accounts the move can have taken below maintenance (plus the watch set) and checks
-each one in risk order (lowest equity / maintenance first, then larger notional, then name). An account is checked at most once per sweep; accounts
-that paid a share of a loss or were deleveraged are checked after the others, since those
-payments can take them below maintenance too.
+each one in risk order (lowest equity / maintenance first, then larger notional, then name).
+An account is checked at most once per sweep; accounts that paid a share of a loss or were
+deleveraged are checked after the others, since those payments can take them below
+maintenance too.
 
 ``check_account`` runs the rule in ``clearing.domain.liquidation``: call, then - if due -
 one liquidation step (or, for an account with equity <= 0, every position closed). Two
@@ -148,7 +149,8 @@ def liquidate_due(ws: WorkingSet, account: Account, at: datetime, sequencer: Seq
             return affected
         position = account.position(name)
         close = abs(position.size) if insolvent else size_to_close(position, market, totals_of(account, ws.markets), params)
-        affected.extend(_step(ws, account, ws.market(name), close, None, None, params, "insolvent" if insolvent else "margin", sequencer, at))
+        step_reason = "insolvent" if insolvent else "margin"
+        affected.extend(_step(ws, account, ws.market(name), close, None, None, params, step_reason, sequencer, at))
         if not insolvent:
             break
     return affected
@@ -220,14 +222,16 @@ def _step(
     balance = fund.balance if fund is not None else ZERO
     if shortfall > balance and not payers_after(ws, account, market, taker, delta):
         if price is not None:
-            raise RuleError("deficit_without_payer", "price", f"at {fmt(price)} the liquidation leaves a deficit of {fmt(shortfall)} "
+            raise RuleError("deficit_without_payer", "price",
+                            f"at {fmt(price)} the liquidation leaves a deficit of {fmt(shortfall)} "
                             f"the insurance fund ({fmt(balance)}) cannot pay and no open position in {market.market} "
                             "is left to bear it: choose a price at or above the bankruptcy price")
         return deleverage(ws, account, market, params, liquidation_id, at)
     capacity = taker_capacity(ws, account, market, taker, delta, fill_price, quote_bankruptcy, params)
     if not capacity.allowed:  # only the engine's own step: a manual one was refused by its handler
         insolvent = totals.equity <= ZERO or shortfall > ZERO
-        refuse_takeover(account, market, taker, delta, fill_price, capacity, totals, "deleveraged" if insolvent else "waiting", at)
+        outcome = "deleveraged" if insolvent else "waiting"
+        refuse_takeover(account, market, taker, delta, fill_price, capacity, totals, outcome, at)
         return deleverage(ws, account, market, params, liquidation_id, at) if insolvent else []
     deficit = liquidation_step(
         ws, account, market, delta, fill_price, quote_bankruptcy, totals, taker, params, reason, liquidation_id, at, capacity
@@ -245,7 +249,8 @@ def payers_after(ws: WorkingSet, account: Account, market: Market, taker: Accoun
     one is left, so a deficit the fund cannot pay is deleveraged against the backstop at
     the bankruptcy price instead (nobody could be charged after the takeover).
     """
-    others = [a.position(market.market).size for a in open_holders(ws, market, excluding=account.account) if a.account != taker.account]
+    others = [a.position(market.market).size for a in open_holders(ws, market, excluding=account.account)
+              if a.account != taker.account]
     return loss_bearer_left(others, taker.position(market.market).size, delta)
 
 

@@ -119,7 +119,8 @@ def settle_market(ws: WorkingSet, market: Market, price: Decimal, at: datetime) 
             collateral_after=account.collateral + pnl,
             at=at,
         )
-    market.trigger_event(Market.MarketSettled, market=market.market, price_settlement=price, positions_settled=len(settled), at=at)
+    market.trigger_event(Market.MarketSettled, market=market.market, price_settlement=price, positions_settled=len(settled),
+                         at=at)
     ws.forget_open_interest_change(market)
     for account, loss_id, fund_paid, rest, policy in covers:
         record_loss_covered(account, loss_id, market, fund_paid, rest, policy, at)
@@ -193,7 +194,8 @@ def check_manual_liquidation(
         raise RuleError(
             "account_healthy",
             "account",
-            f"account {account.account} has equity {fmt(totals.equity)}, not below its maintenance margin {fmt(totals.maintenance_margin)}",
+            f"account {account.account} has equity {fmt(totals.equity)}, "
+            f"not below its maintenance margin {fmt(totals.maintenance_margin)}",
         )
     ch = ws.clearinghouse()
     if ch is not None and ch.is_paused(LIQUIDATIONS, market.market):
@@ -263,6 +265,7 @@ def _check_liquidator_carries(
             "liquidator_undercapitalized",
             "liquidator",
             f"liquidator {taker.account} would hold equity {fmt(capacity.equity_after)} against initial margin "
-            f"{fmt(capacity.initial_margin_after)} and notional {fmt(capacity.notional_after)} (cap {fmt(capacity.cap)} x equity) "
+            f"{fmt(capacity.initial_margin_after)} and notional {fmt(capacity.notional_after)} "
+            f"(cap {fmt(capacity.cap)} x equity) "
             "after the takeover: it cannot carry the position",
         )

@@ -310,35 +310,51 @@ def state_difference(rebuilt: Any, other: Any, label: str) -> str | None:
     return None
 
 
-def _difference(mine: Any, theirs: Any, path: str, label: str) -> str | None:  # noqa: PLR0911 - one return per type
+def _difference(mine: Any, theirs: Any, path: str, label: str) -> str | None:
     if isinstance(mine, (list, tuple)) and isinstance(theirs, (list, tuple)):
-        if len(mine) != len(theirs):
-            return f"{path}: {len(mine)} item(s) from events, {len(theirs)} in the {label}"
-        for index, (a, b) in enumerate(zip(mine, theirs)):
-            difference = _difference(a, b, f"{path}[{index}]", label)
-            if difference is not None:
-                return difference
-        return None
+        return _sequence_difference(mine, theirs, path, label)
     if type(mine) is not type(theirs):
         return f"{path}: events {_show(mine)} ({type(mine).__name__}), {label} {_show(theirs)} ({type(theirs).__name__})"
     if isinstance(mine, dict):
-        for key in [*mine, *(k for k in theirs if k not in mine)]:
-            if key not in theirs:
-                return f"{path}[{key!r}]: missing from the {label}"
-            if key not in mine:
-                return f"{path}[{key!r}]: in the {label} but not in the events"
-            difference = _difference(mine[key], theirs[key], f"{path}[{key!r}]", label)
-            if difference is not None:
-                return difference
-        if list(mine) != list(theirs):
-            return f"{path}: keys in another order in the {label}"
-        return None
+        return _mapping_difference(mine, theirs, path, label)
     if dataclasses.is_dataclass(mine):
-        for item in dataclasses.fields(mine):
-            difference = _difference(getattr(mine, item.name), getattr(theirs, item.name), f"{path}.{item.name}", label)
-            if difference is not None:
-                return difference
-        return None
+        return _fields_difference(mine, theirs, path, label)
+    return _value_difference(mine, theirs, path, label)
+
+
+def _sequence_difference(mine: list | tuple, theirs: list | tuple, path: str, label: str) -> str | None:
+    if len(mine) != len(theirs):
+        return f"{path}: {len(mine)} item(s) from events, {len(theirs)} in the {label}"
+    for index, (a, b) in enumerate(zip(mine, theirs, strict=True)):
+        difference = _difference(a, b, f"{path}[{index}]", label)
+        if difference is not None:
+            return difference
+    return None
+
+
+def _mapping_difference(mine: dict, theirs: dict, path: str, label: str) -> str | None:
+    for key in [*mine, *(k for k in theirs if k not in mine)]:
+        if key not in theirs:
+            return f"{path}[{key!r}]: missing from the {label}"
+        if key not in mine:
+            return f"{path}[{key!r}]: in the {label} but not in the events"
+        difference = _difference(mine[key], theirs[key], f"{path}[{key!r}]", label)
+        if difference is not None:
+            return difference
+    if list(mine) != list(theirs):
+        return f"{path}: keys in another order in the {label}"
+    return None
+
+
+def _fields_difference(mine: Any, theirs: Any, path: str, label: str) -> str | None:
+    for item in dataclasses.fields(mine):
+        difference = _difference(getattr(mine, item.name), getattr(theirs, item.name), f"{path}.{item.name}", label)
+        if difference is not None:
+            return difference
+    return None
+
+
+def _value_difference(mine: Any, theirs: Any, path: str, label: str) -> str | None:
     if isinstance(mine, Decimal):
         same = str(mine) == str(theirs)
     elif isinstance(mine, datetime):

@@ -223,7 +223,7 @@ def _report(chosen: list[str], skip: tuple[str, ...], results: Any) -> bool:
     for name in CHECKS:
         if name in skip:
             click.echo(f"{name:<12} skipped")
-    for name, (failure, detail, elapsed) in zip(chosen, results):
+    for name, (failure, detail, elapsed) in zip(chosen, results, strict=True):
         if failure is not None:
             click.echo(f"{name:<12} FAILED {failure}")
             return False

@@ -80,7 +80,7 @@ def _tier(text: str) -> dict[str, str]:
     parts = text.split(":")
     if len(parts) != 3:
         raise click.BadParameter(f"{text!r} is not FLOOR:IMF:MMF", param_hint="--tier")
-    return dict(zip(("notional_floor", "initial_margin_fraction", "maintenance_margin_fraction"), parts))
+    return dict(zip(("notional_floor", "initial_margin_fraction", "maintenance_margin_fraction"), parts, strict=True))
 
 
 @main.command("close-market")
@@ -235,7 +235,8 @@ APPROVABLE = ["pause", "resume", "set-parameters", "register-officer", "liquidat
 @main.command()
 @click.argument("officer")
 @click.argument("action", metavar="|".join(APPROVABLE))
-@click.argument("what", nargs=-1, required=True, metavar="OPERATION|NAME=VALUE...|CANDIDATE|ACCOUNT price=P [size=S] [liquidator=L]")
+@click.argument("what", nargs=-1, required=True,
+                metavar="OPERATION|NAME=VALUE...|CANDIDATE|ACCOUNT price=P [size=S] [liquidator=L]")
 @click.option("--market", help="Only this market. [default: everywhere / the clearinghouse defaults]")
 @command_options
 @pass_store
@@ -250,8 +251,9 @@ def approve(store: Store, officer: str, action: str, what: tuple[str, ...], mark
     clearing --as olga approve olga liquidate bob price=40 size=1 --market BTC-PERP
 
     A liquidation is approved when its auction price lies outside manual_liquidation_band;
-    size defaults to the whole position and liquidator to the backstop. The change must later be posted with exactly the same content (same NAME=VALUE set and
-    --market); see docs/commands.md.
+    size defaults to the whole position and liquidator to the backstop. The change must later
+    be posted with exactly the same content (same NAME=VALUE set and --market); see
+    docs/commands.md.
     """
     if action.replace("_", "-") not in APPROVABLE:
         raise click.BadParameter(f"{action!r} is not one of {', '.join(APPROVABLE)}", param_hint="ACTION")

@@ -64,14 +64,16 @@ def scenario(accounts: int, steps: int, seed: int) -> Iterator[dict[str, Any]]:
         command = {"type": "create_market", "id": f"demo-market-{name}", "market": name, "kind": spec["kind"],
                    "tick_size": spec["tick"], "step_size": spec["step"], "at": at.isoformat()}
         if "tiers" in spec:
-            command["tiers"] = [dict(zip(("notional_floor", "initial_margin_fraction", "maintenance_margin_fraction"), t)) for t in spec["tiers"]]
+            keys = ("notional_floor", "initial_margin_fraction", "maintenance_margin_fraction")
+            command["tiers"] = [dict(zip(keys, t, strict=True)) for t in spec["tiers"]]
         else:
             command.update(initial_margin_fraction=spec["imf"], maintenance_margin_fraction=spec["mmf"])
         if "expiry" in spec:
             command["expiry"] = spec["expiry"]
         yield command
         yield {"type": "price", "id": f"demo-price-{name}-0", "market": name, "price": str(spec["price"]), "at": at.isoformat()}
-    yield {"type": "fund_insurance", "id": "demo-fund-0", "amount": "250000", "contributor": "clearinghouse", "at": at.isoformat()}
+    yield {"type": "fund_insurance", "id": "demo-fund-0", "amount": "250000", "contributor": "clearinghouse",
+           "at": at.isoformat()}
     yield {"type": "open_account", "id": "demo-open-backstop", "account": BACKSTOP, "at": at.isoformat()}
     yield {"type": "deposit", "id": "demo-deposit-backstop", "account": BACKSTOP, "amount": fmt(BACKSTOP_CAPITAL),
            "at": at.isoformat()}
@@ -91,7 +93,8 @@ def _step(rng: random.Random, step: int, at: datetime, prices: dict[str, Decimal
         tick = Decimal(spec["tick"])
         move = Decimal(rng.randint(-60, 55)) / Decimal(10000)  # a gentle down-drift, as on 2025-10-10
         prices[name] = max(tick, (prices[name] * (1 + move) / tick).to_integral_value() * tick)
-        yield {"type": "price", "id": f"demo-price-{name}-{step}", "market": name, "price": fmt(prices[name]), "at": at.isoformat()}
+        yield {"type": "price", "id": f"demo-price-{name}-{step}", "market": name, "price": fmt(prices[name]),
+               "at": at.isoformat()}
         for trade in range(4):
             buyer, seller = rng.sample(names, 2)
             notional = Decimal(rng.choice([500, 2000, 8000, 30000, 150000]))

@@ -21,6 +21,7 @@ import click
 from eventsourcing.persistence import PersistenceError
 
 from clearing.application import ClearingApplication, Outcome, open_application
+from clearing.commands import COMMAND_TYPES
 from clearing.errors import ClearingError
 from clearing.posting import DEFAULT_BATCH_SIZE, MAX_BATCH_SIZE, post_lines
 from clearing.settings import DEFAULT_DB, ENV_VAR, OPERATOR_VAR, is_postgres, resolve_db, resolve_operator, store_env
@@ -170,8 +171,8 @@ def post(store: Store, file: TextIO, as_json: bool, batch_size: int | None) -> N
 
     Each line is one command object with "type" and a client-chosen "id", and an
     optional ISO-8601 "at" business time (stamped with the current time when absent).
-    Types: create_market, close_market, open_account, close_account, deposit,
-    withdraw, trade, price, fund_insurance. Numbers are JSON strings or integers.
+    Types: {types}. Numbers are JSON strings or integers; docs/commands.md gives each
+    type's fields and docs/errors.md every error code.
 
     Every command is atomic, and one result line is printed per command once it is
     committed. Every answer is final: re-posting a command with the same id and content
@@ -201,6 +202,9 @@ def post(store: Store, file: TextIO, as_json: bool, batch_size: int | None) -> N
     _summary(counts)
 
 
+post.help = (post.help or "").replace("{types}", ", ".join(COMMAND_TYPES))  # every type, from the one list
+
+
 def _summary(counts: dict[str, int]) -> None:
     total = sum(counts.values())
     click.echo(
@@ -225,7 +229,8 @@ def events(store: Store, start: int, limit: int | None, as_json: bool) -> None:
             click.echo(render.dumps(record))
         else:
             key = record["data"].get("account") or record["data"].get("market") or record["data"].get("command_id") or ""
-            fields = " ".join(f"{k}={render.text_value(v)}" for k, v in record["data"].items() if k not in ("account", "market", "command_id"))
+            fields = " ".join(f"{k}={render.text_value(v)}" for k, v in record["data"].items()
+                              if k not in ("account", "market", "command_id"))
             click.echo(f"{record['position']:>8}  {record['type']:<28} {key:<16} {fields}")
 
 

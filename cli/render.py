@@ -15,7 +15,7 @@ from clearing.application import Outcome
 from clearing.money import fmt
 
 
-def to_json_value(value: Any) -> Any:
+def to_json_value(value: Any) -> Any:  # noqa: PLR0911 - one return per kind of value
     """Decimals, times, ids and value objects as JSON-safe values (decimals as strings)."""
     if isinstance(value, Decimal):
         return fmt(value)
@@ -73,7 +73,8 @@ def account_text(view: dict[str, Any]) -> str:
     if call:
         lines.append(f"  margin call in {call['market']} ({call['rule']} rule): {call['amount_due']} due of "
                      f"{call['amount_to_initial']} called to restore initial margin, deadline {call['deadline']}")
-    for key in ("collateral", "equity", "initial_margin", "maintenance_margin", "free_collateral", "margin_ratio", "realized_pnl"):
+    for key in ("collateral", "equity", "initial_margin", "maintenance_margin", "free_collateral", "margin_ratio",
+                "realized_pnl"):
         lines.append(f"  {key:<20} {view[key] if view[key] is not None else '-'}")
     if not view["positions"]:
         lines.append("  no open positions")
@@ -106,14 +107,15 @@ def account_list_lines(rows: Any) -> Any:
     line right), since the rows are never all in memory to measure."""
     for index, row in enumerate(rows):
         if index == 0:
-            yield "  ".join(c.ljust(w) for c, w in zip(ACCOUNT_LIST_COLUMNS, _LIST_WIDTHS)).rstrip()
+            yield "  ".join(c.ljust(w) for c, w in zip(ACCOUNT_LIST_COLUMNS, _LIST_WIDTHS, strict=True)).rstrip()
         values = [str(row[c]) for c in ACCOUNT_LIST_COLUMNS]
-        yield "  ".join(v.rjust(w) if _numeric(v) else v.ljust(w) for v, w in zip(values, _LIST_WIDTHS)).rstrip()
+        yield "  ".join(v.rjust(w) if _numeric(v) else v.ljust(w) for v, w in zip(values, _LIST_WIDTHS, strict=True)).rstrip()
 
 
 def market_text(view: dict[str, Any]) -> str:
     lines = [f"market {view['market']} ({view['kind']}, {view['status']})"]
-    for key in ("mark_price", "mark_time", "open_interest", "volume", "expiry", "contract_size", "tick_size", "step_size", "price_band", "collateral_asset"):
+    for key in ("mark_price", "mark_time", "open_interest", "volume", "expiry", "contract_size", "tick_size", "step_size",
+                "price_band", "collateral_asset"):
         lines.append(f"  {key:<17} {view[key] if view[key] is not None else '-'}")
     columns = ("notional_floor", "initial_margin_fraction", "maintenance_margin_fraction", "maintenance_margin_deduction")
     lines.append(table(columns, [[t[c] for c in columns] for t in view["tiers"]], indent="  "))
@@ -133,9 +135,10 @@ def fund_text(view: dict[str, Any]) -> str:
 
 def table(columns: tuple[str, ...], rows: list[list[str]], indent: str = "") -> str:
     widths = [max([len(c)] + [len(r[i]) for r in rows]) for i, c in enumerate(columns)]
-    out = [indent + "  ".join(c.ljust(w) for c, w in zip(columns, widths)).rstrip()]
+    out = [indent + "  ".join(c.ljust(w) for c, w in zip(columns, widths, strict=True)).rstrip()]
     for row in rows:
-        out.append(indent + "  ".join(v.rjust(w) if _numeric(v) else v.ljust(w) for v, w in zip(row, widths)).rstrip())
+        cells = (v.rjust(w) if _numeric(v) else v.ljust(w) for v, w in zip(row, widths, strict=True))
+        out.append(indent + "  ".join(cells).rstrip())
     return "\n".join(out)
 
 

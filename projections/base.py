@@ -71,7 +71,7 @@ class Rows:
         assert self.table is not None and self.session is not None
         columns = [self.table.c[name] for name in self.spec.key]
         values = key if isinstance(key, tuple) else (key,)
-        condition = and_(*[column == value for column, value in zip(columns, values)])
+        condition = and_(*[column == value for column, value in zip(columns, values, strict=True)])
         found = self.session.execute(select(self.table).where(condition)).mappings().first()
         if found is None:
             return None

@@ -36,7 +36,7 @@ def first_difference(stored: Projector, rebuilt: Projector, name: str) -> str | 
             theirs = canonical_rows(right, other.tables[spec.name], spec.key)
             if ours == theirs:
                 continue
-            for index, (a, b) in enumerate(zip(ours, theirs)):
+            for index, (a, b) in enumerate(zip(ours, theirs, strict=False)):
                 if a != b:
                     return f"{spec.name}: row {index + 1} stored {a} but rebuilt {b}"
             return f"{spec.name}: {len(ours)} rows stored but {len(theirs)} rebuilt"

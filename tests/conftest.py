@@ -88,3 +88,14 @@ def store_db(request: pytest.FixtureRequest) -> str:
         return request.getfixturevalue("sqlite_db")
     return request.getfixturevalue("postgres_db")
 
+
+
+@pytest.fixture(autouse=True)
+def _error_codes_are_registered() -> Iterator[None]:
+    """Fail a test in which a ledger error was built with a code ``clearing.errors.REGISTRY``
+    does not hold (the product still raises it; the registry and docs/errors.md must list it)."""
+    from clearing.errors import UNREGISTERED
+
+    UNREGISTERED.clear()
+    yield
+    assert not UNREGISTERED, f"unregistered error codes raised: {sorted(UNREGISTERED)} (add them to clearing.errors.REGISTRY)"

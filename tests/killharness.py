@@ -16,12 +16,13 @@ Reusable core of ``tests/e2e/test_kill_harness.py`` and ``bench/kill_cycles.py``
 What legitimately differs between two runs and is left out of the comparison: the library's
 timestamps (events and aggregates), notification positions (PostgreSQL leaves gaps), the
 batch-level ``Market.TradingRecorded`` events (one per traded market per batch) and therefore
-markets' version numbers (also recorded in each fill as ``market_version``), and the order of a market's ``holders`` (an ordered set that the
-engine always reads sorted). Everything else is compared: every other event in log order by
-(originator id, topic, version for non-market aggregates, stored state without timestamp),
-the final state of every aggregate (accounts, markets, the insurance fund, the clearinghouse),
-and each line's final outcome (``applied`` = ``already_applied``; ``rejected`` =
-``already_rejected`` with the same code and field).
+markets' version numbers (also recorded in each fill as ``market_version``), and the order
+of a market's ``holders`` (an ordered set that the engine always reads sorted). Everything
+else is compared: every other event in log order by (originator id, topic, version for
+non-market aggregates, stored state without timestamp), the final state of every aggregate
+(accounts, markets, the insurance fund, the clearinghouse), and each line's final outcome
+(``applied`` = ``already_applied``; ``rejected`` = ``already_rejected`` with the same code
+and field).
 """
 
 from __future__ import annotations
@@ -108,19 +109,7 @@ def generate_stream(seed: int, accounts: int = 45, steps: int = 380) -> list[dic
     """A seeded stream of about ``2 * accounts + steps + 20`` commands (see the module docstring)."""
     rng = random.Random(seed)
     s = _Stream(rng)
-    s.add("create_market", "m-btc", market="BTC-PERP", kind="perpetual", tick_size="0.1", step_size="0.001",
-          initial_margin_fraction="0.1", maintenance_margin_fraction="0.05", price_band="0.1")
-    s.add("create_market", "m-eth", market="ETH-PERP", kind="perpetual", tick_size="0.01", step_size="0.01",
-          tiers=[{"notional_floor": "0", "initial_margin_fraction": "0.05", "maintenance_margin_fraction": "0.03"},
-                 {"notional_floor": "50000", "initial_margin_fraction": "0.1", "maintenance_margin_fraction": "0.06"}])
-    expiry = (T0 + timedelta(seconds=EXPIRY_SECONDS)).strftime("%Y-%m-%dT%H:%M:%SZ")
-    s.add("create_market", "m-ethf", market="ETH-FUT", kind="future", expiry=expiry, tick_size="0.5",
-          step_size="0.01", initial_margin_fraction="0.1", maintenance_margin_fraction="0.05")
-    s.add("set_parameters", "sp-1", parameters={"liquidation_fee_rate": "0.015", "margin_call_grace": 20})
-    for market, mark in (("BTC-PERP", Decimal("60000")), ("ETH-PERP", Decimal("2500")), ("ETH-FUT", Decimal("2510"))):
-        s.marks[market] = mark
-        s.add("price", f"p0-{market}", market=market, price=str(mark))
-    s.add("fund_insurance", "fund-0", amount="20000", contributor="ops")
+    _list_markets(s)
     # the issue's case: the withdrawal is rejected, and must stay rejected when the stream is posted again
     s.open("alice", 100)
     s.add("withdraw", "w-alice", account="alice", amount="200")
@@ -134,50 +123,73 @@ def generate_stream(seed: int, accounts: int = 45, steps: int = 380) -> list[dic
             s.add("settle", "settle-ethf", market="ETH-FUT", price=str(s.marks["ETH-FUT"]))
             settled = True
             continue
-        roll = rng.random()
-        if roll < 0.40:
-            s.trade()
-        elif roll < 0.55:
-            market = rng.choice(MARKETS[:2] if s.seconds >= EXPIRY_SECONDS else MARKETS)
-            move = rng.choice((rng.uniform(-0.03, 0.03),) * 6 + (rng.uniform(-0.09, -0.05), rng.uniform(0.05, 0.09),
-                                                                 rng.choice((-0.15, 0.2))))
-            s.price(market, move)
-        elif roll < 0.63:
-            name = rng.choice(s.accounts)
-            amount = rng.choice((100, 500, 2000, 10000))
-            s.add("deposit", account=name, amount=str(amount))
-            s.deposited[name] += amount
-        elif roll < 0.72:
-            name = rng.choice(s.accounts)
-            share = rng.choice(("0.1", "0.3", "0.9", "1.5", "4"))  # the larger ones fail collateral or free collateral
-            s.add("withdraw", account=name, amount=str((s.deposited[name] * Decimal(share)).quantize(Decimal(1)) + 1))
-        elif roll < 0.75 and later:
-            s.open(later.pop(0), rng.choice((1000, 8000, 40000)))
-        elif roll < 0.78:  # an account nobody opened
-            ghost = f"ghost-{rng.randint(0, 9)}"
-            if rng.random() < 0.5:
-                s.add("deposit", account=ghost, amount="100")
-            else:
-                s.add("trade", market="BTC-PERP", buyer=ghost, seller=rng.choice(s.accounts), size="0.001",
-                      price=str(s.marks["BTC-PERP"]))
-        elif roll < 0.84:  # the same id and content again (an earlier applied *or rejected* line)
-            s.commands.append(dict(rng.choice(s.commands)))
-        elif roll < 0.88:  # the same id with other content
-            earlier = rng.choice([c for c in s.commands if c["type"] in ("deposit", "withdraw", "trade")])
-            changed = dict(earlier)
-            key, more = ("size", s.steps[changed["market"]]) if changed["type"] == "trade" else ("amount", Decimal(1))
-            changed[key] = str(Decimal(changed[key]) + more)
-            s.commands.append(changed)
-        elif roll < 0.91:
-            s.add("funding", market=rng.choice(("BTC-PERP", "ETH-PERP")), rate=rng.choice(("0.0001", "-0.0002", "0.0005")))
-        elif roll < 0.93:
-            s.add("fund_insurance", amount=str(rng.choice((1000, 5000))))
-        elif roll < 0.95:
-            s.add("close_account", account=rng.choice(s.accounts))  # mostly refused: not flat or not empty
-        else:
-            s.add("trade", market="BTC-PERP", buyer=s.accounts[0], seller=s.accounts[0], size="0.001",
-                  price=str(s.marks["BTC-PERP"]))  # self trade
+        _random_command(s, later)
     return s.commands
+
+
+def _list_markets(s: _Stream) -> None:
+    """The three markets, the parameters, the first marks and the insurance fund."""
+    s.add("create_market", "m-btc", market="BTC-PERP", kind="perpetual", tick_size="0.1", step_size="0.001",
+          initial_margin_fraction="0.1", maintenance_margin_fraction="0.05", price_band="0.1")
+    s.add("create_market", "m-eth", market="ETH-PERP", kind="perpetual", tick_size="0.01", step_size="0.01",
+          tiers=[{"notional_floor": "0", "initial_margin_fraction": "0.05", "maintenance_margin_fraction": "0.03"},
+                 {"notional_floor": "50000", "initial_margin_fraction": "0.1", "maintenance_margin_fraction": "0.06"}])
+    expiry = (T0 + timedelta(seconds=EXPIRY_SECONDS)).strftime("%Y-%m-%dT%H:%M:%SZ")
+    s.add("create_market", "m-ethf", market="ETH-FUT", kind="future", expiry=expiry, tick_size="0.5",
+          step_size="0.01", initial_margin_fraction="0.1", maintenance_margin_fraction="0.05")
+    s.add("set_parameters", "sp-1", parameters={"liquidation_fee_rate": "0.015", "margin_call_grace": 20})
+    for market, mark in (("BTC-PERP", Decimal("60000")), ("ETH-PERP", Decimal("2500")), ("ETH-FUT", Decimal("2510"))):
+        s.marks[market] = mark
+        s.add("price", f"p0-{market}", market=market, price=str(mark))
+    s.add("fund_insurance", "fund-0", amount="20000", contributor="ops")
+
+
+def _random_command(s: _Stream, later: list[str]) -> None:  # noqa: PLR0912 - one branch per kind of command in the mix
+    """One command of the random mix; ``later`` holds the accounts still to be opened."""
+    rng = s.rng
+    roll = rng.random()
+    if roll < 0.40:
+        s.trade()
+    elif roll < 0.55:
+        market = rng.choice(MARKETS[:2] if s.seconds >= EXPIRY_SECONDS else MARKETS)
+        move = rng.choice((rng.uniform(-0.03, 0.03),) * 6 + (rng.uniform(-0.09, -0.05), rng.uniform(0.05, 0.09),
+                                                             rng.choice((-0.15, 0.2))))
+        s.price(market, move)
+    elif roll < 0.63:
+        name = rng.choice(s.accounts)
+        amount = rng.choice((100, 500, 2000, 10000))
+        s.add("deposit", account=name, amount=str(amount))
+        s.deposited[name] += amount
+    elif roll < 0.72:
+        name = rng.choice(s.accounts)
+        share = rng.choice(("0.1", "0.3", "0.9", "1.5", "4"))  # the larger ones fail collateral or free collateral
+        s.add("withdraw", account=name, amount=str((s.deposited[name] * Decimal(share)).quantize(Decimal(1)) + 1))
+    elif roll < 0.75 and later:
+        s.open(later.pop(0), rng.choice((1000, 8000, 40000)))
+    elif roll < 0.78:  # an account nobody opened
+        ghost = f"ghost-{rng.randint(0, 9)}"
+        if rng.random() < 0.5:
+            s.add("deposit", account=ghost, amount="100")
+        else:
+            s.add("trade", market="BTC-PERP", buyer=ghost, seller=rng.choice(s.accounts), size="0.001",
+                  price=str(s.marks["BTC-PERP"]))
+    elif roll < 0.84:  # the same id and content again (an earlier applied *or rejected* line)
+        s.commands.append(dict(rng.choice(s.commands)))
+    elif roll < 0.88:  # the same id with other content
+        earlier = rng.choice([c for c in s.commands if c["type"] in ("deposit", "withdraw", "trade")])
+        changed = dict(earlier)
+        key, more = ("size", s.steps[changed["market"]]) if changed["type"] == "trade" else ("amount", Decimal(1))
+        changed[key] = str(Decimal(changed[key]) + more)
+        s.commands.append(changed)
+    elif roll < 0.91:
+        s.add("funding", market=rng.choice(("BTC-PERP", "ETH-PERP")), rate=rng.choice(("0.0001", "-0.0002", "0.0005")))
+    elif roll < 0.93:
+        s.add("fund_insurance", amount=str(rng.choice((1000, 5000))))
+    elif roll < 0.95:
+        s.add("close_account", account=rng.choice(s.accounts))  # mostly refused: not flat or not empty
+    else:
+        s.add("trade", market="BTC-PERP", buyer=s.accounts[0], seller=s.accounts[0], size="0.001",
+              price=str(s.marks["BTC-PERP"]))  # self trade
 
 
 def write_stream(path: Path, commands: list[dict[str, Any]]) -> Path:
@@ -405,7 +417,15 @@ def _event_pair_text(x: tuple[Any, ...], y: tuple[Any, ...]) -> str:
 def compare(clean: Capture, other: Capture, limit: int = 5, lines: list[str] | None = None) -> list[str]:
     """Differences of ``other`` from ``clean``, precisely, at most ``limit`` of each kind."""
     found: list[str] = [f"run problem: {problem}" for problem in other.problems]
-    # 1. each line's final outcome
+    found += _outcome_differences(clean, other, limit, lines)
+    found += _event_log_differences(clean, other, limit)
+    found += _aggregate_differences(clean, other, limit)
+    return found
+
+
+def _outcome_differences(clean: Capture, other: Capture, limit: int, lines: list[str] | None) -> list[str]:
+    """The lines whose final outcome differs."""
+    found: list[str] = []
     wrong = [(n, clean.outcomes.get(n), other.outcomes.get(n)) for n in sorted(set(clean.outcomes) | set(other.outcomes))
              if clean.outcomes.get(n) != other.outcomes.get(n)]
     for n, expected, got in wrong[:limit]:
@@ -413,28 +433,35 @@ def compare(clean: Capture, other: Capture, limit: int = 5, lines: list[str] | N
         found.append(f"outcome of line {n}: clean {expected}, this run {got}{text}")
     if len(wrong) > limit:
         found.append(f"... {len(wrong) - limit} more line outcome(s) differ ({len(wrong)} in all)")
-    # 2. the event log (in order, TradingRecorded left out)
+    return found
+
+
+def _event_log_differences(clean: Capture, other: Capture, limit: int) -> list[str]:
+    """Where the event logs differ (in order, TradingRecorded left out)."""
+    found: list[str] = []
     a = [json.dumps(e, sort_keys=True, default=str) for e in clean.events]
     b = [json.dumps(e, sort_keys=True, default=str) for e in other.events]
-    if a != b:
-        matcher = difflib.SequenceMatcher(a=a, b=b, autojunk=False)
-        shown = 0
-        opcodes = [op for op in matcher.get_opcodes() if op[0] != "equal"]
-        for tag, i1, i2, j1, j2 in opcodes:
-            if shown >= limit:
-                break
-            shown += 1
-            if tag == "delete":
-                found.append(f"event log: {i2 - i1} event(s) missing at index {i1} (after {j1} matching), first: "
-                             f"{_event_text(clean.events[i1])}")
-            elif tag == "insert":
-                found.append(f"event log: {j2 - j1} extra event(s) at index {j1}, first: {_event_text(other.events[j1])}")
-            else:
-                found.append(f"event log: at index {i1}/{j1} clean has {i2 - i1} event(s), this run {j2 - j1}; first: "
-                             + _event_pair_text(clean.events[i1], other.events[j1]))
-        if len(opcodes) > limit:
-            found.append(f"... {len(opcodes) - limit} more event-log difference(s) ({len(a)} events clean, {len(b)} this run)")
-    # 3. final state of every aggregate
+    if a == b:
+        return found
+    matcher = difflib.SequenceMatcher(a=a, b=b, autojunk=False)
+    opcodes = [op for op in matcher.get_opcodes() if op[0] != "equal"]
+    for tag, i1, i2, j1, j2 in opcodes[:limit]:
+        if tag == "delete":
+            found.append(f"event log: {i2 - i1} event(s) missing at index {i1} (after {j1} matching), first: "
+                         f"{_event_text(clean.events[i1])}")
+        elif tag == "insert":
+            found.append(f"event log: {j2 - j1} extra event(s) at index {j1}, first: {_event_text(other.events[j1])}")
+        else:
+            found.append(f"event log: at index {i1}/{j1} clean has {i2 - i1} event(s), this run {j2 - j1}; first: "
+                         + _event_pair_text(clean.events[i1], other.events[j1]))
+    if len(opcodes) > limit:
+        found.append(f"... {len(opcodes) - limit} more event-log difference(s) ({len(a)} events clean, {len(b)} this run)")
+    return found
+
+
+def _aggregate_differences(clean: Capture, other: Capture, limit: int) -> list[str]:
+    """The aggregates whose final state differs."""
+    found: list[str] = []
     shown = 0
     for label in sorted(set(clean.aggregates) | set(other.aggregates)):
         x, y = clean.aggregates.get(label), other.aggregates.get(label)

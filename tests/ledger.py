@@ -46,9 +46,8 @@ class Ledger:
         lines = script.splitlines() if isinstance(script, str) else [json.dumps(c) for c in script]
         outcomes: list[Outcome] = []
         for posted_as, run in _runs_by_operator(lines, operator):
-            if auto_id:
-                run = [self._with_id(line) for line in run]
-            outcomes.extend(post_lines(self.app, run, batch_size, self.clock, operator=posted_as))
+            posted = [self._with_id(line) for line in run] if auto_id else run
+            outcomes.extend(post_lines(self.app, posted, batch_size, self.clock, operator=posted_as))
         return outcomes
 
     def post_ok(self, script: str | Iterable[dict[str, Any]], operator: str = "") -> list[Outcome]:
@@ -62,7 +61,7 @@ class Ledger:
         if not text.startswith("{") or '"id"' in text:
             return line
         self._sequence += 1
-        return '{"id": "auto-%d", ' % self._sequence + text[1:]
+        return f'{{"id": "auto-{self._sequence}", ' + text[1:]
 
     def account(self, name: str) -> dict[str, Any]:
         return account_view(self.app, name)
@@ -128,8 +127,9 @@ def dated(script: str, at: str) -> str:
     for line in script.splitlines():
         text = line.strip()
         if text.startswith("{") and '"at"' not in text:
-            line = text[:-1] + f',"at":"{at}"}}'
-        lines.append(line)
+            lines.append(text[:-1] + f',"at":"{at}"}}')
+        else:
+            lines.append(line)
     return "\n".join(lines) + ("\n" if script.endswith("\n") else "")
 
 

@@ -60,13 +60,18 @@ class Fill:
         """A fill that grows |size| or flips the side adds risk and needs initial margin."""
         before = self.position_after.size - self.size_delta
         after = self.position_after.size
-        flipped = before != ZERO and after != ZERO and (before > ZERO) != (after > ZERO)
+        flipped = ZERO not in (before, after) and (before > ZERO) != (after > ZERO)
         return abs(after) > abs(before) or flipped
 
 
 @exact
 def decide_fill(
-    position: Position, size_delta: Decimal, price: Decimal, contract_size: Decimal, quantum: Decimal, quote: Decimal | None = None
+    position: Position,
+    size_delta: Decimal,
+    price: Decimal,
+    contract_size: Decimal,
+    quantum: Decimal,
+    quote: Decimal | None = None,
 ) -> Fill:
     """Apply a signed trade of ``size_delta`` at ``price`` to ``position``.
 

@@ -313,10 +313,11 @@ class Clearinghouse(Aggregate):
     def apply_control(self, action: str, operation: str, market: str | None, at: datetime) -> None:
         """Pause or resume once M officers approved; raises ``quorum_not_met`` before that."""
         flag = f"{operation}:{market or EVERYWHERE}"
+        field = "market" if market else "operation"
         if action == "pause" and flag in self.paused:
-            raise RuleError("already_paused", "market" if market else "operation", f"{operation} in {market or 'all markets'} is already paused")
+            raise RuleError("already_paused", field, f"{operation} in {market or 'all markets'} is already paused")
         if action == "resume" and flag not in self.paused:
-            raise RuleError("not_paused", "market" if market else "operation", f"{operation} in {market or 'all markets'} is not paused")
+            raise RuleError("not_paused", field, f"{operation} in {market or 'all markets'} is not paused")
         governance = self.authorize(Change.of_control(action, operation, market), at, "operation", bootstrap_allowed=False)
         paused_after = sorted({*self.paused, flag}) if action == "pause" else [p for p in self.paused if p != flag]
         self.trigger_event(

@@ -374,7 +374,9 @@ def liquidation_step(
 
 
 @exact
-def penalty_and_fee(quote_fill: Decimal, quote_bankruptcy: Decimal, params: ParameterSet, quantum: Decimal) -> tuple[Decimal, Decimal]:
+def penalty_and_fee(
+    quote_fill: Decimal, quote_bankruptcy: Decimal, params: ParameterSet, quantum: Decimal
+) -> tuple[Decimal, Decimal]:
     """(penalty, liquidator's fee) of a fill (step 6): the penalty is at most
     ``liquidation_fee_rate`` x |q_f| and never more than the surplus above the bankruptcy
     quote; ``liquidator_fee_share`` of it goes to the liquidator (rounded down, the fund
@@ -460,7 +462,9 @@ def _status_after(after: MarginTotals, positions: Mapping[str, Position]) -> str
 
 
 @exact
-def _take(ctx: RiskContext, taker: Account, liquidated: Account, market: Market, terms: FillTerms, liquidation_id: str, at: datetime) -> None:
+def _take(
+    ctx: RiskContext, taker: Account, liquidated: Account, market: Market, terms: FillTerms, liquidation_id: str, at: datetime
+) -> None:
     """The counterparty's side of a liquidation fill (backstop or deleveraged account)."""
     delta = -terms.delta
     position = taker.position(market.market)
@@ -570,7 +574,8 @@ def cash_allocation(policy: str, holders: Sequence[Holder], mark: Decimal, contr
     """
     groups: list[ShareGroup] = []
     if policy == HAIRCUT_GAINS:
-        gains = [(h.account, round_down(max(ZERO, unrealized_pnl(h.size, h.cost, mark, contract_size)), quantum)) for h in holders]
+        gains = [(h.account, round_down(max(ZERO, unrealized_pnl(h.size, h.cost, mark, contract_size)), quantum))
+                 for h in holders]
         gains = [(name, gain) for name, gain in gains if gain > ZERO]
         haircut = min(loss, sum((gain for _, gain in gains), ZERO))
         if haircut > ZERO:
@@ -613,7 +618,8 @@ def settlement_allocation(policy: str, bankrupt_size: Decimal, others: Sequence[
         if sum((abs(h.size) for h in opposite), ZERO) >= abs(bankrupt_size):
             plan = plan_deleveraging(policy, opposite, price, contract_size, abs(bankrupt_size), step)
             group = _pro_rata(policy, loss, [(name, take) for name, take, _ in plan], quantum)
-            return policy, [ShareGroup(policy, loss, abs(bankrupt_size), group.shares, tuple((name, score) for name, _, score in plan))]
+            scores = tuple((name, score) for name, _, score in plan)
+            return policy, [ShareGroup(policy, loss, abs(bankrupt_size), group.shares, scores)]
         policy = SOCIALIZE_PER_CONTRACT
     groups: list[ShareGroup] = []
     if policy == LEVERAGE_WEIGHTED_GAINS:
@@ -626,7 +632,8 @@ def settlement_allocation(policy: str, bankrupt_size: Decimal, others: Sequence[
     winners = [(h.account, gains[h.account]) for h in others if gains[h.account] > ZERO]
     if policy == HAIRCUT_GAINS and winners:
         return policy, [*groups, _pro_rata(HAIRCUT_GAINS, loss, winners, quantum)]
-    return SOCIALIZE_PER_CONTRACT, [*groups, _pro_rata(SOCIALIZE_PER_CONTRACT, loss, [(h.account, abs(h.size)) for h in others], quantum)]
+    sizes = [(h.account, abs(h.size)) for h in others]
+    return SOCIALIZE_PER_CONTRACT, [*groups, _pro_rata(SOCIALIZE_PER_CONTRACT, loss, sizes, quantum)]
 
 
 @exact
@@ -644,8 +651,8 @@ def allocate_loss(
     return [a.account for a in accounts]
 
 
-def charge_loss(market: Market, weights: Sequence[tuple[Account, Decimal]], loss: Decimal, policy: str, loss_id: str, at: datetime,
-                ranks: Mapping[str, Decimal | None] | None = None, basis_total: Decimal | None = None) -> None:
+def charge_loss(market: Market, weights: Sequence[tuple[Account, Decimal]], loss: Decimal, policy: str, loss_id: str,
+                at: datetime, ranks: Mapping[str, Decimal | None] | None = None, basis_total: Decimal | None = None) -> None:
     """``LossAllocated`` on each account: its largest-remainder share of ``loss`` by weight.
 
     ``ranks`` (settlement ADL) records each payer's ADL score; ``basis_total`` defaults to

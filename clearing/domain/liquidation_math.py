@@ -36,7 +36,7 @@ def bankruptcy_quote(
     Example (vector B1): long 0.1 BTC at 50,000, USDC -4,501, MMF 10%: TNC 499, TMMR 500,
     closing all: 5,000 - 499 x 500 / 500 = 4,501.
     """
-    if size == ZERO or delta == ZERO or (size > ZERO) == (delta > ZERO) or abs(delta) > abs(size):
+    if ZERO in (size, delta) or (size > ZERO) == (delta > ZERO) or abs(delta) > abs(size):
         raise ValueError(f"delta {delta} must reduce the position {size} without flipping it")
     if maintenance_after > maintenance_before or maintenance_total <= ZERO:
         raise ValueError("closing must not raise the maintenance requirement, and the total must be positive")

@@ -19,7 +19,7 @@ from eventsourcing.domain import Aggregate
 
 from clearing.domain.ids import market_id
 from clearing.domain.margin import MarginTier, build_tiers
-from clearing.errors import RuleError
+from clearing.errors import InputError, RuleError
 from clearing.money import ZERO, Asset, exact, fmt, is_multiple, round_down
 
 ACTIVE = "active"
@@ -199,7 +199,9 @@ class Market(Aggregate):
 
     # -- commands -----------------------------------------------------------------------
 
-    def set_mark_price(self, price: Decimal, at: datetime, source: str | None, sources: tuple[str, ...], twap_window: int) -> None:
+    def set_mark_price(
+        self, price: Decimal, at: datetime, source: str | None, sources: tuple[str, ...], twap_window: int
+    ) -> None:
         """Record a price; with ``sources`` configured, the mark is their median.
 
         Checks: the market is not settled, the price is on the tick, business time does not
@@ -217,7 +219,8 @@ class Market(Aggregate):
         prices = {name: value for name, value in self.source_prices.items() if name in sources}
         if sources:
             if source is None:
-                raise RuleError("source_required", "source", f"{self.market} marks at the median of {', '.join(sources)}; name the source")
+                raise RuleError("source_required", "source",
+                                f"{self.market} marks at the median of {', '.join(sources)}; name the source")
             if source not in sources:
                 raise RuleError("unknown_source", "source", f"{source} is not a price source of {self.market}")
             prices[source] = price
@@ -315,13 +318,13 @@ class Market(Aggregate):
 
     def check_price_on_tick(self, price: Decimal, field: str) -> None:
         if price <= ZERO:
-            raise RuleError("not_positive", field, f"{field} must be positive, got {fmt(price)}")
+            raise InputError("not_positive", field, f"{field} must be positive, got {fmt(price)}")
         if not is_multiple(price, self.tick_size):
             raise RuleError("price_off_tick", field, f"{field} {fmt(price)} is not a multiple of tick size {fmt(self.tick_size)}")
 
     def check_size_on_step(self, size: Decimal, field: str) -> None:
         if size <= ZERO:
-            raise RuleError("not_positive", field, f"{field} must be positive, got {fmt(size)}")
+            raise InputError("not_positive", field, f"{field} must be positive, got {fmt(size)}")
         if not is_multiple(size, self.step_size):
             raise RuleError("size_off_step", field, f"{field} {fmt(size)} is not a multiple of step size {fmt(self.step_size)}")
 

@@ -124,7 +124,8 @@ def _int_in(low: int, high: int) -> Callable[[str, Any], int]:
 
 def _policy(name: str, raw: Any) -> str:
     if raw not in LOSS_POLICIES:
-        raise RuleError("parameter_out_of_range", f"parameters.{name}", f"parameters.{name} must be one of {', '.join(LOSS_POLICIES)}")
+        raise RuleError("parameter_out_of_range", f"parameters.{name}",
+                        f"parameters.{name} must be one of {', '.join(LOSS_POLICIES)}")
     return str(raw)
 
 
@@ -137,7 +138,8 @@ def _price_rule(name: str, raw: Any) -> str:
 
 def _call_rule(name: str, raw: Any) -> str:
     if raw not in MARGIN_CALL_RULES:
-        raise RuleError("parameter_out_of_range", f"parameters.{name}", f"parameters.{name} must be one of {', '.join(MARGIN_CALL_RULES)}")
+        raise RuleError("parameter_out_of_range", f"parameters.{name}",
+                        f"parameters.{name} must be one of {', '.join(MARGIN_CALL_RULES)}")
     return str(raw)
 
 

@@ -49,7 +49,8 @@ def test_post_prints_one_line_per_command_and_is_idempotent(db, tmp_path):
 
 def test_rejections_give_code_field_one_line_and_exit_one(db):
     run(db, "post", "-", stdin=SCRIPT)
-    bad = '{"type":"deposit","id":"d9","account":"alice","amount":1.5}\nnot json\n{"type":"deposit","id":"d10","account":"alice","amount":"5"}\n'
+    bad = ('{"type":"deposit","id":"d9","account":"alice","amount":1.5}\nnot json\n'
+           '{"type":"deposit","id":"d10","account":"alice","amount":"5"}\n')
     result = run(db, "post", "--json", "-", stdin=bad)
     assert result.exit_code == 1
     rows = [json.loads(line) for line in result.stdout.splitlines()]

@@ -51,7 +51,8 @@ def test_a_trade_decided_before_another_process_closed_the_market_is_refused(sto
     first, second = Ledger(store_env(store_db)), Ledger(store_env(store_db))
     first.post_ok(SETUP)
     interleave(first, lambda: second.post_ok('{"type":"close_market","id":"close","market":"BTC-PERP"}'))
-    (outcome,) = first.post('{"type":"trade","id":"t","market":"BTC-PERP","buyer":"alice","seller":"bob","size":"0.1","price":"50000"}')
+    (outcome,) = first.post('{"type":"trade","id":"t","market":"BTC-PERP","buyer":"alice","seller":"bob","size":"0.1",'
+                            '"price":"50000"}')
     assert (outcome.status, outcome.code) == ("rejected", "market_closed")
     assert first.app.conflicts_retried == 1
     assert Ledger(store_env(store_db)).position("alice", "BTC-PERP") == 0
@@ -60,8 +61,10 @@ def test_a_trade_decided_before_another_process_closed_the_market_is_refused(sto
 def test_a_trade_decided_on_an_old_mark_is_decided_again_on_the_new_one(store_db):
     first, second = Ledger(store_env(store_db)), Ledger(store_env(store_db))
     first.post_ok(SETUP)
-    interleave(first, lambda: second.post_ok('{"type":"price","id":"crash","market":"BTC-PERP","price":"30000","at":"2025-01-01T00:01:00Z"}'))
-    (outcome,) = first.post('{"type":"trade","id":"t","market":"BTC-PERP","buyer":"alice","seller":"bob","size":"0.1","price":"50000"}')
+    interleave(first, lambda: second.post_ok('{"type":"price","id":"crash","market":"BTC-PERP","price":"30000",'
+                                             '"at":"2025-01-01T00:01:00Z"}'))
+    (outcome,) = first.post('{"type":"trade","id":"t","market":"BTC-PERP","buyer":"alice","seller":"bob","size":"0.1",'
+                            '"price":"50000"}')
     # band 0.5 around the new mark 30,000 is 15,000..45,000
     assert (outcome.status, outcome.code) == ("rejected", "trade_price_outside_band")
     check_ledger(Ledger(store_env(store_db)).app)

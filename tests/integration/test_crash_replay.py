@@ -99,7 +99,8 @@ def test_crash_window_through_the_risk_engine(window, sqlite_db, capsys):
             assert account.collateral >= 0 or account.open_positions()
             if account.open_positions() and totals.equity < totals.maintenance_margin:
                 assert account.risk_status != "healthy", account.account
-    opened = [ledger.app.mapper.to_domain_event(n).account for n in ledger.app.recorder.select_notifications(start=1, limit=1_000_000)
+    opened = [ledger.app.mapper.to_domain_event(n).account
+              for n in ledger.app.recorder.select_notifications(start=1, limit=1_000_000)
               if n.topic.endswith(":Account.Opened")]
     assert {"maker", "backstop"} <= set(opened)
     for name in opened:  # every account in the log, the maker and the backstop included
@@ -114,7 +115,8 @@ def test_crash_window_through_the_risk_engine(window, sqlite_db, capsys):
             taken += ledger.app.mapper.to_domain_event(notification).basis == "backstop"
         refused += notification.topic.endswith(":Account.TakeoverRefused")
     assert taken > 0 and refused > 0, "the backstop's capital carries some liquidations and not all"
-    adl = sum(1 for row in __import__("projections.margin_state", fromlist=["x"]).loss_allocations(ledger.app) if row["policy"] == "adl")
+    allocations = __import__("projections.margin_state", fromlist=["x"]).loss_allocations(ledger.app)
+    adl = sum(1 for row in allocations if row["policy"] == "adl")
     with capsys.disabled():
         print(f"\n  {window} ({POLICIES[window]}): {len(rows)} marks, calls {counts['Account.MarginCallIssued']}, "
               f"liquidation fills {counts['Account.Liquidated']}, fund draws {counts['InsuranceFund.Drawn']}, "

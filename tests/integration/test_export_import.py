@@ -76,7 +76,7 @@ def test_the_export_is_deterministic_compact_ascii_json_lines(source, tmp_path):
     lines = data.decode().splitlines(keepends=True)
     assert all(line.endswith("\n") for line in lines)
     objects = [json.loads(line) for line in lines]
-    assert all(json.dumps(obj, separators=(",", ":")) + "\n" == line for obj, line in zip(objects, lines))
+    assert all(json.dumps(obj, separators=(",", ":")) + "\n" == line for obj, line in zip(objects, lines, strict=True))
     assert objects[0] == {"format": "clearing-event-log", "version": 1, "scheme": "sha256-v1"}
     chain = list(iter_chain(source.app.recorder))
     assert [(o["position"], o["hash"]) for o in objects[1:-1]] == [(p, link.hex()) for p, link in chain]
@@ -140,7 +140,7 @@ def tampered_files(lines: list[str]) -> list[tuple[str, list[str], str, int]]:
     obj = json.loads(lines[state_line - 1])
     index = obj["state"].index(":") + 2  # a character inside the first value
     obj["state"] = obj["state"][:index] + "#" + obj["state"][index + 1:]
-    changed_state = lines[:state_line - 1] + [_compact(obj)] + lines[state_line:]
+    changed_state = [*lines[:state_line - 1], _compact(obj), *lines[state_line:]]
     swapped = list(lines)
     swapped[20], swapped[30] = swapped[30], swapped[20]
     last_event = len(lines) - 1
@@ -151,13 +151,14 @@ def tampered_files(lines: list[str]) -> list[tuple[str, list[str], str, int]]:
         ("two lines swapped", swapped, "import_chain_broken", 21),
         ("the last event deleted", lines[:last_event - 1] + lines[last_event:], "import_chain_broken", last_event),
         ("the trailer removed", lines[:-1], "import_chain_broken", len(lines)),
-        ("the trailer's head changed", lines[:-1] + [_compact({**trailer, "head": "0" * 64})], "import_chain_broken", len(lines)),
-        ("a line added after the trailer", lines + ["{}\n"], "import_malformed", len(lines) + 1),
-        ("a line that is not JSON", lines[:5] + ["{oops\n"] + lines[6:], "import_malformed", 6),
-        ("an event with a float version", lines[:5] + [lines[5].replace('"originator_version":', '"originator_version":1.0,"x":')] + lines[6:],
+        ("the trailer's head changed", [*lines[:-1], _compact({**trailer, "head": "0" * 64})], "import_chain_broken", len(lines)),
+        ("a line added after the trailer", [*lines, "{}\n"], "import_malformed", len(lines) + 1),
+        ("a line that is not JSON", [*lines[:5], "{oops\n", *lines[6:]], "import_malformed", 6),
+        ("an event with a float version",
+         [*lines[:5], lines[5].replace('"originator_version":', '"originator_version":1.0,"x":'), *lines[6:]],
          "import_malformed", 6),
         ("no header", lines[1:], "import_malformed", 1),
-        ("another format version", [lines[0].replace('"version":1', '"version":2')] + lines[1:], "import_unsupported", 1),
+        ("another format version", [lines[0].replace('"version":1', '"version":2'), *lines[1:]], "import_unsupported", 1),
         ("an empty file", [], "import_malformed", 1),
     ]
 
@@ -167,7 +168,7 @@ def test_a_tampered_file_is_refused_naming_the_line_and_nothing_is_written(sourc
     target = ClearingApplication(env=store_env(sqlite_db))
     cases = tampered_files(lines)
     for what, tampered, code, line in cases:
-        with pytest.raises(InputError, match=".") as refused:
+        with pytest.raises(InputError, match=r".") as refused:
             import_log(target, write_lines(tmp_path / "bad.jsonl", tampered), batch=10)
             pytest.fail(f"not refused: {what}")
         assert (refused.value.code, refused.value.field) == (code, f"line {line}"), what

@@ -75,9 +75,11 @@ def assert_views_equal_aggregates(ledger: Ledger, views: Views) -> None:
     oracle_fund = margin_state.insurance_fund_view(ledger.app)
     strip = lambda rows, key: [{k: v for k, v in row.items() if k != key} for row in rows]  # noqa: E731
     assert strip(sql_fund["movements"], "position") == strip(oracle_fund["movements"], "version")
-    assert {k: sql_fund[k] for k in ("balance", "inflows", "outflows")} == {k: oracle_fund[k] for k in ("balance", "inflows", "outflows")}
+    totals = ("balance", "inflows", "outflows")
+    assert {k: sql_fund[k] for k in totals} == {k: oracle_fund[k] for k in totals}
     assert loss_allocations(views) == margin_state.loss_allocations(ledger.app)
-    assert list(account_list(views)) == [_list_row(margin_state.account_view(ledger.app, name)) for name in sorted(_names(ledger))]
+    assert list(account_list(views)) == [_list_row(margin_state.account_view(ledger.app, name))
+                                         for name in sorted(_names(ledger))]
 
 
 def _list_row(view: dict) -> dict:
@@ -573,4 +575,5 @@ def test_a_projection_built_without_a_new_column_is_refused_until_rebuilt(store_
     shown = _cli(store_db, "account", "show", "alice")
     assert shown.exit_code == 3 and "projection_outdated" in shown.stderr
     assert rebuild(ledger.app, ProjectionStore(store_db), "margin") == {"margin": 2}
-    assert json.loads(_cli(store_db, "account", "show", "alice", "--json").stdout) == margin_state.account_view(ledger.app, "alice")
+    shown_json = _cli(store_db, "account", "show", "alice", "--json")
+    assert json.loads(shown_json.stdout) == margin_state.account_view(ledger.app, "alice")

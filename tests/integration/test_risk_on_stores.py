@@ -55,7 +55,7 @@ def test_liquidation_allocation_pause_and_resume_on_each_store(store_db):
 def test_cli_posts_the_risk_script_and_lists_losses_and_fund_movements(tmp_path):
     db = str(tmp_path / "risk.db")
     lines = [line for line in SCRIPT.splitlines() if line.strip()]
-    text = "\n".join(line if '"id"' in line else '{"id":"c%d",' % n + line.strip()[1:] for n, line in enumerate(lines))
+    text = "\n".join(line if '"id"' in line else f'{{"id":"c{n}",' + line.strip()[1:] for n, line in enumerate(lines))
     posted = subprocess.run([CLEARING, "--db", db, "--as", "olga", "post", "-", "--json"], input=text, capture_output=True,
                             text=True, cwd=REPO)
     assert posted.returncode == 0, posted.stderr
@@ -63,7 +63,8 @@ def test_cli_posts_the_risk_script_and_lists_losses_and_fund_movements(tmp_path)
     losses = subprocess.run([CLEARING, "--db", db, "losses", "--market", "BTC-PERP", "--json"], capture_output=True, text=True)
     rows = [json.loads(row) for row in losses.stdout.splitlines()]
     assert sum(Decimal(r["share"]) for r in rows if r["policy"] == "socialize_per_contract" and r["loss_total"] == "320") == 320
-    fund = json.loads(subprocess.run([CLEARING, "--db", db, "insurance-fund", "show", "--json"], capture_output=True, text=True).stdout)
+    fund = json.loads(subprocess.run([CLEARING, "--db", db, "insurance-fund", "show", "--json"], capture_output=True,
+                                     text=True).stdout)
     assert [(m["direction"], m["cause"]) for m in fund["movements"]][:2] == [("in", "contribution"), ("out", "bankruptcy")]
     shown = subprocess.run([CLEARING, "--db", db, "account", "show", "alice"], capture_output=True, text=True)
     assert shown.returncode == 0 and "account alice (bankrupt)" in shown.stdout
@@ -79,7 +80,7 @@ def test_each_new_loss_policy_through_the_cli_on_each_store(store_db, policy):
     env = {**os.environ, "CLEARING_DB": store_db}
     book = QUEUE_BOOK + accounts_with(("backstop", "100000"))
     lines = [line.strip() for line in book.splitlines() if line.strip()]
-    text = "\n".join(line if '"id"' in line else '{"id":"q%d",' % n + line[1:] for n, line in enumerate(lines))
+    text = "\n".join(line if '"id"' in line else f'{{"id":"q{n}",' + line[1:] for n, line in enumerate(lines))
     run = functools.partial(subprocess.run, capture_output=True, text=True, env=env, cwd=REPO)
     assert run([CLEARING, "post", "-"], input=text).returncode == 0
     assert run([CLEARING, "set-parameters", "--market", "X-PERP", f"loss_policy={policy}"]).returncode == 0

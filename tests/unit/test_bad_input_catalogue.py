@@ -11,7 +11,9 @@ and olga's approvals (not yet used) of pausing trading and, at 2025-01-01T00:00Z
 10%, MMF 5%, band 50%): erin (1,000) bought 100 from bob at 100; at mark 94 her equity 400
 is below MM 470 and she is being liquidated, waiting for a liquidator: the backstop was
 opened on first use with nothing and cannot carry her position (ADR 13). GAP-PERP (the same
-terms): frank (10,000) bought 1,000 from gabe (20,000) at 100 and is waiting likewise at 94. Rows are posted
+terms): frank (10,000) bought 1,000 from gabe (20,000) at 100 and is waiting likewise at 94.
+In BTC-FUT hana (5,000) bought 1 from ivy (100,000) at 50,000 and is queued at 47,000 (liquidations
+paused there). Rows are posted
 as the operator ``POSTED_AS`` names (default: nobody).
 Grow this table with every feature (docs/errors.md lists the codes).
 """
@@ -66,7 +68,13 @@ olga> {"type":"approve","id":"a-quorum","officer":"olga","action":"set_parameter
 {"type":"deposit","id":"d-gabe","account":"gabe","amount":"20000"}
 {"type":"trade","id":"t-frank","market":"GAP-PERP","buyer":"frank","seller":"gabe","size":"1000","price":"100"}
 {"type":"price","id":"p-gap-94","market":"GAP-PERP","price":"94"}
-"""
+{"type":"open_account","id":"o-hana","account":"hana"}
+{"type":"deposit","id":"d-hana","account":"hana","amount":"5000"}
+{"type":"open_account","id":"o-ivy","account":"ivy"}
+{"type":"deposit","id":"d-ivy","account":"ivy","amount":"100000"}
+{"type":"trade","id":"t-hana","market":"BTC-FUT","buyer":"hana","seller":"ivy","size":"1","price":"50000","at":"2025-01-01T02:00:00Z"}
+{"type":"price","id":"p-fut-47","market":"BTC-FUT","price":"47000","at":"2025-01-01T02:00:00Z"}
+"""  # noqa: E501 - a JSON Lines script: one command per line, as posted
 LIQUIDATE = {"type": "liquidate", "id": "l-new", "account": "alice", "market": "BTC-PERP", "price": "50000"}
 PARAMS = {"type": "set_parameters", "id": "sp-new"}
 APPROVE = {"type": "approve", "id": "a-new", "officer": "omar", "action": "pause", "operation": "trading"}
@@ -142,7 +150,8 @@ CASES = [
     ("open existing account", '{"type":"open_account","id":"o-again","account":"alice"}', "account_exists", "account"),
     ("withdraw beyond collateral", line(DEPOSIT, type="withdraw", amount="10001"), "insufficient_collateral", "amount"),
     ("withdraw beyond free collateral", line(DEPOSIT, type="withdraw", amount="9600"), "insufficient_free_collateral", "amount"),
-    ("close account holding collateral", '{"type":"close_account","id":"c-dave","account":"dave"}', "account_not_empty", "account"),
+    ("close account holding collateral", '{"type":"close_account","id":"c-dave","account":"dave"}', "account_not_empty",
+     "account"),
     ("close account with a position", '{"type":"close_account","id":"c-alice","account":"alice"}', "account_not_flat", "account"),
     # -- trades
     ("trade unknown market", line(TRADE, market="DOGE-PERP"), "market_not_found", "market"),
@@ -168,23 +177,28 @@ CASES = [
     ("mark unknown market", line(PRICE, market="DOGE-PERP"), "market_not_found", "market"),
     # -- markets
     ("create existing market", line(MARKET, market="BTC-PERP"), "market_exists", "market"),
-    ("maintenance above initial", line(MARKET, maintenance_margin_fraction="0.2"), "invalid_margin_fractions", "maintenance_margin_fraction"),
+    ("maintenance above initial", line(MARKET, maintenance_margin_fraction="0.2"), "invalid_margin_fractions",
+     "maintenance_margin_fraction"),
     ("fraction above one", line(MARKET, initial_margin_fraction="1.5"), "invalid_fraction", "initial_margin_fraction"),
     ("missing initial fraction", line(MARKET, initial_margin_fraction=...), "missing_field", "initial_margin_fraction"),
     ("unknown kind", line(MARKET, kind="option"), "invalid_value", "kind"),
     ("future without expiry", line(MARKET, kind="future"), "expiry_required", "expiry"),
     ("perpetual with expiry", line(MARKET, expiry="2026-01-01T00:00:00Z"), "expiry_not_allowed", "expiry"),
-    ("expiry in the past", line(MARKET, kind="future", expiry="2020-01-01T00:00:00Z", at="2025-01-01T00:00:00Z"), "expiry_in_past", "expiry"),
+    ("expiry in the past", line(MARKET, kind="future", expiry="2020-01-01T00:00:00Z", at="2025-01-01T00:00:00Z"),
+     "expiry_in_past", "expiry"),
     ("tiers not starting at 0", line(MARKET, initial_margin_fraction=..., maintenance_margin_fraction=...,
                                      tiers=[{**TIERS[0], "notional_floor": "10"}]), "invalid_tiers", "tiers.0.notional_floor"),
     ("tier floors not increasing", line(MARKET, initial_margin_fraction=..., maintenance_margin_fraction=...,
                                         tiers=[TIERS[0], {**TIERS[1], "notional_floor": "0"}]), "invalid_tiers", "tiers.1"),
     ("tier fractions decreasing", line(MARKET, initial_margin_fraction=..., maintenance_margin_fraction=...,
-                                       tiers=[TIERS[1] | {"notional_floor": "0"}, TIERS[0] | {"notional_floor": "5"}]), "invalid_tiers", "tiers.1"),
+                                       tiers=[TIERS[1] | {"notional_floor": "0"}, TIERS[0] | {"notional_floor": "5"}]),
+     "invalid_tiers", "tiers.1"),
     ("tier with unknown field", line(MARKET, tiers=[{**TIERS[0], "cum": "0"}]), "unknown_field", "tiers.0.cum"),
     ("tiers disagree with fractions", line(MARKET, tiers=TIERS), "invalid_tiers", "initial_margin_fraction"),
-    ("empty tier list", line(MARKET, initial_margin_fraction=..., maintenance_margin_fraction=..., tiers=[]), "invalid_value", "tiers"),
-    ("tick x step finer than the quantum", line(MARKET, tick_size="0.5", step_size="0.0000001"), "incompatible_quanta", "tick_size"),
+    ("empty tier list", line(MARKET, initial_margin_fraction=..., maintenance_margin_fraction=..., tiers=[]),
+     "invalid_value", "tiers"),
+    ("tick x step finer than the quantum", line(MARKET, tick_size="0.5", step_size="0.0000001"), "incompatible_quanta",
+     "tick_size"),
     ("close a closed market", '{"type":"close_market","id":"c-old-2","market":"OLD-PERP"}', "market_closed", "market"),
     # -- insurance fund
     ("zero contribution", '{"type":"fund_insurance","id":"f-0","amount":"0"}', "not_positive", "amount"),
@@ -205,6 +219,12 @@ CASES = [
     # the fund's 1,000, with nobody to bear it
     ("liquidation deficit without a payer", line(LIQUIDATE, account="frank", market="GAP-PERP", price="85", liquidator="gabe"),
      "deficit_without_payer", "price"),
+    ("liquidate more than the position", line(LIQUIDATE, account="erin", market="LIQ-PERP", price="94", size="200",
+                                              liquidator="alice"), "size_exceeds_position", "size"),
+    # BTC-FUT: hana (5,000) long 1 at 50,000 from ivy (100,000); at 47,000 her equity 2,000 < MM 2,350, and
+    # liquidations are paused there (she is queued)
+    ("manual liquidation while liquidations are paused", line(LIQUIDATE, account="hana", market="BTC-FUT", price="47000",
+                                                              liquidator="alice"), "liquidations_paused", "market"),
     ("auction price out of band without approval", line(LIQUIDATE, account="erin", market="LIQ-PERP", price="40",
                                                         liquidator="alice"), "price_out_of_band", "price"),
     ("approval of a liquidation without its price", line(APPROVE, action="liquidate", operation=..., account="erin",
@@ -256,7 +276,8 @@ CASES = [
     ("more officers than officers_max", '{"type":"register_officer","id":"r-new","officer":"otto"}', "officers_full", "officer"),
     ("parameter out of range", line(PARAMS, parameters={"liquidation_fee_rate": "0.5"}), "parameter_out_of_range",
      "parameters.liquidation_fee_rate"),
-    ("negative grace", line(PARAMS, parameters={"margin_call_grace": -1}), "parameter_out_of_range", "parameters.margin_call_grace"),
+    ("negative grace", line(PARAMS, parameters={"margin_call_grace": -1}), "parameter_out_of_range",
+     "parameters.margin_call_grace"),
     ("unknown loss policy", line(PARAMS, market="BTC-PERP", parameters={"loss_policy": "lottery"}), "parameter_out_of_range",
      "parameters.loss_policy"),
     ("unknown parameter", line(PARAMS, parameters={"leverage": "100"}), "unknown_parameter", "parameters.leverage"),

@@ -242,7 +242,7 @@ def test_a_position_left_out_of_the_recorded_chain_is_an_inserted_event(log):
 
 def test_a_recorded_position_absent_from_the_log_is_a_missing_event(log):
     stored = list(iter_chain(log))
-    assert _break(verify_chain(log, stored=stored + [(stored[-1][0] + 1, GENESIS)])) == (len(stored) + 1, "event_missing")
+    assert _break(verify_chain(log, stored=[*stored, (stored[-1][0] + 1, GENESIS)])) == (len(stored) + 1, "event_missing")
 
 
 def test_a_different_recorded_hash_is_a_mismatch_at_its_position(log):
@@ -254,7 +254,7 @@ def test_a_different_recorded_hash_is_a_mismatch_at_its_position(log):
 def test_a_recorded_chain_out_of_position_order_is_an_error(log):
     stored = list(iter_chain(log))
     with pytest.raises(ValueError):
-        verify_chain(log, stored=stored[:6] + [stored[4]] + stored[6:])
+        verify_chain(log, stored=[*stored[:6], stored[4], *stored[6:]])
 
 
 # -- verify_chain on a tampered log (a fake recorder; SQL tampering is in tests/integration) ----

@@ -77,9 +77,12 @@ def assert_clean(ledger: Ledger) -> None:
 CALLED = '{"type":"set_parameters","parameters":{"margin_call_grace":3600}}'
 BACKSTOP = ("backstop", "100000")  # the backstop liquidator, funded to carry what these scenarios hand it
 OUT_OF_BAND = '{"type":"liquidate","account":"alice","market":"BTC-PERP","price":"40000","liquidator":"carol"}'
-OUT_OF_BAND_APPROVED = f"""{{"type":"register_officer","officer":"olga"}}
-olga> {{"type":"approve","officer":"olga","action":"liquidate","account":"alice","market":"BTC-PERP","price":"40000","liquidator":"carol"}}
-{OUT_OF_BAND}"""
+OUT_OF_BAND_APPROVED = (
+    '{"type":"register_officer","officer":"olga"}\n'
+    'olga> {"type":"approve","officer":"olga","action":"liquidate","account":"alice","market":"BTC-PERP","price":"40000",'
+    '"liquidator":"carol"}\n'
+    f"{OUT_OF_BAND}"
+)
 PENALTY = '{"type":"set_parameters","parameters":{"liquidation_spread":"0","liquidation_min_notional":"5000"}}'
 
 
@@ -132,7 +135,8 @@ def two_markets(script: str) -> Ledger:
 # -- clean logs audit clean ------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("build", [called, partially_then_fully_liquidated, covered_by_the_fund, deleveraged, with_liquidator_fee])
+@pytest.mark.parametrize("build",
+                         [called, partially_then_fully_liquidated, covered_by_the_fund, deleveraged, with_liquidator_fee])
 def test_engine_logs_audit_clean(build):
     assert_clean(build())
 
@@ -150,7 +154,8 @@ def test_a_loss_share_moved_between_payers_is_found(policy):
     one, two = (position_of(events, "Account.LossAllocated", n) for n in (0, 1))
     quantum = Dec("0.000001")
     first_share, second_share = event_at(events, one), event_at(events, two)
-    moved = corrupt(corrupt(events, one, share=first_share.share - quantum, collateral_after=first_share.collateral_after + quantum),
+    moved = corrupt(corrupt(events, one, share=first_share.share - quantum,
+                            collateral_after=first_share.collateral_after + quantum),
                     two, share=second_share.share + quantum, collateral_after=second_share.collateral_after - quantum)
     found = audit_decisions(moved)
     assert first(found) == (one, "loss_share_differs"), found
@@ -175,7 +180,8 @@ def test_each_queue_policy_audits_clean_and_a_changed_plan_is_found(policy):
     rank = event_at(events, at).adl_rank
     assert first(audit_decisions(corrupt(events, at, adl_rank=rank + Dec("0.000001")))) == (at, "adl_rank_differs")
     # the same log audited as if the market's policy had been plain adl: another plan
-    as_adl = [(p, changed(e, changes={**e.changes, "loss_policy": "adl"}, overrides_after={**e.overrides_after, "loss_policy": "adl"})
+    as_adl = [(p, changed(e, changes={**e.changes, "loss_policy": "adl"},
+                          overrides_after={**e.overrides_after, "loss_policy": "adl"})
                if kind(e) == "Market.ParametersSet" else e) for p, e in events]
     found = audit_decisions(as_adl, stop_at_first=False)
     assert "adl_queue_differs" in {f.check for f in found}, found
@@ -286,7 +292,8 @@ def test_the_formulas_it_re_derives():
     assert spread_price(Dec("-0.2"), market, params, totals) == Dec(47175)  # a short's fill rises
     full = effective(DEFAULTS, {"liquidation_spread": Dec("0.5"), "liquidation_price_rule": "full_spread"}, 0, 0)
     assert spread_price(Dec("0.2"), market, full, totals) == Dec(45825)  # 47,000 x (1 - 0.5 x 5 %)
-    older = effective({k: v for k, v in DEFAULTS.items() if k != "liquidation_price_rule"}, {"liquidation_spread": Dec("0.5")}, 0, 0)
+    older = effective({k: v for k, v in DEFAULTS.items() if k != "liquidation_price_rule"},
+                      {"liquidation_spread": Dec("0.5")}, 0, 0)
     assert spread_price(Dec("0.2"), market, older, totals) == Dec(45825)  # a log older than the rule keeps the full spread
     insolvent = MarginTotals(equity=Dec(-1), initial_margin=Dec(940), maintenance_margin=Dec(470))
     assert spread_price(Dec("0.2"), market, params, insolvent) == Dec(45825)  # ABR 1 at or below zero equity
@@ -585,7 +592,8 @@ def test_exact_quote_deleveraging_audits_clean_and_a_rounded_or_skewed_slice_is_
     for n in (0, 1):
         at = position_of(events, "Account.Liquidated", n, reason="adl")
         step = event_at(events, at)
-        skewed = corrupt(events, at, quote_fill=step.quote_fill + Dec("0.000001"), quote_bankruptcy=step.quote_bankruptcy + Dec("0.000001"))
+        skewed = corrupt(events, at, quote_fill=step.quote_fill + Dec("0.000001"),
+                         quote_bankruptcy=step.quote_bankruptcy + Dec("0.000001"))
         assert (at, "bankruptcy_differs") in [(f.position, f.check) for f in audit_decisions(skewed, stop_at_first=False)]
         assert first(audit_decisions(corrupt(events, at, price_fill=step.price_fill + 1))) == (at, "fill_price_differs")
 
@@ -630,7 +638,8 @@ def test_call_met_at_maintenance_under_the_cme_rule_is_caught():
 
 def unmet_at_the_deadline(rule: str) -> Ledger:
     """Alice's call (grace 1 h) unmet at 01:10: one partial step of 0.1 at 47,000."""
-    ledger = ledger_with(f'{{"type":"set_parameters","parameters":{{"margin_call_grace":3600,"liquidation_price_rule":"{rule}"}}}}')
+    ledger = ledger_with('{"type":"set_parameters","parameters":{"margin_call_grace":3600,'
+                         f'"liquidation_price_rule":"{rule}"}}}}')
     ledger.post_ok(price("47000", "2025-01-01T00:10:00Z") + "\n" + price("47000", "2025-01-01T01:10:00Z"))
     return ledger
 
@@ -679,7 +688,8 @@ def test_the_backstop_running_out_of_capacity_falls_through_to_deleveraging_and_
     assert (refused.liquidator_equity_after, refused.liquidator_notional_after) == (Dec(15660), Dec(26400))
     taken = [(e.liquidated_account, e.basis, e.account) for _, e in events if kind(e) == "Account.PositionTaken"]
     assert taken == [("alice", "backstop", "backstop"), ("frank", "backstop", "backstop"), ("erin", "adl", "bob")]
-    assert position_of(events, "Account.PositionTaken", liquidated_account="frank") < position_of(events, "Account.TakeoverRefused")
+    assert (position_of(events, "Account.PositionTaken", liquidated_account="frank")
+            < position_of(events, "Account.TakeoverRefused"))
     assert_clean(ledger)
 
 
@@ -715,7 +725,8 @@ def test_a_changed_capacity_figure_and_a_takeover_the_backstop_could_not_carry_a
     at = position_of(events, "Account.PositionTaken", liquidated_account="frank")
     taken = event_at(events, at)
     for name in ("equity_after", "initial_margin_after", "notional_after"):
-        assert first(audit_decisions(corrupt(events, at, **{name: getattr(taken, name) + Dec("0.000001")}))) == (at, "capacity_differs")
+        skewed = corrupt(events, at, **{name: getattr(taken, name) + Dec("0.000001")})
+        assert first(audit_decisions(skewed)) == (at, "capacity_differs")
     # a backstop with 8,000 (figures recorded consistently with it) cannot carry alice's 8,800 of notional
     deposit = position_of(events, "Account.Deposited", account="backstop")
     alice = position_of(events, "Account.PositionTaken", liquidated_account="alice")
@@ -742,7 +753,8 @@ def test_the_backstop_is_called_and_liquidated_like_any_account():
     assert (call.equity, call.maintenance_margin) == (Dec(220), Dec(390))
     at = position_of(events, "Account.TakeoverRefused")
     refused = event_at(events, at)
-    assert (refused.account, refused.liquidator, refused.outcome, refused.equity) == ("backstop", "backstop", "deleveraged", Dec(-180))
+    assert (refused.account, refused.liquidator, refused.outcome, refused.equity) == (
+        "backstop", "backstop", "deleveraged", Dec(-180))
     assert event_at(events, position_of(events, "Account.Liquidated", account="backstop")).counterparty == "bob"
     assert_clean(ledger)
     # no exemption: the backstop's call dropped is a missed call at the price that took it below maintenance

@@ -3,8 +3,10 @@
 from decimal import Decimal
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
-from clearing.money import D, MoneyError, decimal_places, fmt, is_multiple, round_down, round_up
+from clearing.money import LEDGER_CONTEXT, D, MoneyError, decimal_places, fmt, is_multiple, round_down, round_up
 
 
 @pytest.mark.parametrize("text", ["0", "1", "-1", "0.000001", "123456789012345678901234567890.1234567"])
@@ -38,12 +40,6 @@ def test_multiples_places_and_formatting():
     assert is_multiple(D("50000.5"), D("0.5")) and not is_multiple(D("0.3"), D("0.2"))
     assert decimal_places(D("1.2500")) == 2 and decimal_places(D("100")) == 0
     assert [fmt(Decimal(x)) for x in ("1E+3", "1.500", "-0.0", "0.000001")] == ["1000", "1.5", "0", "0.000001"]
-
-
-from hypothesis import given
-from hypothesis import strategies as st
-
-from clearing.money import LEDGER_CONTEXT
 
 
 @given(st.decimals(min_value=-10**12, max_value=10**12, places=9),

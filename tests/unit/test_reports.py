@@ -236,7 +236,7 @@ def test_collateral_reconciles_with_the_days_flows(closed):
 def test_a_day_without_events_carries_the_state_over(closed):
     carried, before = closed.report("daily-margin", "2025-03-04"), closed.report("daily-margin", "2025-03-03")
     assert carried.provisional is False and carried.as_of_position == before.as_of_position
-    for row, previous in zip(carried.rows, before.rows):
+    for row, previous in zip(carried.rows, before.rows, strict=True):
         assert (row["account"], row["collateral"], row["initial_margin"]) == (
             previous["account"], previous["collateral"], previous["initial_margin"])
         assert row["variation_margin"] == 0 and row["unrealized_pnl_previous"] == previous["unrealized_pnl"]

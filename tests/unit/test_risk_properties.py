@@ -42,7 +42,7 @@ def scenarios(draw):
     grace = draw(st.sampled_from([0, 0, 60]))
     traders = draw(st.lists(st.tuples(st.sampled_from(list(MARKETS)), st.integers(1, 9), st.integers(150, 900)),
                             min_size=2, max_size=6))
-    moves = draw(st.lists(st.tuples(st.sampled_from(list(MARKETS) + ["funding"]), st.integers(-15, 15)), min_size=3, max_size=14))
+    moves = draw(st.lists(st.tuples(st.sampled_from([*MARKETS, "funding"]), st.integers(-15, 15)), min_size=3, max_size=14))
     backstop = draw(st.sampled_from([0, 200, 1000, 5000]))
     scale = draw(st.sampled_from([3, 3, 2]))  # % per unit of move (3 x 15 = 45 % stays inside the 50 % band)
     return policy, fund, grace, backstop, traders, [(target, percent if target == "funding" else percent * scale)
@@ -77,7 +77,8 @@ def setup(policy: str, fund: int, grace: int, traders, backstop: int = 0) -> tup
         lines.append({"type": "trade", "market": market, "buyer": buyer, "seller": seller, "size": size, "price": price})
     ledger = Ledger()
     outcomes = ledger.post(lines)
-    assert all(o.status == "applied" or o.code == "insufficient_margin" for o in outcomes), [(o.code, o.message) for o in outcomes]
+    assert all(o.status == "applied" or o.code == "insufficient_margin" for o in outcomes), [
+        (o.code, o.message) for o in outcomes]
     return ledger, names
 
 
@@ -114,7 +115,8 @@ EXAMPLES = [
     # deleveraged after the fund paid the negative equity
     ("adl", 400, 0, 200, [("Y-PERP", 9, 400), ("Y-PERP", 9, 900)], [("Y-PERP", -12), ("Y-PERP", -12), ("Y-PERP", -30)]),
     # the same path under the two other queue policies, and the first two under leverage-weighted gains
-    ("adl_hyperliquid", 400, 0, 200, [("Y-PERP", 9, 400), ("Y-PERP", 9, 900)], [("Y-PERP", -12), ("Y-PERP", -12), ("Y-PERP", -30)]),
+    ("adl_hyperliquid", 400, 0, 200, [("Y-PERP", 9, 400), ("Y-PERP", 9, 900)],
+     [("Y-PERP", -12), ("Y-PERP", -12), ("Y-PERP", -30)]),
     ("waterfill_leverage", 0, 0, 0, [("X-PERP", 9, 150), ("X-PERP", 5, 300), ("X-PERP", 9, 900), ("X-PERP", 4, 200)],
      [("X-PERP", -13), ("X-PERP", -30)]),
     ("socialize_per_contract", 5, 0, 5000, [("X-PERP", 9, 150), ("X-PERP", 9, 900), ("X-PERP", 3, 900)],

@@ -53,7 +53,7 @@ def price_ratio(holder: Holder, mark: Decimal, contract_size: Decimal) -> Decima
 def score(holder: Holder, mark: Decimal, contract_size: Decimal) -> Decimal | None:
     """One holder's Hyperliquid score, or ``None`` when equity <= 0, flat or cost is 0."""
     held_leverage = leverage(holder, mark, contract_size)
-    if held_leverage is None or holder.cost == ZERO or holder.size == ZERO:
+    if held_leverage is None or ZERO in (holder.cost, holder.size):
         return None
     return price_ratio(holder, mark, contract_size) * held_leverage
 
