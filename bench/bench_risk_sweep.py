@@ -57,6 +57,10 @@ def population(size: int, crossing: int) -> list[str]:
         {"type": "price", "id": "p0", "market": "BTC-PERP", "price": "50000", "at": at},
         {"type": "open_account", "id": "o-maker", "account": "maker", "at": at},
         {"type": "deposit", "id": "d-maker", "account": "maker", "amount": str(100 * size), "at": at},
+        # the liquidator of last resort carries what it takes (ADR 13): 1,000,000 holds 1,000,000 of
+        # notional at liquidator_position_cap 1, twenty times the crossing accounts' 0.01 BTC each
+        {"type": "open_account", "id": "o-backstop", "account": "backstop", "at": at},
+        {"type": "deposit", "id": "d-backstop", "account": "backstop", "amount": "1000000", "at": at},
     ]
     for index in range(size):
         name = f"a{index}"
