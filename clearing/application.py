@@ -23,10 +23,11 @@ import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any
+from typing import Any, TypeVar
 from uuid import UUID
 
 from eventsourcing.application import AggregateNotFoundError, Application, ProcessingEvent
+from eventsourcing.domain import Aggregate
 from eventsourcing.persistence import IntegrityError, InternalError, JSONTranscoder, PersistenceError, ProgrammingError
 from eventsourcing.postgres import PostgresFactory
 
@@ -55,6 +56,7 @@ ALREADY_APPLIED = "already_applied"
 REJECTED = "rejected"
 ALREADY_REJECTED = "already_rejected"
 REJECTIONS = (REJECTED, ALREADY_REJECTED)
+_Loaded = TypeVar("_Loaded", bound=Aggregate)
 WATERMARK_PAGE = 1000
 WATERMARK_RECORDS = 50  # records of the last page whose greatest time is the watermark
 
@@ -116,7 +118,7 @@ def _backoff(attempt: int) -> float:
     return random.uniform(0, min(1.0, BACKOFF_SECONDS * 2**attempt))
 
 
-class ClearingApplication(Application):
+class ClearingApplication(Application[UUID]):
     """Event-sourced clearinghouse: markets, accounts, insurance fund, command records."""
 
     name = "Clearing"
@@ -365,7 +367,7 @@ class ClearingApplication(Application):
             if command_id in stored:
                 continue
             try:
-                record = self.repository.get(ids.command_id(command_id))
+                record: Aggregate = self.repository.get(ids.command_id(command_id))
             except AggregateNotFoundError:
                 continue
             assert isinstance(record, CommandRecord)
@@ -410,15 +412,15 @@ class ClearingApplication(Application):
 
     def get_insurance_fund(self) -> InsuranceFund | None:
         try:
-            fund = self.repository.get(ids.insurance_fund_id())
+            fund: Aggregate = self.repository.get(ids.insurance_fund_id())
         except AggregateNotFoundError:
             return None
         assert isinstance(fund, InsuranceFund)
         return fund
 
-    def _load(self, aggregate_id: Any, kind: type, code: str, field: str, what: str) -> Any:
+    def _load(self, aggregate_id: UUID, kind: type[_Loaded], code: str, field: str, what: str) -> _Loaded:
         try:
-            aggregate = self.repository.get(aggregate_id)
+            aggregate: Aggregate = self.repository.get(aggregate_id)
         except AggregateNotFoundError:
             raise NotFoundError(code, field, f"{what} does not exist") from None
         if not isinstance(aggregate, kind):

@@ -342,7 +342,7 @@ COMMAND_CLASSES = (
 )
 AnyCommand = Annotated[Union[COMMAND_CLASSES], Field(discriminator="type")]  # type: ignore[valid-type]  # noqa: UP007 - a union of a tuple
 COMMAND_TYPES = tuple(get_args(cls.model_fields["type"].annotation)[0] for cls in COMMAND_CLASSES)
-_ADAPTER: TypeAdapter[Any] = TypeAdapter(AnyCommand)
+_ADAPTER: TypeAdapter[Command] = TypeAdapter(AnyCommand)
 
 _PYDANTIC_CODES = {
     "missing": "missing_field",

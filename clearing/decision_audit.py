@@ -130,7 +130,7 @@ from __future__ import annotations
 import decimal
 import heapq
 from collections import Counter, defaultdict
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from decimal import ROUND_CEILING, Decimal
@@ -156,7 +156,7 @@ from clearing.domain.liquidation_math import (
 )
 from clearing.domain.loss_policies import Holder
 from clearing.domain.loss_policies import plan_deleveraging as policy_plan
-from clearing.domain.margin import maintenance_requirement, position_notional, unrealized_pnl
+from clearing.domain.margin import MarginTier, maintenance_requirement, position_notional, unrealized_pnl
 from clearing.domain.market import Market
 from clearing.domain.parameters import (
     ADL,
@@ -169,7 +169,7 @@ from clearing.domain.parameters import (
     deleveraging_policy,
     effective,
 )
-from clearing.domain.risk import MarginTotals, margin_totals
+from clearing.domain.risk import MarginTotals, MarketTerms, margin_totals
 from clearing.money import LEDGER_CONTEXT, ONE, ZERO, fmt, round_down, round_up
 
 PAGE = 5000
@@ -232,7 +232,7 @@ class _MarketState:
         self.contract_size: Decimal = event.contract_size
         self.tick_size: Decimal = event.tick_size
         self.step_size: Decimal = event.step_size
-        self.tiers = tuple(event.tiers)
+        self.tiers: Sequence[MarginTier] = tuple(event.tiers)
         self.collateral_quantum: Decimal = event.collateral_quantum
         self.price_mark: Decimal | None = None
         self.price_twap: Decimal | None = None
@@ -244,7 +244,17 @@ class _MarketState:
         self.favourable_weight = self.contract_size * max(ZERO, highest - ONE)
         self.exposure_unit = self.contract_size + self.favourable_weight
         single = len(self.tiers) == 1 and self.tiers[0].maintenance_margin_deduction == ZERO
-        self._fraction = self.tiers[0].maintenance_margin_fraction if single and self.collateral_quantum in _POWERS_OF_TEN else None
+        self._fraction: Decimal | None = (
+            self.tiers[0].maintenance_margin_fraction if single and self.collateral_quantum in _POWERS_OF_TEN else None
+        )
+
+    @property
+    def mark(self) -> Decimal:
+        """The mark price, for arithmetic (``mark_of``)."""
+        mark = self.price_mark
+        if mark is None:
+            raise ValueError(f"market {self.market} has no mark price")
+        return mark
 
     def maintenance(self, notional: Decimal) -> Decimal:
         """``margin.maintenance_requirement`` of a notional; one tier without a deduction is
@@ -252,6 +262,15 @@ class _MarketState:
         if self._fraction is not None:
             return (notional * self._fraction).quantize(self.collateral_quantum, rounding=ROUND_CEILING, context=LEDGER_CONTEXT)
         return maintenance_requirement(self.tiers, notional, self.collateral_quantum)
+
+
+def mark_of(market: MarketTerms) -> Decimal:
+    """The mark price of a market (the fold's state or the ``Market`` aggregate), for arithmetic:
+    a market the log never marked cannot be margined (the event needing it is ``unreadable``)."""
+    mark = market.price_mark
+    if mark is None:
+        raise ValueError(f"market {market.market} has no mark price")
+    return mark
 
 
 class _AccountState:
@@ -302,6 +321,17 @@ class _AccountState:
 # -- pure arithmetic, re-derived from the documented rules ----------------------------------------
 
 
+def held_totals(collateral: Decimal, positions: Mapping[str, _Held], markets: Mapping[str, _MarketState]) -> MarginTotals:
+    """``risk.margin_totals`` of a replayed holding (the fold's positions and market states)."""
+    return margin_totals(
+        collateral,
+        # margin_totals reads only a position's size and cost, which _Held has, but it is typed
+        # with the domain's concrete account.Position (which also carries realized PnL)
+        positions,  # type: ignore[arg-type]
+        markets,
+    )
+
+
 def apply_fill(
     size: Decimal, cost: Decimal, delta: Decimal, price: Decimal, contract: Decimal, quantum: Decimal, quote: Decimal | None = None
 ) -> tuple[Decimal, Decimal, Decimal]:
@@ -334,7 +364,7 @@ def bankruptcy_quote_of(size: Decimal, delta: Decimal, market: _MarketState, tot
     Without any maintenance requirement it is the value change minus the equity. Example
     (B1): long 0.1 at 50,000, TNC 499, TMMR 500, closing all -> 5,000 - 499 = 4,501.
     """
-    mark, contract, quantum = market.price_mark, market.contract_size, market.collateral_quantum
+    mark, contract, quantum = market.mark, market.contract_size, market.collateral_quantum
     if totals.maintenance_margin <= ZERO:
         return -delta * mark * contract - totals.equity
     before = maintenance_requirement(market.tiers, position_notional(size, mark, contract), quantum)
@@ -342,13 +372,13 @@ def bankruptcy_quote_of(size: Decimal, delta: Decimal, market: _MarketState, tot
     return bankruptcy_quote(size, delta, mark, contract, before, after, totals.equity, totals.maintenance_margin, quantum)
 
 
-def maintenance_fraction(size: Decimal, market: _MarketState) -> Decimal:
+def maintenance_fraction(size: Decimal, market: MarketTerms) -> Decimal:
     """The position's maintenance requirement over its notional (the tier's MMF, rounded)."""
-    notional = position_notional(size, market.price_mark, market.contract_size)
+    notional = position_notional(size, mark_of(market), market.contract_size)
     return maintenance_requirement(market.tiers, notional, market.collateral_quantum) / notional
 
 
-def spread_price(size: Decimal, market: _MarketState, params: ParameterSet, totals: MarginTotals) -> Decimal:
+def spread_price(size: Decimal, market: MarketTerms, params: ParameterSet, totals: MarginTotals) -> Decimal:
     """Backstop fill: mark -/+ spread x MMF x mark x ABR, on the tick against the account.
 
     ABR is ``liquidation_math.adjusted_bankruptcy_rating(equity, maintenance)`` under
@@ -357,7 +387,7 @@ def spread_price(size: Decimal, market: _MarketState, params: ParameterSet, tota
     0.5: full spread 47,000 x (1 - 0.025) = 45,825; equity 400 of MM 470 (ABR 0.148936...)
     -> 47,000 - 1,175 x 0.148936 = 46,825.0 (down to the tick 0.1).
     """
-    mark = market.price_mark
+    mark = mark_of(market)
     move = mark * params.liquidation_spread * maintenance_fraction(size, market) * price_rating(totals, params)
     if size > ZERO:
         return max(round_down(mark - move, market.tick_size), market.tick_size)
@@ -367,12 +397,15 @@ def spread_price(size: Decimal, market: _MarketState, params: ParameterSet, tota
 
 
 Figures = tuple[Decimal, Decimal, Decimal]  # a liquidator's (equity, initial margin, total notional)
+# a fill as its ``PositionTaken`` records it: (taker, liquidated account, liquidation id, taker's size_delta,
+# price, fee received, basis, taker's quote)
+TakerKey = tuple[str, str, str, Decimal, Decimal, Decimal, str, Decimal]
 
 
 def carried_figures(collateral: Decimal, positions: dict[str, _Held], markets: dict[str, _MarketState]) -> Figures:
     """(equity, initial margin, total position notional at the marks) of a holding."""
-    totals = margin_totals(collateral, positions, markets)
-    notional = sum((position_notional(held.size, markets[name].price_mark, markets[name].contract_size)
+    totals = held_totals(collateral, positions, markets)
+    notional = sum((position_notional(held.size, markets[name].mark, markets[name].contract_size)
                     for name, held in positions.items() if held.size != ZERO), ZERO)
     return totals.equity, totals.initial_margin, notional
 
@@ -403,7 +436,7 @@ def plan_deleveraging(policy: str, size: Decimal, holders: list[Holder], market:
     policy), called on the holders as the log recorded them: the audit re-derives its
     inputs, not the rule.
     """
-    return policy_plan(deleveraging_policy(policy), holders, market.price_mark, market.contract_size, abs(size), market.step_size)
+    return policy_plan(deleveraging_policy(policy), holders, market.mark, market.contract_size, abs(size), market.step_size)
 
 
 def close_size(size: Decimal, market: _MarketState, totals: MarginTotals, params: ParameterSet) -> Decimal:
@@ -415,14 +448,14 @@ def close_size(size: Decimal, market: _MarketState, totals: MarginTotals, params
     Example: shortage 10 at mark 100, MMF 10 %, no buffer, spread or fee -> 1 contract.
     """
     whole = abs(size)
-    notional = position_notional(size, market.price_mark, market.contract_size)
+    notional = position_notional(size, market.mark, market.contract_size)
     if totals.equity <= ZERO or notional <= params.liquidation_min_notional:
         return whole
     fraction = maintenance_fraction(size, market)
     buffered = fraction * (ONE + params.liquidation_buffer)
     shortage = totals.maintenance_margin * (ONE + params.liquidation_buffer) - totals.equity
     cost_rate = params.liquidation_spread * fraction + params.liquidation_fee_rate
-    base = base_to_cover_shortage(shortage, market.price_mark * market.contract_size, buffered, cost_rate, ZERO)
+    base = base_to_cover_shortage(shortage, market.mark * market.contract_size, buffered, cost_rate, ZERO)
     if base is None:
         return whole
     step = market.step_size
@@ -448,7 +481,7 @@ def adl_fund_wanted(size: Decimal, market: _MarketState, totals: MarginTotals) -
     rounded up to the quantum, at least 0. Example: equity -200, one position -> 200.
     """
     quantum = market.collateral_quantum
-    requirement = maintenance_requirement(market.tiers, position_notional(size, market.price_mark, market.contract_size), quantum)
+    requirement = maintenance_requirement(market.tiers, position_notional(size, market.mark, market.contract_size), quantum)
     after = maintenance_requirement(market.tiers, ZERO, quantum)
     share = (requirement - after) / totals.maintenance_margin if totals.maintenance_margin > ZERO else ONE
     return max(ZERO, round_up(-totals.equity * share, quantum))
@@ -564,7 +597,7 @@ class _Command:
         self.shares: dict[str, Decimal] = {}
         self.penalties_due: dict[str, list[Decimal]] = {}
         self.penalties_paid: dict[str, list[tuple[Decimal, int]]] = {}
-        self.takers: list[tuple[tuple, int]] = []
+        self.takers: list[tuple[TakerKey, int]] = []
         self.insolvent: set[str] = set()
         self.adl: dict[tuple[str, str], _AdlPlan] = {}
         self.candidates: dict[str, int] = {}
@@ -575,8 +608,8 @@ class _Command:
         self.history: dict[str, list[tuple[Decimal, dict[str, _Held]]]] = {}  # a backstop's holdings through the command
         self.consumed: set[str] = set()  # fingerprints of approvals consumed (ApprovalsConsumed)
         self.out_of_band: list[tuple[int, str, str]] = []  # (position, fingerprint, what) of manual fills outside the band
-        # (liquidated account, liquidation id) -> (counterparty, score recorded, score re-derived, |size| before, position)
-        self.adl_takes: dict[tuple[str, str], list[tuple[str, Decimal | None, Decimal | None, Decimal, int]]] = {}
+        # (liquidated account, liquidation id) -> (counterparty, score recorded, counterparty before its slice, position)
+        self.adl_takes: dict[tuple[str, str], list[tuple[str, Decimal | None, Holder, int]]] = {}
         self.changed: set[str] = set()  # accounts with an event in this command
         # loss id -> (market, first position, {payer: holder before its first share}, [(payer, share, policy, basis)])
         self.payments: dict[str, tuple[str, int, dict[str, Holder], list[tuple[str, Decimal, str, Decimal]]]] = {}
@@ -723,14 +756,14 @@ class DecisionAudit:
         return found
 
     def totals(self, account: _AccountState) -> MarginTotals:
-        return margin_totals(account.collateral, account.positions, self.markets)
+        return held_totals(account.collateral, account.positions, self.markets)
 
     def equity_and_maintenance(self, account: _AccountState) -> tuple[Decimal, Decimal]:
         """Equity and maintenance margin on the marks (``margin_totals`` without initial margin)."""
         equity, maintenance = account.collateral, ZERO
         for name, held in account.positions.items():
             market = self.markets[name]
-            value = held.size * market.price_mark * market.contract_size
+            value = held.size * market.mark * market.contract_size
             equity += value - held.cost
             maintenance += market.maintenance(abs(value))
         return equity, maintenance
@@ -818,7 +851,9 @@ class DecisionAudit:
         self._update_backstops()
 
     def on_approvals_consumed(self, position: int, event: Any) -> None:
-        self.command.consumed.add((event.governance or {}).get("fingerprint"))
+        fingerprint = (event.governance or {}).get("fingerprint")
+        if isinstance(fingerprint, str):  # only a fingerprint (a str) is ever looked up
+            self.command.consumed.add(fingerprint)
 
     def on_control(self, position: int, event: Any) -> None:
         self.paused = set(event.paused_after)
@@ -1050,7 +1085,7 @@ class DecisionAudit:
         totals = self.totals(account)
         params = self.params(event.market)
         twap = market.price_twap
-        deviation = abs(market.price_mark - twap) / twap if twap else None
+        deviation = abs(market.mark - twap) / twap if twap else None
         name = f"{event.account} deferral in {event.market}"
         self.differ(position, "deferral_differs", f"{name}: mark, TWAP, deviation, max deviation, equity, maintenance",
                     (market.price_mark, twap, deviation, params.twap_max_deviation, totals.equity, totals.maintenance_margin),
@@ -1096,7 +1131,7 @@ class DecisionAudit:
         _, _, sequence = event.liquidation_id.rpartition("/L")
         if not sequence.isdigit():
             return
-        notional = sum((abs(held.size) * self.markets[m].price_mark * self.markets[m].contract_size
+        notional = sum((abs(held.size) * self.markets[m].mark * self.markets[m].contract_size
                         for m, held in account.positions.items()), ZERO)
         cmd.first_steps.append((int(sequence), event.account, event.equity_before, event.maintenance_margin_before, notional, position))
 
@@ -1191,10 +1226,11 @@ class DecisionAudit:
             return "liquidation_not_warranted", f"liquidations in {market.market} are paused (the account should have been queued)"
         params = self.params(market.market)
         if params.twap_max_deviation > ZERO and market.price_twap:
-            deviation = abs(market.price_mark - market.price_twap) / market.price_twap
+            mark = market.mark
+            deviation = abs(mark - market.price_twap) / market.price_twap
             if deviation > params.twap_max_deviation:
                 return ("liquidation_not_warranted",
-                        f"mark {fmt(market.price_mark)} is {_show(deviation)} from its TWAP {fmt(market.price_twap)}: deferred, not liquidated")
+                        f"mark {fmt(mark)} is {_show(deviation)} from its TWAP {fmt(market.price_twap)}: deferred, not liquidated")
         first = _first_by_priority(account, self.markets)
         if first != market.market:
             return "liquidation_order_differs", f"{first} has the largest maintenance requirement and goes first"
@@ -1250,12 +1286,13 @@ class DecisionAudit:
         if event.counterparty == account.name:
             return "the account took its own position"
         band = self.params(market.market).manual_liquidation_band
-        distance = abs(event.price_fill - market.price_mark) / market.price_mark
+        mark = market.mark
+        distance = abs(event.price_fill - mark) / mark
         if distance > band:
             change = Change("liquidate", market.market, {"account": account.name, "size": abs(delta), "price": event.price_fill,
                                                          "liquidator": event.counterparty})
             self.command.out_of_band.append((position, change.fingerprint, f"{name}: price {fmt(event.price_fill)} is "
-                                             f"{_show(distance)} from the mark {fmt(market.price_mark)}, outside the band {fmt(band)}"))
+                                             f"{_show(distance)} from the mark {fmt(mark)}, outside the band {fmt(band)}"))
         return None
 
     # -- 5b.: refused takeovers -----------------------------------------------------------------------
@@ -1341,7 +1378,7 @@ class DecisionAudit:
         collateral_after = account.collateral + realized - penalty
         positions = dict(account.positions)
         positions[event.market] = _Held(size_after, cost_after)
-        after = margin_totals(collateral_after, positions, self.markets)
+        after = held_totals(collateral_after, positions, self.markets)
         if status is None:
             flat = all(p.size == ZERO for p in positions.values())
             status = HEALTHY if flat or after.equity >= after.maintenance_margin else LIQUIDATING
@@ -1582,7 +1619,7 @@ class DecisionAudit:
             book[name] = Holder(name, held.size, held.cost, self.equity_and_maintenance(self.accounts[name])[0])
         market = self.markets[market_name]
         holders = [book[name] for name in sorted(book)]
-        groups = cash_allocation(self.params(market_name).loss_policy, holders, market.price_mark, market.contract_size, allocated,
+        groups = cash_allocation(self.params(market_name).loss_policy, holders, market.mark, market.contract_size, allocated,
                                  market.collateral_quantum)
         expected = sorted((name, share, group.policy, basis) for group in groups for name, share, basis in group.shares if share > ZERO)
         if expected != sorted(paid):
@@ -1596,11 +1633,12 @@ class DecisionAudit:
         market_name, where, _, paid = cmd.payments[loss_id]
         market = self.markets[market_name]
         bankrupt = {account for _, account, _, _ in cmd.covers}
-        (name,) = [account for _, account, covered, _ in cmd.covers if covered == loss_id] or [None]
+        covering: list[str | None] = [account for _, account, covered, _ in cmd.covers if covered == loss_id]
+        (name,) = covering or [None]
         settle_price = cmd.settle_price
         if name is None or name not in cmd.settled or settle_price is None:
             return
-        earlier = {}
+        earlier: dict[str, Decimal] = {}
         for _, first, _, shares in cmd.payments.values():
             if first < where:
                 for payer, share, _, _ in shares:
@@ -1612,7 +1650,7 @@ class DecisionAudit:
             if other in bankrupt or held is None:
                 continue
             equity = collateral - earlier.get(other, ZERO) + _pnl(held, market, settle_price)
-            equity += sum((_pnl(h, self.markets[m], self.markets[m].price_mark) for m, h in positions.items() if m != market_name), ZERO)
+            equity += sum((_pnl(h, self.markets[m], self.markets[m].mark) for m, h in positions.items() if m != market_name), ZERO)
             holders.append(Holder(other, held.size, held.cost, equity))
         bankrupt_held = cmd.settled[name][1].get(market_name)
         if bankrupt_held is None:
@@ -1640,14 +1678,14 @@ class DecisionAudit:
 
     def _check_takers(self, cmd: _Command) -> None:
         """Each fill has its ``PositionTaken``: opposite size, same price, the liquidator's fee."""
-        expected = Counter()
-        first: dict[tuple, int] = {}
+        expected: Counter[TakerKey] = Counter()
+        first: dict[TakerKey, int] = {}
         for steps in cmd.steps.values():
             for s in steps:
                 key = (s.counterparty, s.account, s.liquidation_id, -s.size_delta, s.price, s.fee, s.basis, -s.quote)
                 expected[key] += 1
                 first.setdefault(key, s.position)
-        recorded = Counter()
+        recorded: Counter[TakerKey] = Counter()
         for key, position in cmd.takers:
             recorded[key] += 1
             first.setdefault(key, position)
@@ -1684,7 +1722,10 @@ class DecisionAudit:
             elif account.status != HEALTHY or not account.positions:
                 watch.disarm(name)
                 watch.dirty.discard(name)
-        return names + watch.due(market, self.markets[market].price_mark)
+        mark = self.markets[market].price_mark
+        if mark is None:  # a market never marked has no triggers (each is set off a mark)
+            return names
+        return names + watch.due(market, mark)
 
     def _missed(self, position: int, name: str, cmd: _Command) -> None:
         account = self.accounts[name]
@@ -1719,7 +1760,7 @@ class DecisionAudit:
         held_at = []
         for market_name, held in account.positions.items():
             market = markets[market_name]
-            mark = market.price_mark
+            mark = market.mark
             value = held.size * mark * market.contract_size
             notional = abs(value)
             equity += value - held.cost
@@ -1751,7 +1792,7 @@ def _first_by_priority(account: _AccountState, markets: dict[str, _MarketState])
     keyed = []
     for name, held in account.positions.items():
         market = markets[name]
-        notional = position_notional(held.size, market.price_mark, market.contract_size)
+        notional = position_notional(held.size, market.mark, market.contract_size)
         keyed.append((-maintenance_requirement(market.tiers, notional, market.collateral_quantum), name))
     return min(keyed)[1]
 

@@ -8,6 +8,8 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from datetime import datetime
+from decimal import Decimal
+from typing import Any, TypeVar
 
 from clearing import commands as c
 from clearing import risk_engine, settlement
@@ -50,7 +52,7 @@ def create_market(ws: WorkingSet, command: c.CreateMarket, at: datetime) -> str:
     return f"listed {market.kind} {market.market} ({len(market.tiers)} margin tier(s))"
 
 
-def _brackets(command: c.CreateMarket) -> list[tuple]:
+def _brackets(command: c.CreateMarket) -> list[tuple[Decimal, Decimal, Decimal]]:
     """Tiers as given, or one tier from the two fractions; both must then agree."""
     imf, mmf = command.initial_margin_fraction, command.maintenance_margin_fraction
     if command.tiers is None:
@@ -119,7 +121,7 @@ def price(ws: WorkingSet, command: c.Price, at: datetime) -> str:
     market.set_mark_price(command.price, at, command.source, params.oracle_sources, params.twap_window)
     checked = risk_engine.sweep(ws, market, at)
     source = f" (from {command.source})" if command.source else ""
-    return f"mark {command.market} {fmt(market.price_mark)}{source}, {checked} account(s) checked"
+    return f"mark {command.market} {fmt(market.mark)}{source}, {checked} account(s) checked"
 
 
 def fund_insurance(ws: WorkingSet, command: c.FundInsurance, at: datetime) -> str:
@@ -243,7 +245,7 @@ def set_parameters(ws: WorkingSet, command: c.SetParameters, at: datetime) -> st
     return f"clearinghouse parameters now version {ch.parameters_version} ({rule})"
 
 
-def _set_market_parameters(ws: WorkingSet, ch: Clearinghouse, name: str, changes: dict, at: datetime) -> str:
+def _set_market_parameters(ws: WorkingSet, ch: Clearinghouse, name: str, changes: dict[str, Any], at: datetime) -> str:
     """A market override: governed when it relaxes the value in force in that market.
 
     Example: BTC-PERP in force ``margin_call_grace`` 0; an override of 3600 needs M
@@ -260,23 +262,38 @@ def _set_market_parameters(ws: WorkingSet, ch: Clearinghouse, name: str, changes
     return f"parameters of {name} now version {market.parameters_version} ({governance['rule']})"
 
 
-HANDLERS: dict[str, Callable[[WorkingSet, c.Command, datetime], str]] = {
-    "create_market": create_market,  # type: ignore[dict-item]
-    "close_market": close_market,  # type: ignore[dict-item]
-    "open_account": open_account,  # type: ignore[dict-item]
-    "close_account": close_account,  # type: ignore[dict-item]
-    "deposit": deposit,  # type: ignore[dict-item]
-    "withdraw": withdraw,  # type: ignore[dict-item]
-    "trade": trade,  # type: ignore[dict-item]
-    "price": price,  # type: ignore[dict-item]
-    "fund_insurance": fund_insurance,  # type: ignore[dict-item]
-    "funding": funding,  # type: ignore[dict-item]
-    "settle": settle,  # type: ignore[dict-item]
-    "liquidate": liquidate,  # type: ignore[dict-item]
-    "register_officer": register_officer,  # type: ignore[dict-item]
-    "approve": approve,  # type: ignore[dict-item]
-    "pause": _control,  # type: ignore[dict-item]
-    "resume": _control,  # type: ignore[dict-item]
-    "set_parameters": set_parameters,  # type: ignore[dict-item]
+Handler = Callable[[WorkingSet, c.Command, datetime], str]
+_C = TypeVar("_C", bound=c.Command)
+
+
+def _handles(kind: type[_C], handle: Callable[[WorkingSet, _C, datetime], str]) -> Handler:
+    """``handle`` as a handler of any command: ``HANDLERS`` is looked up by the command's
+    ``type``, whose model class is ``kind`` (the parser's discriminated union)."""
+
+    def handler(ws: WorkingSet, command: c.Command, at: datetime) -> str:
+        assert isinstance(command, kind), f"{type(command).__name__} is not a {kind.__name__}"
+        return handle(ws, command, at)
+
+    return handler
+
+
+HANDLERS: dict[str, Handler] = {
+    "create_market": _handles(c.CreateMarket, create_market),
+    "close_market": _handles(c.CloseMarket, close_market),
+    "open_account": _handles(c.OpenAccount, open_account),
+    "close_account": _handles(c.CloseAccount, close_account),
+    "deposit": _handles(c.Deposit, deposit),
+    "withdraw": _handles(c.Withdraw, withdraw),
+    "trade": _handles(c.Trade, trade),
+    "price": _handles(c.Price, price),
+    "fund_insurance": _handles(c.FundInsurance, fund_insurance),
+    "funding": _handles(c.Funding, funding),
+    "settle": _handles(c.Settle, settle),
+    "liquidate": _handles(c.Liquidate, liquidate),
+    "register_officer": _handles(c.RegisterOfficer, register_officer),
+    "approve": _handles(c.Approve, approve),
+    "pause": _handles(c.Pause, _control),
+    "resume": _handles(c.Resume, _control),
+    "set_parameters": _handles(c.SetParameters, set_parameters),
 }
 assert set(HANDLERS) == set(c.COMMAND_TYPES)

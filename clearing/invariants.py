@@ -50,8 +50,13 @@ from decimal import Decimal
 from typing import Any
 from uuid import UUID
 
+from eventsourcing.domain import Aggregate
+
 from clearing.application import ClearingApplication
 from clearing.domain import ids
+from clearing.domain.account import Account
+from clearing.domain.insurance import InsuranceFund
+from clearing.domain.market import Market
 from clearing.errors import InvariantViolation
 from clearing.money import LEDGER_CONTEXT, ZERO
 from clearing.snapshot_audit import live_equals_replay, stored_snapshot_ids
@@ -106,12 +111,14 @@ def fold_log(app: ClearingApplication, aggregates: dict[UUID, Any] | None = None
             _fold_event(fold, kind, event)
             if kind in COMMAND_ENDS:
                 _solvent(fold, notification.id)
-            if rebuild and notification.originator_id in rebuild and notification.originator_id not in broken:
+            aggregate_id = notification.originator_id  # UUID | str to the library; ours are UUIDs
+            if rebuild and isinstance(aggregate_id, UUID) and aggregate_id in rebuild and aggregate_id not in broken:
                 try:
-                    rebuild[notification.originator_id] = event.mutate(rebuild[notification.originator_id])
+                    assert isinstance(event, Aggregate.Event), f"{type(event).__name__} is not an aggregate event"
+                    rebuild[aggregate_id] = event.mutate(rebuild[aggregate_id])
                 except Exception:
-                    broken.add(notification.originator_id)
-                    rebuild[notification.originator_id] = None
+                    broken.add(aggregate_id)
+                    rebuild[aggregate_id] = None
         start = notifications[-1].id + 1
     return fold
 
@@ -322,7 +329,7 @@ def _replay_equals_live(app: ClearingApplication, fold: Fold, aggregates: dict[U
         raise InvariantViolation(f"replay_equals_live: {finding}")
     fold.loaded_through_snapshots = summary.aggregates
     for account, aggregate_id in fold.account_ids.items():
-        rebuilt = app.repository.get(aggregate_id)
+        rebuilt: Account = app.repository.get(aggregate_id)  # an account id (fold.account_ids)
         costs = ZERO
         for market, position in rebuilt.positions.items():
             costs += position.cost
@@ -331,7 +338,7 @@ def _replay_equals_live(app: ClearingApplication, fold: Fold, aggregates: dict[U
         if rebuilt.collateral != fold.collateral[account] or rebuilt.collateral - costs != fold.quote[account]:
             raise InvariantViolation(f"replay_equals_live: {account} collateral or cash differs from the log")
     for market in fold.contract_sizes:
-        loaded = app.repository.get(ids.market_id(market))
+        loaded: Market = app.repository.get(ids.market_id(market))
         if loaded.price_mark != fold.marks.get(market):
             raise InvariantViolation(f"replay_equals_live: market {market} mark {loaded.price_mark} != "
                                      f"{fold.marks.get(market)} in the log")
@@ -339,6 +346,7 @@ def _replay_equals_live(app: ClearingApplication, fold: Fold, aggregates: dict[U
             raise InvariantViolation(f"replay_equals_live: market {market} open interest {loaded.open_interest} != "
                                      f"{fold.open_interest_recorded.get(market, ZERO)} in the log")
     if fold.counts["InsuranceFund.Established"]:
-        balance = app.repository.get(ids.insurance_fund_id()).balance
+        fund: InsuranceFund = app.repository.get(ids.insurance_fund_id())
+        balance = fund.balance
         if balance != fold.insurance_fund:
             raise InvariantViolation(f"replay_equals_live: insurance fund balance {balance} != {fold.insurance_fund} in the log")

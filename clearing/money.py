@@ -78,6 +78,11 @@ class MoneyError(ValueError):
         self.message = message
 
 
+def float_refused() -> MoneyError:
+    """The error :func:`D` raises for a ``float`` (for checks that meet the float first)."""
+    return MoneyError("float_not_allowed", "float values are not accepted, write the number as a string")
+
+
 def D(value: str | int | Decimal) -> Decimal:
     """The one constructor for ledger numbers.
 
@@ -95,7 +100,7 @@ def D(value: str | int | Decimal) -> Decimal:
     if isinstance(value, bool):
         raise MoneyError("invalid_number", "booleans are not numbers")
     if isinstance(value, float):
-        raise MoneyError("float_not_allowed", "float values are not accepted, write the number as a string")
+        raise float_refused()
     if isinstance(value, int):
         text = str(value)
     elif isinstance(value, Decimal):

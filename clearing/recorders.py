@@ -40,11 +40,11 @@ def _unwritten(read_versions: Mapping[UUID, int] | None, stored_events: Sequence
     written from the version that was read (the unique (id, version) guards the rest)."""
     if not read_versions:
         return {}
-    first_written: dict[UUID, int] = {}
+    first_written: dict[UUID | str, int] = {}  # the library types a stored event's id UUID | str
     for event in stored_events:
         first_written.setdefault(event.originator_id, event.originator_version)
     for aggregate_id, version in first_written.items():
-        read = read_versions.get(aggregate_id)
+        read = read_versions.get(aggregate_id) if isinstance(aggregate_id, UUID) else None  # read ids are UUIDs
         if read is not None and version != read + 1:
             raise IntegrityError(f"aggregate {aggregate_id} was read at version {read} but is written from version {version}")
     return {aggregate_id: version for aggregate_id, version in read_versions.items() if aggregate_id not in first_written}

@@ -76,7 +76,7 @@ def sequencer_of(ws: WorkingSet) -> Sequencer:
 def sweep(ws: WorkingSet, market: Market, at: datetime, reason: str = "price") -> int:
     """Check every account the new mark of ``market`` can affect; returns how many."""
     index = ws.risk_index(market)
-    candidates = index.crossing(market.price_mark)
+    candidates = index.crossing(market.mark)
     return check_accounts(ws, market, list(candidates), at, reason)
 
 
@@ -89,7 +89,7 @@ def _in_risk_order(ws: WorkingSet, names: Iterable[str]) -> list[str]:
             keyed.append((name, ZERO, ZERO, ZERO))
             continue
         totals = totals_of(account, ws.markets)
-        notional = sum((abs(p.size) * ws.markets[m].price_mark * ws.markets[m].contract_size
+        notional = sum((abs(p.size) * ws.markets[m].mark * ws.markets[m].contract_size
                         for m, p in account.open_positions().items()), ZERO)
         keyed.append((name, totals.equity, totals.maintenance_margin, notional))
     return risk_order(keyed)
@@ -264,7 +264,7 @@ def taker_capacity(
     """
     if taker.account == account.account:
         totals = totals_of(account, ws.markets)
-        notional = sum((abs(p.size) * ws.markets[m].price_mark * ws.markets[m].contract_size
+        notional = sum((abs(p.size) * ws.markets[m].mark * ws.markets[m].contract_size
                         for m, p in account.open_positions().items()), ZERO)
         return Capacity(totals.equity, totals.initial_margin, notional, params.liquidator_position_cap, False)
     quote_fill = -delta * price * market.contract_size

@@ -19,7 +19,7 @@ from __future__ import annotations
 
 from datetime import datetime
 from decimal import Decimal
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from clearing import risk_engine
 from clearing.domain.account import Account
@@ -37,11 +37,16 @@ from clearing.domain.liquidation import (
 from clearing.domain.liquidation_math import allocate_largest_remainder
 from clearing.domain.margin import unrealized_pnl
 from clearing.domain.market import FUTURE, PERPETUAL, Market
+from clearing.domain.parameters import ParameterSet
+from clearing.domain.risk import MarginTotals
 from clearing.errors import RuleError
 from clearing.money import ZERO, exact, fmt, round_up
 
 if TYPE_CHECKING:
     from clearing.working_set import WorkingSet
+
+Settled = tuple[Account, Decimal, Decimal]  # (account, size settled, realized PnL)
+Cover = tuple[Account, str, Decimal, Decimal, str]  # (bankrupt account, loss id, fund paid, allocated, policy)
 
 
 @exact
@@ -102,7 +107,7 @@ def settle_market(ws: WorkingSet, market: Market, price: Decimal, at: datetime) 
     params = ws.parameters(market.market)
     accounts = open_holders(ws, market)
     contract = market.contract_size
-    settled: list[tuple[Account, Decimal, Decimal]] = []
+    settled: list[Settled] = []
     for account in accounts:
         position = account.position(market.market)
         pnl = unrealized_pnl(position.size, position.cost, price, contract)
@@ -131,14 +136,14 @@ def settle_market(ws: WorkingSet, market: Market, price: Decimal, at: datetime) 
     return len(settled), losses
 
 
-def _allocate_settlement_losses(ws: WorkingSet, market: Market, settled: list, params: Any, price: Decimal,
-                                at: datetime) -> list[tuple]:
+def _allocate_settlement_losses(ws: WorkingSet, market: Market, settled: list[Settled], params: ParameterSet, price: Decimal,
+                                at: datetime) -> list[Cover]:
     """Fund draws and allocations for accounts the final price leaves below zero.
 
     Decided before the positions close, so every payer still holds a position when it
     pays (flat accounts never pay). Returns what each bankrupt account is then credited.
     """
-    covers: list[tuple] = []
+    covers: list[Cover] = []
     after = {a.account: a.collateral + pnl for a, _, pnl in settled}
     bankrupt = {a.account for a, _, _ in settled if after[a.account] < ZERO and len(a.open_positions()) == 1}
     for account, _, _ in settled:
@@ -157,7 +162,8 @@ def _allocate_settlement_losses(ws: WorkingSet, market: Market, settled: list, p
 
 
 def _charge_settlement_loss(
-    ws: WorkingSet, market: Market, bankrupt: Account, others: list, rest: Decimal, policy: str, loss_id: str, at: datetime,
+    ws: WorkingSet, market: Market, bankrupt: Account, others: list[Settled], rest: Decimal, policy: str, loss_id: str,
+    at: datetime,
     price: Decimal,
 ) -> str:
     """Charge what the fund could not pay of a settlement deficit by ``liquidation.settlement_allocation``
@@ -225,7 +231,8 @@ def manual_liquidation_change(account: str, market: str, size: Decimal, price: D
 
 @exact
 def _check_band(
-    ws: WorkingSet, account: Account, market: Market, close: Decimal, price: Decimal, taker: Account, params: Any, at: datetime
+    ws: WorkingSet, account: Account, market: Market, close: Decimal, price: Decimal, taker: Account, params: ParameterSet,
+    at: datetime,
 ) -> None:
     """An auction price more than ``manual_liquidation_band`` x mark away from the mark needs
     M-of-N approval of that exact liquidation (``price_out_of_band`` without any).
@@ -233,7 +240,7 @@ def _check_band(
     Example: mark 95, band 10 %: 86 to 104 stand alone; 40 needs M officers' approval of
     ``liquidate`` (account, market, size, 40, liquidator).
     """
-    mark = market.price_mark
+    mark = market.mark
     band = params.manual_liquidation_band
     distance = abs(price - mark) / mark
     if distance <= band:
@@ -253,7 +260,8 @@ def _check_band(
 
 @exact
 def _check_liquidator_carries(
-    ws: WorkingSet, account: Account, market: Market, close: Decimal, price: Decimal, taker: Account, params: Any, totals: Any
+    ws: WorkingSet, account: Account, market: Market, close: Decimal, price: Decimal, taker: Account, params: ParameterSet,
+    totals: MarginTotals,
 ) -> None:
     """The liquidator must meet initial margin after the takeover and stay within
     ``liquidator_position_cap`` (``liquidation_math.can_carry``): ``liquidator_undercapitalized``."""

@@ -71,7 +71,7 @@ class Finding:
     code: str
     kind: str
     name: str | None
-    aggregate_id: UUID
+    aggregate_id: UUID | str  # the library's type of a stored event's originator id
     version: int | None
     difference: str
     subject: str = "snapshot"  # or "loaded by the repository"
@@ -322,7 +322,8 @@ def _difference(mine: Any, theirs: Any, path: str, label: str) -> str | None:
     return _value_difference(mine, theirs, path, label)
 
 
-def _sequence_difference(mine: list | tuple, theirs: list | tuple, path: str, label: str) -> str | None:
+def _sequence_difference(mine: list[Any] | tuple[Any, ...], theirs: list[Any] | tuple[Any, ...], path: str,
+                         label: str) -> str | None:
     if len(mine) != len(theirs):
         return f"{path}: {len(mine)} item(s) from events, {len(theirs)} in the {label}"
     for index, (a, b) in enumerate(zip(mine, theirs, strict=True)):
@@ -332,7 +333,7 @@ def _sequence_difference(mine: list | tuple, theirs: list | tuple, path: str, la
     return None
 
 
-def _mapping_difference(mine: dict, theirs: dict, path: str, label: str) -> str | None:
+def _mapping_difference(mine: dict[Any, Any], theirs: dict[Any, Any], path: str, label: str) -> str | None:
     for key in [*mine, *(k for k in theirs if k not in mine)]:
         if key not in theirs:
             return f"{path}[{key!r}]: missing from the {label}"
@@ -359,11 +360,17 @@ def _value_difference(mine: Any, theirs: Any, path: str, label: str) -> str | No
         same = str(mine) == str(theirs)
     elif isinstance(mine, datetime):
         same = mine == theirs and mine.utcoffset() == theirs.utcoffset()
-    elif hasattr(mine, "__dict__") and type(mine).__eq__ is object.__eq__:
+    elif hasattr(mine, "__dict__") and _default_equality(mine):
         return _difference(vars(mine), vars(theirs), path, label)
     else:
         same = mine == theirs
     return None if same else f"{path}: events {_show(mine)}, {label} {_show(theirs)}"
+
+
+def _default_equality(value: object) -> bool:
+    """True when ``value``'s class compares by identity (``object.__eq__``, not overridden)."""
+    method: object = type(value).__eq__
+    return method is object.__eq__
 
 
 def _show(value: Any) -> str:

@@ -35,6 +35,7 @@ from clearing.risk_index import MarketRiskIndex, RiskIndexes
 
 if TYPE_CHECKING:
     from clearing.application import ClearingApplication
+    from clearing.risk_engine import Sequencer
 
 T = TypeVar("T", bound=Aggregate)
 MAX_AGGREGATES = 1_000_000
@@ -61,7 +62,7 @@ class WorkingSet:
         self.risk = RiskIndexes()
         self.command_id = ""
         self.operator = ""  # who posted the current command (``--as`` / CLEARING_OPERATOR)
-        self.sequencer: Any = None  # the command's liquidation-id sequencer (risk_engine.sequencer_of)
+        self.sequencer: Sequencer | None = None  # the command's liquidation-id sequencer (risk_engine.sequencer_of)
         self.known_head: int | None = None
         self._shared: dict[UUID, Aggregate] = {}  # markets, fund, clearinghouse: caught up per batch
         self._absent: set[UUID] = set()  # ids looked up and not in the store (until the cache is dropped)
@@ -89,6 +90,7 @@ class WorkingSet:
         """Apply events another process stored after our copy; True if there were any."""
         newer = list(self._app.events.get(aggregate.id, gt=aggregate.version))
         for event in newer:
+            assert isinstance(event, Aggregate.Event)  # the store returns our aggregates' events
             event.mutate(aggregate)
         return bool(newer)
 

@@ -30,13 +30,13 @@ from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from pathlib import Path
-from typing import Any
+from typing import Any, NotRequired, TypedDict
 
 import click
 
 from clearing.errors import InvariantViolation
 from clearing.invariants import check_ledger
-from clearing.money import fmt
+from clearing.money import ZERO, fmt
 from clearing.posting import post_lines
 from cli import render
 from cli.audit import run_verify
@@ -46,7 +46,22 @@ from projections.queries import LossPolicies, account_names, account_view, insur
 START = datetime(2025, 10, 10, 20, 0, tzinfo=UTC)
 BACKSTOP = "backstop"  # the default ``backstop_liquidator``
 BACKSTOP_CAPITAL = Decimal(1_000_000)  # see the module docstring
-MARKETS = {
+
+
+class MarketSpec(TypedDict):
+    """One demo market: its kind, opening price, tick and step, and tiers or one IMF/MMF pair."""
+
+    kind: str
+    price: Decimal
+    tick: str
+    step: str
+    tiers: NotRequired[list[list[str]]]
+    imf: NotRequired[str]
+    mmf: NotRequired[str]
+    expiry: NotRequired[str]
+
+
+MARKETS: dict[str, MarketSpec] = {
     "BTC-PERP": {"kind": "perpetual", "price": Decimal(112000), "tick": "0.1", "step": "0.001",
                  "tiers": [["0", "0.02", "0.01"], ["1000000", "0.05", "0.025"], ["5000000", "0.1", "0.05"]]},
     "ETH-PERP": {"kind": "perpetual", "price": Decimal(4100), "tick": "0.01", "step": "0.01",
@@ -61,8 +76,8 @@ def scenario(accounts: int, steps: int, seed: int) -> Iterator[dict[str, Any]]:
     rng = random.Random(seed)
     at = START
     for name, spec in MARKETS.items():
-        command = {"type": "create_market", "id": f"demo-market-{name}", "market": name, "kind": spec["kind"],
-                   "tick_size": spec["tick"], "step_size": spec["step"], "at": at.isoformat()}
+        command: dict[str, Any] = {"type": "create_market", "id": f"demo-market-{name}", "market": name, "kind": spec["kind"],
+                                   "tick_size": spec["tick"], "step_size": spec["step"], "at": at.isoformat()}
         if "tiers" in spec:
             keys = ("notional_floor", "initial_margin_fraction", "maintenance_margin_fraction")
             command["tiers"] = [dict(zip(keys, t, strict=True)) for t in spec["tiers"]]
@@ -171,7 +186,7 @@ def _summaries(app: Any, projections: Any, accounts: int, show_accounts: int) ->
     fund = insurance_fund_view(projections)
     click.echo("")
     click.echo(render.fund_text(fund))
-    _verify(app, sum(Decimal(v["equity"]) for v in views + backstop), Decimal(fund["balance"]))
+    _verify(app, sum((Decimal(v["equity"]) for v in views + backstop), ZERO), Decimal(fund["balance"]))
 
 
 def _reports(store: Store, directory: str) -> None:

@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
-from typing import Any
+from collections.abc import Callable, Iterator
+from typing import Any, ParamSpec, TypeVar
 
 import click
+from eventsourcing.domain import DomainEvent
 
 from clearing.application import ClearingApplication
 from clearing.errors import ClearingError
@@ -24,6 +25,8 @@ from projections.queries import (
 
 PAGE = 1000
 _SKIP = {"originator_id", "originator_version", "timestamp", "originator_topic"}
+_P = ParamSpec("_P")
+_T = TypeVar("_T")
 
 
 def iter_events(app: ClearingApplication, start: int, limit: int | None) -> Iterator[dict[str, Any]]:
@@ -37,6 +40,7 @@ def iter_events(app: ClearingApplication, start: int, limit: int | None) -> Iter
             return
         for notification in notifications:
             event = app.mapper.to_domain_event(notification)
+            assert isinstance(event, DomainEvent)  # every event in the log is an aggregate's (it has a timestamp)
             yield {
                 "position": notification.id,
                 "type": notification.topic.rsplit(":", 1)[-1],
@@ -63,10 +67,10 @@ def views_as_of(store: Store, as_of: str | None, names: list[str]) -> Any:
         fail(error)
 
 
-def show(view_function: Any, *args: Any) -> dict[str, Any]:
+def show(view_function: Callable[_P, _T], *args: _P.args, **kwargs: _P.kwargs) -> _T:
     """``view_function(*args)``; a refusal (unknown name, bad input) is reported and exits 1."""
     try:
-        return view_function(*args)
+        return view_function(*args, **kwargs)
     except ClearingError as error:
         fail(error)
 

@@ -33,7 +33,7 @@ class TableSpec:
     """A projection table: its columns, key columns, and kind (``state`` or ``append``)."""
 
     name: str
-    columns: list[Column]
+    columns: list[Column[Any]]
     key: tuple[str, ...]
     kind: str = "state"
 
@@ -107,6 +107,7 @@ class Projection:
     SPECS: tuple[TableSpec, ...] = ()
     REBUILDABLE = True
     CLOCK = ""  # name of the projection's business-clock table (one row)
+    ALL_EVENTS = False  # True: every notification goes to ``on_any`` (no clock, no handlers)
 
     def __init__(self) -> None:
         self._day_ends: datetime | None = None
@@ -138,19 +139,27 @@ class Projection:
             return
         day = day_of(event.at)
         if clock is None:
-            clocks.put(1, {"id": 1, "day": day, "position": position})
+            clock = clocks.put(1, {"id": 1, "day": day, "position": position})
         elif day > clock["day"]:
             self.on_day_closed(clock["day"], clock["position"])
             clock = clocks.touch(1)
+            assert clock is not None, "the clock row was written before the day closed"
             clock.update(day=day, position=position)
         else:
             clock["position"] = position
-        self._day_ends = _day_end(clocks.get(1)["day"])
+        self._day_ends = _day_end(clock["day"])
 
     @property
     def day(self) -> str:
         """The current business day (after ``observe`` of the event being applied)."""
-        return self.state[self.CLOCK].get(1)["day"]
+        clock = self.state[self.CLOCK].get(1)
+        assert clock is not None, "the business day is read after observe"
+        day: str = clock["day"]
+        return day
+
+    def on_any(self, position: int, notification: Any) -> None:
+        """Apply one notification of any type (projections with ``ALL_EVENTS``)."""
+        raise NotImplementedError
 
     def on_day_closed(self, day: str, as_of_position: int) -> None:
         """A business day ended (the margin projection writes its end-of-day rows here)."""
@@ -233,7 +242,8 @@ def _statement(table: Table, key: tuple[str, ...] | None, dialect: Any) -> tuple
             updates = {c.name: statement.excluded[c.name] for c in table.columns if c.name not in key}
             statement = statement.on_conflict_do_update(index_elements=list(key), set_=updates)
         compiled = statement.compile(dialect=dialect)
-        order = list(compiled.positiontup) if compiled.positional else None
+        positions = compiled.positiontup if compiled.positional else None
+        order = None if positions is None else list(positions)
         _STATEMENTS[cache_key] = (str(compiled), order)
     return _STATEMENTS[cache_key]
 

@@ -32,7 +32,7 @@ N = ExactDecimal
 _SKIP = {"originator_id", "originator_version", "timestamp", "originator_topic"}
 
 
-def _common(*extra: Column) -> list[Column]:
+def _common(*extra: Column[Any]) -> list[Column[Any]]:
     return [Column("position", Integer, primary_key=True, autoincrement=False), Column("at", Text, nullable=False),
             Column("day", String(10), nullable=False), *extra]
 
@@ -215,14 +215,15 @@ class LiquidationRegisterProjection(Projection):
 
 def _amount(kind: str, event: Any) -> Decimal | None:
     """The headline amount of a register row: call size, draw, deficit, or fill quote."""
+    amount: Decimal | None = None
     if kind == "margin_call":
-        return event.amount_to_initial
-    if kind == "fund_draw":
-        return event.amount
-    if kind == "loss_covered":
-        return event.deficit
-    if kind == "liquidation_fill":
-        return event.quote_fill
-    if kind == "deleveraging_fill":
-        return event.loss_vs_mark
-    return None
+        amount = event.amount_to_initial
+    elif kind == "fund_draw":
+        amount = event.amount
+    elif kind == "loss_covered":
+        amount = event.deficit
+    elif kind == "liquidation_fill":
+        amount = event.quote_fill
+    elif kind == "deleveraging_fill":
+        amount = event.loss_vs_mark
+    return amount

@@ -45,7 +45,7 @@ from projections.store import ExactDecimal
 N = ExactDecimal
 
 
-def _money(*names: str) -> list[Column]:
+def _money(*names: str) -> list[Column[Any]]:
     return [Column(name, N, nullable=False) for name in names]
 
 
@@ -139,12 +139,12 @@ class MarketTerms:
     __slots__ = ("collateral_quantum", "contract_size", "market", "price_mark", "tick_size", "tiers")
 
     def __init__(self, row: dict[str, Any]) -> None:
-        self.market = row["market"]
-        self.contract_size = row["contract_size"]
-        self.tick_size = row["tick_size"]
-        self.tiers = tiers_from_text(row["tiers"])
-        self.collateral_quantum = row["collateral_quantum"]
-        self.price_mark = row["mark"]
+        self.market: str = row["market"]
+        self.contract_size: Decimal = row["contract_size"]
+        self.tick_size: Decimal = row["tick_size"]
+        self.tiers: tuple[MarginTier, ...] = tiers_from_text(row["tiers"])
+        self.collateral_quantum: Decimal = row["collateral_quantum"]
+        self.price_mark: Decimal | None = row["mark"]
 
 
 def tiers_to_text(tiers: Any) -> str:
@@ -158,7 +158,8 @@ def tiers_from_text(text: str) -> tuple[MarginTier, ...]:
 
 def call_rule(event: Any) -> str:
     """The rule a ``MarginCallIssued`` was issued under; logs before issue 8 met calls at maintenance."""
-    return event.parameters.get("margin_call_rule", "maintenance")
+    rule: str = event.parameters.get("margin_call_rule", "maintenance")
+    return rule
 
 
 def _iso(at: Any) -> str | None:
@@ -407,7 +408,8 @@ def end_of_day_rows(session: Any, tables: dict[str, Any], day: str, as_of_positi
 def _end_of_day_rows(session: Any, tables: dict[str, Any], day: str, as_of_position: int) -> Iterator[tuple[str, dict[str, Any]]]:
     markets = {row["market"]: row for row in iter_table(session, tables["margin_markets"], "market")}
     terms = {name: MarketTerms(row) for name, row in markets.items()}
-    totals = {name: {"long_size": ZERO, "short_size": ZERO, "holders": 0} for name in markets}
+    totals: dict[str, dict[str, Decimal | int]] = {
+        name: {"long_size": ZERO, "short_size": ZERO, "holders": 0} for name in markets}
     table = tables["margin_positions"]
     held: dict[str, list[dict[str, Any]]] = {}
     for found in session.execute(select(table).where(table.c.size != ZERO).order_by(table.c.market)).mappings():

@@ -15,6 +15,7 @@ from eventsourcing.application import AggregateNotFoundError
 from clearing.application import ClearingApplication
 from clearing.domain import ids, loss_policies
 from clearing.domain.account import Account
+from clearing.domain.clearinghouse import Clearinghouse
 from clearing.domain.insurance import InsuranceFund
 from clearing.domain.loss_policies import Holder
 from clearing.domain.margin import total
@@ -76,7 +77,8 @@ def _call(call: dict[str, Any] | None) -> dict[str, str] | None:
 def _loss_policy(app: ClearingApplication, market: Market) -> str:
     """The market's ``loss_policy`` in force, from the aggregates: its override, else the default."""
     try:
-        defaults = app.repository.get(ids.clearinghouse_id()).parameters
+        clearinghouse: Clearinghouse = app.repository.get(ids.clearinghouse_id())
+        defaults = clearinghouse.parameters
     except AggregateNotFoundError:
         defaults = DEFAULTS
     return str(effective(defaults, market.overrides, 0, 0).loss_policy)
@@ -97,7 +99,7 @@ def _adl_standing(app: ClearingApplication, account: Account, name: str) -> dict
         markets = {market_name: app.get_market(market_name) for market_name in other.open_positions()}
         equity = margin_totals(other.collateral, other.positions, markets, with_maintenance=False).equity
         book.append(Holder(holder, position.size, position.cost, equity))
-    ranked = loss_policies.scores(policy, book, market.price_mark, market.contract_size)
+    ranked = loss_policies.scores(policy, book, market.mark, market.contract_size)
     rank = [holder for holder, _ in ranked].index(account.account) + 1
     return {"adl_score": _optional(ranked[rank - 1][1]), "adl_rank": rank, "adl_holders": len(ranked),
             "adl_policy": policy}
@@ -166,6 +168,7 @@ def loss_allocations(app: ClearingApplication, market: str | None = None) -> lis
     while notifications := app.recorder.select_notifications(start=start, limit=5000, topics=_LOSS_TOPICS):
         for notification in notifications:
             event = app.mapper.to_domain_event(notification)
+            assert isinstance(event, Account.LossAllocated | Account.PositionTaken)  # the two _LOSS_TOPICS
             if market is not None and event.market != market:
                 continue
             if isinstance(event, Account.PositionTaken) and event.basis != "adl":
@@ -175,7 +178,7 @@ def loss_allocations(app: ClearingApplication, market: str | None = None) -> lis
     return rows
 
 
-def _loss_row(event: Any) -> dict[str, Any]:
+def _loss_row(event: Account.LossAllocated | Account.PositionTaken) -> dict[str, Any]:
     if isinstance(event, Account.LossAllocated):
         return {"at": event.at.isoformat(), "loss_id": event.loss_id, "market": event.market, "account": event.account,
                 "policy": event.policy, "share": fmt(event.share), "basis": fmt(event.basis),

@@ -31,7 +31,7 @@ import hashlib
 import os
 from datetime import datetime
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from urllib.parse import parse_qs, urlencode, urlsplit, urlunsplit
 
 from clearing.errors import InputError
@@ -39,6 +39,9 @@ from clearing.settings import is_postgres, store_env
 from projections.read import Views
 from projections.runner import PAGE, Progress, Projector
 from projections.store import ProjectionStore
+
+if TYPE_CHECKING:
+    from clearing.application import ClearingApplication
 
 PARTIAL = ".partial-"  # SQLite staging files: .<name>.partial-<pid>
 SCHEMA_SUFFIX = "__partial"
@@ -62,7 +65,7 @@ def resolve_until(app: Any, text: str) -> int:
     return _position_before(app, moment, head)
 
 
-def _position_before(app: Any, moment: datetime, head: int) -> int:
+def _position_before(app: ClearingApplication, moment: datetime, head: int) -> int:
     start = 0
     while notes := app.recorder.select_notifications(start=start, limit=PAGE, inclusive_of_start=False):
         for note in notes:
@@ -235,8 +238,9 @@ class _PostgresTarget:
         return self.connection.execute(statement, params).fetchone()[0]
 
     def _relations(self, schema: str) -> int:
-        return self._one("SELECT count(*) FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace "
-                         "WHERE n.nspname = %s", schema)
+        count: int = self._one("SELECT count(*) FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace "
+                               "WHERE n.nspname = %s", schema)
+        return count
 
     def _sql(self, template: str, *schemas: str) -> Any:
         from psycopg.sql import SQL, Identifier

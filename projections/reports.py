@@ -573,10 +573,10 @@ def loss_allocations(reader: Reader, request: Request) -> Report:
     fill whose ``share`` is what closing at the bankruptcy price cost the account against the mark.
     """
     state = reader.state(request.date)
-    losses = [{"row_kind": "loss", **{c: r.get(c) for c in LOSS_COLUMNS[1:] if c in r}}
-              for r in reader.rows("loss_events", "position", day=request.date)]
-    shares = [{"row_kind": "allocation", **{c: r.get(c) for c in LOSS_COLUMNS[1:] if c in r}}
-              for r in reader.rows("loss_allocations", "position", day=request.date)]
+    losses: list[dict[str, Any]] = [{"row_kind": "loss", **{c: r.get(c) for c in LOSS_COLUMNS[1:] if c in r}}
+                                    for r in reader.rows("loss_events", "position", day=request.date)]
+    shares: list[dict[str, Any]] = [{"row_kind": "allocation", **{c: r.get(c) for c in LOSS_COLUMNS[1:] if c in r}}
+                                    for r in reader.rows("loss_allocations", "position", day=request.date)]
     rows = sorted(losses + shares, key=lambda row: row["position"])
     by_account: dict[str, Decimal] = {}
     for row in shares:
@@ -738,7 +738,8 @@ def daily_vm_paid(reader: Reader, until: str) -> list[tuple[str, Decimal]]:
     clock = reader.clock()
     if clock is not None and until >= clock["day"]:
         unrealized[clock["day"]] = {a: row["unrealized_pnl"] for a, row in reader.state(clock["day"]).accounts.items()}
-    result, previous = [], {}
+    result: list[tuple[str, Decimal]] = []
+    previous: dict[str, Decimal] = {}
     for day in sorted(unrealized):
         now = unrealized[day]
         accounts = set(now) | {a for (d, a) in realized if d == day}

@@ -210,7 +210,7 @@ class Projector:
 
     def _topics(self) -> list[str]:
         """Topics to read: all (empty list) when the chain is among the projections."""
-        if any(getattr(p, "ALL_EVENTS", False) for p in self.projections.values()):
+        if any(p.ALL_EVENTS for p in self.projections.values()):
             return []
         return CLOCK_TOPICS
 
@@ -224,7 +224,7 @@ class Projector:
             for name, projection in active:
                 if note.id <= positions[name]:
                     continue
-                if getattr(projection, "ALL_EVENTS", False):
+                if projection.ALL_EVENTS:
                     projection.on_any(note.id, note)
                     continue
                 if not clocked:

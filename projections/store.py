@@ -28,7 +28,7 @@ from urllib.parse import quote
 from eventsourcing.persistence import IntegrityError, InternalError, ProgrammingError
 from eventsourcing_sqlalchemy.datastore import SQLAlchemyDatastore
 from eventsourcing_sqlalchemy.recorders import SQLAlchemyTrackingRecorder
-from sqlalchemy import Column, Integer, MetaData, String, Table, Text, inspect, select, text
+from sqlalchemy import Column, Engine, Integer, MetaData, String, Table, Text, inspect, select, text
 from sqlalchemy.dialects.postgresql import NUMERIC
 from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.pool import StaticPool
@@ -44,7 +44,7 @@ CREATE_ATTEMPTS = 8
 warnings.filterwarnings("ignore", message=".*NotificationTrackingRecord.*")
 
 
-class ExactDecimal(TypeDecorator):
+class ExactDecimal(TypeDecorator[Decimal]):
     """A Decimal column that never loses a digit: NUMERIC on PostgreSQL, TEXT on SQLite."""
 
     impl = Text
@@ -91,8 +91,8 @@ class ProjectionStore:
         self.db = db
         url, engine_args = sqlalchemy_url(db)
         self.datastore = SQLAlchemyDatastore(url=url, **engine_args)
-        assert self.datastore.engine is not None
-        self.engine = self.datastore.engine
+        assert isinstance(self.datastore.engine, Engine)  # built from a URL: an Engine, not a Connection
+        self.engine: Engine = self.datastore.engine
         self.dialect = self.engine.dialect.name
         self.metadata = MetaData()
         self.registry = Table(
@@ -107,7 +107,7 @@ class ProjectionStore:
 
     # -- tables -------------------------------------------------------------------------
 
-    def table(self, name: str, columns: list[Column], generation: int) -> Table:
+    def table(self, name: str, columns: list[Column[Any]], generation: int) -> Table:
         """The generation's table, defined once per store object."""
         full = f"{name}_g{generation}"
         if full in self.metadata.tables:
@@ -157,10 +157,13 @@ class ProjectionStore:
 
     def generation(self, projection: str, session: Any | None = None) -> int | None:
         query = select(self.registry.c.generation).where(self.registry.c.name == projection)
+        generation: int | None
         if session is not None:
-            return session.execute(query).scalar()
+            generation = session.execute(query).scalar()
+            return generation
         with self.engine.connect() as connection:
-            return connection.execute(query).scalar()
+            generation = connection.execute(query).scalar()
+            return generation
 
     def set_generation(self, session: Any, projection: str, generation: int) -> None:
         updated = session.execute(

@@ -108,7 +108,7 @@ class Account(Aggregate):
         at: datetime
 
     @staticmethod
-    def create_id(account: str) -> UUID:  # type: ignore[override]
+    def create_id(account: str) -> UUID:
         return account_id(account)
 
     def __init__(self, account: str, at: datetime) -> None:

@@ -52,7 +52,7 @@ class Clearinghouse(Aggregate):
         at: datetime
 
     @staticmethod
-    def create_id() -> UUID:  # type: ignore[override]
+    def create_id() -> UUID:
         return clearinghouse_id()
 
     def __init__(self, at: datetime) -> None:
@@ -86,7 +86,8 @@ class Clearinghouse(Aggregate):
 
     def bootstrapping(self) -> bool:
         """Fewer officers than M: no quorum can exist yet (a fresh ledger)."""
-        return len(self.officers) < self.parameter("approvals_required")
+        required: int = self.parameter("approvals_required")
+        return len(self.officers) < required
 
     def authorize(self, change: Change, at: datetime, field: str, timelocked: bool = False,
                   bootstrap_allowed: bool = True) -> dict[str, Any]:

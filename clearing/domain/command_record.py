@@ -23,8 +23,9 @@ command may be back-dated.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from datetime import datetime
-from typing import Any
+from typing import Any, TypeVar
 from uuid import UUID
 
 from eventsourcing.domain import Aggregate
@@ -71,7 +72,7 @@ class CommandRecord(Aggregate, created_event_name="Accepted"):
             record.code, record.field, record.message = self.code, self.field, self.message
 
     @staticmethod
-    def create_id(command_id: str) -> UUID:  # type: ignore[override]
+    def create_id(command_id: str) -> UUID:
         return ids.command_id(command_id)
 
     def __init__(
@@ -133,12 +134,18 @@ def rejected(
                    code=error.code, field=error.field, message=error.message)
 
 
+_Event = TypeVar("_Event", bound=Aggregate.Created)
+
+
 def _record(
-    kind: type[Any], command_id: str, command_type: str, content: dict[str, Any], operator: str,
+    kind: type[_Event], command_id: str, command_type: str, content: dict[str, Any], operator: str,
     at: datetime | None, latest_at: datetime | None, **outcome: Any,
-) -> Any:
+) -> _Event:
     """Version 1 of the record aggregate, with the aggregate's topic, built without it."""
-    return kind(
+    # the library makes each event class a dataclass of its annotations when the class is
+    # created, so mypy knows only the base class's fields: construct through a callable
+    construct: Callable[..., _Event] = kind
+    return construct(
         originator_id=ids.command_id(command_id),
         originator_version=CommandRecord.INITIAL_VERSION,
         timestamp=kind.create_timestamp(),

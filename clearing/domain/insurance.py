@@ -25,7 +25,7 @@ class InsuranceFund(Aggregate):
         at: datetime
 
     @staticmethod
-    def create_id() -> UUID:  # type: ignore[override]
+    def create_id() -> UUID:
         return insurance_fund_id()
 
     def __init__(self, at: datetime) -> None:

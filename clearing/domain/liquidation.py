@@ -107,7 +107,8 @@ from clearing.money import ONE, ZERO, exact, round_down, round_up
 class RiskContext(Protocol):
     """What the decisions need from the working set (``WorkingSet`` implements it)."""
 
-    markets: Mapping[str, Market]
+    @property
+    def markets(self) -> Mapping[str, Market]: ...
 
     def account(self, name: str, field: str) -> Account: ...
     def backstop(self, name: str, at: datetime) -> Account: ...
@@ -205,7 +206,7 @@ def positions_by_priority(account: Account, markets: Mapping[str, Market]) -> li
     keyed = []
     for name, position in account.open_positions().items():
         market = markets[name]
-        notional = position_notional(position.size, market.price_mark, market.contract_size)
+        notional = position_notional(position.size, market.mark, market.contract_size)
         keyed.append((-maintenance_requirement(market.tiers, notional, market.collateral_quantum), name))
     return [name for _, name in sorted(keyed)]
 
@@ -218,7 +219,7 @@ def size_to_close(position: Position, market: Market, totals: MarginTotals, para
     """Contracts to close in one step (step 4). Example: shortage 10 at mark 100, MMF 10 %,
     buffer 0, no spread or fee -> 1 contract (10 / (100 x 0.1))."""
     size = abs(position.size)
-    notional = position_notional(position.size, market.price_mark, market.contract_size)
+    notional = position_notional(position.size, market.mark, market.contract_size)
     if totals.equity <= ZERO or notional <= params.liquidation_min_notional:
         return size
     maintenance = maintenance_requirement(market.tiers, notional, market.collateral_quantum)
@@ -226,7 +227,7 @@ def size_to_close(position: Position, market: Market, totals: MarginTotals, para
     buffered = fraction * (ONE + params.liquidation_buffer)
     shortage = totals.maintenance_margin * (ONE + params.liquidation_buffer) - totals.equity
     cost_rate = params.liquidation_spread * fraction + params.liquidation_fee_rate
-    base = base_to_cover_shortage(shortage, market.price_mark * market.contract_size, buffered, cost_rate, ZERO)
+    base = base_to_cover_shortage(shortage, market.mark * market.contract_size, buffered, cost_rate, ZERO)
     if base is None:
         return size
     cap = max(round_up(params.max_liquidation_fraction * size, market.step_size), market.step_size)
@@ -243,7 +244,7 @@ def spread_price(position: Position, market: Market, params: ParameterSet, total
     Example: long 1 BTC, mark 50,000, MMF 5 %, spread 0.5: full spread 50,000 x (1 - 0.025)
     = 48,750; with equity 2,490 of maintenance 2,500 (ABR 0.004) -> 50,000 - 5 = 49,995.
     """
-    mark = market.price_mark
+    mark = market.mark
     notional = position_notional(position.size, mark, market.contract_size)
     fraction = maintenance_requirement(market.tiers, notional, market.collateral_quantum) / notional
     move = mark * params.liquidation_spread * fraction * price_rating(totals, params)
@@ -288,7 +289,7 @@ def capacity_after(ctx: RiskContext, taker: Account, market: Market, delta_taker
     positions_after = dict(taker.positions)
     positions_after[market.market] = fill.position_after
     after = margin_totals(taker.collateral + fill.realized_pnl + fee, positions_after, ctx.markets)
-    notional = sum((position_notional(p.size, ctx.markets[m].price_mark, ctx.markets[m].contract_size)
+    notional = sum((position_notional(p.size, ctx.markets[m].mark, ctx.markets[m].contract_size)
                     for m, p in positions_after.items() if p.size != ZERO), ZERO)
     cap = params.liquidator_position_cap
     allowed = can_carry(after.equity, after.initial_margin, notional, cap)
@@ -325,15 +326,15 @@ def bankruptcy_quote_for(account: Account, market: Market, delta: Decimal, total
     position = account.position(market.market)
     before, after = _maintenance_before_after(position, market, delta)
     if totals.maintenance_margin <= ZERO:
-        return -delta * market.price_mark * market.contract_size - totals.equity
+        return -delta * market.mark * market.contract_size - totals.equity
     return bankruptcy_quote(
-        position.size, delta, market.price_mark, market.contract_size, before, after,
+        position.size, delta, market.mark, market.contract_size, before, after,
         totals.equity, totals.maintenance_margin, market.collateral_quantum,
     )
 
 
 def _maintenance_before_after(position: Position, market: Market, delta: Decimal) -> tuple[Decimal, Decimal]:
-    mark, contract, quantum = market.price_mark, market.contract_size, market.collateral_quantum
+    mark, contract, quantum = market.mark, market.contract_size, market.collateral_quantum
     before = maintenance_requirement(market.tiers, position_notional(position.size, mark, contract), quantum)
     after = maintenance_requirement(market.tiers, position_notional(position.size + delta, mark, contract), quantum)
     return before, after
@@ -483,7 +484,7 @@ def _take(
         price_mark=market.price_mark,
         fee_received=terms.fee_liquidator,
         adl_rank=terms.rank,
-        loss_vs_mark=-quote - delta * market.price_mark * market.contract_size,  # > 0: worse than mark
+        loss_vs_mark=-quote - delta * market.mark * market.contract_size,  # > 0: worse than mark
         realized_pnl=fill.realized_pnl,
         position_size_after=fill.position_after.size,
         position_cost_after=fill.position_after.cost,
@@ -645,7 +646,7 @@ def allocate_loss(
     accounts = open_holders(ctx, market, excluding=bankrupt.account)
     by_name = {a.account: a for a in accounts}
     holders = [holder_of(a, market, ctx.markets) for a in accounts]
-    for group in cash_allocation(policy, holders, market.price_mark, market.contract_size, loss, market.collateral_quantum):
+    for group in cash_allocation(policy, holders, market.mark, market.contract_size, loss, market.collateral_quantum):
         record_shares(market, [(by_name[name], share, basis) for name, share, basis in group.shares], group.loss, group.policy,
                       loss_id, at, basis_total=group.basis_total)
     return [a.account for a in accounts]
@@ -702,13 +703,13 @@ def holder_of(account: Account, market: Market, markets: Mapping[str, Market], p
 
 def _upnl(account: Account, market: Market) -> Decimal:
     position = account.position(market.market)
-    return unrealized_pnl(position.size, position.cost, market.price_mark, market.contract_size)
+    return unrealized_pnl(position.size, position.cost, market.mark, market.contract_size)
 
 
 def adl_rank(account: Account, market: Market, markets: Mapping[str, Market]) -> Decimal | None:
     """BitMEX ranking of one position (``loss_policies.adl_bitmex.score``): PnL% x effective
     leverage, leverage against the account's equity; None (ranked last) when equity <= 0."""
-    return adl_bitmex.score(holder_of(account, market, markets), market.price_mark, market.contract_size)
+    return adl_bitmex.score(holder_of(account, market, markets), market.mark, market.contract_size)
 
 
 @exact
@@ -746,7 +747,7 @@ def deleverage(
     price = quote_price(quote, delta, market.contract_size, market.collateral_quantum)
     opposites = opposite_holders(ctx, account, market)
     plan = plan_deleveraging(deleveraging_policy(params.loss_policy), [holder_of(a, market, ctx.markets) for a in opposites],
-                             market.price_mark, market.contract_size, abs(delta), market.step_size)
+                             market.mark, market.contract_size, abs(delta), market.step_size)
     by_name = {other.account: other for other in opposites}
     quotes = split_quote(quote, [size for _, size, _ in plan], market.collateral_quantum)
     touched: list[str] = []

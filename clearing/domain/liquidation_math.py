@@ -10,8 +10,11 @@ from __future__ import annotations
 
 from collections.abc import Hashable, Sequence
 from decimal import ROUND_HALF_EVEN, Decimal
+from typing import TypeVar
 
 from clearing.money import ONE, ZERO, exact, round_down, round_up
+
+_Key = TypeVar("_Key", bound=Hashable)
 
 
 @exact
@@ -220,8 +223,8 @@ def adl_ranking(value_mark: Decimal, value_entry: Decimal, value_bankrupt: Decim
 
 @exact
 def allocate_largest_remainder(
-    total: Decimal, weights: Sequence[tuple[Hashable, Decimal]], quantum: Decimal
-) -> dict[Hashable, Decimal]:
+    total: Decimal, weights: Sequence[tuple[_Key, Decimal]], quantum: Decimal
+) -> dict[_Key, Decimal]:
     """Split ``total`` pro rata to ``weights`` on the quantum grid, summing to it exactly.
 
     Each share is floored to the quantum; the quanta left over go one each to the largest
@@ -233,8 +236,8 @@ def allocate_largest_remainder(
     weight_sum = sum((weight for _, weight in weights), ZERO)
     if any(weight < ZERO for _, weight in weights) or (total > ZERO and weight_sum <= ZERO):
         raise ValueError("weights must be non-negative with a positive sum")
-    shares: dict[Hashable, Decimal] = {}
-    remainders: list[tuple[Decimal, int, Hashable]] = []
+    shares: dict[_Key, Decimal] = {}
+    remainders: list[tuple[Decimal, int, _Key]] = []
     for order, (key, weight) in enumerate(weights):
         exact_share = total * weight / weight_sum if weight_sum else ZERO
         shares[key] = round_down(exact_share, quantum)

@@ -46,7 +46,7 @@ class Market(Aggregate):
         at: datetime
 
     @staticmethod
-    def create_id(market: str) -> UUID:  # type: ignore[override]
+    def create_id(market: str) -> UUID:
         return market_id(market)
 
     def __init__(
@@ -88,6 +88,18 @@ class Market(Aggregate):
         self.price_settlement: Decimal | None = None
         self.price_twap: Decimal | None = None
         self.funding_count = 0
+
+    @property
+    def mark(self) -> Decimal:
+        """The mark price, for arithmetic: ``price_mark`` (the recorded attribute), which a
+        market has from its first price on; ``no_mark_price`` before that.
+
+        Callers that margin a position or decide on a price have already checked (a position
+        exists only after a trade, and a trade needs a mark); the raise states it.
+        """
+        if self.price_mark is None:
+            raise RuleError("no_mark_price", "market", f"market {self.market} has no mark price yet")
+        return self.price_mark
 
     # -- events -------------------------------------------------------------------------
 
@@ -308,9 +320,7 @@ class Market(Aggregate):
             raise RuleError("market_closed", "market", f"market {self.market} is {self.status}")
         if self.expiry is not None and at >= self.expiry:
             raise RuleError("market_expired", "at", f"market {self.market} expired at {self.expiry.isoformat()}")
-        if self.price_mark is None:
-            raise RuleError("no_mark_price", "market", f"market {self.market} has no mark price yet")
-        return self.price_mark
+        return self.mark
 
     def check_not_settled(self, consequence: str) -> None:
         if self.status == SETTLED:

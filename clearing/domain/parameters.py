@@ -65,7 +65,7 @@ from decimal import Decimal
 from typing import Any
 
 from clearing.errors import InputError, RuleError
-from clearing.money import ONE, ZERO, D, MoneyError
+from clearing.money import ONE, ZERO, D, MoneyError, float_refused
 
 ADL = "adl"
 SOCIALIZE_PER_CONTRACT = "socialize_per_contract"
@@ -99,6 +99,8 @@ def _decimal_in(low: Decimal, high: Decimal | None, low_open: bool = False) -> C
         if isinstance(raw, bool) or not isinstance(raw, (str, int, float)):
             raise InputError("invalid_value", f"parameters.{name}", f"parameters.{name} must be a decimal string")
         try:
+            if isinstance(raw, float):
+                raise float_refused()
             value = D(raw)
         except MoneyError as error:
             raise InputError(error.code, f"parameters.{name}", f"parameters.{name}: {error.message}") from None
@@ -259,7 +261,8 @@ def governs(name: str, before: Any, after: Any) -> bool:
     rule = GOVERNED[name][0]
     if rule == ALWAYS:
         return True
-    return after > before if rule == UP else after < before
+    governed: bool = after > before if rule == UP else after < before  # numbers compare to a bool
+    return governed
 
 
 def governed_names(changes: Mapping[str, Any], in_force: Mapping[str, Any]) -> list[str]:

@@ -30,14 +30,25 @@ from clearing.money import ZERO, exact
 
 
 class MarketTerms(Protocol):
-    """What margining needs from a market (the ``Market`` aggregate satisfies it)."""
+    """What margining reads from a market: the ``Market`` aggregate satisfies it, as do the
+    projections' and the decision audit's market rows.
 
-    market: str
-    contract_size: Decimal
-    tick_size: Decimal
-    tiers: Sequence[MarginTier]
-    collateral_quantum: Decimal
-    price_mark: Decimal | None
+    The members are read-only (properties), so an object whose attributes have these types
+    or narrower ones fits: ``Market`` keeps its tiers as a ``tuple``.
+    """
+
+    @property
+    def market(self) -> str: ...
+    @property
+    def contract_size(self) -> Decimal: ...
+    @property
+    def tick_size(self) -> Decimal: ...
+    @property
+    def tiers(self) -> Sequence[MarginTier]: ...
+    @property
+    def collateral_quantum(self) -> Decimal: ...
+    @property
+    def price_mark(self) -> Decimal | None: ...
 
 
 @dataclass(frozen=True)

@@ -19,35 +19,22 @@ exceeds its cap. Pure functions only: no aggregate, event, clock or database.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Hashable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from decimal import Decimal
-from typing import Any, ParamSpec, TypeVar, cast
 
 from clearing.domain import liquidation_math
 from clearing.domain.margin import position_notional, unrealized_pnl
 from clearing.money import ZERO, exact, round_down
 
-_P = ParamSpec("_P")
-_R = TypeVar("_R")
-
-# ``money.exact`` and the ``liquidation_math`` functions it wraps carry no annotations that
-# survive the decorator; these aliases state their signatures once, so mypy --strict can
-# check every call made from this package.
-_exact_untyped: Callable[[Callable[..., Any]], Callable[..., Any]] = exact
-_allocate_untyped: Callable[[Decimal, Sequence[tuple[Hashable, Decimal]], Decimal], dict[Hashable, Decimal]] = (
-    liquidation_math.allocate_largest_remainder
-)
-adl_ranking: Callable[[Decimal, Decimal, Decimal], Decimal] = liquidation_math.adl_ranking
+#: :func:`clearing.money.exact` (60-digit ledger context), under this package's name; it
+#: keeps the signature (``ParamSpec``), so mypy --strict checks every call.
+ledger_exact = exact
+adl_ranking = liquidation_math.adl_ranking
 
 #: Bound on the capping rounds of :func:`allocate_capped`: each round but the last caps at
 #: least one more holder, so rounds <= holders + 1; this many is a broken invariant.
 ROUNDS_MAX_EXTRA = 1
-
-
-def ledger_exact(function: Callable[_P, _R]) -> Callable[_P, _R]:
-    """:func:`clearing.money.exact` (60-digit ledger context), keeping the signature."""
-    return cast(Callable[_P, _R], _exact_untyped(function))
 
 
 class LossPolicyError(ValueError):
@@ -119,9 +106,8 @@ def open_holders(holders: Sequence[Holder]) -> list[Holder]:
 
 
 def allocate(total: Decimal, weights: Sequence[tuple[str, Decimal]], grid: Decimal) -> dict[str, Decimal]:
-    """``liquidation_math.allocate_largest_remainder`` keyed by account (typed wrapper)."""
-    shares = _allocate_untyped(total, list(weights), grid)
-    return {str(key): share for key, share in shares.items()}
+    """``liquidation_math.allocate_largest_remainder`` keyed by account."""
+    return liquidation_math.allocate_largest_remainder(total, list(weights), grid)
 
 
 @ledger_exact
