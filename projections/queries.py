@@ -1,7 +1,7 @@
 """The command line's reads, from the projection tables (never by replaying aggregates).
 
 Each function returns the same shape as the aggregate-based views in
-``projections.margin_state`` (which tests use as the oracle): ``account_view``,
+``tests.margin_state`` (which tests use as the oracle): ``account_view``,
 ``market_view``, ``insurance_fund_view`` and ``loss_allocations``; ``account_list`` gives
 ``account_view``'s totals for every account, streamed. Margin figures are
 computed from the stored inputs with the domain's margin functions (see

@@ -11,7 +11,7 @@ from typing import Any
 
 from clearing.application import ClearingApplication, Outcome
 from clearing.posting import post_lines
-from projections.margin_state import account_view
+from tests.margin_state import account_view
 
 T0 = datetime(2025, 1, 1, tzinfo=UTC)
 

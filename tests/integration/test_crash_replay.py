@@ -29,6 +29,7 @@ from clearing.invariants import check_ledger
 from clearing.settings import store_env
 from tests.conftest import SHARED_DATA
 from tests.ledger import Ledger
+from tests.margin_state import loss_allocations
 
 TAPE = SHARED_DATA / "binance_um_btcusdt_perp_1m_crash_windows.csv"
 LEVERAGES = (3, 5, 8, 10, 12, 15, 18, 20)
@@ -115,7 +116,7 @@ def test_crash_window_through_the_risk_engine(window, sqlite_db, capsys):
             taken += ledger.app.mapper.to_domain_event(notification).basis == "backstop"
         refused += notification.topic.endswith(":Account.TakeoverRefused")
     assert taken > 0 and refused > 0, "the backstop's capital carries some liquidations and not all"
-    allocations = __import__("projections.margin_state", fromlist=["x"]).loss_allocations(ledger.app)
+    allocations = loss_allocations(ledger.app)
     adl = sum(1 for row in allocations if row["policy"] == "adl")
     with capsys.disabled():
         print(f"\n  {window} ({POLICIES[window]}): {len(rows)} marks, calls {counts['Account.MarginCallIssued']}, "

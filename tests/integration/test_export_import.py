@@ -25,8 +25,8 @@ from clearing.settings import store_env
 from clearing.transfer import export_log, import_log
 from cli.demo import scenario
 from cli.main import main
-from projections.margin_state import account_view
 from tests.ledger import Ledger
+from tests.margin_state import account_view
 from tests.unit.test_chain import ListRecorder
 
 ACCOUNTS = [f"acct-{index:04d}" for index in range(10)]

@@ -1,6 +1,6 @@
 """Projections: equal to the aggregates after random paths, rebuild equals live, exactly once.
 
-The aggregate-based views in ``projections.margin_state`` are the oracle: they replay each
+The aggregate-based views in ``tests.margin_state`` are the oracle: they replay each
 account and market through the library's repository. The SQL projections are caught up
 after every command (as the command line does) and must give the same figures, field by
 field; a rebuild from event 1 must give the same tables, row by row.
@@ -19,7 +19,6 @@ from hypothesis import HealthCheck, given, settings
 
 from clearing.business_time import TimeLimits
 from clearing.settings import store_env
-from projections import margin_state
 from projections.compare import canonical_rows, first_difference
 from projections.queries import (
     ACCOUNT_STATUSES,
@@ -35,6 +34,7 @@ from projections.queries import (
 from projections.read import Views
 from projections.runner import APPLICATION, READ_MODELS, Projector, rebuild
 from projections.store import ProjectionStore
+from tests import margin_state
 from tests.ledger import Ledger
 from tests.unit.test_risk_properties import MARKETS, scenarios, setup
 

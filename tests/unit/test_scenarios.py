@@ -8,6 +8,7 @@ from decimal import Decimal as Dec
 
 from clearing.invariants import check_ledger
 from tests.ledger import MARKET_BTC, Ledger, accounts_with
+from tests.margin_state import insurance_fund_view
 
 ETH = ('{"type":"create_market","id":"m-eth","market":"ETH-PERP","kind":"perpetual","tick_size":"0.01",'
        '"step_size":"0.001","initial_margin_fraction":"0.1","maintenance_margin_fraction":"0.05","price_band":"0.5"}')
@@ -122,7 +123,7 @@ def test_insurance_fund_lists_every_contribution_with_running_balance():
     ledger = Ledger()
     ledger.post_ok('{"type":"fund_insurance","amount":"1000","contributor":"treasury"}\n'
                    '{"type":"fund_insurance","amount":"0.5"}')
-    fund = __import__("projections.margin_state", fromlist=["x"]).insurance_fund_view(ledger.app)
+    fund = insurance_fund_view(ledger.app)
     assert fund["balance"] == "1000.5"
     assert [(m["direction"], m["cause"], m["amount"], m["balance_after"], m["counterparty"]) for m in fund["movements"]] == [
         ("in", "contribution", "1000", "1000", "treasury"), ("in", "contribution", "0.5", "1000.5", None)]
