@@ -3,33 +3,18 @@
 from __future__ import annotations
 
 import json
-from dataclasses import asdict, is_dataclass
-from datetime import datetime
 from decimal import Decimal
 from typing import Any
-from uuid import UUID
 
 import click
 
 from clearing.application import Outcome
-from clearing.money import fmt
+from clearing.jsonable import jsonable
 
 
-def to_json_value(value: Any) -> Any:  # noqa: PLR0911 - one return per kind of value
-    """Decimals, times, ids and value objects as JSON-safe values (decimals as strings)."""
-    if isinstance(value, Decimal):
-        return fmt(value)
-    if isinstance(value, datetime):
-        return value.isoformat()
-    if isinstance(value, UUID):
-        return str(value)
-    if is_dataclass(value) and not isinstance(value, type):
-        return {key: to_json_value(item) for key, item in asdict(value).items()}
-    if isinstance(value, dict):
-        return {str(key): to_json_value(item) for key, item in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [to_json_value(item) for item in value]
-    return value
+def to_json_value(value: Any) -> Any:
+    """Decimals, times, ids and value objects as JSON-safe values (``clearing.jsonable``)."""
+    return jsonable(value)
 
 
 def text_value(value: Any) -> str:

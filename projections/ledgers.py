@@ -18,13 +18,12 @@ from __future__ import annotations
 
 import json
 from collections.abc import Callable
-from datetime import datetime
 from decimal import Decimal
 from typing import Any
 
 from sqlalchemy import Column, Integer, String, Text
 
-from clearing.money import fmt
+from clearing.jsonable import jsonable
 from projections.base import Projection, TableSpec, clock_spec
 from projections.store import ExactDecimal
 
@@ -39,20 +38,8 @@ def _common(*extra: Column[Any]) -> list[Column[Any]]:
 
 def canonical_inputs(event: Any) -> str:
     """The event's own fields as sorted-key JSON, decimals as canonical strings."""
-    return json.dumps({k: _plain(v) for k, v in vars(event).items() if k not in _SKIP}, sort_keys=True,
+    return json.dumps({k: jsonable(v) for k, v in vars(event).items() if k not in _SKIP}, sort_keys=True,
                       separators=(",", ":"))
-
-
-def _plain(value: Any) -> Any:
-    if isinstance(value, Decimal):
-        return fmt(value)
-    if isinstance(value, datetime):
-        return value.isoformat()
-    if isinstance(value, dict):
-        return {str(k): _plain(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [_plain(v) for v in value]
-    return value
 
 
 FUND = TableSpec("fund_movements", _common(

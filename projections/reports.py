@@ -41,6 +41,7 @@ from sqlalchemy import func, select
 from clearing.domain.account import Position
 from clearing.domain.risk import margin_totals
 from clearing.errors import InputError
+from clearing.jsonable import jsonable
 from clearing.money import LEDGER_CONTEXT, USDC, ZERO, D, MoneyError, exact, fmt
 from projections.margin import MarketTerms, end_of_day_rows
 from projections.read import Views
@@ -849,19 +850,9 @@ _BUILDERS: dict[str, tuple[Callable[[Reader, Request], Report], tuple[str, ...]]
 
 
 def plain(value: Any) -> Any:
-    """A value as JSON carries it: decimals as canonical strings, never a float.
-
-    ``Decimal("1200.000000")`` -> ``"1200"``; ints, strings, booleans and None unchanged.
-    """
-    if isinstance(value, float):
-        raise TypeError("a float reached a report; every number must be a Decimal or an int")
-    if isinstance(value, Decimal):
-        return fmt(value)
-    if isinstance(value, dict):
-        return {str(key): plain(item) for key, item in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [plain(item) for item in value]
-    return value
+    """A value as JSON carries it: decimals as canonical strings, never a float
+    (``clearing.jsonable`` with ``refuse_floats``). ``Decimal("1200.000000")`` -> ``"1200"``."""
+    return jsonable(value, refuse_floats=True)
 
 
 def cell(value: Any) -> str:

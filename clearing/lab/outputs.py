@@ -19,6 +19,7 @@ from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
+from clearing.jsonable import jsonable
 from clearing.lab import population as model
 from clearing.lab.runner import OK, LabReport, RunResult
 from clearing.money import fmt
@@ -100,10 +101,6 @@ def text(value: Any) -> str:
     return fmt(value) if isinstance(value, Decimal) else str(value)
 
 
-def _json_value(value: Any) -> Any:
-    return fmt(value) if isinstance(value, Decimal) else value
-
-
 def write_csv(report: LabReport, path: Path) -> None:
     with path.open("w", newline="", encoding="utf-8") as handle:
         writer = csv.writer(handle)
@@ -124,7 +121,7 @@ def write_json(report: LabReport, path: Path, tape: Path) -> None:
         "model": model_summary(),
         "populations": report.populations,
         "columns": dict(COLUMNS),
-        "runs": [{name: _json_value(value) for name, value in row.items()} for row in rows(report)],
+        "runs": [{name: jsonable(value) for name, value in row.items()} for row in rows(report)],
     }
     path.write_text(json.dumps(document, indent=2) + "\n", encoding="utf-8")
 
