@@ -18,7 +18,7 @@ import click
 from clearing.errors import ClearingError, InputError
 from clearing.money import D, MoneyError
 from cli import render
-from cli.main import Store, echo_view, fail, main, pass_store
+from cli.context import Store, echo_view, fail, pass_store
 from cli.queries import show, views_as_of
 from projections.queries import LossPolicies, adl_rank_view
 
@@ -40,7 +40,7 @@ def parse_deficit(text: str | None) -> Decimal | None:
         raise InputError(error.code, "deficit", f"deficit: {error.message}") from None
 
 
-@main.group()
+@click.group()
 def adl() -> None:
     """Auto-deleveraging and loss-allocation standings."""
 
@@ -122,3 +122,7 @@ def _what_if_lines(view: dict[str, Any]) -> list[str]:
             cause = f"if a bankrupt position of the {other} left {deficit}"
         lines.append(f"{cause}: {charged} bear {allocation['borne']}, {allocation['uncovered']} uncovered")
     return lines
+
+
+#: The top-level commands and groups this module adds to ``clearing`` (``cli.main``).
+COMMANDS = (adl,)

@@ -14,7 +14,7 @@ import click
 
 from clearing.errors import ClearingError, InvariantViolation
 from cli import render
-from cli.main import Store, fail, main, pass_store
+from cli.context import Store, fail, pass_store
 
 PROGRESS_MIN_EVENTS = 20_000
 
@@ -47,7 +47,7 @@ class Bar:
 # -- projections ---------------------------------------------------------------------------
 
 
-@main.group()
+@click.group()
 def projections() -> None:
     """Read models built from the event log (SQL tables beside the event store)."""
 
@@ -113,7 +113,7 @@ def projections_rebuild(store: Store, names: tuple[str, ...], batch: int) -> Non
 # -- audit ---------------------------------------------------------------------------------
 
 
-@main.group()
+@click.group()
 def audit() -> None:
     """Auditor's tools: replay as of a point, digest of the log, full verification."""
 
@@ -329,3 +329,7 @@ def _verify_decisions(app: Any) -> tuple[str | None, str]:
         first = findings[0]
         return f"[{first.check}] at position {first.position}: {first.message}", ""
     return None, "every margin call, liquidation, penalty and fund draw re-checked"
+
+
+#: The top-level commands and groups this module adds to ``clearing`` (``cli.main``).
+COMMANDS = (projections, audit)

@@ -18,7 +18,7 @@ from clearing.application import Outcome
 from clearing.commands import parse_command
 from clearing.errors import ClearingError
 from clearing.posting import post_commands
-from cli.main import Store, finish, main, pass_store
+from cli.context import Store, finish, pass_store
 
 
 def command_options(function: Callable[..., Any]) -> Callable[..., Any]:
@@ -47,7 +47,7 @@ def submit(store: Store, command_type: str, command_id: str | None, at: str | No
     finish(post_commands(store.app, [command], operator=store.operator), as_json, store)
 
 
-@main.command("create-market")
+@click.command("create-market")
 @click.argument("market")
 @click.option("--kind", type=click.Choice(["perpetual", "future"]), required=True, help="Contract kind.")
 @click.option("--expiry", metavar="TIME", help="Expiry time of a future (ISO-8601 with zone).")
@@ -83,7 +83,7 @@ def _tier(text: str) -> dict[str, str]:
     return dict(zip(("notional_floor", "initial_margin_fraction", "maintenance_margin_fraction"), parts, strict=True))
 
 
-@main.command("close-market")
+@click.command("close-market")
 @click.argument("market")
 @command_options
 @pass_store
@@ -92,7 +92,7 @@ def close_market(store: Store, market: str, command_id: str | None, at: str | No
     submit(store, "close_market", command_id, at, as_json, market=market)
 
 
-@main.command("open-account")
+@click.command("open-account")
 @click.argument("account")
 @command_options
 @pass_store
@@ -101,7 +101,7 @@ def open_account(store: Store, account: str, command_id: str | None, at: str | N
     submit(store, "open_account", command_id, at, as_json, account=account)
 
 
-@main.command("close-account")
+@click.command("close-account")
 @click.argument("account")
 @command_options
 @pass_store
@@ -110,7 +110,7 @@ def close_account(store: Store, account: str, command_id: str | None, at: str | 
     submit(store, "close_account", command_id, at, as_json, account=account)
 
 
-@main.command()
+@click.command()
 @click.argument("account")
 @click.argument("amount")
 @command_options
@@ -120,7 +120,7 @@ def deposit(store: Store, account: str, amount: str, command_id: str | None, at:
     submit(store, "deposit", command_id, at, as_json, account=account, amount=amount)
 
 
-@main.command()
+@click.command()
 @click.argument("account")
 @click.argument("amount")
 @command_options
@@ -130,7 +130,7 @@ def withdraw(store: Store, account: str, amount: str, command_id: str | None, at
     submit(store, "withdraw", command_id, at, as_json, account=account, amount=amount)
 
 
-@main.command()
+@click.command()
 @click.argument("market")
 @click.option("--buyer", required=True, help="Buying account.")
 @click.option("--seller", required=True, help="Selling account.")
@@ -144,7 +144,7 @@ def trade(store: Store, market: str, buyer: str, seller: str, size: str, price: 
     submit(store, "trade", command_id, at, as_json, market=market, buyer=buyer, seller=seller, size=size, price=price)
 
 
-@main.command()
+@click.command()
 @click.argument("market")
 @click.argument("price")
 @command_options
@@ -160,7 +160,7 @@ def price(store: Store, market: str, price: str, source: str | None, command_id:
     submit(store, "price", command_id, at, as_json, market=market, price=price, source=source)
 
 
-@main.command("fund-insurance")
+@click.command("fund-insurance")
 @click.argument("amount")
 @click.option("--contributor", help="Who contributed (recorded with the movement).")
 @command_options
@@ -171,7 +171,7 @@ def fund_insurance(store: Store, amount: str, contributor: str | None, command_i
     submit(store, "fund_insurance", command_id, at, as_json, amount=amount, contributor=contributor)
 
 
-@main.command()
+@click.command()
 @click.argument("market")
 @click.argument("rate")
 @command_options
@@ -181,7 +181,7 @@ def funding(store: Store, market: str, rate: str, command_id: str | None, at: st
     submit(store, "funding", command_id, at, as_json, market=market, rate=rate)
 
 
-@main.command()
+@click.command()
 @click.argument("market")
 @click.argument("price")
 @command_options
@@ -191,7 +191,7 @@ def settle(store: Store, market: str, price: str, command_id: str | None, at: st
     submit(store, "settle", command_id, at, as_json, market=market, price=price)
 
 
-@main.command()
+@click.command()
 @click.argument("account")
 @click.argument("market")
 @click.option("--price", required=True, help="Auction price, on the market's tick.")
@@ -209,7 +209,7 @@ def liquidate(store: Store, account: str, market: str, price: str, size: str | N
 OPERATION = click.Choice(["liquidations", "trading"])
 
 
-@main.command()
+@click.command()
 @click.argument("operation", type=OPERATION)
 @click.option("--market", help="Only this market. [default: everywhere]")
 @command_options
@@ -219,7 +219,7 @@ def pause(store: Store, operation: str, market: str | None, command_id: str | No
     submit(store, "pause", command_id, at, as_json, operation=operation, market=market)
 
 
-@main.command()
+@click.command()
 @click.argument("operation", type=OPERATION)
 @click.option("--market", help="Only this market. [default: everywhere]")
 @command_options
@@ -232,7 +232,7 @@ def resume(store: Store, operation: str, market: str | None, command_id: str | N
 APPROVABLE = ["pause", "resume", "set-parameters", "register-officer", "liquidate"]
 
 
-@main.command()
+@click.command()
 @click.argument("officer")
 @click.argument("action", metavar="|".join(APPROVABLE))
 @click.argument("what", nargs=-1, required=True,
@@ -281,7 +281,7 @@ def _approved_fields(action: str, what: tuple[str, ...]) -> dict[str, Any]:
     return {"operation": what[0]}
 
 
-@main.command("register-officer")
+@click.command("register-officer")
 @click.argument("officer")
 @command_options
 @pass_store
@@ -290,7 +290,7 @@ def register_officer(store: Store, officer: str, command_id: str | None, at: str
     submit(store, "register_officer", command_id, at, as_json, officer=officer)
 
 
-@main.command("set-parameters")
+@click.command("set-parameters")
 @click.argument("assignments", nargs=-1, required=True, metavar="NAME=VALUE...")
 @click.option("--market", help="Override for this market. [default: clearinghouse defaults]")
 @command_options
@@ -320,3 +320,10 @@ def _assignment(text: str) -> tuple[str, Any]:
     if name in _WHOLE and value.isdigit():
         return name, int(value)
     return name, value
+
+
+#: The top-level commands and groups this module adds to ``clearing`` (``cli.main``).
+COMMANDS = (
+    create_market, close_market, open_account, close_account, deposit, withdraw, trade, price, fund_insurance, funding,
+    settle, liquidate, pause, resume, approve, register_officer, set_parameters,
+)

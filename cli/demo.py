@@ -40,7 +40,7 @@ from clearing.money import ZERO, fmt
 from clearing.posting import post_lines
 from cli import render
 from cli.audit import run_verify
-from cli.main import Store, main, pass_store
+from cli.context import Store, pass_store
 from projections.queries import LossPolicies, account_names, account_view, insurance_fund_view, market_view
 
 START = datetime(2025, 10, 10, 20, 0, tzinfo=UTC)
@@ -118,7 +118,7 @@ def _step(rng: random.Random, step: int, at: datetime, prices: dict[str, Decimal
                    "seller": seller, "size": fmt(size), "price": fmt(prices[name]), "at": at.isoformat()}
 
 
-@main.command()
+@click.command()
 @click.option("--accounts", type=click.IntRange(2, 100_000), default=300, show_default=True, help="Accounts to open.")
 @click.option("--steps", type=click.IntRange(1, 100_000), default=120, show_default=True, help="Price steps (one minute each).")
 @click.option("--seed", type=int, default=7, show_default=True, help="Seed of the scenario generator.")
@@ -252,3 +252,7 @@ def _verify(app: Any, total_equity: Decimal, fund_balance: Decimal) -> None:
                f"{fmt(fund_balance)} = {fmt(total_equity + fund_balance)} = deposits {fmt(fold.deposits)} - "
                f"withdrawals {fmt(fold.withdrawals)} + contributions {fmt(fold.contributions)} ({fmt(expected)}); "
                "positions net to zero, open interest matches, every account rebuilt from its events matches.")
+
+
+#: The top-level commands and groups this module adds to ``clearing`` (``cli.main``).
+COMMANDS = (demo,)

@@ -28,10 +28,10 @@ from clearing.lab.population import ACCOUNTS_MAX, ACCOUNTS_MIN, check_accounts
 from clearing.lab.runner import FAILED, OK, POLICIES, LabReport, run_lab
 from clearing.lab.tape import Window, load_tape
 from cli import render
-from cli.main import fail, main
+from cli.context import fail
 
 
-@main.group()
+@click.group()
 def lab() -> None:
     """Experiments on scratch stores (the configured --db / CLEARING_DB is never used)."""
 
@@ -143,3 +143,7 @@ def _exit_on_findings(report: LabReport) -> None:
         click.echo(f"error: {finding}", err=True)
     if findings:
         sys.exit(1)
+
+
+#: The top-level commands and groups this module adds to ``clearing`` (``cli.main``).
+COMMANDS = (lab,)

@@ -14,114 +14,17 @@ from __future__ import annotations
 
 import sys
 import time
-from pathlib import Path
-from typing import Any, NoReturn, TextIO
+from typing import TextIO
 
 import click
 from eventsourcing.persistence import PersistenceError
 
-from clearing.application import ClearingApplication, Outcome, open_application
 from clearing.commands import COMMAND_TYPES
 from clearing.errors import ClearingError
 from clearing.posting import DEFAULT_BATCH_SIZE, MAX_BATCH_SIZE, post_lines
-from clearing.settings import DEFAULT_DB, ENV_VAR, OPERATOR_VAR, is_postgres, resolve_db, resolve_operator, store_env
+from clearing.settings import DEFAULT_DB, ENV_VAR, OPERATOR_VAR, resolve_db, resolve_operator
 from cli import render
-
-PROGRESS_SECONDS = 5.0
-
-
-class Store:
-    """Opens the application on first use, so ``--help`` never touches the database."""
-
-    def __init__(self, db: str, operator: str = "") -> None:
-        self.db = db
-        self.operator = operator  # recorded on every command this invocation posts
-        self._app: ClearingApplication | None = None
-        self._projection_store: Any = None
-        self._projector: Any = None
-
-    def close(self) -> None:
-        """Give the store's connections back when the command ends (pools included)."""
-        if self._projection_store is not None:
-            self._projection_store.close()
-            self._projection_store = None
-        if self._app is not None:
-            self._app.close()
-            self._app = None
-        self._projector = None
-
-    @property
-    def projection_store(self) -> Any:
-        """The projection tables' database (the event store's database)."""
-        if self._projection_store is None:
-            from projections.store import ProjectionStore
-
-            self._projection_store = ProjectionStore(self.db)
-        return self._projection_store
-
-    @property
-    def projector(self) -> Any:
-        if self._projector is None:
-            from projections.runner import Projector
-
-            self._projector = Projector(self.app, self.projection_store)
-        return self._projector
-
-    def catch_up(self) -> None:
-        """Bring every projection up to the head of the log (read-your-writes)."""
-        try:
-            self.projector.catch_up()
-        except ClearingError as error:
-            fail(error, 3)
-
-    @property
-    def views(self) -> Any:
-        """Read access to the projections, caught up to the head of the log first."""
-        from projections.read import Views
-
-        self.existing_app  # noqa: B018 - a missing store is an error, not a new one
-        self.catch_up()
-        return Views(self.projection_store)
-
-    @property
-    def existing_app(self) -> ClearingApplication:
-        """The application for a read: a missing SQLite file is an error, not a new store."""
-        if self._app is None and not is_postgres(self.db) and self.db != ":memory:" and not Path(self.db).exists():
-            click.echo(f"error: [store_not_found] no event store at {self.db} (use --db or CLEARING_DB)", err=True)
-            sys.exit(1)
-        return self.app
-
-    @property
-    def app(self) -> ClearingApplication:
-        if self._app is None:
-            try:
-                self._app = open_application(store_env(self.db))
-            except ClearingError as error:
-                raise click.UsageError(str(error)) from None
-            except Exception as error:  # driver errors: unreachable server, bad file
-                click.echo(f"error: cannot open the event store {self.db!r}: {error}".splitlines()[0], err=True)
-                sys.exit(3)
-        return self._app
-
-
-pass_store = click.make_pass_decorator(Store)
-
-
-def _escape_unencodable_output() -> None:
-    """Print a lone surrogate (an id or key from a line that was not valid UTF-8) as ``\\udcff``.
-
-    Without this, echoing the result line of such a line raises ``UnicodeEncodeError``.
-    """
-    for stream in (sys.stdout, sys.stderr):
-        reconfigure = getattr(stream, "reconfigure", None)
-        if reconfigure is not None:
-            reconfigure(errors="backslashreplace")
-
-
-def fail(error: ClearingError | str, code: int = 1) -> NoReturn:
-    """Report a refusal on one line (``error: [code] message``) and exit."""
-    click.echo(f"error: {error}", err=True)
-    sys.exit(code)
+from cli.context import PROGRESS_SECONDS, Store, escape_unencodable_output, pass_store
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
@@ -147,7 +50,7 @@ def main(ctx: click.Context, db: str | None, operator: str | None) -> None:
     Every deposit, withdrawal, trade and price is an immutable event. Post commands as
     JSON Lines with `clearing post`, or one at a time with the subcommands below.
     """
-    _escape_unencodable_output()
+    escape_unencodable_output()
     try:
         ctx.obj = Store(resolve_db(db), resolve_operator(operator))
     except ClearingError as error:
@@ -234,29 +137,13 @@ def events(store: Store, start: int, limit: int | None, as_json: bool) -> None:
             click.echo(f"{record['position']:>8}  {record['type']:<28} {key:<16} {fields}")
 
 
-def finish(outcomes: list[Outcome], as_json: bool, store: Store | None = None) -> None:
-    """Print the outcomes of a subcommand and exit 1 if any was rejected.
+def _register() -> None:
+    """Add every module's top-level commands and groups to ``main`` (``COMMANDS`` of each)."""
+    from cli import adl, audit, commands, demo, lab, queries, reports, transfer
 
-    With ``store``, the projections are brought up to date first (read-your-writes).
-    """
-    if store is not None and any(outcome.status == "applied" for outcome in outcomes):
-        store.catch_up()
-    for outcome in outcomes:
-        render.echo_outcome(outcome, as_json)
-    if any(outcome.is_rejection for outcome in outcomes):
-        sys.exit(1)
+    for module in (adl, audit, commands, demo, lab, queries, reports, transfer):
+        for command in module.COMMANDS:
+            main.add_command(command)
 
 
-def echo_view(view: dict[str, Any], as_json: bool, text: Any) -> None:
-    click.echo(render.dumps(view) if as_json else text(view))
-
-
-# Register the other command groups (imported for their side effect on ``main``).
-from cli import adl as _adl  # noqa: E402,F401
-from cli import audit as _audit  # noqa: E402,F401
-from cli import commands as _commands  # noqa: E402,F401
-from cli import demo as _demo  # noqa: E402,F401
-from cli import lab as _lab  # noqa: E402,F401
-from cli import queries as _queries  # noqa: E402,F401
-from cli import reports as _reports  # noqa: E402,F401
-from cli import transfer as _transfer  # noqa: E402,F401
+_register()

@@ -12,7 +12,7 @@ from eventsourcing.domain import DomainEvent
 from clearing.application import ClearingApplication
 from clearing.errors import ClearingError
 from cli import render
-from cli.main import Store, echo_view, fail, main, pass_store
+from cli.context import Store, echo_view, fail, pass_store
 from projections.queries import (
     ACCOUNT_STATUSES,
     LossPolicies,
@@ -75,7 +75,7 @@ def show(view_function: Callable[_P, _T], *args: _P.args, **kwargs: _P.kwargs) -
         fail(error)
 
 
-@main.group()
+@click.group()
 def account() -> None:
     """Query accounts."""
 
@@ -130,7 +130,7 @@ def account_list_command(store: Store, status: str | None, as_json: bool) -> Non
         fail(error)
 
 
-@main.group()
+@click.group()
 def market() -> None:
     """Query markets."""
 
@@ -146,7 +146,7 @@ def market_show(store: Store, name: str, as_json: bool, as_of: str | None) -> No
     echo_view(show(market_view, views, name), as_json, render.market_text)
 
 
-@main.group("insurance-fund")
+@click.group("insurance-fund")
 def insurance_fund() -> None:
     """Query the insurance fund."""
 
@@ -159,7 +159,7 @@ def insurance_fund_show(store: Store, as_json: bool) -> None:
     echo_view(show(insurance_fund_view, store.views), as_json, render.fund_text)
 
 
-@main.command()
+@click.command()
 @click.option("--market", metavar="MARKET", help="Only allocations in this market.")
 @click.option("--json", "as_json", is_flag=True, help="JSON Lines output, one allocation per line.")
 @pass_store
@@ -176,3 +176,7 @@ def losses(store: Store, market: str | None, as_json: bool) -> None:
             click.echo(json.dumps(row))
     else:
         click.echo(render.losses_text(rows))
+
+
+#: The top-level commands and groups this module adds to ``clearing`` (``cli.main``).
+COMMANDS = (account, market, insurance_fund, losses)

@@ -15,7 +15,7 @@ from pathlib import Path
 import click
 
 from clearing.errors import ClearingError, InputError
-from cli.main import Store, fail, main, pass_store
+from cli.context import Store, fail, pass_store
 from projections.reports import DEFAULT_SHOCKS, build_report, check_request, render, signed
 
 
@@ -51,7 +51,7 @@ def write_atomic(target: Path, data: bytes) -> None:
 _SHOCKS = ",".join(signed(shock) for shock in DEFAULT_SHOCKS)
 
 
-@main.command("report")
+@click.command("report")
 @click.argument("name", metavar="NAME")
 @click.option("--date", "day", required=True, metavar="YYYY-MM-DD",
               help="Business day (UTC date) the report is for. A day not yet closed gives a provisional report.")
@@ -101,3 +101,7 @@ def report(store: Store, name: str, day: str, output_format: str, output: str | 
     except ClearingError as error:
         fail(error)
     click.echo(f"wrote {name} {day} ({output_format}) to {target}", err=True)
+
+
+#: The top-level commands and groups this module adds to ``clearing`` (``cli.main``).
+COMMANDS = (report,)

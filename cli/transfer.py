@@ -24,10 +24,10 @@ from eventsourcing.persistence import PersistenceError
 
 from clearing.errors import ClearingError
 from clearing.transfer import BATCH, export_log, import_log
-from cli.main import PROGRESS_SECONDS, Store, fail, main, pass_store
+from cli.context import PROGRESS_SECONDS, Store, fail, pass_store
 
 
-@main.command("export")
+@click.command("export")
 @click.option("--output", "-o", type=click.Path(dir_okay=False, path_type=Path), default=None,
               help="File to write (replaced only once the export is complete). [default: standard output]")
 @click.option("--format", "file_format", type=click.Choice(["jsonl"]), default="jsonl", show_default=True,
@@ -54,7 +54,7 @@ def export_command(store: Store, output: Path | None, file_format: str) -> None:
     click.echo(f"exported {digest.events} events; digest {digest.to_text()}", err=True)
 
 
-@main.command("import")
+@click.command("import")
 @click.argument("file", type=click.Path(exists=True, dir_okay=False, path_type=Path))
 @click.option("--batch-size", type=click.IntRange(1, 100_000), default=BATCH, show_default=True,
               help="Events written per transaction.")
@@ -122,3 +122,6 @@ def _stage_reporter() -> Callable[[str, int], None] | None:
 
     return report if sys.stderr.isatty() else None
 
+
+#: The top-level commands and groups this module adds to ``clearing`` (``cli.main``).
+COMMANDS = (export_command, import_command)
