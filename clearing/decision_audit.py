@@ -140,7 +140,7 @@ from clearing.domain.account import BANKRUPT, HEALTHY, LIQUIDATING, MARGIN_CALL,
 from clearing.domain.clearinghouse import Clearinghouse
 from clearing.domain.command_record import CommandRecord
 from clearing.domain.governance import Change
-from clearing.domain.insurance import InsuranceFund
+from clearing.domain.insurance import FundCause, InsuranceFund
 from clearing.domain.liquidation import cash_allocation, price_rating, settlement_allocation
 from clearing.domain.liquidation_math import (
     bankruptcy_price,
@@ -867,7 +867,7 @@ class DecisionAudit:
 
     def on_contributed(self, position: int, event: Any) -> None:
         self.command.fund_events += 1
-        if event.cause == "liquidation_penalty":
+        if event.cause == FundCause.LIQUIDATION_PENALTY:
             self.command.penalties_paid.setdefault(event.contributor, []).append((event.amount, position))
         self.differ(position, "fund_balance_differs", "insurance fund balance after a contribution", self.fund + event.amount, event.balance_after)
         self.fund = event.balance_after

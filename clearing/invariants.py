@@ -55,7 +55,7 @@ from eventsourcing.domain import Aggregate
 from clearing.application import ClearingApplication
 from clearing.domain import ids
 from clearing.domain.account import Account
-from clearing.domain.insurance import InsuranceFund
+from clearing.domain.insurance import FundCause, InsuranceFund
 from clearing.domain.market import Market
 from clearing.errors import InvariantViolation
 from clearing.money import LEDGER_CONTEXT, ZERO
@@ -178,7 +178,7 @@ def _fold_event(fold: Fold, kind: str, event: Any) -> None:  # noqa: PLR0912, PL
     elif kind == "Market.TradingRecorded":
         fold.open_interest_recorded[event.market] = event.open_interest_after
     elif kind == "InsuranceFund.Contributed":
-        if event.cause == "contribution":
+        if event.cause == FundCause.CONTRIBUTION:
             fold.contributions += event.amount
         fold.insurance_fund += event.amount
     elif kind == "InsuranceFund.Drawn":

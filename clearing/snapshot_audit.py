@@ -47,6 +47,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from datetime import datetime
 from decimal import Decimal
+from enum import StrEnum
 from typing import Any
 from uuid import UUID
 
@@ -311,6 +312,7 @@ def state_difference(rebuilt: Any, other: Any, label: str) -> str | None:
 
 
 def _difference(mine: Any, theirs: Any, path: str, label: str) -> str | None:
+    mine, theirs = _plain_enum(mine), _plain_enum(theirs)
     if isinstance(mine, (list, tuple)) and isinstance(theirs, (list, tuple)):
         return _sequence_difference(mine, theirs, path, label)
     if type(mine) is not type(theirs):
@@ -320,6 +322,12 @@ def _difference(mine: Any, theirs: Any, path: str, label: str) -> str | None:
     if dataclasses.is_dataclass(mine):
         return _fields_difference(mine, theirs, path, label)
     return _value_difference(mine, theirs, path, label)
+
+
+def _plain_enum(value: Any) -> Any:
+    """A ``StrEnum`` member as its string: the live aggregate holds the member a decision
+    named (``RiskStatus.HEALTHY``), JSON and so every snapshot and replay the plain value."""
+    return str(value) if isinstance(value, StrEnum) else value
 
 
 def _sequence_difference(mine: list[Any] | tuple[Any, ...], theirs: list[Any] | tuple[Any, ...], path: str,

@@ -35,7 +35,7 @@ from typing import Any
 
 from sqlalchemy import Column, Integer, String, Text, select
 
-from clearing.domain.account import Position
+from clearing.domain.account import AccountStatus, Position, RiskStatus
 from clearing.domain.margin import MarginTier
 from clearing.domain.risk import account_margin
 from clearing.money import LEDGER_CONTEXT, ZERO, fmt
@@ -244,7 +244,7 @@ class MarginProjection(Projection):
 
     def _opened(self, position: int, event: Any, _: Any) -> None:
         self.state["margin_accounts"].put(event.account, {
-            "account": event.account, "status": "open", "risk_status": "healthy",
+            "account": event.account, "status": AccountStatus.OPEN, "risk_status": RiskStatus.HEALTHY,
             "collateral": ZERO, **dict.fromkeys(ACCOUNT_TOTALS, ZERO),
             "call_market": None, "call_issued_at": None, "call_deadline": None, "call_amount": None,
             "call_due": None, "call_rule": None,
@@ -288,7 +288,7 @@ class MarginProjection(Projection):
 
     def _call_issued(self, position: int, event: Any, _: Any) -> None:
         row = self._account(position, event)
-        row.update(risk_status="margin_call", call_market=event.market, call_issued_at=event.at.isoformat(),
+        row.update(risk_status=RiskStatus.MARGIN_CALL, call_market=event.market, call_issued_at=event.at.isoformat(),
                    call_deadline=event.deadline.isoformat(), call_amount=event.amount_to_initial,
                    call_due=event.amount_to_initial, call_rule=call_rule(event))
         flow = self._flow(position, event, event.account)
@@ -306,7 +306,7 @@ class MarginProjection(Projection):
 
     def _call_met(self, position: int, event: Any, _: Any) -> None:
         row = self._account(position, event)
-        row["risk_status"] = "healthy"
+        row["risk_status"] = RiskStatus.HEALTHY
         self._clear_call(row)
         self._flow(position, event, event.account)["calls_met"] += 1
 
@@ -314,7 +314,7 @@ class MarginProjection(Projection):
         row = self._fill(position, event, event.position_size_after, event.position_cost_after,
                          realized_pnl=event.realized_pnl, penalties=event.penalty, liquidation_fills=1)
         row["risk_status"] = event.risk_status_after
-        if event.risk_status_after in ("healthy", "bankrupt"):
+        if event.risk_status_after in (RiskStatus.HEALTHY, RiskStatus.BANKRUPT):
             self._clear_call(row)
 
     def _taken(self, position: int, event: Any, _: Any) -> None:
@@ -323,7 +323,7 @@ class MarginProjection(Projection):
 
     def _loss_covered(self, position: int, event: Any, _: Any) -> None:
         row = self._move(position, event, event.collateral_after, loss_covered=event.fund_paid + event.allocated)
-        row["risk_status"] = "bankrupt"
+        row["risk_status"] = RiskStatus.BANKRUPT
         self._clear_call(row)
 
     def _loss_allocated(self, position: int, event: Any, _: Any) -> None:
@@ -341,11 +341,11 @@ class MarginProjection(Projection):
     def _deferred(self, position: int, event: Any, _: Any) -> None:
         """``LiquidationDeferred`` or ``TakeoverRefused``: the account is being liquidated."""
         row = self._account(position, event)
-        if row["risk_status"] != "bankrupt":
-            row["risk_status"] = "liquidating"
+        if row["risk_status"] != RiskStatus.BANKRUPT:
+            row["risk_status"] = RiskStatus.LIQUIDATING
 
     def _recovered(self, position: int, event: Any, _: Any) -> None:
-        self._account(position, event)["risk_status"] = "healthy"
+        self._account(position, event)["risk_status"] = RiskStatus.HEALTHY
 
     # -- markets --------------------------------------------------------------------------
 

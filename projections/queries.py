@@ -21,7 +21,7 @@ from typing import Any
 from sqlalchemy import select
 
 from clearing.domain import loss_policies
-from clearing.domain.account import Position
+from clearing.domain.account import AccountStatus, Position, RiskStatus
 from clearing.domain.loss_policies import Holder
 from clearing.domain.loss_policies.base import leverage
 from clearing.domain.margin import total
@@ -36,7 +36,7 @@ from projections.runner import topic_of
 
 PAGE = 1000  # rows fetched at a time by the streamed listings
 #: ``status`` of an account view: its risk status, or ``closed``.
-ACCOUNT_STATUSES = ("healthy", "margin_call", "liquidating", "bankrupt", "closed")
+ACCOUNT_STATUSES = tuple(str(status) for status in (*RiskStatus, AccountStatus.CLOSED))  # risk statuses, then closed
 
 
 def _optional(value: Decimal | None) -> str | None:
@@ -335,7 +335,7 @@ def account_list(views: Views, status: str | None = None) -> Iterator[dict[str, 
     point on both databases (``COLLATE "C"`` on PostgreSQL).
     """
     if status is not None and status not in ACCOUNT_STATUSES:
-        raise InputError("invalid_value", "status", f"status {status!r}: choose from {', '.join(ACCOUNT_STATUSES)}")
+        raise InputError("invalid_value", "status", f"status {str(status)!r}: choose from {', '.join(ACCOUNT_STATUSES)}")
     accounts, positions, markets = (views.table("margin", t) for t in ("margin_accounts", "margin_positions", "margin_markets"))
     name = accounts.c.account.collate("C") if views.store.dialect == "postgresql" else accounts.c.account
     query = (select(accounts.c.account, accounts.c.status, accounts.c.risk_status, accounts.c.collateral,

@@ -18,6 +18,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import datetime
 from decimal import Decimal
+from enum import StrEnum
 from typing import Any
 from uuid import UUID
 
@@ -26,13 +27,26 @@ from eventsourcing.domain import Aggregate
 from clearing.domain.ids import account_id
 from clearing.money import ZERO, exact, round_up
 
-OPEN = "open"
-CLOSED = "closed"
 
-HEALTHY = "healthy"
-MARGIN_CALL = "margin_call"
-LIQUIDATING = "liquidating"
-BANKRUPT = "bankrupt"
+class AccountStatus(StrEnum):
+    """Whether an account takes commands: ``open`` until ``close_account``."""
+
+    OPEN = "open"
+    CLOSED = "closed"
+
+
+class RiskStatus(StrEnum):
+    """Where an account stands against its margin (recorded on its events as the string)."""
+
+    HEALTHY = "healthy"
+    MARGIN_CALL = "margin_call"
+    LIQUIDATING = "liquidating"
+    BANKRUPT = "bankrupt"
+
+
+OPEN, CLOSED = AccountStatus.OPEN, AccountStatus.CLOSED
+HEALTHY, MARGIN_CALL = RiskStatus.HEALTHY, RiskStatus.MARGIN_CALL
+LIQUIDATING, BANKRUPT = RiskStatus.LIQUIDATING, RiskStatus.BANKRUPT
 
 
 @dataclass(frozen=True)
@@ -114,11 +128,11 @@ class Account(Aggregate):
     def __init__(self, account: str, at: datetime) -> None:
         self.account = account
         self.opened_at = at
-        self.status = OPEN
+        self.status: str = OPEN  # a replayed event carries the plain string
         self.collateral = ZERO
         self.positions: dict[str, Position] = {}
         self.closed_at: datetime | None = None
-        self.risk_status = HEALTHY
+        self.risk_status: str = HEALTHY
         self.margin_call: dict[str, Any] | None = None  # open call: deadline, amount, market
 
     def position(self, market: str) -> Position:

@@ -10,12 +10,21 @@ from __future__ import annotations
 
 from datetime import datetime
 from decimal import Decimal
+from enum import StrEnum
 from uuid import UUID
 
 from eventsourcing.domain import Aggregate
 
 from clearing.domain.ids import insurance_fund_id
 from clearing.money import ZERO
+
+
+class FundCause(StrEnum):
+    """Why the fund's balance moved (``cause`` on its events; reports group by it)."""
+
+    CONTRIBUTION = "contribution"
+    LIQUIDATION_PENALTY = "liquidation_penalty"
+    BANKRUPTCY = "bankruptcy"
 
 
 class InsuranceFund(Aggregate):
@@ -56,7 +65,7 @@ class InsuranceFund(Aggregate):
         def apply(self, fund: InsuranceFund) -> None:
             fund.balance = self.balance_after
 
-    def contribute(self, amount: Decimal, contributor: str | None, at: datetime, cause: str = "contribution") -> None:
+    def contribute(self, amount: Decimal, contributor: str | None, at: datetime, cause: str = FundCause.CONTRIBUTION) -> None:
         """Add ``amount`` (a contribution, or a liquidation penalty when ``cause`` says so)."""
         assert amount > ZERO
         self.trigger_event(
@@ -83,7 +92,7 @@ class InsuranceFund(Aggregate):
             amount=amount,
             account=account,
             market=market,
-            cause="bankruptcy",
+            cause=FundCause.BANKRUPTCY,
             reference=reference,
             balance_after=self.balance - amount,
             at=at,

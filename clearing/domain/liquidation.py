@@ -72,7 +72,7 @@ from decimal import Decimal
 from typing import Protocol
 
 from clearing.domain.account import BANKRUPT, HEALTHY, LIQUIDATING, MARGIN_CALL, Account, Position, decide_fill
-from clearing.domain.insurance import InsuranceFund
+from clearing.domain.insurance import FundCause, InsuranceFund
 from clearing.domain.liquidation_math import (
     adjusted_bankruptcy_rating,
     allocate_largest_remainder,
@@ -370,7 +370,7 @@ def liquidation_step(
                      quote_fill, capacity)
     _close_out(ctx, account, liquidator, market, fill, totals, params, liquidation_id, at, bankrupt=deficit > ZERO)
     if penalty - fee_liquidator > ZERO:
-        ctx.fund(at).contribute(penalty - fee_liquidator, account.account, at, cause="liquidation_penalty")
+        ctx.fund(at).contribute(penalty - fee_liquidator, account.account, at, cause=FundCause.LIQUIDATION_PENALTY)
     return deficit
 
 

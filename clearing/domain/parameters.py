@@ -62,17 +62,27 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from decimal import Decimal
+from enum import StrEnum
 from typing import Any
 
 from clearing.errors import InputError, RuleError
 from clearing.money import ONE, ZERO, D, MoneyError, float_refused
 
-ADL = "adl"
-SOCIALIZE_PER_CONTRACT = "socialize_per_contract"
-HAIRCUT_GAINS = "haircut_gains"
-ADL_HYPERLIQUID = "adl_hyperliquid"
-WATERFILL_LEVERAGE = "waterfill_leverage"
-LEVERAGE_WEIGHTED_GAINS = "leverage_weighted_gains"
+
+class LossPolicy(StrEnum):
+    """A market's ``loss_policy``: who bears a deficit the insurance fund cannot pay (ADR 14)."""
+
+    ADL = "adl"
+    SOCIALIZE_PER_CONTRACT = "socialize_per_contract"
+    HAIRCUT_GAINS = "haircut_gains"
+    ADL_HYPERLIQUID = "adl_hyperliquid"
+    WATERFILL_LEVERAGE = "waterfill_leverage"
+    LEVERAGE_WEIGHTED_GAINS = "leverage_weighted_gains"
+
+
+ADL, SOCIALIZE_PER_CONTRACT, HAIRCUT_GAINS = LossPolicy.ADL, LossPolicy.SOCIALIZE_PER_CONTRACT, LossPolicy.HAIRCUT_GAINS
+ADL_HYPERLIQUID, WATERFILL_LEVERAGE = LossPolicy.ADL_HYPERLIQUID, LossPolicy.WATERFILL_LEVERAGE
+LEVERAGE_WEIGHTED_GAINS = LossPolicy.LEVERAGE_WEIGHTED_GAINS
 #: Policies that close opposite positions at the bankruptcy price (deleveraging).
 QUEUE_POLICIES: tuple[str, ...] = (ADL, ADL_HYPERLIQUID, WATERFILL_LEVERAGE)
 #: Policies that charge cash shares (``LossAllocated``) to holders.

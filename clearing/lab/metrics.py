@@ -29,6 +29,7 @@ from dataclasses import dataclass, field
 from decimal import ROUND_HALF_EVEN, Decimal
 from typing import Any
 
+from clearing.domain.insurance import FundCause
 from clearing.money import LEDGER_CONTEXT, ZERO, exact
 
 RATIO_QUANTUM = Decimal("0.0001")
@@ -86,7 +87,7 @@ class Tally:
         elif kind == "Account.Withdrawn":
             self.withdrawals += event.amount
         elif kind == "InsuranceFund.Contributed":
-            if event.cause == "contribution":
+            if event.cause == FundCause.CONTRIBUTION:
                 self.contributions += event.amount
             else:
                 self.penalties += event.amount

@@ -26,6 +26,7 @@ from pathlib import Path
 from typing import Any
 
 from clearing.application import ClearingApplication, Outcome, open_application
+from clearing.domain.parameters import LossPolicy
 from clearing.domain.risk import margin_totals
 from clearing.errors import InvariantViolation
 from clearing.invariants import check_ledger
@@ -44,7 +45,8 @@ from clearing.posting import post_lines
 from clearing.settings import store_env
 
 #: Every loss policy the lab compares (all implemented by the engine: ``clearing.domain.parameters``).
-POLICIES = ("adl", "socialize_per_contract", "haircut_gains", "adl_hyperliquid", "waterfill_leverage",
+POLICIES = (LossPolicy.ADL, LossPolicy.SOCIALIZE_PER_CONTRACT, LossPolicy.HAIRCUT_GAINS, LossPolicy.ADL_HYPERLIQUID,
+            LossPolicy.WATERFILL_LEVERAGE,
             "leverage_weighted_gains")
 OPERATOR = "lab"
 CANDLES_PER_POST = 60

@@ -154,7 +154,7 @@ def plan_deleveraging(
     """
     planner = QUEUE_POLICIES.get(policy)
     if planner is None:
-        raise LossPolicyError(f"{policy!r} is not a queue policy; expected one of {', '.join(sorted(QUEUE_POLICIES))}")
+        raise LossPolicyError(f"{str(policy)!r} is not a queue policy; expected one of {', '.join(sorted(QUEUE_POLICIES))}")
     _check_one_side(opposites)
     return planner(opposites, mark, contract_size, total, step)
 
@@ -245,7 +245,7 @@ def bear(
     """
     bearer = _BEARERS.get(policy)
     if bearer is None:
-        raise LossPolicyError(f"unknown loss policy {policy!r}; expected one of {', '.join(sorted(_BEARERS))}")
+        raise LossPolicyError(f"unknown loss policy {str(policy)!r}; expected one of {', '.join(sorted(_BEARERS))}")
     check_market(mark, contract_size)
     check_on_grid("deficit", deficit, quantum)
     book = sorted(open_holders(holders), key=lambda holder: holder.account)
@@ -307,7 +307,7 @@ def scores(
     }
     rule = rules.get(policy)
     if rule is None:
-        raise LossPolicyError(f"unknown loss policy {policy!r}; expected one of {', '.join(sorted(rules))}")
+        raise LossPolicyError(f"unknown loss policy {str(policy)!r}; expected one of {', '.join(sorted(rules))}")
     check_market(mark, contract_size)
     book = open_holders(holders)
     if policy == WATERFILL_LEVERAGE:
