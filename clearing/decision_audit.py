@@ -1185,20 +1185,32 @@ class DecisionAudit:
     def _engine_step(self, position: int, event: Any, account: _AccountState, market: _MarketState, params: ParameterSet,
                      totals: MarginTotals, name: str) -> None:
         """Due, in order, of the engine's size and at its spread price (margin / insolvent)."""
+        step = self._engine_step_checked(position, event, account, market, params, totals, name)
+        if step is not None:
+            insolvent = step[3]
+            self.differ(position, "reason_differs", f"{name}: reason", "insolvent" if insolvent else "margin", event.reason)
+
+    def _engine_step_checked(self, position: int, event: Any, account: _AccountState, market: _MarketState,
+                             params: ParameterSet, totals: MarginTotals,
+                             name: str) -> tuple[Decimal, Decimal, Decimal, bool] | None:
+        """What a fill and a refusal share: due, in order, the engine's size and spread price.
+
+        Returns (delta, price, shortfall, insolvent), or None after reporting why the engine
+        should not have stepped here."""
         cmd = self.command
         continuing = event.account in cmd.insolvent
         problem = self._engine_problem(account, market, totals, event.at, continuing)
         if problem:
             self.find(position, problem[0], f"{name}: {problem[1]}")
-            return
+            return None
         insolvent = continuing or totals.equity <= ZERO
         if insolvent:
             cmd.insolvent.add(event.account)
-        self.differ(position, "reason_differs", f"{name}: reason", "insolvent" if insolvent else "margin", event.reason)
-        delta, price, _ = self._planned_step(account, market, params, totals, insolvent)
+        delta, price, shortfall = self._planned_step(account, market, params, totals, insolvent)
         self.differ(position, "size_differs", f"{name}: size_delta", delta, event.size_delta)
         self.differ(position, "fill_price_differs", f"{name}: backstop price = mark -/+ {fmt(params.liquidation_spread)} x MMF x mark "
                     f"x {_show(price_rating(totals, params))} (ABR)", price, event.price_fill)
+        return delta, price, shortfall, insolvent
 
     def _planned_step(self, account: _AccountState, market: _MarketState, params: ParameterSet, totals: MarginTotals,
                       insolvent: bool) -> tuple[Decimal, Decimal, Decimal]:
@@ -1319,18 +1331,10 @@ class DecisionAudit:
     def _refused_step(self, position: int, event: Any, account: _AccountState, market: _MarketState,
                       params: ParameterSet, totals: MarginTotals, name: str) -> None:
         cmd = self.command
-        continuing = event.account in cmd.insolvent
-        problem = self._engine_problem(account, market, totals, event.at, continuing)
-        if problem:
-            self.find(position, problem[0], f"{name}: {problem[1]}")
+        step = self._engine_step_checked(position, event, account, market, params, totals, name)
+        if step is None:
             return
-        insolvent = continuing or totals.equity <= ZERO
-        if insolvent:
-            cmd.insolvent.add(event.account)
-        delta, price, shortfall = self._planned_step(account, market, params, totals, insolvent)
-        self.differ(position, "size_differs", f"{name}: size_delta", delta, event.size_delta)
-        self.differ(position, "fill_price_differs", f"{name}: backstop price = mark -/+ {fmt(params.liquidation_spread)} x MMF x mark "
-                    f"x {_show(price_rating(totals, params))} (ABR)", price, event.price_fill)
+        delta, price, shortfall, _ = step
         outcome = "deleveraged" if totals.equity <= ZERO or shortfall > ZERO else "waiting"
         cap = params.liquidator_position_cap
         self.differ(position, "refusal_differs", f"{name}: liquidator, its cap, equity, maintenance, outcome",

@@ -31,13 +31,13 @@ from clearing.domain.liquidation import (
     cover_deficit,
     deleverage,
     liquidation_step,
-    open_holders,
     pay_call,
     penalty_and_fee,
     positions_by_priority,
     refuse_takeover,
     size_to_close,
     spread_price,
+    total_notional,
     totals_of,
 )
 from clearing.domain.liquidation_math import loss_bearer_left, risk_order
@@ -89,9 +89,7 @@ def _in_risk_order(ws: WorkingSet, names: Iterable[str]) -> list[str]:
             keyed.append((name, ZERO, ZERO, ZERO))
             continue
         totals = totals_of(account, ws.markets)
-        notional = sum((abs(p.size) * ws.markets[m].mark * ws.markets[m].contract_size
-                        for m, p in account.open_positions().items()), ZERO)
-        keyed.append((name, totals.equity, totals.maintenance_margin, notional))
+        keyed.append((name, totals.equity, totals.maintenance_margin, total_notional(account.positions, ws.markets)))
     return risk_order(keyed)
 
 
@@ -249,8 +247,8 @@ def payers_after(ws: WorkingSet, account: Account, market: Market, taker: Accoun
     one is left, so a deficit the fund cannot pay is deleveraged against the backstop at
     the bankruptcy price instead (nobody could be charged after the takeover).
     """
-    others = [a.position(market.market).size for a in open_holders(ws, market, excluding=account.account)
-              if a.account != taker.account]
+    others = (peeked.position(market.market).size for name in ws.holders(market.market)
+              if name not in (account.account, taker.account) and (peeked := ws.peek_account(name)) is not None)
     return loss_bearer_left(others, taker.position(market.market).size, delta)
 
 
@@ -264,8 +262,7 @@ def taker_capacity(
     """
     if taker.account == account.account:
         totals = totals_of(account, ws.markets)
-        notional = sum((abs(p.size) * ws.markets[m].mark * ws.markets[m].contract_size
-                        for m, p in account.open_positions().items()), ZERO)
+        notional = total_notional(account.positions, ws.markets)
         return Capacity(totals.equity, totals.initial_margin, notional, params.liquidator_position_cap, False)
     quote_fill = -delta * price * market.contract_size
     _, fee = penalty_and_fee(quote_fill, quote_bankruptcy, params, market.collateral_quantum)

@@ -289,11 +289,17 @@ def capacity_after(ctx: RiskContext, taker: Account, market: Market, delta_taker
     positions_after = dict(taker.positions)
     positions_after[market.market] = fill.position_after
     after = margin_totals(taker.collateral + fill.realized_pnl + fee, positions_after, ctx.markets)
-    notional = sum((position_notional(p.size, ctx.markets[m].mark, ctx.markets[m].contract_size)
-                    for m, p in positions_after.items() if p.size != ZERO), ZERO)
+    notional = total_notional(positions_after, ctx.markets)
     cap = params.liquidator_position_cap
     allowed = can_carry(after.equity, after.initial_margin, notional, cap)
     return Capacity(after.equity, after.initial_margin, notional, cap, allowed)
+
+
+def total_notional(positions: Mapping[str, Position], markets: Mapping[str, Market]) -> Decimal:
+    """Sum of |size| x mark x contract over the open positions (the liquidator's cap and the
+    risk order both read it). Example: 0.1 BTC at 50,000 and 2 ETH at 3,000 -> 11,000."""
+    return sum((position_notional(p.size, markets[m].mark, markets[m].contract_size)
+                for m, p in positions.items() if p.size != ZERO), ZERO)
 
 
 def refuse_takeover(account: Account, market: Market, taker: Account, delta: Decimal, price: Decimal,
@@ -650,18 +656,6 @@ def allocate_loss(
         record_shares(market, [(by_name[name], share, basis) for name, share, basis in group.shares], group.loss, group.policy,
                       loss_id, at, basis_total=group.basis_total)
     return [a.account for a in accounts]
-
-
-def charge_loss(market: Market, weights: Sequence[tuple[Account, Decimal]], loss: Decimal, policy: str, loss_id: str,
-                at: datetime, ranks: Mapping[str, Decimal | None] | None = None, basis_total: Decimal | None = None) -> None:
-    """``LossAllocated`` on each account: its largest-remainder share of ``loss`` by weight.
-
-    ``ranks`` (settlement ADL) records each payer's ADL score; ``basis_total`` defaults to
-    the sum of the weights."""
-    if basis_total is None:
-        basis_total = sum((w for _, w in weights), ZERO)
-    shares = allocate_largest_remainder(loss, [(a.account, w) for a, w in weights], market.collateral_quantum)
-    record_shares(market, [(a, shares[a.account], w) for a, w in weights], loss, policy, loss_id, at, ranks, basis_total)
 
 
 def record_shares(market: Market, rows: Sequence[tuple[Account, Decimal, Decimal]], loss: Decimal, policy: str,

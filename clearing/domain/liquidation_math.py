@@ -8,7 +8,7 @@ contracts; callers pass the quantum to round to, and each function says which wa
 
 from __future__ import annotations
 
-from collections.abc import Hashable, Sequence
+from collections.abc import Hashable, Iterable, Sequence
 from decimal import ROUND_HALF_EVEN, Decimal
 from typing import TypeVar
 
@@ -281,7 +281,7 @@ def call_met(
     return equity >= initial_margin or amount_due <= ZERO
 
 
-def loss_bearer_left(other_sizes: Sequence[Decimal], taker_size: Decimal, delta: Decimal) -> bool:
+def loss_bearer_left(other_sizes: Iterable[Decimal], taker_size: Decimal, delta: Decimal) -> bool:
     """Whether an open position is left to bear a deficit after a takeover.
 
     ``other_sizes``: the positions in the market of everyone but the liquidated account and
@@ -290,6 +290,7 @@ def loss_bearer_left(other_sizes: Sequence[Decimal], taker_size: Decimal, delta:
     a takeover that makes the last holder flat leaves the deficit with nobody to charge, so
     the engine deleverages against the taker at the bankruptcy price instead. Example: the
     backstop long 0.7 takes a short of 0.7 (delta +0.7), nobody else holds -> False.
+    ``other_sizes`` is read only until a non-zero size is found.
     """
     return any(size != ZERO for size in other_sizes) or taker_size - delta != ZERO
 
