@@ -10,7 +10,7 @@ to the same bytes::
     {"events":N,"head":"<hex>","position":<last position>}
 
 ``state`` is the stored state (JSON written by orjson) as text; ``hash`` is the event's
-link in the ``sha256-v1`` chain (``clearing.chain``), so the file carries its own proof.
+link in the ``sha256-v1`` chain (``clearing.audit.chain``), so the file carries its own proof.
 
 Import checks the *whole* file first (header, every line's hash recomputed from its
 fields and the previous hash, the trailer's count and head) and writes nothing unless it
@@ -32,7 +32,7 @@ from uuid import UUID
 import orjson
 from eventsourcing.persistence import StoredEvent
 
-from clearing.chain import GENESIS, PAGE, SCHEME, Digest, digest, iter_pages, notification_hash
+from clearing.audit.chain import GENESIS, PAGE, SCHEME, Digest, digest, iter_pages, notification_hash
 from clearing.errors import InputError
 
 FORMAT = "clearing-event-log"

@@ -157,7 +157,7 @@ def audit_replay(store: Store, until: str, into: str, names: tuple[str, ...]) ->
 @pass_store
 def audit_digest(store: Store) -> None:
     """Print the head of the hash chain: keep it, and later `audit verify --digest` it."""
-    from clearing.chain import digest
+    from clearing.audit.chain import digest
 
     click.echo(digest(store.existing_app.recorder).to_text())
 
@@ -183,7 +183,7 @@ def audit_verify(store: Store, digest_text: str | None, skip: tuple[str, ...]) -
     5. decisions: every margin call, liquidation, penalty and fund draw re-checked from
        its recorded inputs and the replayed state; no call missed at any price.
     """
-    from clearing.chain import Digest
+    from clearing.audit.chain import Digest
 
     store.existing_app  # noqa: B018
     try:
@@ -234,7 +234,7 @@ def _report(chosen: list[str], skip: tuple[str, ...], results: Any) -> bool:
 
 def _check_in_process(db: str, name: str, digest_text: str | None) -> tuple[str | None, str, float]:
     """One check in a worker process, with its own connections to the store."""
-    from clearing.chain import Digest
+    from clearing.audit.chain import Digest
 
     expected = Digest.parse(digest_text) if digest_text else None
     return _run_check(Store(db), name, expected)
@@ -260,7 +260,7 @@ def _run_check(store: Store, name: str, expected: Any) -> tuple[str | None, str,
 
 
 def _verify_chain(store: Store, expected: Any) -> tuple[str | None, str]:
-    from clearing.chain import verify_chain
+    from clearing.audit.chain import verify_chain
 
     app = store.app
     projector = store.projector  # verify only reads: events not yet chained are reported, not chained
@@ -275,7 +275,7 @@ def _verify_chain(store: Store, expected: Any) -> tuple[str | None, str]:
 
 
 def _verify_snapshots(app: Any) -> tuple[str | None, str]:
-    from clearing.snapshot_audit import check_snapshots
+    from clearing.audit.snapshots import check_snapshots
 
     finding, summary = check_snapshots(app)
     if finding is not None:
@@ -308,7 +308,7 @@ def _verify_projections(store: Store) -> tuple[str | None, str]:
 
 
 def _verify_invariants(app: Any) -> tuple[str | None, str]:
-    from clearing.invariants import check_ledger
+    from clearing.audit.invariants import check_ledger
 
     try:
         fold = check_ledger(app)
@@ -322,7 +322,7 @@ def _verify_invariants(app: Any) -> tuple[str | None, str]:
 
 
 def _verify_decisions(app: Any) -> tuple[str | None, str]:
-    from clearing.decision_audit import audit_log
+    from clearing.audit.decisions import audit_log
 
     findings = audit_log(app)
     if findings:

@@ -34,8 +34,8 @@ from typing import Any, NotRequired, TypedDict
 
 import click
 
+from clearing.audit.invariants import check_ledger
 from clearing.errors import InvariantViolation
-from clearing.invariants import check_ledger
 from clearing.money import ZERO, fmt
 from clearing.posting import post_lines
 from cli import render

@@ -1,7 +1,7 @@
 """Projection ``chain``: the hash of every event, recorded when the event is appended.
 
 Each row is ``(position, hash)`` with ``hash = H(previous hash, event)`` from
-``clearing.chain.event_hash``. ``clearing audit verify`` recomputes the chain from the log
+``clearing.audit.chain.event_hash``. ``clearing audit verify`` recomputes the chain from the log
 and compares it with these rows, so a changed, deleted, inserted or reordered event is
 named by its position. An auditor's saved digest (``clearing audit digest``) protects
 against someone who rewrites both the log and this table.
@@ -17,7 +17,7 @@ from typing import Any
 
 from sqlalchemy import Column, Integer, String, func, select
 
-from clearing.chain import GENESIS, event_hash
+from clearing.audit.chain import GENESIS, event_hash
 from projections.base import Projection, TableSpec
 
 CHAIN = TableSpec("audit_chain", [

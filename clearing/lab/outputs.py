@@ -45,7 +45,7 @@ COLUMNS = (
     ("max_leverage_account", "the member with that leverage"),
     ("uncovered", "minus the sum of negative equity at the end (must be 0)"),
     ("conservation_difference", "equity + fund - (deposits - withdrawals + contributions) (must be 0)"),
-    ("invariants", "clearing.invariants.check_ledger: ok or the violation"),
+    ("invariants", "clearing.audit.invariants.check_ledger: ok or the violation"),
     ("bankrupt_accounts", "accounts whose deficit was covered or deleveraged"),
     ("liquidation_fills", "Account.Liquidated events"),
     ("deleveraging_fills", "PositionTaken fills not taken by the backstop"),

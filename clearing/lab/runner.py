@@ -5,7 +5,7 @@ the setup commands of ``population.setup_commands``, then one ``price`` per cand
 close, at its ``open_time_utc``), posted through the same pipeline as ``clearing post``.
 Posting stops once after the window's worst candle to value the top winner there; at the
 end the run folds its event log (``metrics.tally_log``), values every account on the last
-mark, checks money conservation itself and runs ``clearing.invariants.check_ledger``.
+mark, checks money conservation itself and runs ``clearing.audit.invariants.check_ledger``.
 
 The engine implements every name in ``POLICIES``. A name that ``set_parameters`` refuses
 anyway (``run_lab`` called with another name; the command line refuses names outside
@@ -26,10 +26,10 @@ from pathlib import Path
 from typing import Any
 
 from clearing.application import ClearingApplication, Outcome, open_application
+from clearing.audit.invariants import check_ledger
 from clearing.domain.parameters import LossPolicy
 from clearing.domain.risk import margin_totals
 from clearing.errors import InvariantViolation
-from clearing.invariants import check_ledger
 from clearing.lab.metrics import Tally, gini, ratio, tally_log
 from clearing.lab.population import (
     BACKSTOP,

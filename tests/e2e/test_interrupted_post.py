@@ -12,7 +12,7 @@ import random
 import signal
 import subprocess
 
-from clearing.invariants import check_ledger
+from clearing.audit.invariants import check_ledger
 from clearing.settings import store_env
 from tests.e2e.test_cli import CLEARING
 from tests.ledger import Ledger

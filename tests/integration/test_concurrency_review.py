@@ -12,7 +12,7 @@ import pytest
 from eventsourcing.persistence import OperationalError
 
 from clearing.application import ClearingApplication
-from clearing.invariants import check_ledger
+from clearing.audit.invariants import check_ledger
 from clearing.settings import store_env
 from tests.ledger import MARKET_BTC, Ledger, accounts_with
 

@@ -23,9 +23,9 @@ from decimal import Decimal
 
 import pytest
 
-from clearing.decision_audit import audit_log
+from clearing.audit.decisions import audit_log
+from clearing.audit.invariants import check_ledger
 from clearing.domain.risk import margin_totals
-from clearing.invariants import check_ledger
 from clearing.settings import store_env
 from tests.conftest import SHARED_DATA
 from tests.ledger import Ledger

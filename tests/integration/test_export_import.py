@@ -19,7 +19,7 @@ from click.testing import CliRunner
 
 import cli.transfer  # noqa: F401 - registers export/import on ``main`` until cli/main.py imports it
 from clearing.application import ClearingApplication
-from clearing.chain import Digest, digest, iter_chain
+from clearing.audit.chain import Digest, digest, iter_chain
 from clearing.errors import InputError
 from clearing.settings import store_env
 from clearing.transfer import export_log, import_log

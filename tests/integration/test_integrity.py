@@ -13,7 +13,7 @@ import pytest
 
 from clearing import application
 from clearing.application import ClearingApplication
-from clearing.invariants import check_ledger
+from clearing.audit.invariants import check_ledger
 from clearing.settings import store_env
 from tests.integration.test_concurrency_review import interleave
 from tests.ledger import MARKET_BTC, Ledger, accounts_with, dated

@@ -17,7 +17,7 @@ from pathlib import Path
 
 import pytest
 
-from clearing.invariants import check_ledger
+from clearing.audit.invariants import check_ledger
 from clearing.settings import store_env
 from tests.conftest import REPO
 from tests.ledger import Ledger, accounts_with

@@ -33,11 +33,11 @@ from uuid import UUID
 
 import pytest
 
+from clearing.audit.invariants import check_ledger
+from clearing.audit.snapshots import check_snapshots
 from clearing.domain import ids
 from clearing.errors import InvariantViolation
-from clearing.invariants import check_ledger
 from clearing.settings import store_env
-from clearing.snapshot_audit import check_snapshots
 from cli.audit import run_verify
 from cli.main import Store  # first: it loads the command tree, cli.audit among it
 from tests.ledger import MARKET_BTC, Ledger, accounts_with

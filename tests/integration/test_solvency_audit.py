@@ -3,7 +3,7 @@
 The log is written by an engine whose sweep is switched off (a stand-in for a risk-engine
 bug): alice (1,000) is long 0.2 BTC at 50,000 and the mark falls to 44,000, so her equity is
 1,000 - 1,200 = -200 and nobody liquidates her. Every event is genuine and the hash chain is
-intact; only the ledger-wide solvency invariant (``clearing/invariants.py``) can see it, and
+intact; only the ledger-wide solvency invariant (``clearing/audit/invariants.py``) can see it, and
 ``clearing audit verify`` names the check and the log position of the command.
 """
 
@@ -16,8 +16,8 @@ from pathlib import Path
 import pytest
 
 from clearing import risk_engine
+from clearing.audit.invariants import check_ledger
 from clearing.errors import InvariantViolation
-from clearing.invariants import check_ledger
 from clearing.settings import store_env
 from tests.ledger import Ledger
 from tests.unit.test_risk_scenarios import SETUP, price

@@ -17,7 +17,7 @@ from hypothesis import HealthCheck, settings
 from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, initialize, invariant, precondition, rule
 
-from clearing.invariants import check_ledger
+from clearing.audit.invariants import check_ledger
 from clearing.settings import store_env
 from tests.ledger import Ledger
 from tests.unit.test_properties import ACCOUNTS, SETUP, commands

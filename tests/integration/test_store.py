@@ -13,8 +13,8 @@ import textwrap
 from decimal import Decimal
 
 from clearing.application import ClearingApplication, Envelope
+from clearing.audit.invariants import check_ledger
 from clearing.commands import parse_command
-from clearing.invariants import check_ledger
 from clearing.settings import store_env
 from tests.conftest import REPO
 from tests.ledger import MARKET_BTC, T0, Ledger, accounts_with

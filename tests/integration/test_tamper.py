@@ -28,7 +28,7 @@ from urllib.parse import parse_qs, urlsplit
 import pytest
 
 from clearing.application import ClearingApplication
-from clearing.chain import ChainBreak, Digest, digest, iter_chain, verify_chain
+from clearing.audit.chain import ChainBreak, Digest, digest, iter_chain, verify_chain
 from clearing.settings import store_env
 from cli.demo import scenario
 from tests.ledger import Ledger

@@ -15,7 +15,7 @@ from uuid import UUID
 import pytest
 from eventsourcing.persistence import Notification
 
-from clearing.chain import (
+from clearing.audit.chain import (
     GENESIS,
     SCHEME,
     ChainBreak,

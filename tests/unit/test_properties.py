@@ -13,7 +13,7 @@ from decimal import Decimal
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from clearing.invariants import check_ledger
+from clearing.audit.invariants import check_ledger
 from tests.ledger import Ledger
 
 ACCOUNTS = ["a", "b", "c", "d"]

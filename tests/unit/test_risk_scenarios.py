@@ -18,7 +18,7 @@ from decimal import Decimal as Dec
 
 import pytest
 
-from clearing.invariants import check_ledger
+from clearing.audit.invariants import check_ledger
 from tests.ledger import MARKET_BTC, Ledger, accounts_with
 
 BACKSTOP = "50000"

@@ -6,7 +6,7 @@ in tests/integration. ``check_ledger`` re-derives every balance from the log aft
 
 from decimal import Decimal as Dec
 
-from clearing.invariants import check_ledger
+from clearing.audit.invariants import check_ledger
 from tests.ledger import MARKET_BTC, Ledger, accounts_with
 from tests.margin_state import insurance_fund_view
 

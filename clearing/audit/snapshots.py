@@ -203,7 +203,7 @@ def live_equals_replay(app: Any, rebuilt: dict[Any, Any] | None = None) -> tuple
     """Each aggregate with a stored snapshot: the repository's load equals the events' rebuild.
 
     ``rebuilt`` maps the ids of ``stored_snapshot_ids`` to those aggregates already folded
-    from their events (None when no event was seen), as ``clearing.invariants.fold_log``
+    from their events (None when no event was seen), as ``clearing.audit.invariants.fold_log``
     does while it reads the log anyway; without it each is folded here from its events.
     The repository load (``app.repository.get(id)``: latest snapshot + later events) is
     compared with the rebuild advanced to the load's version, so an aggregate that a

@@ -31,7 +31,7 @@ without using the aggregates' code. It then checks:
   clearinghouse, command records) that has a stored snapshot, loaded through the
   repository (latest snapshot + later events, the path decisions use), equals the
   aggregate rebuilt from its events alone, field by field
-  (``clearing.snapshot_audit.live_equals_replay``; an aggregate without a snapshot is
+  (``clearing.audit.snapshots.live_equals_replay``; an aggregate without a snapshot is
   loaded by folding exactly those events, so for it the two paths are one computation).
 
 Liquidation penalties and fund draws move money between accounts and the fund; only
@@ -53,13 +53,13 @@ from uuid import UUID
 from eventsourcing.domain import Aggregate
 
 from clearing.application import ClearingApplication
+from clearing.audit.snapshots import live_equals_replay, stored_snapshot_ids
 from clearing.domain import ids
 from clearing.domain.account import Account
 from clearing.domain.insurance import FundCause, InsuranceFund
 from clearing.domain.market import Market
 from clearing.errors import InvariantViolation
 from clearing.money import LEDGER_CONTEXT, ZERO
-from clearing.snapshot_audit import live_equals_replay, stored_snapshot_ids
 
 PAGE = 5000
 
