@@ -2,17 +2,14 @@
 
 from __future__ import annotations
 
-import multiprocessing
-import os
 import sys
 import time
 from collections.abc import Callable
-from concurrent.futures import ProcessPoolExecutor
 from typing import Any
 
 import click
 
-from clearing.errors import ClearingError, InvariantViolation
+from clearing.errors import ClearingError
 from cli import render
 from cli.context import Store, fail, pass_store
 
@@ -194,141 +191,29 @@ def audit_verify(store: Store, digest_text: str | None, skip: tuple[str, ...]) -
         sys.exit(1)
 
 
-CHECKS = ("chain", "snapshots", "projections", "invariants", "decisions")
+def run_verify(store: Store, expected: Any = None, skip: tuple[str, ...] = ()) -> bool:
+    """Run ``clearing.audit.verify`` and print its report, one line a check; False on a failure.
 
-
-def run_verify(store: Store, expected: Any = None, skip: tuple[str, ...] = (), workers: int | None = None) -> bool:
-    """Run the checks, report them in order, one line each; False at the first failure.
-
-    The checks are independent reads of the log, so on a file or PostgreSQL store they run
-    in up to ``workers`` processes (default: one per core, at most 4) and are reported in
-    order as they finish; a later check's result is not shown once an earlier one failed.
+    Every line up to the first failure is printed, in check order; the checks after a
+    failure are not shown (they ran on the same read, but the first failure is the news).
     """
-    chosen = [name for name in CHECKS if name not in skip]
-    digest_text = expected.to_text() if expected is not None else None
-    workers = min(len(chosen), os.cpu_count() or 1, 4) if workers is None else workers
-    if store.db == ":memory:" or workers <= 1 or len(chosen) <= 1:
-        results = (_run_check(store, name, expected) for name in chosen)
-        return _report(chosen, skip, results)
-    with ProcessPoolExecutor(max_workers=workers, mp_context=multiprocessing.get_context("spawn")) as pool:
-        futures = [pool.submit(_check_in_process, store.db, name, digest_text) for name in chosen]
-        try:
-            return _report(chosen, skip, (future.result() for future in futures))
-        finally:
-            for future in futures:
-                future.cancel()
-
-
-def _report(chosen: list[str], skip: tuple[str, ...], results: Any) -> bool:
-    for name in CHECKS:
-        if name in skip:
-            click.echo(f"{name:<12} skipped")
-    for name, (failure, detail, elapsed) in zip(chosen, results, strict=True):
-        if failure is not None:
-            click.echo(f"{name:<12} FAILED {failure}")
-            return False
-        click.echo(f"{name:<12} ok   {detail} ({elapsed:.1f}s)")
-    click.echo("verified")
-    return True
-
-
-def _check_in_process(db: str, name: str, digest_text: str | None) -> tuple[str | None, str, float]:
-    """One check in a worker process, with its own connections to the store."""
-    from clearing.audit.chain import Digest
-
-    expected = Digest.parse(digest_text) if digest_text else None
-    return _run_check(Store(db), name, expected)
-
-
-def _run_check(store: Store, name: str, expected: Any) -> tuple[str | None, str, float]:
-    """(failure or None, detail, seconds); a check that crashes on bad data is a failure."""
-    started = time.perf_counter()
-    try:
-        if name == "chain":
-            failure, detail = _verify_chain(store, expected)
-        elif name == "snapshots":
-            failure, detail = _verify_snapshots(store.app)
-        elif name == "projections":
-            failure, detail = _verify_projections(store)
-        elif name == "invariants":
-            failure, detail = _verify_invariants(store.app)
-        else:
-            failure, detail = _verify_decisions(store.app)
-    except Exception as error:
-        failure, detail = f"[check_failed] {type(error).__name__}: {str(error).splitlines()[0] if str(error) else ''}", ""
-    return failure, detail, time.perf_counter() - started
-
-
-def _verify_chain(store: Store, expected: Any) -> tuple[str | None, str]:
-    from clearing.audit.chain import verify_chain
+    from clearing.audit.verify import verify
 
     app = store.app
-    projector = store.projector  # verify only reads: events not yet chained are reported, not chained
-    projector.prepare()
-    chain = projector.projections["chain"]
-    with store.projection_store.engine.connect() as connection:
-        broken = verify_chain(app.recorder, stored=chain.stored(connection), digest=expected)
-        if broken is not None:
-            return f"[{broken.code}] at position {broken.position}: {broken.message}", ""
-        events, position, head = chain.head(connection)  # verified equal to the log: no second read
-    return None, f"{events} events, head {head[:16]}... at position {position}"
-
-
-def _verify_snapshots(app: Any) -> tuple[str | None, str]:
-    from clearing.audit.snapshots import check_snapshots
-
-    finding, summary = check_snapshots(app)
-    if finding is not None:
-        return str(finding), ""
-    if not summary.snapshots:
-        return None, "no stored snapshots (every load folds the events)"
-    return None, f"{summary.describe()} equal their aggregates rebuilt from {summary.events} event(s)"
-
-
-def _verify_projections(store: Store) -> tuple[str | None, str]:
-    from projections.compare import first_difference
-    from projections.runner import READ_MODELS, Projector
-    from projections.store import ProjectionStore
-
-    live = store.projector
-    positions = {s.name: s.position for s in live.status() if s.name in READ_MODELS}
-    head = store.app.recorder.max_notification_id() or 0
-    if set(positions.values()) != {head}:
-        behind = ", ".join(f"{name} at {position}" for name, position in positions.items() if position != head)
-        return (f"[projections_behind] head is {head} but {behind}; run `clearing projections catch-up` "
-                "(verify only reads)"), ""
-    scratch = Projector(store.app, ProjectionStore(":memory:"), READ_MODELS)
-    with Bar("rebuilding to compare", head) as progress:
-        scratch.catch_up(until=head, progress=progress)
-    for name in READ_MODELS:
-        difference = first_difference(live, scratch, name)
-        if difference is not None:
-            return f"[projection_differs] {name}: {difference}", ""
-    return None, f"{len(READ_MODELS)} projections rebuilt to position {head} equal the stored tables"
-
-
-def _verify_invariants(app: Any) -> tuple[str | None, str]:
-    from clearing.audit.invariants import check_ledger
-
-    try:
-        fold = check_ledger(app)
-    except InvariantViolation as violation:
-        return f"[invariant_violated] {violation}", ""
-    from clearing.money import fmt
-
-    return None, (f"money conserved (deposits {fmt(fold.deposits)} - withdrawals {fmt(fold.withdrawals)} + "
-                  f"contributions {fmt(fold.contributions)}), fund {fmt(fold.insurance_fund)} never negative, "
-                  f"{fold.loaded_through_snapshots} aggregate(s) loaded through snapshots equal their events")
-
-
-def _verify_decisions(app: Any) -> tuple[str | None, str]:
-    from clearing.audit.decisions import audit_log
-
-    findings = audit_log(app)
-    if findings:
-        first = findings[0]
-        return f"[{first.check}] at position {first.position}: {first.message}", ""
-    return None, "every margin call, liquidation, penalty and fund draw re-checked"
+    head = app.recorder.max_notification_id() or 0
+    with Bar("verifying", head) as progress:
+        outcome = verify(app, store.projector, digest=expected, skip=skip, progress=lambda done: progress(done, head))
+    for name in outcome.skipped:
+        click.echo(f"{name:<12} skipped")
+    for result in outcome.reported():
+        if not result.ok:
+            click.echo(f"{result.name:<12} FAILED {result.failure}")
+            return False
+        click.echo(f"{result.name:<12} ok   {result.detail} ({result.seconds:.1f}s)")
+    if outcome.read is not None:
+        click.echo(f"{'log':<12} read once for every check: {outcome.read.detail} ({outcome.read.seconds:.1f}s)")
+    click.echo("verified")
+    return True
 
 
 #: The top-level commands and groups this module adds to ``clearing`` (``cli.main``).

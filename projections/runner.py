@@ -15,7 +15,7 @@ the new one, never a half-built one.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -157,6 +157,28 @@ class Projector:
             if count == 0 or reached >= head:
                 return read
 
+    def feed(self, notes: Sequence[Any], events: Sequence[Any]) -> None:
+        """Apply one page already read and decoded by someone else, in one transaction.
+
+        ``audit verify`` reads and decodes the log once for all its checks
+        (``clearing.audit.log``) and hands each page here: ``events[i]`` is ``notes[i]``
+        decoded. The page must start right after the position already reached.
+        """
+        if not notes:
+            return
+        self.prepare()
+        with self.store.datastore.transaction(commit=True) as session:
+            self.store.lock(session)
+            positions = self._positions(session)
+            self._apply(notes, positions, session, events)
+            reached = notes[-1].id
+            for name, projection in self.projections.items():
+                if reached > positions[name]:
+                    projection.flush(session)
+                    self.trackers[name]._insert_tracking(session, Tracking(APPLICATION, reached))
+                    self.expected[name] = reached
+        self._confirm(reached)
+
     def check_schema(self) -> None:
         """Refuse to write into tables an older version built without today's columns."""
         for name, missing in self.outdated.items():
@@ -214,10 +236,12 @@ class Projector:
             return []
         return CLOCK_TOPICS
 
-    def _apply(self, notes: list[Any], positions: dict[str, int], session: Any) -> None:
+    def _apply(self, notes: Sequence[Any], positions: dict[str, int], session: Any,
+               events: Sequence[Any] | None = None) -> None:
+        """Hand each note to each projection not past it; ``events``: the notes already decoded."""
         to_event = self.app.mapper.to_domain_event
         active = list(self.projections.items())
-        for note in notes:
+        for index, note in enumerate(notes):
             kind = note.topic.rsplit(":", 1)[-1]
             clocked = kind in CLOCK_KINDS
             event = None
@@ -230,7 +254,7 @@ class Projector:
                 if not clocked:
                     continue
                 if event is None:
-                    event = to_event(note)
+                    event = to_event(note) if events is None else events[index]
                 projection.observe(note.id, event)
                 handler = projection.dispatch.get(kind)
                 if handler is not None:

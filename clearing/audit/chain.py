@@ -37,6 +37,7 @@ from uuid import UUID
 from eventsourcing.domain import Aggregate
 from eventsourcing.persistence import Notification
 
+from clearing.audit.log import CheckFailed, LogPage, read_log
 from clearing.errors import InputError
 
 GENESIS: bytes = bytes(32)
@@ -102,20 +103,10 @@ def notification_hash(previous: bytes, notification: Any) -> bytes:
 
 
 def iter_pages(recorder: Any, *, start: int = 1, page: int = PAGE) -> Iterator[Sequence[Notification]]:
-    """The notification log from position ``start``, a page at a time, in log order.
-
-    Rule: read only through the library's ``select_notifications``; stop at the first
-    empty page (so events appended while reading are included).
-    """
-    if page < 1:
-        raise ValueError("page must be at least 1")
-    position = start
-    while True:
-        notifications = recorder.select_notifications(start=position, limit=page)
-        if not notifications:
-            return
-        yield notifications
-        position = notifications[-1].id + 1
+    """The stored notifications from position ``start`` to the head, a page at a time
+    (``clearing.audit.log.read_log`` without decoding)."""
+    for log_page in read_log(recorder, start=start, page=page):
+        yield log_page.notifications
 
 
 def iter_links(
@@ -208,6 +199,10 @@ class ChainBreak:
     code: str
     message: str
 
+    def line(self) -> str:
+        """How ``audit verify`` prints it."""
+        return f"[{self.code}] at position {self.position}: {self.message}"
+
 
 def verify_chain(
     recorder: Any,
@@ -247,6 +242,29 @@ def verify_chain(
         if progress is not None:
             progress(checked)
     return check.end()
+
+
+class ChainCheck:
+    """``verify_chain`` as a consumer of the one read of the log (``audit verify``'s ``chain``)."""
+
+    name = "chain"
+
+    def __init__(self, stored: Iterable[tuple[int, bytes]] | None, digest: Digest | None) -> None:
+        self._check = _Verification(stored, digest)
+
+    def consume(self, page: LogPage) -> None:
+        check = self._check
+        for notification in page.notifications:
+            found = check.event(notification)
+            if found is not None:
+                raise CheckFailed(found.line())
+
+    def finish(self, head: int) -> str:
+        found = self._check.end()
+        if found is not None:
+            raise CheckFailed(found.line())
+        check = self._check
+        return f"{check.events} events, head {check.head.hex()[:16]}... at position {check.last_position}"
 
 
 class _RecordedChain:

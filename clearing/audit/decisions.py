@@ -136,6 +136,7 @@ from datetime import datetime, timedelta
 from decimal import ROUND_CEILING, Decimal
 from typing import TYPE_CHECKING, Any
 
+from clearing.audit.log import CheckFailed, LogPage, Unreadable, read_log
 from clearing.domain.account import BANKRUPT, HEALTHY, LIQUIDATING, MARGIN_CALL, Account
 from clearing.domain.clearinghouse import Clearinghouse
 from clearing.domain.command_record import CommandRecord
@@ -1859,18 +1860,52 @@ def audit_decisions(events: Iterable[tuple[int, Any]], *, stop_at_first: bool = 
     return audit.findings
 
 
+def audit_log(app: ClearingApplication, *, stop_at_first: bool = True, progress: Callable[[int], None] | None = None) -> list[Finding]:
+    """Audit the application's whole event log (``audit_decisions`` over ``log_events``)."""
+    return audit_decisions(log_events(app, progress), stop_at_first=stop_at_first)
+
+
 def log_events(app: ClearingApplication, progress: Callable[[int], None] | None = None) -> Iterator[tuple[int, Any]]:
-    """(notification id, domain event) of the whole log, read in pages of ``PAGE``."""
-    start, count = 1, 0
-    while notifications := app.recorder.select_notifications(start=start, limit=PAGE):
-        for notification in notifications:
-            yield notification.id, app.mapper.to_domain_event(notification)
-        count += len(notifications)
-        start = notifications[-1].id + 1
+    """(position, domain event) of the whole log (``clearing.audit.log.read_log``); ``progress``
+    gets the number of events read after each page."""
+    count = 0
+    for page in read_log(app.recorder, app.mapper):
+        for index, (notification, event) in enumerate(zip(page.notifications, page.events, strict=True)):
+            if event is None:
+                raise Unreadable(notification.id, page.unreadable[index])
+            yield notification.id, event
+        count += len(page.notifications)
         if progress is not None:
             progress(count)
 
 
-def audit_log(app: ClearingApplication, *, stop_at_first: bool = True, progress: Callable[[int], None] | None = None) -> list[Finding]:
-    """Audit the application's whole event log (``audit_decisions`` over ``log_events``)."""
-    return audit_decisions(log_events(app, progress), stop_at_first=stop_at_first)
+class DecisionCheck:
+    """The decision re-checks as a consumer of the one read of the log (``audit verify``'s ``decisions``)."""
+
+    name = "decisions"
+
+    def __init__(self) -> None:
+        self.audit = DecisionAudit(stop_at_first=True)
+
+    def consume(self, page: LogPage) -> None:
+        audit = self.audit
+        with decimal.localcontext(LEDGER_CONTEXT):
+            try:
+                for index, (notification, event) in enumerate(zip(page.notifications, page.events, strict=True)):
+                    if event is None:
+                        raise Unreadable(notification.id, page.unreadable[index])
+                    audit.feed(notification.id, event)
+            except _Stop:
+                self._failed()
+
+    def finish(self, head: int) -> str:
+        with decimal.localcontext(LEDGER_CONTEXT):
+            try:
+                self.audit.finish()
+            except _Stop:
+                self._failed()
+        return "every margin call, liquidation, penalty and fund draw re-checked"
+
+    def _failed(self) -> None:
+        first = self.audit.findings[0]
+        raise CheckFailed(f"[{first.check}] at position {first.position}: {first.message}") from None

@@ -53,15 +53,14 @@ from uuid import UUID
 from eventsourcing.domain import Aggregate
 
 from clearing.application import ClearingApplication
+from clearing.audit.log import CheckFailed, LogPage, Unreadable, read_log
 from clearing.audit.snapshots import live_equals_replay, stored_snapshot_ids
 from clearing.domain import ids
 from clearing.domain.account import Account
 from clearing.domain.insurance import FundCause, InsuranceFund
 from clearing.domain.market import Market
 from clearing.errors import InvariantViolation
-from clearing.money import LEDGER_CONTEXT, ZERO
-
-PAGE = 5000
+from clearing.money import LEDGER_CONTEXT, ZERO, fmt
 
 
 @dataclass
@@ -100,27 +99,73 @@ def fold_log(app: ClearingApplication, aggregates: dict[UUID, Any] | None = None
     An aggregate whose events do not fold is left at None (the check then folds it alone
     and reports why).
     """
-    fold = Fold()
-    rebuild = aggregates if aggregates is not None else {}
-    broken: set[UUID] = set()
-    start = 1
-    while notifications := app.recorder.select_notifications(start=start, limit=PAGE):
-        for notification in notifications:
-            event = app.mapper.to_domain_event(notification)
-            kind = notification.topic.rsplit(":", 1)[-1]
-            _fold_event(fold, kind, event)
-            if kind in COMMAND_ENDS:
-                _solvent(fold, notification.id)
-            aggregate_id = notification.originator_id  # UUID | str to the library; ours are UUIDs
-            if rebuild and isinstance(aggregate_id, UUID) and aggregate_id in rebuild and aggregate_id not in broken:
-                try:
-                    assert isinstance(event, Aggregate.Event), f"{type(event).__name__} is not an aggregate event"
-                    rebuild[aggregate_id] = event.mutate(rebuild[aggregate_id])
-                except Exception:
-                    broken.add(aggregate_id)
-                    rebuild[aggregate_id] = None
-        start = notifications[-1].id + 1
-    return fold
+    check = InvariantCheck(app, aggregates if aggregates is not None else {})
+    for page in read_log(app.recorder, app.mapper, stop=app.recorder.max_notification_id() or 0):
+        check.fold_page(page)
+    return check.fold
+
+
+class InvariantCheck:
+    """The invariants as a consumer of the one read of the log (``audit verify``'s ``invariants``)."""
+
+    name = "invariants"
+
+    def __init__(self, app: ClearingApplication, rebuilt: dict[UUID, Any] | None = None) -> None:
+        self.app = app
+        self.fold = Fold()
+        self.rebuilt: dict[UUID, Any] = dict.fromkeys(stored_snapshot_ids(app)) if rebuilt is None else rebuilt
+        self._broken: set[UUID] = set()
+
+    def consume(self, page: LogPage) -> None:
+        try:
+            self.fold_page(page)
+        except InvariantViolation as violation:
+            raise CheckFailed(f"[invariant_violated] {violation}") from None
+
+    def finish(self, head: int) -> str:
+        try:
+            self.check_end(head)
+        except InvariantViolation as violation:
+            raise CheckFailed(f"[invariant_violated] {violation}") from None
+        fold = self.fold
+        return (f"money conserved (deposits {fmt(fold.deposits)} - withdrawals {fmt(fold.withdrawals)} + "
+                f"contributions {fmt(fold.contributions)}), fund {fmt(fold.insurance_fund)} never negative, "
+                f"{fold.loaded_through_snapshots} aggregate(s) loaded through snapshots equal their events")
+
+    def fold_page(self, page: LogPage) -> None:
+        """Fold one page; ``InvariantViolation`` when solvency fails at a command's end."""
+        fold, rebuild, broken = self.fold, self.rebuilt, self._broken
+        with decimal.localcontext(LEDGER_CONTEXT):
+            for index, (notification, event) in enumerate(zip(page.notifications, page.events, strict=True)):
+                if event is None:
+                    raise Unreadable(notification.id, page.unreadable[index])
+                kind = notification.topic.rsplit(":", 1)[-1]
+                _fold_event(fold, kind, event)
+                if kind in COMMAND_ENDS:
+                    _solvent(fold, notification.id)
+                aggregate_id = notification.originator_id  # UUID | str to the library; ours are UUIDs
+                if rebuild and isinstance(aggregate_id, UUID) and aggregate_id in rebuild and aggregate_id not in broken:
+                    try:
+                        assert isinstance(event, Aggregate.Event), f"{type(event).__name__} is not an aggregate event"
+                        rebuild[aggregate_id] = event.mutate(rebuild[aggregate_id])
+                    except Exception:
+                        broken.add(aggregate_id)
+                        rebuild[aggregate_id] = None
+
+    def check_end(self, head: int) -> None:
+        """The checks of the whole log; ``InvariantViolation`` naming the first that fails."""
+        fold = self.fold
+        with decimal.localcontext(LEDGER_CONTEXT):
+            _solvent(fold, head)
+            _covered_end_at_zero_or_above(fold)
+            _money_conserved(fold)
+            _positions_net_to_zero(fold)
+            _open_interest_matches(fold)
+            if fold.insurance_fund < ZERO:
+                raise InvariantViolation(f"insurance_fund_not_negative: balance {fold.insurance_fund}")
+            _closed_accounts_are_flat(fold)
+            _allocations_sum_to_loss(fold)
+            _replay_equals_live(self.app, fold, self.rebuilt)
 
 
 def _fold_event(fold: Fold, kind: str, event: Any) -> None:  # noqa: PLR0912, PLR0915 - one branch per event type
@@ -253,20 +298,12 @@ def _fill(
 
 def check_ledger(app: ClearingApplication) -> Fold:
     """Run every invariant; raise ``InvariantViolation`` naming the first that fails."""
-    with decimal.localcontext(LEDGER_CONTEXT):
-        rebuilt: dict[UUID, Any] = dict.fromkeys(stored_snapshot_ids(app))
-        fold = fold_log(app, rebuilt)
-        _solvent(fold, app.recorder.max_notification_id() or 0)
-        _covered_end_at_zero_or_above(fold)
-        _money_conserved(fold)
-        _positions_net_to_zero(fold)
-        _open_interest_matches(fold)
-        if fold.insurance_fund < ZERO:
-            raise InvariantViolation(f"insurance_fund_not_negative: balance {fold.insurance_fund}")
-        _closed_accounts_are_flat(fold)
-        _allocations_sum_to_loss(fold)
-        _replay_equals_live(app, fold, rebuilt)
-    return fold
+    check = InvariantCheck(app)
+    head = app.recorder.max_notification_id() or 0
+    for page in read_log(app.recorder, app.mapper, stop=head):
+        check.fold_page(page)
+    check.check_end(head)
+    return check.fold
 
 
 def _money_conserved(fold: Fold) -> None:

@@ -43,7 +43,6 @@ from __future__ import annotations
 
 import dataclasses
 from collections import Counter
-from collections.abc import Iterator
 from dataclasses import dataclass, field
 from datetime import datetime
 from decimal import Decimal
@@ -53,7 +52,8 @@ from uuid import UUID
 
 from eventsourcing.persistence import StoredEvent
 
-PAGE = 500  # snapshots per read (a market's snapshot carries its TWAP window: tens of kB)
+from clearing.audit.log import CheckFailed, LogPage, read_log
+
 WINDOW = 5000  # events per read when folding one aggregate
 
 SNAPSHOT_DIFFERS = "snapshot_differs"
@@ -100,103 +100,112 @@ class Summary:
         return f"{snapshots}{self.aggregates} aggregate(s){f' ({kinds})' if kinds else ''}"
 
 
-# -- reading every stored snapshot ---------------------------------------------------------------
-
-
-def iter_stored_snapshots(app: Any, page: int = PAGE) -> Iterator[StoredEvent]:
-    """Every row of the snapshot table in (aggregate id, version) order, a page at a time.
-
-    The library's recorders read one aggregate's snapshots only, so the table is read with
-    the recorder's own connection: SQLite's ``stored_snapshots``, PostgreSQL's
-    ``<app>_snapshots`` in the store's schema, or the in-memory recorder's list.
-    """
-    store = getattr(app, "snapshots", None)
-    if store is None:
-        return
-    recorder = store.recorder
-    module = type(recorder).__module__
-    if module.startswith("eventsourcing.popo"):
-        with recorder._database_lock:
-            rows = sorted(recorder._stored_events, key=lambda s: (str(s.originator_id), s.originator_version))
-        yield from rows
-        return
-    read = _sqlite_page if module.startswith("eventsourcing.sqlite") else _postgres_page
-    after: tuple[Any, int] | None = None
-    while rows := read(recorder, after, page):
-        yield from rows
-        after = (rows[-1].originator_id, rows[-1].originator_version)
-        if len(rows) < page:
-            return
-
-
-def _sqlite_page(recorder: Any, after: tuple[Any, int] | None, page: int) -> list[StoredEvent]:
-    statement = f"SELECT originator_id, originator_version, topic, state FROM {recorder.events_table_name} "
-    params: list[Any] = []
-    if after is not None:
-        statement += "WHERE (originator_id, originator_version) > (?, ?) "
-        originator_id = after[0].hex if isinstance(after[0], UUID) else after[0]
-        params += [originator_id, after[1]]
-    statement += "ORDER BY originator_id, originator_version LIMIT ?"
-    params.append(page)
-    with recorder.datastore.transaction(commit=False) as cursor:
-        cursor.execute(statement, params)
-        return [StoredEvent(recorder.convert_originator_id(row[0]), row[1], row[2], row[3]) for row in cursor.fetchall()]
-
-
-def _postgres_page(recorder: Any, after: tuple[Any, int] | None, page: int) -> list[StoredEvent]:
-    from psycopg.sql import SQL, Identifier
-
-    statement = SQL("SELECT originator_id, originator_version, topic, state FROM {schema}.{table} ").format(
-        schema=Identifier(recorder.datastore.schema), table=Identifier(recorder.events_table_name))
-    params: list[Any] = []
-    if after is not None:
-        statement += SQL("WHERE (originator_id, originator_version) > (%s, %s) ")
-        params += list(after)
-    statement += SQL("ORDER BY originator_id, originator_version LIMIT %s")
-    params.append(page)
-    with recorder.datastore.get_connection() as connection, connection.cursor() as cursor:
-        cursor.execute(statement, params)
-        return [StoredEvent(row["originator_id"], row["originator_version"], row["topic"], bytes(row["state"]))
-                for row in cursor.fetchall()]
-
-
 # -- the checks ------------------------------------------------------------------------------------
 
 
 def check_snapshots(app: Any) -> tuple[Finding | None, Summary]:
     """Every stored snapshot against the aggregate rebuilt from its events at that version.
 
-    Returns the first finding (in aggregate id, version order) or None, and what was covered.
+    Returns the first finding (in log order of the snapshot's version) or None, and what was
+    covered: ``SnapshotCheck`` over one read of the log.
     """
-    summary = Summary()
-    current_id: Any = None
-    rebuilt: Any = None
-    for stored in iter_stored_snapshots(app):
-        first_of_aggregate = stored.originator_id != current_id
-        if first_of_aggregate:
-            current_id, rebuilt = stored.originator_id, None
-            summary.aggregates += 1
-        summary.snapshots += 1
+    check = SnapshotCheck(app)
+    try:
+        for page in read_log(app.recorder, app.mapper, stop=app.recorder.max_notification_id() or 0):
+            check.consume(page)
+        check.finish(0)
+    except _Found as found:
+        return found.finding, check.summary
+    return None, check.summary
+
+
+class _Found(CheckFailed):
+    def __init__(self, finding: Finding) -> None:
+        super().__init__(str(finding))
+        self.finding = finding
+
+
+class SnapshotCheck:
+    """The ``snapshots`` check as a consumer of the one read of the log.
+
+    Rule: each aggregate that has stored snapshots is rebuilt from its events alone, with
+    each event's ``mutate``, as the log streams by; when the rebuild reaches the version of
+    one of its snapshots, that snapshot is read (the repository's decode) and compared field
+    by field. Example: an account with snapshots at versions 200 and 400 and 450 events is
+    compared twice, at its 200th and its 400th event; a snapshot at version 500 would be
+    ``snapshot_without_events``. Memory: one rebuilt aggregate per aggregate with a snapshot.
+    """
+
+    name = "snapshots"
+
+    def __init__(self, app: Any) -> None:
+        self.app = app
+        self.pending: dict[Any, list[int]] = stored_snapshot_versions(app)
+        self.rebuilt: dict[Any, Any] = {}
+        self.summary = Summary(snapshots=sum(len(v) for v in self.pending.values()), aggregates=len(self.pending))
+        self._compared: set[Any] = set()
+
+    def consume(self, page: LogPage) -> None:
+        pending = self.pending
+        if not pending:
+            return
+        for index, notification in enumerate(page.notifications):
+            aggregate_id = notification.originator_id
+            versions = pending.get(aggregate_id)
+            if not versions:  # no snapshot of it, or every one already compared
+                continue
+            event: Any = page.events[index]  # an aggregate event of this application's mapper
+            rebuilt = self.rebuilt.get(aggregate_id)
+            try:
+                if event is None:
+                    raise page.unreadable[index]
+                rebuilt = self.rebuilt[aggregate_id] = event.mutate(rebuilt)
+            except Exception as error:
+                stored = self._stored(aggregate_id, versions[0])
+                assert stored is not None, "a snapshot listed a moment ago is gone"
+                raise _Found(_finding(REPLAY_FAILED, rebuilt, stored, f"its events do not replay: {_error(error)}")) from None
+            self.summary.events += 1
+            if versions and versions[0] == notification.originator_version:
+                self._compare(aggregate_id, versions.pop(0), rebuilt)
+
+    def finish(self, head: int) -> str:
+        for aggregate_id, versions in self.pending.items():
+            if versions:
+                stored = self._stored(aggregate_id, versions[0])
+                assert stored is not None, "a snapshot listed a moment ago is gone"
+                rebuilt = self.rebuilt.get(aggregate_id)
+                if rebuilt is None:
+                    raise _Found(_finding(SNAPSHOT_WITHOUT_EVENTS, None, stored, "the log has no events of this aggregate",
+                                          self._decoded(stored)))
+                raise _Found(_finding(SNAPSHOT_WITHOUT_EVENTS, rebuilt, stored,
+                                      f"the log has events of this aggregate only up to version {rebuilt.version}"))
+        if not self.summary.snapshots:
+            return "no stored snapshots (every load folds the events)"
+        return f"{self.summary.describe()} equal their aggregates rebuilt from {self.summary.events} event(s)"
+
+    def _compare(self, aggregate_id: Any, version: int, rebuilt: Any) -> None:
+        stored = self._stored(aggregate_id, version)
+        assert stored is not None, "a snapshot listed a moment ago is gone"
         try:
-            rebuilt, read = fold_events(app, stored.originator_id, rebuilt, stored.originator_version)
+            loaded = self.app.mapper.to_domain_event(stored).mutate(None)  # the repository's decode
         except Exception as error:
-            return _finding(REPLAY_FAILED, rebuilt, stored, f"its events do not replay: {_error(error)}"), summary
-        summary.events += read
-        try:
-            loaded = app.mapper.to_domain_event(stored).mutate(None)  # the repository's decode
-        except Exception as error:
-            return _finding(SNAPSHOT_UNREADABLE, rebuilt, stored, f"cannot be decoded: {_error(error)}"), summary
-        if rebuilt is None:
-            return _finding(SNAPSHOT_WITHOUT_EVENTS, None, stored, "the log has no events of this aggregate", loaded), summary
-        if rebuilt.version != stored.originator_version:
-            return _finding(SNAPSHOT_WITHOUT_EVENTS, rebuilt, stored,
-                            f"the log has events of this aggregate only up to version {rebuilt.version}"), summary
+            raise _Found(_finding(SNAPSHOT_UNREADABLE, rebuilt, stored, f"cannot be decoded: {_error(error)}")) from None
         difference = state_difference(rebuilt, loaded, "snapshot")
         if difference is not None:
-            return _finding(SNAPSHOT_DIFFERS, rebuilt, stored, difference), summary
-        if first_of_aggregate:
-            summary.kinds[type(rebuilt).__name__] += 1
-    return None, summary
+            raise _Found(_finding(SNAPSHOT_DIFFERS, rebuilt, stored, difference))
+        if aggregate_id not in self._compared:
+            self._compared.add(aggregate_id)
+            self.summary.kinds[type(rebuilt).__name__] += 1
+
+    def _stored(self, aggregate_id: Any, version: int) -> StoredEvent | None:
+        rows = self.app.snapshots.recorder.select_events(aggregate_id, gt=version - 1, lte=version)
+        return rows[0] if rows else None
+
+    def _decoded(self, stored: StoredEvent) -> Any:
+        try:
+            return self.app.mapper.to_domain_event(stored).mutate(None)
+        except Exception:
+            return None
 
 
 def live_equals_replay(app: Any, rebuilt: dict[Any, Any] | None = None) -> tuple[Finding | None, Summary]:
@@ -234,6 +243,39 @@ def live_equals_replay(app: Any, rebuilt: dict[Any, Any] | None = None) -> tuple
             return _live_finding(LIVE_DIFFERS, replayed, aggregate_id, live.version, difference), summary
         summary.kinds[type(replayed).__name__] += 1
     return None, summary
+
+
+def stored_snapshot_versions(app: Any) -> dict[Any, list[int]]:
+    """Each aggregate with stored snapshots -> their versions, ascending (no states read)."""
+    versions: dict[Any, list[int]] = {}
+    for aggregate_id, version in _snapshot_keys(app):
+        versions.setdefault(aggregate_id, []).append(version)
+    return versions
+
+
+def _snapshot_keys(app: Any) -> list[tuple[Any, int]]:
+    store = getattr(app, "snapshots", None)
+    if store is None:
+        return []
+    recorder = store.recorder
+    module = type(recorder).__module__
+    if module.startswith("eventsourcing.popo"):
+        with recorder._database_lock:
+            return sorted(((s.originator_id, s.originator_version) for s in recorder._stored_events),
+                          key=lambda key: (str(key[0]), key[1]))
+    if module.startswith("eventsourcing.sqlite"):
+        with recorder.datastore.transaction(commit=False) as cursor:
+            cursor.execute(f"SELECT originator_id, originator_version FROM {recorder.events_table_name} "
+                           "ORDER BY originator_id, originator_version")
+            return [(recorder.convert_originator_id(row[0]), row[1]) for row in cursor.fetchall()]
+    from psycopg.sql import SQL, Identifier
+
+    statement = SQL("SELECT originator_id, originator_version FROM {schema}.{table} "
+                    "ORDER BY originator_id, originator_version").format(
+        schema=Identifier(recorder.datastore.schema), table=Identifier(recorder.events_table_name))
+    with recorder.datastore.get_connection() as connection, connection.cursor() as cursor:
+        cursor.execute(statement)
+        return [(row["originator_id"], row["originator_version"]) for row in cursor.fetchall()]
 
 
 def stored_snapshot_ids(app: Any) -> list[Any]:

@@ -1,0 +1,183 @@
+"""The one reader of the event log, and the protocol of what consumes it.
+
+Rule: the log is read only through the library's notification log
+(``recorder.select_notifications``), a page at a time, in position order, and every
+notification is decoded once, by the application's mapper (``mapper.to_domain_event``).
+Everything that audits the whole log (the hash chain, the snapshot check, the invariants,
+the decision re-checks, the projection comparison of ``audit verify``) is a ``Consumer`` fed
+the same pages, so ``audit verify`` reads and decodes the log once for all of them.
+
+Example: a log of 12,000 events read with ``page=5000`` yields three ``LogPage``s of 5,000,
+5,000 and 2,000 entries; ``page.notifications[i]`` is the stored row (its raw ``state``
+bytes are what the chain hashes) and ``page.events[i]`` the domain event decoded from it.
+
+A notification that cannot be decoded (its stored bytes were edited into something the
+mapper refuses) does not stop the read: its event is ``None`` and the error is kept in
+``page.unreadable`` by index, so the chain still names the edited position while the
+consumers that need the event report it as unreadable.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+from eventsourcing.domain import DomainEventProtocol
+from eventsourcing.persistence import Notification
+
+PAGE = 5000
+
+
+@dataclass(frozen=True)
+class LogPage:
+    """One page of the log: the stored notifications and their decoded events, index by index."""
+
+    notifications: Sequence[Notification]
+    events: list[DomainEventProtocol[Any] | None]
+    unreadable: dict[int, Exception] = field(default_factory=dict)
+
+    @property
+    def last_position(self) -> int:
+        return self.notifications[-1].id
+
+    def entries(self) -> Iterator[tuple[Notification, DomainEventProtocol[Any]]]:
+        """(notification, event) of every decodable entry, in order."""
+        for notification, event in zip(self.notifications, self.events, strict=True):
+            if event is not None:
+                yield notification, event
+
+
+class Unreadable(Exception):
+    """A stored event the mapper cannot decode, at its log position."""
+
+    def __init__(self, position: int, error: Exception) -> None:
+        self.position = position
+        self.error = error
+        super().__init__(f"the event at position {position} cannot be decoded: {type(error).__name__}: {error}")
+
+
+class Consumer(Protocol):
+    """Something that folds the whole log: ``consume`` every page in order, then ``finish``.
+
+    A consumer raises ``CheckFailed`` (from either method) to report what it found; the
+    reader then stops feeding it and goes on with the others.
+    """
+
+    name: str
+
+    def consume(self, page: LogPage) -> None: ...
+
+    def finish(self, head: int) -> str:
+        """What a clean run covered, in one line (``head``: the last position read)."""
+        ...
+
+
+class CheckFailed(Exception):
+    """A consumer's finding, as the one line ``audit verify`` prints after ``FAILED``."""
+
+
+def read_log(recorder: Any, mapper: Any = None, *, start: int = 1, stop: int | None = None,
+             page: int = PAGE) -> Iterator[LogPage]:
+    """Pages of the log from position ``start`` up to ``stop``, in position order.
+
+    ``recorder`` is the application's recorder and ``mapper`` its mapper; without a mapper
+    only the stored notifications are read (every event ``None``), for readers of the raw
+    rows such as the hash chain. Without ``stop`` the read goes on to the first empty page,
+    so events appended while reading are included.
+    """
+    if page < 1:
+        raise ValueError("page must be at least 1")
+    position = start
+    while stop is None or position <= stop:
+        if stop is None:
+            notifications = recorder.select_notifications(start=position, limit=page)
+        else:
+            notifications = recorder.select_notifications(start=position, limit=page, stop=stop)
+        if not notifications:
+            return
+        events: list[DomainEventProtocol[Any] | None] = []
+        unreadable: dict[int, Exception] = {}
+        if mapper is not None:
+            to_event: Callable[[Notification], DomainEventProtocol[Any]] = mapper.to_domain_event
+            for index, notification in enumerate(notifications):
+                try:
+                    events.append(to_event(notification))
+                except Exception as error:  # an edited row: reported by each consumer, not here
+                    events.append(None)
+                    unreadable[index] = error
+        else:
+            events = [None] * len(notifications)
+        yield LogPage(notifications, events, unreadable)
+        position = notifications[-1].id + 1
+
+
+def log_events(app: Any, *, page: int = PAGE) -> Iterator[tuple[int, DomainEventProtocol[Any]]]:
+    """(position, event) of the whole log; an undecodable event raises ``Unreadable``."""
+    for log_page in read_log(app.recorder, app.mapper, page=page):
+        for index, (notification, event) in enumerate(zip(log_page.notifications, log_page.events, strict=True)):
+            if event is None:
+                raise Unreadable(notification.id, log_page.unreadable[index])
+            yield notification.id, event
+
+
+def first_unreadable(page: LogPage) -> Unreadable | None:
+    """The first undecodable entry of ``page``, or None."""
+    if not page.unreadable:
+        return None
+    index = min(page.unreadable)
+    return Unreadable(page.notifications[index].id, page.unreadable[index])
+
+
+def run(app: Any, consumers: Sequence[Consumer], *, page: int = PAGE, stop: int | None = None,
+        progress: Callable[[int], None] | None = None,
+        timer: Callable[[], float] | None = None) -> dict[str, tuple[str | None, str, float]]:
+    """Feed every page of the log to every consumer; each one's (failure, detail, seconds).
+
+    The log is read once up to ``stop`` (default: the head at the start). A consumer that fails is not fed
+    again; the read stops early when every consumer has failed. ``seconds`` is the time
+    spent in that consumer; the read and decode are timed under the name ``"read"``.
+    """
+    clock = timer or time.perf_counter
+    head = (app.recorder.max_notification_id() or 0) if stop is None else stop
+    results: dict[str, tuple[str | None, str, float]] = {}
+    spent: dict[str, float] = {consumer.name: 0.0 for consumer in consumers}
+    active = list(consumers)
+    read_seconds, done = 0.0, 0
+    pages = read_log(app.recorder, app.mapper, stop=head, page=page)
+    while active:
+        started = clock()
+        log_page = next(pages, None)
+        read_seconds += clock() - started
+        if log_page is None:
+            break
+        for consumer in list(active):
+            started = clock()
+            try:
+                consumer.consume(log_page)
+            except Exception as error:
+                results[consumer.name] = (failure_line(error), "", 0.0)
+                active.remove(consumer)
+            spent[consumer.name] += clock() - started
+        done += len(log_page.notifications)
+        if progress is not None:
+            progress(done)
+    for consumer in active:
+        started = clock()
+        try:
+            results[consumer.name] = (None, consumer.finish(head), 0.0)
+        except Exception as error:
+            results[consumer.name] = (failure_line(error), "", 0.0)
+        spent[consumer.name] += clock() - started
+    timed = {name: (failure, detail, spent[name]) for name, (failure, detail, _) in results.items()}
+    timed["read"] = (None, f"{done} event(s) read and decoded once", read_seconds)
+    return timed
+
+
+def failure_line(error: Exception) -> str:
+    """The line a check's failure prints: its finding, or ``[check_failed]`` and the crash."""
+    if isinstance(error, CheckFailed):
+        return str(error)
+    first = str(error).splitlines()[0] if str(error) else ""
+    return f"[check_failed] {type(error).__name__}: {first}"

@@ -1,0 +1,114 @@
+"""``audit verify`` as a service: every check fed by one read and one decode of the log.
+
+The checks, in the order they are reported:
+
+1. ``chain``: every event's hash recomputed from the stored bytes equals the recorded chain
+   (and extends the digest given, unchanged);
+2. ``snapshots``: every stored snapshot equals its aggregate rebuilt from the events alone;
+3. ``projections``: every read model rebuilt from event 1 equals the stored tables;
+4. ``invariants``: money conserved, fund never negative, every account solvent at the end
+   of every command, ... (``clearing.audit.invariants``);
+5. ``decisions``: every risk decision re-checked from its recorded inputs.
+
+Each check is a ``clearing.audit.log.Consumer``; ``clearing.audit.log.run`` reads the log
+once, up to the head at the start, and feeds every page to every check, so a log of N
+events is decoded N times, not once per check. The result is data (``Verification``); the
+command line prints it.
+
+This is the one place in ``clearing`` that reads the read side (``projections``): the
+projections check audits it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from contextlib import ExitStack
+from dataclasses import dataclass, field
+from typing import Any
+
+from clearing.audit.chain import ChainCheck, Digest
+from clearing.audit.decisions import DecisionCheck
+from clearing.audit.invariants import InvariantCheck
+from clearing.audit.log import PAGE, CheckFailed, Consumer, run
+from clearing.audit.snapshots import SnapshotCheck
+
+CHECKS = ("chain", "snapshots", "projections", "invariants", "decisions")
+
+
+@dataclass(frozen=True)
+class CheckResult:
+    """One check's outcome: ``failure`` is the line after ``FAILED``, else None."""
+
+    name: str
+    failure: str | None
+    detail: str
+    seconds: float
+
+    @property
+    def ok(self) -> bool:
+        return self.failure is None
+
+
+@dataclass
+class Verification:
+    """Every chosen check's result in report order, the skipped ones, and the read itself."""
+
+    results: list[CheckResult] = field(default_factory=list)
+    skipped: list[str] = field(default_factory=list)
+    read: CheckResult | None = None
+    head: int = 0
+
+    @property
+    def ok(self) -> bool:
+        return all(result.ok for result in self.results)
+
+    def reported(self) -> Iterator[CheckResult]:
+        """The results up to and including the first failure (what ``audit verify`` prints)."""
+        for result in self.results:
+            yield result
+            if not result.ok:
+                return
+
+
+def verify(app: Any, projector: Any, *, digest: Digest | None = None, skip: tuple[str, ...] = (),
+           page: int = PAGE, progress: Callable[[int], None] | None = None) -> Verification:
+    """Run the checks not in ``skip`` over one read of ``app``'s log.
+
+    ``projector`` is the store's live projector (``projections.runner.Projector``): the chain
+    check compares the log with its recorded chain, the projections check with its tables.
+    """
+    chosen = [name for name in CHECKS if name not in skip]
+    outcome = Verification(skipped=[name for name in CHECKS if name in skip])
+    outcome.head = head = app.recorder.max_notification_id() or 0
+    with ExitStack() as stack:
+        consumers: list[Consumer] = []
+        refused: dict[str, str] = {}
+        for name in chosen:
+            try:
+                consumers.append(_check(name, app, projector, digest, head, stack))
+            except CheckFailed as refusal:
+                refused[name] = str(refusal)
+        results = run(app, consumers, page=page, progress=progress, stop=head)
+    for name in chosen:
+        if name in refused:
+            outcome.results.append(CheckResult(name, refused[name], "", 0.0))
+        else:
+            outcome.results.append(CheckResult(name, *results[name]))
+    outcome.read = CheckResult("read", *results["read"])
+    return outcome
+
+
+def _check(name: str, app: Any, projector: Any, digest: Digest | None, head: int, stack: ExitStack) -> Consumer:
+    if name == "chain":
+        projector.prepare()  # verify only reads: events not yet chained are reported, not chained
+        connection = stack.enter_context(projector.store.engine.connect())
+        return ChainCheck(projector.projections["chain"].stored(connection), digest)
+    if name == "snapshots":
+        return SnapshotCheck(app)
+    if name == "projections":
+        from projections.compare import ProjectionCheck  # the check that audits the read side
+
+        return ProjectionCheck(projector, head)
+    if name == "invariants":
+        return InvariantCheck(app)
+    return DecisionCheck()
