@@ -53,10 +53,12 @@ from uuid import UUID
 from eventsourcing.domain import Aggregate
 
 from clearing.application import ClearingApplication
-from clearing.audit.log import CheckFailed, LogPage, Unreadable, read_log
+from clearing.audit.log import CheckFailed, Handlers, LogPage, Unreadable, read_log
 from clearing.audit.snapshots import live_equals_replay, stored_snapshot_ids
 from clearing.domain import ids
 from clearing.domain.account import Account
+from clearing.domain.clearinghouse import Clearinghouse
+from clearing.domain.command_record import CommandRecord
 from clearing.domain.insurance import FundCause, InsuranceFund
 from clearing.domain.market import Market
 from clearing.errors import InvariantViolation
@@ -80,7 +82,7 @@ class Fold:
     account_ids: dict[str, UUID] = field(default_factory=dict)
     open_interest_recorded: dict[str, Decimal] = field(default_factory=dict)
     allocations: dict[tuple[str, str], list[Decimal]] = field(default_factory=dict)
-    counts: dict[str, int] = field(default_factory=lambda: defaultdict(int))
+    fund_established: bool = False
     covered: set[str] = field(default_factory=set)
     loaded_through_snapshots: int = 0  # aggregates whose snapshot + later events equal their events
     holdings: dict[str, set[str]] = field(default_factory=lambda: defaultdict(set))  # account -> markets held
@@ -139,9 +141,11 @@ class InvariantCheck:
             for index, (notification, event) in enumerate(zip(page.notifications, page.events, strict=True)):
                 if event is None:
                     raise Unreadable(notification.id, page.unreadable[index])
-                kind = notification.topic.rsplit(":", 1)[-1]
-                _fold_event(fold, kind, event)
-                if kind in COMMAND_ENDS:
+                cls = type(event)
+                handler = ON.get(cls)
+                if handler is not None:
+                    handler(fold, event)
+                if cls in COMMAND_ENDS:
                     _solvent(fold, notification.id)
                 aggregate_id = notification.originator_id  # UUID | str to the library; ours are UUIDs
                 if rebuild and isinstance(aggregate_id, UUID) and aggregate_id in rebuild and aggregate_id not in broken:
@@ -168,73 +172,143 @@ class InvariantCheck:
             _replay_equals_live(self.app, fold, self.rebuilt)
 
 
-def _fold_event(fold: Fold, kind: str, event: Any) -> None:  # noqa: PLR0912, PLR0915 - one branch per event type
-    fold.counts[kind] += 1
-    if kind in HOLD_BACK:
-        fold.held_back.add(event.account)
-    elif kind in RELEASE:
-        fold.held_back.discard(event.account)
-    elif kind == "Clearinghouse.LiquidationQueued":
-        fold.held_back.add(event.account)
-    elif kind == "Clearinghouse.LiquidationDequeued":
-        fold.held_back.discard(event.account)
-        fold.dirty.add(event.account)
-    if kind == "CommandRecord.Accepted":
-        _covered_end_at_zero_or_above(fold)
-    elif kind == "Account.Opened":
-        fold.account_ids[event.account] = event.originator_id
-    elif kind == "Account.Deposited":
-        fold.deposits += event.amount
-        _cash(fold, event.account, event.amount)
-    elif kind == "Account.Withdrawn":
-        fold.withdrawals += event.amount
-        _cash(fold, event.account, -event.amount)
-    elif kind == "Account.TradeFilled":
-        _fill(fold, event.account, event.market, event.size_delta, event.price, event.realized_pnl)
-    elif kind == "Account.Liquidated":
-        _fill(fold, event.account, event.market, event.size_delta, event.price_fill, event.realized_pnl, event.quote_fill)
-        _cash(fold, event.account, -event.penalty)
-    elif kind == "Account.PositionTaken":
-        _fill(fold, event.account, event.market, event.size_delta, event.price, event.realized_pnl, event.quote)
-        _cash(fold, event.account, event.fee_received)
-    elif kind == "Account.PositionSettled":
-        _fill(fold, event.account, event.market, -event.size, event.price_settlement, event.realized_pnl)
-    elif kind == "Account.FundingPaid":
-        _cash(fold, event.account, event.amount)
-    elif kind == "Account.LossAllocated":
-        if fold.sizes[(event.account, event.market)] == ZERO:
-            raise InvariantViolation(f"flat_accounts_pay_no_losses: {event.account} paid {event.share} in {event.market} "
-                                     "with no position")
-        fold.allocations.setdefault((event.loss_id, event.policy), [event.loss_total, ZERO])[1] += event.share
-        _cash(fold, event.account, -event.share)
-    elif kind == "Account.LossCovered":
-        _cash(fold, event.account, event.fund_paid + event.allocated)
-        fold.covered.add(event.account)  # checked when the command ends (after any deleveraging)
-    elif kind == "Account.AccountClosed":
-        fold.closed.add(event.account)
-    elif kind == "Market.Listed":
-        fold.contract_sizes[event.market] = event.contract_size
-    elif kind == "Market.MarkPriceSet":
-        fold.marks[event.market] = event.price_mark
-        fold.dirty.update(fold.holders[event.market])
-    elif kind == "Market.MarketSettled":
-        fold.marks[event.market] = event.price_settlement
-        fold.open_interest_recorded[event.market] = ZERO
-    elif kind == "Market.TradingRecorded":
-        fold.open_interest_recorded[event.market] = event.open_interest_after
-    elif kind == "InsuranceFund.Contributed":
-        if event.cause == FundCause.CONTRIBUTION:
-            fold.contributions += event.amount
-        fold.insurance_fund += event.amount
-    elif kind == "InsuranceFund.Drawn":
-        fold.insurance_fund -= event.amount
-        if fold.insurance_fund < ZERO:
-            raise InvariantViolation(f"insurance_fund_not_negative: balance {fold.insurance_fund} after a draw")
+ON: Handlers[Fold] = Handlers()
 
 
-COMMAND_ENDS = ("CommandRecord.Accepted", "CommandRecord.Rejected")
-HOLD_BACK = ("Account.LiquidationDeferred",)
-RELEASE = ("Account.Liquidated", "Account.MarginCallMet", "Account.LossCovered")
+@ON.register(Account.LiquidationDeferred)
+def _deferred(fold: Fold, event: Account.LiquidationDeferred) -> None:
+    fold.held_back.add(event.account)
+
+
+@ON.register(Clearinghouse.LiquidationQueued)
+def _queued(fold: Fold, event: Clearinghouse.LiquidationQueued) -> None:
+    fold.held_back.add(event.account)
+
+
+@ON.register(Account.MarginCallMet)
+def _call_met(fold: Fold, event: Account.MarginCallMet) -> None:
+    fold.held_back.discard(event.account)
+
+
+@ON.register(Clearinghouse.LiquidationDequeued)
+def _dequeued(fold: Fold, event: Clearinghouse.LiquidationDequeued) -> None:
+    fold.held_back.discard(event.account)
+    fold.dirty.add(event.account)
+
+
+@ON.register(CommandRecord.Accepted)
+def _accepted(fold: Fold, event: CommandRecord.Accepted) -> None:
+    _covered_end_at_zero_or_above(fold)
+
+
+@ON.register(Account.Opened)
+def _opened(fold: Fold, event: Account.Opened) -> None:
+    fold.account_ids[event.account] = event.originator_id
+
+
+@ON.register(Account.Deposited)
+def _deposited(fold: Fold, event: Account.Deposited) -> None:
+    fold.deposits += event.amount
+    _cash(fold, event.account, event.amount)
+
+
+@ON.register(Account.Withdrawn)
+def _withdrawn(fold: Fold, event: Account.Withdrawn) -> None:
+    fold.withdrawals += event.amount
+    _cash(fold, event.account, -event.amount)
+
+
+@ON.register(Account.TradeFilled)
+def _trade_filled(fold: Fold, event: Account.TradeFilled) -> None:
+    _fill(fold, event.account, event.market, event.size_delta, event.price, event.realized_pnl)
+
+
+@ON.register(Account.Liquidated)
+def _liquidated(fold: Fold, event: Account.Liquidated) -> None:
+    fold.held_back.discard(event.account)
+    _fill(fold, event.account, event.market, event.size_delta, event.price_fill, event.realized_pnl, event.quote_fill)
+    _cash(fold, event.account, -event.penalty)
+
+
+@ON.register(Account.PositionTaken)
+def _position_taken(fold: Fold, event: Account.PositionTaken) -> None:
+    _fill(fold, event.account, event.market, event.size_delta, event.price, event.realized_pnl, event.quote)
+    _cash(fold, event.account, event.fee_received)
+
+
+@ON.register(Account.PositionSettled)
+def _position_settled(fold: Fold, event: Account.PositionSettled) -> None:
+    _fill(fold, event.account, event.market, -event.size, event.price_settlement, event.realized_pnl)
+
+
+@ON.register(Account.FundingPaid)
+def _funding_paid(fold: Fold, event: Account.FundingPaid) -> None:
+    _cash(fold, event.account, event.amount)
+
+
+@ON.register(Account.LossAllocated)
+def _loss_allocated(fold: Fold, event: Account.LossAllocated) -> None:
+    if fold.sizes[(event.account, event.market)] == ZERO:
+        raise InvariantViolation(f"flat_accounts_pay_no_losses: {event.account} paid {event.share} in {event.market} "
+                                 "with no position")
+    fold.allocations.setdefault((event.loss_id, event.policy), [event.loss_total, ZERO])[1] += event.share
+    _cash(fold, event.account, -event.share)
+
+
+@ON.register(Account.LossCovered)
+def _loss_covered(fold: Fold, event: Account.LossCovered) -> None:
+    fold.held_back.discard(event.account)
+    _cash(fold, event.account, event.fund_paid + event.allocated)
+    fold.covered.add(event.account)  # checked when the command ends (after any deleveraging)
+
+
+@ON.register(Account.AccountClosed)
+def _closed(fold: Fold, event: Account.AccountClosed) -> None:
+    fold.closed.add(event.account)
+
+
+@ON.register(Market.Listed)
+def _listed(fold: Fold, event: Market.Listed) -> None:
+    fold.contract_sizes[event.market] = event.contract_size
+
+
+@ON.register(Market.MarkPriceSet)
+def _marked(fold: Fold, event: Market.MarkPriceSet) -> None:
+    fold.marks[event.market] = event.price_mark
+    fold.dirty.update(fold.holders[event.market])
+
+
+@ON.register(Market.MarketSettled)
+def _market_settled(fold: Fold, event: Market.MarketSettled) -> None:
+    fold.marks[event.market] = event.price_settlement
+    fold.open_interest_recorded[event.market] = ZERO
+
+
+@ON.register(Market.TradingRecorded)
+def _trading_recorded(fold: Fold, event: Market.TradingRecorded) -> None:
+    fold.open_interest_recorded[event.market] = event.open_interest_after
+
+
+@ON.register(InsuranceFund.Established)
+def _fund_established(fold: Fold, event: InsuranceFund.Established) -> None:
+    fold.fund_established = True
+
+
+@ON.register(InsuranceFund.Contributed)
+def _contributed(fold: Fold, event: InsuranceFund.Contributed) -> None:
+    if event.cause == FundCause.CONTRIBUTION:
+        fold.contributions += event.amount
+    fold.insurance_fund += event.amount
+
+
+@ON.register(InsuranceFund.Drawn)
+def _drawn(fold: Fold, event: InsuranceFund.Drawn) -> None:
+    fold.insurance_fund -= event.amount
+    if fold.insurance_fund < ZERO:
+        raise InvariantViolation(f"insurance_fund_not_negative: balance {fold.insurance_fund} after a draw")
+
+
+COMMAND_ENDS = frozenset({CommandRecord.Accepted, CommandRecord.Rejected})
 
 
 def _solvent(fold: Fold, position: int) -> None:
@@ -382,7 +456,7 @@ def _replay_equals_live(app: ClearingApplication, fold: Fold, aggregates: dict[U
         if loaded.open_interest != fold.open_interest_recorded.get(market, ZERO):
             raise InvariantViolation(f"replay_equals_live: market {market} open interest {loaded.open_interest} != "
                                      f"{fold.open_interest_recorded.get(market, ZERO)} in the log")
-    if fold.counts["InsuranceFund.Established"]:
+    if fold.fund_established:
         fund: InsuranceFund = app.repository.get(ids.insurance_fund_id())
         balance = fund.balance
         if balance != fold.insurance_fund:

@@ -22,12 +22,14 @@ from __future__ import annotations
 import time
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Protocol
+from typing import Any, Generic, Protocol, TypeVar
 
 from eventsourcing.domain import DomainEventProtocol
 from eventsourcing.persistence import Notification
 
 PAGE = 5000
+S = TypeVar("S")
+E = TypeVar("E")
 
 
 @dataclass(frozen=True)
@@ -72,6 +74,43 @@ class Consumer(Protocol):
     def finish(self, head: int) -> str:
         """What a clean run covered, in one line (``head``: the last position read)."""
         ...
+
+
+class Handlers(Generic[S]):
+    """Handlers of a fold by event class, as the library's own projection dispatch does.
+
+    Example::
+
+        ON: Handlers[Fold] = Handlers()
+
+        @ON.register(Account.Deposited)
+        def _deposited(fold: Fold, event: Account.Deposited) -> None:
+            fold.deposits += event.amount
+
+    ``ON.get(type(event))`` is the handler (None for a class the fold does not read): one
+    dictionary lookup per event, and each handler annotated with its event class so the
+    type checker sees every field it reads.
+    """
+
+    def __init__(self) -> None:
+        self._by_class: dict[type[Any], Callable[[S, Any], None]] = {}
+
+    def register(self, *classes: type[E]) -> Callable[[Callable[[S, E], None]], Callable[[S, E], None]]:
+        def decorate(handler: Callable[[S, E], None]) -> Callable[[S, E], None]:
+            for cls in classes:
+                if cls in self._by_class:
+                    raise ValueError(f"{cls.__qualname__} already has a handler")
+                self._by_class[cls] = handler
+            return handler
+
+        return decorate
+
+    def get(self, cls: type[Any]) -> Callable[[S, Any], None] | None:
+        return self._by_class.get(cls)
+
+    @property
+    def classes(self) -> frozenset[type[Any]]:
+        return frozenset(self._by_class)
 
 
 class CheckFailed(Exception):
