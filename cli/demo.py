@@ -191,8 +191,8 @@ def _summaries(app: Any, projections: Any, accounts: int, show_accounts: int) ->
 
 def _reports(store: Store, directory: str) -> None:
     """Write every report for the demo's business day as CSV; print disclosures and stress."""
-    from projections.reports import REPORT_NAMES, build_report, check_request
-    from projections.reports import render as render_report
+    from projections.reports.registry import REPORT_NAMES, build_report, check_request
+    from projections.reports.rendering import render as render_report
 
     day = START.date().isoformat()
     target = Path(directory)

@@ -16,7 +16,9 @@ import click
 
 from clearing.errors import ClearingError, InputError
 from cli.context import Store, fail, pass_store
-from projections.reports import DEFAULT_SHOCKS, build_report, check_request, render, signed
+from projections.reports.registry import build_report, check_request
+from projections.reports.rendering import render
+from projections.reports.shocks import DEFAULT_SHOCKS, signed
 
 
 def check_output(path: str) -> Path:

@@ -14,7 +14,8 @@ from clearing.lab.tape import load_tape
 from cli.main import main
 from projections.read import Views
 from projections.replay import REPLAY_LOCK, ReplayTarget
-from projections.reports import DayState, as_of
+from projections.reports.inputs import DayState
+from projections.reports.reader import as_of
 from projections.store import ProjectionStore
 from tests.conftest import require_postgres
 

@@ -287,7 +287,8 @@ def test_a_back_dated_event_is_booked_on_the_current_business_day_everywhere(sql
 
 def test_every_report_is_byte_identical_after_a_rebuild_and_in_a_replay(sqlite_db, tmp_path):
     from projections.replay import replay_into
-    from projections.reports import REPORT_NAMES, build_report, check_request, render
+    from projections.reports.registry import REPORT_NAMES, build_report, check_request
+    from projections.reports.rendering import render
 
     ledger = _post_script(sqlite_db)
     store = ProjectionStore(sqlite_db)

@@ -10,7 +10,7 @@ from click.testing import CliRunner
 
 import cli.reports  # noqa: F401 - registers `clearing report`
 from cli.main import main
-from projections.reports import REPORT_NAMES
+from projections.reports.registry import REPORT_NAMES
 from tests.unit.test_reports import DATES, build
 
 

@@ -39,22 +39,13 @@ from clearing.money import LEDGER_CONTEXT
 from clearing.settings import store_env
 from cli.main import main
 from projections.read import Views
-from projections.reports import (
-    REPORT_NAMES,
-    Report,
-    Scenario,
-    build_report,
-    check_request,
-    covers,
-    load_prices,
-    parse_date,
-    parse_shocks,
-    price_scenarios,
-    render,
-    shocked_mark,
-    worst_fall,
-    worst_rise,
-)
+from projections.reports.price_history import load_prices, price_scenarios, worst_fall, worst_rise
+from projections.reports.registry import REPORT_NAMES, build_report, check_request
+from projections.reports.rendering import render
+from projections.reports.request import parse_date
+from projections.reports.result import Report
+from projections.reports.scenarios import Scenario, covers, shocked_mark
+from projections.reports.shocks import parse_shocks
 from projections.runner import Projector
 from projections.store import ProjectionStore
 from tests.ledger import Ledger
