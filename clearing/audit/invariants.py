@@ -82,6 +82,7 @@ class Fold:
     account_ids: dict[str, UUID] = field(default_factory=dict)
     open_interest_recorded: dict[str, Decimal] = field(default_factory=dict)
     allocations: dict[tuple[str, str], list[Decimal]] = field(default_factory=dict)
+    counts: dict[str, int] = field(default_factory=lambda: defaultdict(int))  # events per kind (Account.Deposited)
     fund_established: bool = False
     covered: set[str] = field(default_factory=set)
     loaded_through_snapshots: int = 0  # aggregates whose snapshot + later events equal their events
@@ -142,6 +143,7 @@ class InvariantCheck:
                 if event is None:
                     raise Unreadable(notification.id, page.unreadable[index])
                 cls = type(event)
+                fold.counts[cls.__qualname__] += 1
                 handler = ON.get(cls)
                 if handler is not None:
                     handler(fold, event)
