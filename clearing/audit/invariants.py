@@ -77,6 +77,7 @@ class Fold:
     collateral: dict[str, Decimal] = field(default_factory=lambda: defaultdict(lambda: ZERO))
     sizes: dict[tuple[str, str], Decimal] = field(default_factory=lambda: defaultdict(lambda: ZERO))
     marks: dict[str, Decimal] = field(default_factory=dict)
+    unit_values: dict[str, Decimal] = field(default_factory=dict)  # market -> mark x contract size
     contract_sizes: dict[str, Decimal] = field(default_factory=dict)
     closed: set[str] = field(default_factory=set)
     account_ids: dict[str, UUID] = field(default_factory=dict)
@@ -277,12 +278,14 @@ def _listed(fold: Fold, event: Market.Listed) -> None:
 @ON.register(Market.MarkPriceSet)
 def _marked(fold: Fold, event: Market.MarkPriceSet) -> None:
     fold.marks[event.market] = event.price_mark
+    fold.unit_values[event.market] = event.price_mark * fold.contract_sizes[event.market]
     fold.dirty.update(fold.holders[event.market])
 
 
 @ON.register(Market.MarketSettled)
 def _market_settled(fold: Fold, event: Market.MarketSettled) -> None:
     fold.marks[event.market] = event.price_settlement
+    fold.unit_values[event.market] = event.price_settlement * fold.contract_sizes[event.market]
     fold.open_interest_recorded[event.market] = ZERO
 
 
@@ -316,14 +319,12 @@ COMMAND_ENDS = frozenset({CommandRecord.Accepted, CommandRecord.Rejected})
 def _solvent(fold: Fold, position: int) -> None:
     """Every account re-valued at the end of a command has equity >= 0 (``solvency``)."""
     fold.commands_checked += 1
-    for account in sorted(fold.dirty):
-        if account in fold.held_back:
-            continue
-        equity = _equity(fold, account)
-        if equity < ZERO:
-            raise InvariantViolation(
-                f"solvency: {account} ends the command recorded at log position {position} with equity {equity}"
-            )
+    held_back = fold.held_back
+    failing = [account for account in fold.dirty if account not in held_back and _equity(fold, account) < ZERO]
+    if failing:
+        account = min(failing)  # the first by name, whatever the order of the set
+        raise InvariantViolation(f"solvency: {account} ends the command recorded at log position {position} with "
+                                 f"equity {_equity(fold, account)}")
     fold.dirty.clear()
 
 
@@ -344,8 +345,9 @@ def _equity(fold: Fold, account: str) -> Decimal:
     negative once a deficit is covered.
     """
     equity = fold.quote[account]
+    sizes, unit_values = fold.sizes, fold.unit_values
     for market in fold.holdings[account]:
-        equity += fold.sizes[(account, market)] * fold.marks[market] * fold.contract_sizes[market]
+        equity += sizes[(account, market)] * unit_values[market]
     return equity
 
 

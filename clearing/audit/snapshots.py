@@ -7,13 +7,14 @@ so every decision is taken on whatever the snapshot table holds. The events are 
 the hash chain; the snapshots are not. A snapshot that equals the aggregate rebuilt from
 its events alone is exactly as trustworthy as those events, so:
 
-* ``check_snapshots`` (``audit verify``'s ``snapshots`` check): every stored snapshot is
-  decoded with the application's mapper and ``Snapshot.mutate`` (the repository's own
-  decode) and compared with the aggregate rebuilt from its events alone up to the
-  snapshot's version. Snapshots are streamed in (aggregate id, version) order, a page at a
-  time; each aggregate's events are read and folded once, window by window between its
-  snapshot versions, so the work is one decode of the events of the aggregates that have
-  snapshots, whatever the number of snapshots.
+* ``check_snapshots`` (``audit verify``'s ``snapshots`` check, ``SnapshotCheck``): every
+  stored snapshot is decoded with the application's mapper and ``Snapshot.mutate`` (the
+  repository's own decode) and compared with the aggregate rebuilt from its events alone up
+  to the snapshot's version. The check is a consumer of the one read of the log
+  (``clearing.audit.log``): the versions of every snapshot are listed first (no states), each
+  aggregate that has one is folded as its events stream by, and a snapshot's state is read
+  when the fold reaches its version, so the work is the ``mutate`` of those aggregates'
+  events, whatever the number of snapshots.
 * ``live_equals_replay`` (the ``replay_equals_live`` invariant): every aggregate that has a
   snapshot, loaded through ``app.repository`` (latest snapshot + later events: the path the
   working set decides on), equals the aggregate rebuilt from its events alone at the same
