@@ -235,7 +235,7 @@ EDITS = [lower_margin_fractions, raise_collateral, fund_balance, clearinghouse_p
 
 def assert_caught(db: str, tampered: Tampered, capsys: pytest.CaptureFixture[str]) -> None:
     capsys.readouterr()
-    assert run_verify(Store(db)) is False
+    assert run_verify(Store(db), workers=1) is False
     out = capsys.readouterr().out
     assert "chain        ok" in out, out  # the events are untouched
     assert f"snapshots    FAILED {tampered.line()}" in out, out
@@ -246,7 +246,7 @@ def assert_caught(db: str, tampered: Tampered, capsys: pytest.CaptureFixture[str
 
 def assert_clean(db: str, capsys: pytest.CaptureFixture[str]) -> None:
     capsys.readouterr()
-    assert run_verify(Store(db)) is True
+    assert run_verify(Store(db), workers=1) is True
     out = capsys.readouterr().out
     assert "snapshots    ok   5 snapshot(s) of 5 aggregate(s) (Account 2, Clearinghouse 1, InsuranceFund 1, Market 1)" in out, out
     assert "5 aggregate(s) loaded through snapshots equal their events" in out, out
@@ -323,7 +323,7 @@ def test_a_deleted_snapshot_is_not_a_finding(sqlite_base, tmp_path, capsys):
         table.delete(row.uuid, row.version)
     connection.close()
     capsys.readouterr()
-    assert run_verify(Store(str(work))) is True
+    assert run_verify(Store(str(work)), workers=1) is True
     assert "snapshots    ok   4 snapshot(s) of 4 aggregate(s)" in capsys.readouterr().out
 
 
