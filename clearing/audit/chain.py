@@ -96,10 +96,16 @@ def event_hash(previous: bytes, originator_id: UUID, originator_version: int, to
 
 
 def notification_hash(previous: bytes, notification: Any) -> bytes:
-    """``event_hash`` of a stored event or notification (anything with the four fields)."""
-    return event_hash(
-        previous, notification.originator_id, notification.originator_version, notification.topic, notification.state
-    )
+    """``event_hash`` of a stored event or notification (anything with the four fields).
+
+    The library always stores ``state`` as bytes. A row edited in SQLite with a text
+    function (``replace(state, ...)``) comes back as ``str``; it is hashed as its UTF-8
+    bytes, so the edit shows as a ``hash_mismatch`` at its position instead of a crash.
+    """
+    state = notification.state
+    if isinstance(state, str):
+        state = state.encode("utf-8")
+    return event_hash(previous, notification.originator_id, notification.originator_version, notification.topic, state)
 
 
 def iter_pages(recorder: Any, *, start: int = 1, page: int = PAGE) -> Iterator[Sequence[Notification]]:

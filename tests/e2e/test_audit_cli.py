@@ -94,6 +94,20 @@ def test_verify_names_the_position_of_a_changed_event_and_a_digest_catches_a_rew
     assert with_digest.returncode == 1
 
 
+def test_an_event_edited_with_a_text_function_is_a_hash_mismatch_at_its_position_not_a_crash(ledger_db):
+    """SQLite's replace() on the BLOB state stores TEXT: the chain hashes it as UTF-8 and names the row."""
+    with sqlite3.connect(ledger_db) as connection:
+        rowid = connection.execute(
+            "SELECT rowid FROM stored_events WHERE topic LIKE '%Deposited' ORDER BY rowid LIMIT 1").fetchone()[0]
+        connection.execute("UPDATE stored_events SET state = replace(state, '\"1000\"', '\"9000\"') WHERE rowid = ?",
+                           (rowid,))
+        assert connection.execute("SELECT typeof(state) FROM stored_events WHERE rowid = ?", (rowid,)).fetchone()[0] == "text"
+    verify = clearing(ledger_db, "audit", "verify")
+    assert verify.returncode == 1
+    assert f"chain        FAILED [hash_mismatch] at position {rowid}:" in verify.stdout, verify.stdout
+    assert "Traceback" not in verify.stderr and "check_failed" not in verify.stdout
+
+
 BAD_AUDIT_INPUT = [
     (["account", "show", "alice", "--as-of", "0"], "invalid_until"),
     (["account", "show", "alice", "--as-of", "2025-01-01T00:00:00"], "invalid_until"),
