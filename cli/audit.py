@@ -206,10 +206,10 @@ def run_verify(store: Store, expected: Any = None, skip: tuple[str, ...] = (), w
 
     workers = (2 if (os.cpu_count() or 1) >= 2 else 1) if workers is None else workers
     head = store.app.recorder.max_notification_id() or 0
-    if workers > 1 and store.db != ":memory:":
+    groups = [tuple(name for name in CHECKS if name not in group or name in skip) for group in GROUPS]
+    groups = [others for others in groups if len(others) < len(CHECKS)]  # groups with a check left to run
+    if workers > 1 and len(groups) > 1 and store.db != ":memory:":
         digest_text = expected.to_text() if expected is not None else None
-        groups = [tuple(name for name in CHECKS if name not in group or name in skip) for group in GROUPS]
-        groups = [others for others in groups if len(others) < len(CHECKS)]
         with ProcessPoolExecutor(max_workers=len(groups), mp_context=multiprocessing.get_context("spawn")) as pool:
             futures = [pool.submit(_verify_group, store.db, digest_text, others, index == 0)
                        for index, others in enumerate(groups)]

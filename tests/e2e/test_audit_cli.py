@@ -108,6 +108,17 @@ def test_an_event_edited_with_a_text_function_is_a_hash_mismatch_at_its_position
     assert "Traceback" not in verify.stderr and "check_failed" not in verify.stdout
 
 
+def test_verify_with_whole_groups_skipped_runs_what_is_left(ledger_db):
+    """Skipping every check of one process group (or all five) leaves one process, not a crash."""
+    group = clearing(ledger_db, "audit", "verify", "--skip", "chain", "--skip", "snapshots", "--skip", "invariants")
+    assert group.returncode == 0, group.stderr
+    assert "projections  ok" in group.stdout and "decisions    ok" in group.stdout and "chain        skipped" in group.stdout
+    everything = clearing(ledger_db, "audit", "verify", *(arg for name in ("chain", "snapshots", "projections",
+                                                                          "invariants", "decisions")
+                                                          for arg in ("--skip", name)))
+    assert everything.returncode == 0 and everything.stdout.count("skipped") == 5, everything.stderr
+
+
 BAD_AUDIT_INPUT = [
     (["account", "show", "alice", "--as-of", "0"], "invalid_until"),
     (["account", "show", "alice", "--as-of", "2025-01-01T00:00:00"], "invalid_until"),
