@@ -7,7 +7,7 @@ from typing import Any
 
 from sqlalchemy import select
 
-from clearing.audit.log import CheckFailed, LogPage, Unreadable
+from clearing.audit.log import CheckFailed, LogPage
 from clearing.money import fmt
 from projections.runner import READ_MODELS, Projector
 from projections.store import ProjectionStore
@@ -67,9 +67,7 @@ class ProjectionCheck:
         self.scratch = Projector(live.app, ProjectionStore(":memory:"), READ_MODELS)
 
     def consume(self, page: LogPage) -> None:
-        if page.unreadable:
-            index = min(page.unreadable)
-            raise Unreadable(page.notifications[index].id, page.unreadable[index])
+        page.require_readable()
         self.scratch.feed(page.notifications, page.events)
 
     def finish(self, head: int) -> str:

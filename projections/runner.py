@@ -172,11 +172,7 @@ class Projector:
             positions = self._positions(session)
             self._apply(notes, positions, session, events)
             reached = notes[-1].id
-            for name, projection in self.projections.items():
-                if reached > positions[name]:
-                    projection.flush(session)
-                    self.trackers[name]._insert_tracking(session, Tracking(APPLICATION, reached))
-                    self.expected[name] = reached
+            self._advance(session, positions, reached)
         self._confirm(reached)
 
     def check_schema(self) -> None:
@@ -202,12 +198,16 @@ class Projector:
                                                        inclusive_of_start=False)
         self._apply(notes, positions, session)
         reached = notes[-1].id if len(notes) == page else head
+        self._advance(session, positions, reached)
+        return len(notes), reached, head
+
+    def _advance(self, session: Any, positions: dict[str, int], reached: int) -> None:
+        """Write each projection's rows and its tracking record at ``reached``, in ``session``."""
         for name, projection in self.projections.items():
             if reached > positions[name]:
                 projection.flush(session)
                 self.trackers[name]._insert_tracking(session, Tracking(APPLICATION, reached))
                 self.expected[name] = reached
-        return len(notes), reached, head
 
     def _positions(self, session: Any) -> dict[str, int]:
         """Each projection's tracked position, re-binding when another process rebuilt it."""

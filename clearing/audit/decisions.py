@@ -130,13 +130,13 @@ from __future__ import annotations
 import decimal
 import heapq
 from collections import Counter, defaultdict
-from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from decimal import ROUND_CEILING, Decimal
 from typing import TYPE_CHECKING, Any
 
-from clearing.audit.log import CheckFailed, LogPage, Unreadable, read_log
+from clearing.audit.log import CheckFailed, LogPage, log_events
 from clearing.domain.account import BANKRUPT, HEALTHY, LIQUIDATING, MARGIN_CALL, Account
 from clearing.domain.clearinghouse import Clearinghouse
 from clearing.domain.command_record import CommandRecord
@@ -1862,21 +1862,7 @@ def audit_decisions(events: Iterable[tuple[int, Any]], *, stop_at_first: bool = 
 
 def audit_log(app: ClearingApplication, *, stop_at_first: bool = True, progress: Callable[[int], None] | None = None) -> list[Finding]:
     """Audit the application's whole event log (``audit_decisions`` over ``log_events``)."""
-    return audit_decisions(log_events(app, progress), stop_at_first=stop_at_first)
-
-
-def log_events(app: ClearingApplication, progress: Callable[[int], None] | None = None) -> Iterator[tuple[int, Any]]:
-    """(position, domain event) of the whole log (``clearing.audit.log.read_log``); ``progress``
-    gets the number of events read after each page."""
-    count = 0
-    for page in read_log(app.recorder, app.mapper):
-        for index, (notification, event) in enumerate(zip(page.notifications, page.events, strict=True)):
-            if event is None:
-                raise Unreadable(notification.id, page.unreadable[index])
-            yield notification.id, event
-        count += len(page.notifications)
-        if progress is not None:
-            progress(count)
+    return audit_decisions(log_events(app, progress=progress), stop_at_first=stop_at_first)
 
 
 class DecisionCheck:
@@ -1891,9 +1877,7 @@ class DecisionCheck:
         audit = self.audit
         with decimal.localcontext(LEDGER_CONTEXT):
             try:
-                for index, (notification, event) in enumerate(zip(page.notifications, page.events, strict=True)):
-                    if event is None:
-                        raise Unreadable(notification.id, page.unreadable[index])
+                for notification, event in page.decoded():
                     audit.feed(notification.id, event)
             except _Stop:
                 self._failed()

@@ -53,7 +53,7 @@ from uuid import UUID
 from eventsourcing.domain import Aggregate
 
 from clearing.application import ClearingApplication
-from clearing.audit.log import CheckFailed, Handlers, LogPage, Unreadable, read_log
+from clearing.audit.log import CheckFailed, Handlers, LogPage, read_log
 from clearing.audit.snapshots import live_equals_replay, stored_snapshot_ids
 from clearing.domain import ids
 from clearing.domain.account import Account
@@ -140,9 +140,7 @@ class InvariantCheck:
         """Fold one page; ``InvariantViolation`` when solvency fails at a command's end."""
         fold, rebuild, broken = self.fold, self.rebuilt, self._broken
         with decimal.localcontext(LEDGER_CONTEXT):
-            for index, (notification, event) in enumerate(zip(page.notifications, page.events, strict=True)):
-                if event is None:
-                    raise Unreadable(notification.id, page.unreadable[index])
+            for notification, event in page.decoded():
                 cls = type(event)
                 fold.counts[cls.__qualname__] += 1
                 handler = ON.get(cls)

@@ -44,11 +44,18 @@ class LogPage:
     def last_position(self) -> int:
         return self.notifications[-1].id
 
-    def entries(self) -> Iterator[tuple[Notification, DomainEventProtocol[Any]]]:
-        """(notification, event) of every decodable entry, in order."""
-        for notification, event in zip(self.notifications, self.events, strict=True):
-            if event is not None:
-                yield notification, event
+    def decoded(self) -> Iterator[tuple[Notification, DomainEventProtocol[Any]]]:
+        """(notification, event) in order; ``Unreadable`` on reaching an undecodable entry."""
+        for index, (notification, event) in enumerate(zip(self.notifications, self.events, strict=True)):
+            if event is None:
+                raise Unreadable(notification.id, self.unreadable[index])
+            yield notification, event
+
+    def require_readable(self) -> None:
+        """``Unreadable`` for the first undecodable entry, before any is used."""
+        if self.unreadable:
+            index = min(self.unreadable)
+            raise Unreadable(self.notifications[index].id, self.unreadable[index])
 
 
 class Unreadable(Exception):
@@ -152,21 +159,17 @@ def read_log(recorder: Any, mapper: Any = None, *, start: int = 1, stop: int | N
         position = notifications[-1].id + 1
 
 
-def log_events(app: Any, *, page: int = PAGE) -> Iterator[tuple[int, DomainEventProtocol[Any]]]:
-    """(position, event) of the whole log; an undecodable event raises ``Unreadable``."""
+def log_events(app: Any, *, page: int = PAGE,
+               progress: Callable[[int], None] | None = None) -> Iterator[tuple[int, DomainEventProtocol[Any]]]:
+    """(position, event) of the whole log; an undecodable event raises ``Unreadable``;
+    ``progress`` gets the number of events read after each page."""
+    count = 0
     for log_page in read_log(app.recorder, app.mapper, page=page):
-        for index, (notification, event) in enumerate(zip(log_page.notifications, log_page.events, strict=True)):
-            if event is None:
-                raise Unreadable(notification.id, log_page.unreadable[index])
+        for notification, event in log_page.decoded():
             yield notification.id, event
-
-
-def first_unreadable(page: LogPage) -> Unreadable | None:
-    """The first undecodable entry of ``page``, or None."""
-    if not page.unreadable:
-        return None
-    index = min(page.unreadable)
-    return Unreadable(page.notifications[index].id, page.unreadable[index])
+        count += len(log_page.notifications)
+        if progress is not None:
+            progress(count)
 
 
 def run(app: Any, consumers: Sequence[Consumer], *, page: int = PAGE, stop: int | None = None,

@@ -177,7 +177,7 @@ class SnapshotCheck:
                 rebuilt = self.rebuilt.get(aggregate_id)
                 if rebuilt is None:
                     raise _Found(_finding(SNAPSHOT_WITHOUT_EVENTS, None, stored, "the log has no events of this aggregate",
-                                          self._decoded(stored)))
+                                          self._decoded_or_none(stored)))
                 raise _Found(_finding(SNAPSHOT_WITHOUT_EVENTS, rebuilt, stored,
                                       f"the log has events of this aggregate only up to version {rebuilt.version}"))
         if not self.summary.snapshots:
@@ -188,7 +188,7 @@ class SnapshotCheck:
         stored = self._stored(aggregate_id, version)
         assert stored is not None, "a snapshot listed a moment ago is gone"
         try:
-            loaded = self.app.mapper.to_domain_event(stored).mutate(None)  # the repository's decode
+            loaded = self._decode(stored)
         except Exception as error:
             raise _Found(_finding(SNAPSHOT_UNREADABLE, rebuilt, stored, f"cannot be decoded: {_error(error)}")) from None
         difference = state_difference(rebuilt, loaded, "snapshot")
@@ -202,9 +202,13 @@ class SnapshotCheck:
         rows = self.app.snapshots.recorder.select_events(aggregate_id, gt=version - 1, lte=version)
         return rows[0] if rows else None
 
-    def _decoded(self, stored: StoredEvent) -> Any:
+    def _decode(self, stored: StoredEvent) -> Any:
+        """The aggregate a snapshot holds, decoded as the repository decodes it."""
+        return self.app.mapper.to_domain_event(stored).mutate(None)
+
+    def _decoded_or_none(self, stored: StoredEvent) -> Any:
         try:
-            return self.app.mapper.to_domain_event(stored).mutate(None)
+            return self._decode(stored)
         except Exception:
             return None
 
@@ -281,25 +285,7 @@ def _snapshot_keys(app: Any) -> list[tuple[Any, int]]:
 
 def stored_snapshot_ids(app: Any) -> list[Any]:
     """The ids of every aggregate with at least one stored snapshot, in id order (no states read)."""
-    store = getattr(app, "snapshots", None)
-    if store is None:
-        return []
-    recorder = store.recorder
-    module = type(recorder).__module__
-    if module.startswith("eventsourcing.popo"):
-        with recorder._database_lock:
-            return sorted({s.originator_id for s in recorder._stored_events}, key=str)
-    if module.startswith("eventsourcing.sqlite"):
-        with recorder.datastore.transaction(commit=False) as cursor:
-            cursor.execute(f"SELECT DISTINCT originator_id FROM {recorder.events_table_name} ORDER BY originator_id")
-            return [recorder.convert_originator_id(row[0]) for row in cursor.fetchall()]
-    from psycopg.sql import SQL, Identifier
-
-    statement = SQL("SELECT DISTINCT originator_id FROM {schema}.{table} ORDER BY originator_id").format(
-        schema=Identifier(recorder.datastore.schema), table=Identifier(recorder.events_table_name))
-    with recorder.datastore.get_connection() as connection, connection.cursor() as cursor:
-        cursor.execute(statement)
-        return [row["originator_id"] for row in cursor.fetchall()]
+    return list(stored_snapshot_versions(app))
 
 
 def fold_events(app: Any, aggregate_id: Any, aggregate: Any, version: int) -> tuple[Any, int]:

@@ -21,7 +21,8 @@ from typing import Any
 import pytest
 from hypothesis import HealthCheck, example, given, settings
 
-from clearing.audit.decisions import Finding, apply_fill, audit_decisions, audit_log, log_events, penalty_of, spread_price
+from clearing.audit.decisions import Finding, apply_fill, audit_decisions, audit_log, penalty_of, spread_price
+from clearing.audit.log import log_events
 from clearing.domain.parameters import DEFAULTS, effective
 from clearing.domain.risk import MarginTotals, margin_totals
 from tests.ledger import MARKET_BTC, Ledger, accounts_with
