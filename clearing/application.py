@@ -33,6 +33,7 @@ from eventsourcing.postgres import PostgresFactory
 
 from clearing.business_time import TimeLimits, check_not_backdated
 from clearing.commands import Command
+from clearing.composition import Parts, real_parts
 from clearing.domain import ids
 from clearing.domain.account import Account
 from clearing.domain.command_record import RECORD_TOPICS, CommandRecord, accepted, first_difference, rejected
@@ -109,7 +110,7 @@ class Outcome:
         return self.status in REJECTIONS
 
 
-def _backoff(attempt: int) -> float:
+def jittered_backoff(attempt: int) -> float:
     """Exponential backoff with full jitter (capped at 1 s).
 
     Writers that collided once would collide again if they all waited the same time; the
@@ -124,9 +125,10 @@ class ClearingApplication(Application[UUID]):
     name = "Clearing"
     is_snapshotting_enabled = True
 
-    def __init__(self, env: dict[str, str] | None = None) -> None:
+    def __init__(self, env: dict[str, str] | None = None, parts: Parts | None = None) -> None:
         env = _with_recorder(env)
         super().__init__(env)
+        self.parts = parts if parts is not None else real_parts()
         self.working_set = WorkingSet(self)
         self.conflicts_retried = 0  # saves refused with IntegrityError and decided again
         self.time_limits = TimeLimits.from_env({**os.environ, **(env or {})})
@@ -175,11 +177,11 @@ class ClearingApplication(Application[UUID]):
         stored: dict[str, Answer] = {}
         for attempt in range(MAX_ATTEMPTS):
             if attempt:
-                time.sleep(_backoff(attempt))
-                stored = self._stored_answers(envelopes)
+                time.sleep(self.parts.backoff(attempt))
+                stored = self.parts.stored_answers(self, envelopes)
             try:
                 outcomes, events = self._decide_batch(envelopes, stored)
-                recordings = self._save_in_order(events) if events else []
+                recordings = self.parts.save_batch(self, events) if events else []
             except (IntegrityError, StaleBatch):
                 self.working_set.discard()
                 self.conflicts_retried += 1
@@ -245,7 +247,7 @@ class ClearingApplication(Application[UUID]):
         try:
             check_not_backdated(envelope.at, self._deciding_watermark, self.time_limits)
         except InputError as error:
-            stored = self._stored_answers([envelope])  # an old command re-posted keeps its answer
+            stored = self.parts.stored_answers(self, [envelope])  # an old command re-posted keeps its answer
             if stored:
                 seen.update(stored)
                 return self._repeat(command, content, stored[command.id], line), []
@@ -253,7 +255,7 @@ class ClearingApplication(Application[UUID]):
         try:
             summary = self._handle(envelope)
         except ClearingError as error:
-            stored = self._stored_answers([envelope])  # a re-post must not be judged on today's state
+            stored = self.parts.stored_answers(self, [envelope])  # a re-post must not be judged on today's state
             if stored:
                 seen.update(stored)
                 return self._repeat(command, content, stored[command.id], line), []
@@ -329,18 +331,6 @@ class ClearingApplication(Application[UUID]):
                 raise
         raise AssertionError("unreachable")
 
-    def _save_in_order(self, events: list[Any]) -> list[Any]:
-        """Record the batch's events in one transaction, in the order they were decided.
-
-        ``Application.save`` would do the same, but it checks every object against a runtime
-        protocol first, which costs more than the insert itself at this volume; the events
-        here are known to be domain events, so they go straight to ``_record``.
-        """
-        processing_event: ProcessingEvent[UUID] = ProcessingEvent()
-        processing_event.events.extend(events)
-        processing_event.saved_kwargs[READ_SET_KWARG] = self.working_set.read_versions
-        return self._record(processing_event)
-
     @staticmethod
     def _repeat(command: Command, content: dict[str, Any], answer: Answer, line: int | None) -> Outcome:
         """The original answer to a re-posted id (same content), or ``id_conflict``."""
@@ -358,21 +348,6 @@ class ClearingApplication(Application[UUID]):
             return Outcome(command.id, command.type, ALREADY_REJECTED, line, summary="already rejected, nothing decided again",
                            code=answer.code, field=answer.field, message=answer.message)
         return Outcome(command.id, command.type, ALREADY_APPLIED, line, summary="already applied, nothing written")
-
-    def _stored_answers(self, envelopes: Sequence[Envelope]) -> dict[str, Answer]:
-        """Answers already stored for the batch's command ids (applied or rejected)."""
-        stored: dict[str, Answer] = {}
-        for envelope in envelopes:
-            command_id = envelope.command.id
-            if command_id in stored:
-                continue
-            try:
-                record: Aggregate = self.repository.get(ids.command_id(command_id))
-            except AggregateNotFoundError:
-                continue
-            assert isinstance(record, CommandRecord)
-            stored[command_id] = Answer.of(record)  # canonical content, "type" included
-        return stored
 
     @staticmethod
     def _attach_positions(outcomes: list[Outcome], recordings: Sequence[Any]) -> None:
@@ -443,8 +418,37 @@ def _create_racing(construct: Any) -> Any:
             lost_race = not isinstance(error, ProgrammingError) or "already exists" in str(error)
             if not lost_race or attempt == RECORDER_ATTEMPTS - 1:
                 raise
-            time.sleep(_backoff(attempt + 3))
+            time.sleep(jittered_backoff(attempt + 3))
     raise AssertionError("unreachable")
+
+
+def save_in_order(app: ClearingApplication, events: list[Any]) -> list[Any]:
+    """Record a batch's events in one transaction, in the order they were decided.
+
+    ``Application.save`` would do the same, but it checks every object against a runtime
+    protocol first, which costs more than the insert itself at this volume; the events
+    here are known to be domain events, so they go straight to ``_record``.
+    """
+    processing_event: ProcessingEvent[UUID] = ProcessingEvent()
+    processing_event.events.extend(events)
+    processing_event.saved_kwargs[READ_SET_KWARG] = app.working_set.read_versions
+    return app._record(processing_event)
+
+
+def stored_answers(app: ClearingApplication, envelopes: Sequence[Envelope]) -> dict[str, Answer]:
+    """Answers already stored for the batch's command ids (applied or rejected)."""
+    stored: dict[str, Answer] = {}
+    for envelope in envelopes:
+        command_id = envelope.command.id
+        if command_id in stored:
+            continue
+        try:
+            record: Aggregate = app.repository.get(ids.command_id(command_id))
+        except AggregateNotFoundError:
+            continue
+        assert isinstance(record, CommandRecord)
+        stored[command_id] = Answer.of(record)  # canonical content, "type" included
+    return stored
 
 
 def _if_later(watermark: datetime, at: datetime) -> datetime | None:

@@ -20,6 +20,7 @@ from clearing.domain.governance import QUORUM, Change, not_governed
 from clearing.domain.insurance import InsuranceFund
 from clearing.domain.market import list_market
 from clearing.domain.parameters import governed_names, validate
+from clearing.domain.risk.manual import manual_liquidation_change
 from clearing.domain.trading import (
     decide_close_account,
     decide_deposit,
@@ -119,7 +120,7 @@ def price(ws: WorkingSet, command: c.Price, at: datetime) -> str:
     market = ws.market(command.market)
     params = ws.parameters(command.market)
     market.set_mark_price(command.price, at, command.source, params.oracle_sources, params.twap_window)
-    checked = risk_engine.sweep(ws, market, at)
+    checked = ws.parts.sweep(ws, market, at, "price")
     source = f" (from {command.source})" if command.source else ""
     return f"mark {command.market} {fmt(market.mark)}{source}, {checked} account(s) checked"
 
@@ -200,7 +201,7 @@ def _approved_liquidation(ws: WorkingSet, command: c.Approve) -> Change:
     position = account.position(command.market)
     size = command.size if command.size is not None else abs(position.size)
     liquidator = command.liquidator or ws.parameters(command.market).backstop_liquidator
-    return settlement.manual_liquidation_change(command.account, command.market, size, command.price, liquidator)
+    return manual_liquidation_change(command.account, command.market, size, command.price, liquidator)
 
 
 def approve(ws: WorkingSet, command: c.Approve, at: datetime) -> str:

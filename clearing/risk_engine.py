@@ -24,25 +24,24 @@ from typing import TYPE_CHECKING
 from clearing.domain.account import BANKRUPT, CLOSED, Account
 from clearing.domain.clearinghouse import LIQUIDATIONS
 from clearing.domain.liquidation import (
-    Capacity,
-    bankruptcy_quote_for,
-    capacity_after,
     check_call,
     cover_deficit,
+    defer_liquidation,
     deleverage,
     liquidation_step,
     pay_call,
-    penalty_and_fee,
-    positions_by_priority,
+    recover_from_bankruptcy,
     refuse_takeover,
-    size_to_close,
-    spread_price,
-    total_notional,
     totals_of,
 )
 from clearing.domain.liquidation_math import loss_bearer_left, risk_order
 from clearing.domain.market import Market
 from clearing.domain.parameters import QUEUE_POLICIES, ParameterSet
+from clearing.domain.risk.capacity import Capacity, capacity_after, refused_self, total_notional
+from clearing.domain.risk.due import deferred_by_twap
+from clearing.domain.risk.fill import fill_quote
+from clearing.domain.risk.penalty import decide_penalty
+from clearing.domain.risk.step import close_for, plan_step, positions_by_priority
 from clearing.errors import RuleError
 from clearing.money import ZERO, exact, fmt
 
@@ -140,13 +139,12 @@ def liquidate_due(ws: WorkingSet, account: Account, at: datetime, sequencer: Seq
     """One step for a solvent account; every position for an account with equity <= 0."""
     insolvent = totals_of(account, ws.markets).equity <= ZERO
     affected: list[str] = []
-    for name in positions_by_priority(account, ws.markets):
+    for name in positions_by_priority(account.positions, ws.markets):
         market = ws.markets[name]
         params = ws.parameters(name)
         if _held_back(ws, account, market, params, at):
             return affected
-        position = account.position(name)
-        close = abs(position.size) if insolvent else size_to_close(position, market, totals_of(account, ws.markets), params)
+        close = close_for(account.position(name).size, market, totals_of(account, ws.markets), params, insolvent)
         step_reason = "insolvent" if insolvent else "margin"
         affected.extend(_step(ws, account, ws.market(name), close, None, None, params, step_reason, sequencer, at))
         if not insolvent:
@@ -162,30 +160,11 @@ def _held_back(ws: WorkingSet, account: Account, market: Market, params: Paramet
             totals = totals_of(account, ws.markets)
             ch.enqueue(account.account, market.market, market.price_mark, totals.equity, totals.maintenance_margin, at)
         return True
-    deviation = _twap_deviation(market)
-    if params.twap_max_deviation > ZERO and deviation is not None and deviation > params.twap_max_deviation:
-        totals = totals_of(account, ws.markets)
-        account.trigger_event(
-            Account.LiquidationDeferred,
-            account=account.account,
-            market=market.market,
-            price_mark=market.price_mark,
-            price_twap=market.price_twap,
-            deviation=deviation,
-            twap_max_deviation=params.twap_max_deviation,
-            equity=totals.equity,
-            maintenance_margin=totals.maintenance_margin,
-            at=at,
-        )
+    deviation = deferred_by_twap(params, market.price_mark, market.price_twap)
+    if deviation is not None:
+        defer_liquidation(account, market, deviation, params, totals_of(account, ws.markets), at)
         return True
     return False
-
-
-@exact
-def _twap_deviation(market: Market) -> Decimal | None:
-    if market.price_twap is None or market.price_twap <= ZERO or market.price_mark is None:
-        return None
-    return abs(market.price_mark - market.price_twap) / market.price_twap
 
 
 @exact
@@ -202,16 +181,9 @@ def _step(
     at: datetime,
 ) -> list[str]:
     """One liquidation fill plus whatever its deficit needs (fund, loss policy, ADL)."""
-    position = account.position(market.market)
     totals = totals_of(account, ws.markets)
-    fill_price = price if price is not None else spread_price(position, market, params, totals)
-    delta = -close if position.size > ZERO else close
-    quote_bankruptcy = bankruptcy_quote_for(account, market, delta, totals)
-    shortfall = quote_bankruptcy + delta * fill_price * market.contract_size  # bankruptcy quote - fill quote
-    if shortfall > ZERO and close < abs(position.size) and price is None:
-        delta = -position.size  # a fill below bankruptcy closes the whole position
-        quote_bankruptcy = bankruptcy_quote_for(account, market, delta, totals)
-        shortfall = quote_bankruptcy + delta * fill_price * market.contract_size
+    plan = plan_step(account.position(market.market).size, close, market, totals, params, price)
+    delta, fill_price, quote_bankruptcy, shortfall = plan.delta, plan.price, plan.quote_bankruptcy, plan.shortfall
     liquidation_id = sequencer.next()
     if price is None and params.loss_policy in QUEUE_POLICIES and shortfall > ws.fund(at).balance:
         return deleverage(ws, account, market, params, liquidation_id, at)
@@ -260,13 +232,12 @@ def taker_capacity(
 
     The backstop being liquidated itself has no taker: its own figures, refused.
     """
+    cap = params.liquidator_position_cap
     if taker.account == account.account:
-        totals = totals_of(account, ws.markets)
-        notional = total_notional(account.positions, ws.markets)
-        return Capacity(totals.equity, totals.initial_margin, notional, params.liquidator_position_cap, False)
-    quote_fill = -delta * price * market.contract_size
-    _, fee = penalty_and_fee(quote_fill, quote_bankruptcy, params, market.collateral_quantum)
-    return capacity_after(ws, taker, market, -delta, price, fee, params)
+        return refused_self(account.collateral, account.positions, ws.markets, cap)
+    quote_fill = fill_quote(delta, price, market.contract_size)
+    fee = decide_penalty(quote_fill, quote_bankruptcy, params, market.collateral_quantum).fee_liquidator
+    return capacity_after(taker.collateral, taker.positions, ws.markets, market.market, -delta, price, fee, cap)
 
 
 def manual_liquidation(
@@ -303,6 +274,6 @@ def drain_queue(ws: WorkingSet, market_scope: str | None, at: datetime) -> int:
 def after_deposit(ws: WorkingSet, account: Account, at: datetime, amount: Decimal = ZERO) -> None:
     """A deposit pays down (and can meet) an open call, or returns a flat bankrupt account to healthy."""
     if account.risk_status == BANKRUPT and not account.open_positions():
-        account.trigger_event(Account.RecoveredFromBankruptcy, account=account.account, at=at)
+        recover_from_bankruptcy(account, at)
     else:
         pay_call(account, totals_of(account, ws.markets), amount, at)

@@ -30,7 +30,7 @@ from decimal import Decimal
 from clearing.domain.account import HEALTHY, Account
 from clearing.domain.margin import PositionAtMark, liquidation_price
 from clearing.domain.market import Market
-from clearing.domain.risk import MarketTerms, margin_totals
+from clearing.domain.risk.totals import MarketTerms, margin_totals
 from clearing.money import ZERO
 
 _LAST = "\U0010ffff"

@@ -24,21 +24,23 @@ from typing import TYPE_CHECKING
 from clearing import risk_engine
 from clearing.domain.account import Account
 from clearing.domain.clearinghouse import LIQUIDATIONS
-from clearing.domain.governance import Change
 from clearing.domain.liquidation import (
-    bankruptcy_quote_for,
     holder_of,
     open_holders,
     record_loss_covered,
     record_shares,
-    settlement_allocation,
     totals_of,
 )
-from clearing.domain.liquidation_math import allocate_largest_remainder
 from clearing.domain.margin import unrealized_pnl
 from clearing.domain.market import FUTURE, PERPETUAL, Market
 from clearing.domain.parameters import ParameterSet
-from clearing.domain.risk import MarginTotals
+from clearing.domain.risk.allocation import settlement_allocation
+from clearing.domain.risk.bankruptcy import bankruptcy_quote_for
+from clearing.domain.risk.call import below_maintenance
+from clearing.domain.risk.funding import funding_split
+from clearing.domain.risk.manual import manual_liquidation_change, out_of_band
+from clearing.domain.risk.totals import MarginTotals
+from clearing.domain.settling import record_funding, record_settlement
 from clearing.errors import RuleError
 from clearing.money import ZERO, exact, fmt, round_up
 
@@ -57,41 +59,12 @@ def pay_funding(ws: WorkingSet, market: Market, rate: Decimal, at: datetime) -> 
     market.check_not_settled("it pays no more funding")
     if market.price_mark is None:
         raise RuleError("no_mark_price", "market", f"market {market.market} has no mark price yet")
-    mark, contract, quantum = market.price_mark, market.contract_size, market.collateral_quantum
     accounts = open_holders(ws, market)
-    payers = [(a, a.position(market.market).size) for a in accounts if a.position(market.market).size * rate > ZERO]
-    receivers = [(a, a.position(market.market).size) for a in accounts if a.position(market.market).size * rate < ZERO]
-    amounts = {a.account: -round_up(abs(size * mark * contract * rate), quantum) for a, size in payers}
-    paid = -sum(amounts.values(), ZERO)
-    shares = allocate_largest_remainder(paid, [(a.account, abs(size)) for a, size in receivers], quantum) if receivers else {}
-    amounts.update(shares)
-    funding_id = ws.command_id
-    for account in accounts:
-        amount = amounts.get(account.account, ZERO)
-        account.trigger_event(
-            Account.FundingPaid,
-            account=account.account,
-            market=market.market,
-            funding_id=funding_id,
-            rate=rate,
-            price_mark=mark,
-            size=account.position(market.market).size,
-            amount=amount,
-            collateral_after=account.collateral + amount,
-            at=at,
-        )
-    market.trigger_event(
-        Market.FundingApplied,
-        market=market.market,
-        rate=rate,
-        price_mark=mark,
-        paid_by_longs=paid if rate > ZERO else -paid,
-        accounts=len(accounts),
-        funding_count=market.funding_count + 1,
-        at=at,
-    )
-    risk_engine.check_accounts(ws, market, [a.account for a, _ in payers], at, "funding")
-    return paid, len(accounts)
+    sizes = [(account.account, account.position(market.market).size) for account in accounts]
+    split = funding_split(sizes, market.mark, market.contract_size, rate, market.collateral_quantum)
+    record_funding(accounts, market, rate, split, ws.command_id, at)
+    risk_engine.check_accounts(ws, market, list(split.payers), at, "funding")
+    return split.paid, len(accounts)
 
 
 @exact
@@ -113,19 +86,7 @@ def settle_market(ws: WorkingSet, market: Market, price: Decimal, at: datetime) 
         pnl = unrealized_pnl(position.size, position.cost, price, contract)
         settled.append((account, position.size, pnl))
     covers = _allocate_settlement_losses(ws, market, settled, params, price, at)  # while positions are open
-    for account, size, pnl in settled:
-        account.trigger_event(
-            Account.PositionSettled,
-            account=account.account,
-            market=market.market,
-            price_settlement=price,
-            size=size,
-            realized_pnl=pnl,
-            collateral_after=account.collateral + pnl,
-            at=at,
-        )
-    market.trigger_event(Market.MarketSettled, market=market.market, price_settlement=price, positions_settled=len(settled),
-                         at=at)
+    record_settlement(market, settled, price, at)
     ws.forget_open_interest_change(market)
     for account, loss_id, fund_paid, rest, policy in covers:
         record_loss_covered(account, loss_id, market, fund_paid, rest, policy, at)
@@ -166,7 +127,7 @@ def _charge_settlement_loss(
     at: datetime,
     price: Decimal,
 ) -> str:
-    """Charge what the fund could not pay of a settlement deficit by ``liquidation.settlement_allocation``
+    """Charge what the fund could not pay of a settlement deficit by ``risk.allocation.settlement_allocation``
     (the other settled positions valued at the final price); returns the policy used."""
     accounts = {a.account: a for a, _, _ in others}
     holders = [holder_of(a, market, ws.markets, price) for a, _, _ in sorted(others, key=lambda item: item[0].account)]
@@ -196,7 +157,7 @@ def check_manual_liquidation(
     if market.price_mark is None:
         raise RuleError("no_mark_price", "market", f"market {market.market} has no mark price yet")
     totals = totals_of(account, ws.markets)
-    if totals.equity >= totals.maintenance_margin:
+    if not below_maintenance(totals, True):
         raise RuleError(
             "account_healthy",
             "account",
@@ -224,11 +185,6 @@ def check_manual_liquidation(
     return close, taker if taker is not None else ws.backstop(taker_name, at)
 
 
-def manual_liquidation_change(account: str, market: str, size: Decimal, price: Decimal, liquidator: str) -> Change:
-    """The exact liquidation officers approve when its price is outside the band."""
-    return Change("liquidate", market, {"account": account, "size": size, "price": price, "liquidator": liquidator})
-
-
 @exact
 def _check_band(
     ws: WorkingSet, account: Account, market: Market, close: Decimal, price: Decimal, taker: Account, params: ParameterSet,
@@ -242,8 +198,8 @@ def _check_band(
     """
     mark = market.mark
     band = params.manual_liquidation_band
-    distance = abs(price - mark) / mark
-    if distance <= band:
+    distance = out_of_band(price, mark, band)
+    if distance is None:
         return
     change = manual_liquidation_change(account.account, market.market, close, price, taker.account)
     ch = ws.clearinghouse()
@@ -265,8 +221,9 @@ def _check_liquidator_carries(
 ) -> None:
     """The liquidator must meet initial margin after the takeover and stay within
     ``liquidator_position_cap`` (``liquidation_math.can_carry``): ``liquidator_undercapitalized``."""
-    delta = -close if account.position(market.market).size > ZERO else close
-    quote_bankruptcy = bankruptcy_quote_for(account, market, delta, totals)
+    size = account.position(market.market).size
+    delta = -close if size > ZERO else close
+    quote_bankruptcy = bankruptcy_quote_for(size, delta, market, totals)
     capacity = risk_engine.taker_capacity(ws, account, market, taker, delta, price, quote_bankruptcy, params)
     if not capacity.allowed:
         raise RuleError(

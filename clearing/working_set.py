@@ -26,15 +26,18 @@ from eventsourcing.domain import Aggregate
 from clearing.domain import ids
 from clearing.domain.account import Account
 from clearing.domain.clearinghouse import Clearinghouse
+from clearing.domain.decision_order import forget_numbers, in_decision_order
 from clearing.domain.insurance import InsuranceFund
 from clearing.domain.market import Market
 from clearing.domain.parameters import DEFAULTS, ParameterSet, effective
 from clearing.errors import InvariantViolation, NotFoundError
 from clearing.money import ZERO
 from clearing.risk_index import MarketRiskIndex, RiskIndexes
+from clearing.trading_batch import TradingBatch
 
 if TYPE_CHECKING:
     from clearing.application import ClearingApplication
+    from clearing.composition import Parts
     from clearing.risk_engine import Sequencer
 
 T = TypeVar("T", bound=Aggregate)
@@ -56,8 +59,7 @@ class WorkingSet:
         self.batch_start_versions: dict[UUID, int] = {}
         self.read_versions: dict[UUID, int] = {}  # every aggregate the batch read: version (0 = absent)
         self._command_first_reads: set[UUID] = set()  # ids the current command read first in the batch
-        self.trading: dict[str, tuple[int, Decimal, Decimal, datetime]] = {}
-        self.position_changes: dict[str, dict[str, Account]] = {}
+        self.trading = TradingBatch()
         self.markets = MarketDirectory(self)
         self.risk = RiskIndexes()
         self.command_id = ""
@@ -71,12 +73,17 @@ class WorkingSet:
 
     # -- lifecycle ----------------------------------------------------------------------
 
+    @property
+    def parts(self) -> Parts:
+        """The application's parts (the risk sweep a handler runs after a mark price)."""
+        return self._app.parts
+
     def begin_batch(self) -> None:
         """Fast-forward the shared aggregates we read without writing."""
         self.batch_start_versions = {}
         self.read_versions = {}
-        self.trading = {}
-        self.position_changes = {}
+        self.trading.clear()
+        forget_numbers()  # of events created outside a batch and never collected (a check's scratch account)
         if len(self._aggregates) + len(self._absent) > MAX_AGGREGATES:
             self.discard()
         head = self._app.recorder.max_notification_id() or 0
@@ -139,62 +146,23 @@ class WorkingSet:
         self, market: Market, volume: Decimal, open_interest_change: Decimal, at: datetime, *accounts: Account
     ) -> None:
         """Accumulate a trade (and its accounts' positions) for the per-batch ``TradingRecorded``."""
-        trades, total, change, _ = self.trading.get(market.market, (0, ZERO, ZERO, at))
-        self.trading[market.market] = (trades + 1, total + volume, change + open_interest_change, at)
-        changed = self.position_changes.setdefault(market.market, {})
-        for account in accounts:
-            changed[account.account] = account
+        self.trading.note_trade(market, volume, open_interest_change, at, *accounts)
 
     def note_position(self, market: Market, account: Account, size_before: Decimal, volume: Decimal, at: datetime) -> None:
-        """Record a position change (liquidation, deleveraging, settlement) for the batch event.
-
-        ``volume`` is counted once per fill (the liquidated side passes it, the taker 0).
-        """
-        size_after = account.position(market.market).size
-        change = max(size_after, ZERO) - max(size_before, ZERO)
-        trades, total, oi_change, _ = self.trading.get(market.market, (0, ZERO, ZERO, at))
-        self.trading[market.market] = (trades + (1 if volume else 0), total + volume, oi_change + change, at)
-        self.position_changes.setdefault(market.market, {})[account.account] = account
-        self._markets_by_name[market.market] = market
+        """Record a position change (liquidation, deleveraging, settlement) for the batch event."""
+        self.trading.note_position(market, account, size_before, volume, at)
 
     def forget_open_interest_change(self, market: Market) -> None:
-        """Settlement zeroed the market's open interest and holders (``MarketSettled``): the
-        batch's earlier trades must not add their open interest back in ``TradingRecorded``.
-
-        Example: a batch trades 106.12 ETH-FUT long and then settles ETH-FUT; without this,
-        the batch event would leave open interest 106.12 on a market with no positions.
-        """
-        trades, volume, _, at = self.trading.get(market.market, (0, ZERO, ZERO, market.price_mark_at or market.listed_at))
-        self.trading[market.market] = (trades, volume, ZERO, at)
-        self._markets_by_name[market.market] = market
+        """Settlement zeroed the market's open interest (``TradingBatch.forget_open_interest_change``)."""
+        self.trading.forget_open_interest_change(market)
 
     def holders(self, market: str) -> set[str]:
         """Accounts with an open position in ``market`` now (stored holders + this batch)."""
-        found = set(self._markets_by_name[market].holders if market in self._markets_by_name else self.market(market).holders)
-        for name, account in self.position_changes.get(market, {}).items():
-            if account.position(market).size != ZERO:
-                found.add(name)
-            else:
-                found.discard(name)
-        return found
+        return self.trading.holders(self._markets_by_name[market] if market in self._markets_by_name else self.market(market))
 
     def record_trading(self) -> list[Any]:
         """One ``TradingRecorded`` event per market traded in this batch (see the event)."""
-        events: list[Any] = []
-        for name in {**self.trading, **self.position_changes}:
-            market = self._markets_by_name[name]
-            trades, volume, change, at = self.trading.get(name, (0, ZERO, ZERO, None))
-            changed = self.position_changes.get(name, {})
-            added = sorted(a for a, acc in changed.items() if acc.position(name).size != ZERO and a not in market.holders)
-            removed = sorted(a for a, acc in changed.items() if acc.position(name).size == ZERO and a in market.holders)
-            if at is None:
-                at = market.price_mark_at or market.listed_at
-            if trades or change or added or removed:
-                market.record_trading(trades, volume, change, added, removed, at)
-                events.extend(market.collect_events())
-        self.trading = {}
-        self.position_changes = {}
-        return events
+        return self.trading.record()
 
     # -- risk engine support ---------------------------------------------------------------
 
@@ -265,10 +233,10 @@ class WorkingSet:
         self._markets_by_name.clear()
         self.batch_start_versions = {}
         self.read_versions = {}
-        self.trading = {}
-        self.position_changes = {}
+        self.trading.clear()
         self.risk.clear()
         self.known_head = None
+        forget_numbers()
 
     def begin_command(self) -> None:
         self._command_first_reads = set()
@@ -277,13 +245,14 @@ class WorkingSet:
         self.sequencer = None  # liquidation ids start again at L1 for each command
 
     def command_events(self) -> list[Any]:
-        """Pending events of every aggregate the command touched, in the order touched."""
+        """Pending events of every aggregate the command touched, in the order they were
+        decided (``decision_order``), not aggregate by aggregate."""
         events: list[Any] = []
         for aggregate in self._command_touched.values():
             if isinstance(aggregate, Account) and aggregate.pending_events:
                 self.risk.mark_dirty(aggregate.account)
             events.extend(aggregate.collect_events())
-        return events
+        return in_decision_order(events) if len(events) > 1 else events
 
     def assert_untouched(self) -> None:
         """A rejected command must not have triggered any event (decide, then apply)."""

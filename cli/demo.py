@@ -33,8 +33,11 @@ from pathlib import Path
 from typing import Any, NotRequired, TypedDict
 
 import click
+from eventsourcing.utils import get_topic
 
 from clearing.audit.invariants import check_ledger
+from clearing.audit.log import read_log
+from clearing.domain.account import Account
 from clearing.errors import InvariantViolation
 from clearing.money import ZERO, fmt
 from clearing.posting import post_lines
@@ -218,17 +221,13 @@ def _takeovers(app: Any) -> str:
     """What the backstop took and refused, counted from the event log."""
     taken: Counter[str] = Counter()
     refused: Counter[str] = Counter()
-    start = 1
-    while notifications := app.recorder.select_notifications(start=start, limit=10_000):
-        for notification in notifications:
-            kind = notification.topic.rsplit(":", 1)[-1]
-            if kind in ("Account.PositionTaken", "Account.TakeoverRefused"):
-                event = app.mapper.to_domain_event(notification)
-                if kind == "Account.PositionTaken":
-                    taken[event.basis] += 1
-                else:
-                    refused[event.outcome] += 1
-        start = notifications[-1].id + 1
+    for page in read_log(app.recorder, app.mapper, page=10_000, topics=(get_topic(Account.PositionTaken),
+                                                                       get_topic(Account.TakeoverRefused))):
+        for _, event in page.decoded():
+            if isinstance(event, Account.PositionTaken):
+                taken[event.basis] += 1
+            elif isinstance(event, Account.TakeoverRefused):
+                refused[event.outcome] += 1
     return (f"Takeovers: the backstop ({fmt(BACKSTOP_CAPITAL)} deposited) took {taken['backstop']} liquidation fill(s), "
             f"{taken['adl']} deleveraging fill(s) went to counterparties; refused {sum(refused.values())} "
             f"({refused['deleveraged']} deleveraged, {refused['waiting']} waiting)")

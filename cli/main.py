@@ -24,7 +24,7 @@ from clearing.errors import ClearingError
 from clearing.posting import DEFAULT_BATCH_SIZE, MAX_BATCH_SIZE, post_lines
 from clearing.settings import DEFAULT_DB, ENV_VAR, OPERATOR_VAR, resolve_db, resolve_operator
 from cli import render
-from cli.context import PROGRESS_SECONDS, Store, escape_unencodable_output, pass_store
+from cli.context import PROGRESS_SECONDS, Store, escape_unencodable_output, fail, pass_store
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
@@ -125,16 +125,20 @@ def _summary(counts: dict[str, int]) -> None:
 @pass_store
 def events(store: Store, start: int, limit: int | None, as_json: bool) -> None:
     """List the event log in order, from position --from."""
+    from clearing.audit.log import Unreadable
     from cli.queries import iter_events
 
-    for record in iter_events(store.existing_app, start, limit):
-        if as_json:
-            click.echo(render.dumps(record))
-        else:
-            key = record["data"].get("account") or record["data"].get("market") or record["data"].get("command_id") or ""
-            fields = " ".join(f"{k}={render.text_value(v)}" for k, v in record["data"].items()
-                              if k not in ("account", "market", "command_id"))
-            click.echo(f"{record['position']:>8}  {record['type']:<28} {key:<16} {fields}")
+    try:
+        for record in iter_events(store.existing_app, start, limit):
+            if as_json:
+                click.echo(render.dumps(record))
+            else:
+                key = record["data"].get("account") or record["data"].get("market") or record["data"].get("command_id") or ""
+                fields = " ".join(f"{k}={render.text_value(v)}" for k, v in record["data"].items()
+                                  if k not in ("account", "market", "command_id"))
+                click.echo(f"{record['position']:>8}  {record['type']:<28} {key:<16} {fields}")
+    except Unreadable as unreadable:  # an edited row: say where, as audit verify would
+        fail(f"[unreadable_event] {unreadable}", 3)
 
 
 def _register() -> None:

@@ -10,6 +10,7 @@ import click
 from eventsourcing.domain import DomainEvent
 
 from clearing.application import ClearingApplication
+from clearing.audit.log import read_log
 from clearing.errors import ClearingError
 from cli import render
 from cli.context import Store, echo_view, fail, pass_store
@@ -30,16 +31,17 @@ _T = TypeVar("_T")
 
 
 def iter_events(app: ClearingApplication, start: int, limit: int | None) -> Iterator[dict[str, Any]]:
-    """Events from log position ``start`` on, read in pages straight from the recorder."""
+    """Events from log position ``start`` on, at most ``limit`` (``clearing.audit.log.read_log``)."""
+    if limit is not None and limit <= 0:
+        return
     remaining = limit
-    position = start
-    while remaining is None or remaining > 0:
-        page = PAGE if remaining is None else min(PAGE, remaining)
-        notifications = app.recorder.select_notifications(start=position, limit=page)
-        if not notifications:
-            return
-        for notification in notifications:
-            event = app.mapper.to_domain_event(notification)
+    page = PAGE if limit is None else min(PAGE, limit)
+    for log_page in read_log(app.recorder, app.mapper, start=start, page=page):
+        for notification, event in log_page.decoded():
+            if remaining is not None:
+                if remaining <= 0:
+                    return  # read no further: a later row may be undecodable and was not asked for
+                remaining -= 1
             assert isinstance(event, DomainEvent)  # every event in the log is an aggregate's (it has a timestamp)
             yield {
                 "position": notification.id,
@@ -49,9 +51,8 @@ def iter_events(app: ClearingApplication, start: int, limit: int | None) -> Iter
                 "recorded_at": event.timestamp.isoformat(),
                 "data": {k: v for k, v in vars(event).items() if k not in _SKIP},
             }
-        position = notifications[-1].id + 1
-        if remaining is not None:
-            remaining -= len(notifications)
+        if remaining == 0:
+            return
 
 
 def views_as_of(store: Store, as_of: str | None, names: list[str]) -> Any:

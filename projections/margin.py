@@ -37,7 +37,7 @@ from sqlalchemy import Column, Integer, String, Text, select
 
 from clearing.domain.account import AccountStatus, Position, RiskStatus
 from clearing.domain.margin import MarginTier
-from clearing.domain.risk import account_margin
+from clearing.domain.risk.totals import account_margin
 from clearing.money import LEDGER_CONTEXT, ZERO, fmt
 from projections.base import Projection, TableSpec, clock_spec
 from projections.store import ExactDecimal

@@ -27,7 +27,7 @@ from clearing.domain.loss_policies.base import leverage
 from clearing.domain.margin import total
 from clearing.domain.market import Market
 from clearing.domain.parameters import DEFAULTS, effective
-from clearing.domain.risk import account_margin, margin_totals
+from clearing.domain.risk.totals import account_margin, margin_totals
 from clearing.errors import InputError, NotFoundError
 from clearing.money import ZERO, exact, fmt, is_multiple
 from projections.margin import MarketTerms, tiers_from_text

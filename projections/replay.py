@@ -34,6 +34,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 from urllib.parse import parse_qs, urlencode, urlsplit, urlunsplit
 
+from clearing.audit.log import read_log
 from clearing.errors import InputError
 from clearing.settings import is_postgres, store_env
 from projections.read import Views
@@ -66,13 +67,11 @@ def resolve_until(app: Any, text: str) -> int:
 
 
 def _position_before(app: ClearingApplication, moment: datetime, head: int) -> int:
-    start = 0
-    while notes := app.recorder.select_notifications(start=start, limit=PAGE, inclusive_of_start=False):
-        for note in notes:
-            at = getattr(app.mapper.to_domain_event(note), "at", None)
+    for page in read_log(app.recorder, app.mapper, page=PAGE, stop=head):
+        for note, event in page.decoded():
+            at = getattr(event, "at", None)
             if at is not None and at > moment:
                 return note.id - 1
-        start = notes[-1].id
     return head
 
 

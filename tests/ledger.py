@@ -10,6 +10,7 @@ from decimal import Decimal
 from typing import Any
 
 from clearing.application import ClearingApplication, Outcome
+from clearing.composition import Parts
 from clearing.posting import post_lines
 from tests.margin_state import account_view
 
@@ -30,8 +31,8 @@ class FixedClock:
 class Ledger:
     """A clearing application plus the helpers scenario tests need."""
 
-    def __init__(self, env: dict[str, str] | None = None) -> None:
-        self.app = ClearingApplication(env=env or {"PERSISTENCE_MODULE": "eventsourcing.popo"})
+    def __init__(self, env: dict[str, str] | None = None, parts: Parts | None = None) -> None:
+        self.app = ClearingApplication(env=env or {"PERSISTENCE_MODULE": "eventsourcing.popo"}, parts=parts)
         self.clock = FixedClock()
         self._sequence = 0
 

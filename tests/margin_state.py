@@ -2,7 +2,7 @@
 
 Account, market and insurance-fund views built from the aggregates (snapshot + later
 events, through the library's repository) and the shared margin arithmetic in
-``clearing.domain.risk``. The command line reads the SQL projections instead
+``clearing.domain.risk.totals``. The command line reads the SQL projections instead
 (``projections.queries``, same shapes); tests compare the two field by field.
 """
 
@@ -21,7 +21,7 @@ from clearing.domain.loss_policies import Holder
 from clearing.domain.margin import total
 from clearing.domain.market import Market
 from clearing.domain.parameters import DEFAULTS, effective
-from clearing.domain.risk import account_margin, margin_totals
+from clearing.domain.risk.totals import account_margin, margin_totals
 from clearing.money import ZERO, fmt
 
 

@@ -4,10 +4,16 @@ An auditor re-derives each recorded decision from (a) the inputs recorded in the
 event and (b) the state replayed from the log up to that event: collateral, positions
 (size and cost), marks, market terms and tiers, the parameters in force (clearinghouse
 defaults + market overrides), the insurance-fund balance and each account's risk status
-and open call. The replay is this module's own fold; it uses only the pure formulas of
-``clearing.domain.margin``, ``risk.margin_totals``, ``liquidation_math``, ``parameters``
-and ``governance.Change`` (an approval's fingerprint), never the risk engine, the working
-set or an aggregate's command.
+and open call. The replay is this module's own fold of the **recorded** facts; at each
+decision event it calls the **same** pure deciders the engine calls
+(``clearing.domain.risk``: call, due, step size and price, bankruptcy quote, penalty and
+fee split, fund draw, capacity, allocation; ``loss_policies`` for the queue plans) on that
+folded state, and compares their answer with the record field by field (ADR 17). It never
+uses the risk engine, the working set or an aggregate's command, and restates no rule: a
+rule changed in its decider changes here too. What keeps it an independent check is its
+input (the log, not the live aggregates) and the property layer
+(``clearing.audit.properties``), which states what any correct decision satisfies on the
+recorded numbers alone and shares no code with the deciders.
 
 Replay follows the log: each event's recorded "after" values (collateral, position) must
 equal what the fold computes from the previous state and the event's inputs (size, price,
@@ -84,7 +90,7 @@ finding, not a cascade. Findings (``check`` codes):
   settlement deficit; fund_paid + allocated = deficit; fund_paid = the draw; allocated =
   the shares allocated under that loss id; the policy named).
 * ``LossAllocated`` of a liquidation's deficit: ``loss_share_differs`` unless each payer's
-  share, policy and basis are ``liquidation.cash_allocation``'s over the payers as they were
+  share, policy and basis are ``risk.allocation.cash_allocation``'s over the payers as they were
   before their first share and the open holders the command did not change.
 * Sweep order: ``risk_order_differs`` unless the accounts a command liquidated, nothing
   having moved them earlier in the command, were taken in ``liquidation_math.risk_order``
@@ -108,11 +114,12 @@ command may come before or after the step in the log; the risk order of candidat
 earlier event of the command had moved (a loss share, a deleveraging fill); opposite holders changed by the command and left out of a
 deleveraging (see ``adl_queue_differs``).
 
-Grouping: the log holds each command's events after its ``CommandRecord.Accepted``,
+Grouping: the log holds each command's events after its ``CommandRecord.Accepted``. Logs
+written since ADR 18 hold them in the order they were decided; older logs hold them
 aggregate by aggregate in the order the command first touched them (so a fund draw may
-come before or after the fill it pays for); checks that join events of several
-aggregates run when the command ends, joining fills, draws and covers by (account,
-liquidation id), since one command can reuse an id for two accounts. Batch-level
+come before or after the fill it pays for). Both are audited alike: checks that join
+events of several aggregates run when the command ends, joining fills, draws and covers by
+(account, liquidation id), since one command can reuse an id for two accounts. Batch-level
 ``Market.TradingRecorded`` events end the batch's last command.
 
 Missed calls are found without re-checking every holder on every price. A healthy
@@ -130,9 +137,9 @@ from __future__ import annotations
 import decimal
 import heapq
 from collections import Counter, defaultdict
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import datetime
 from decimal import ROUND_CEILING, Decimal
 from typing import TYPE_CHECKING, Any
 
@@ -140,13 +147,9 @@ from clearing.audit.log import CheckFailed, LogPage, log_events
 from clearing.domain.account import BANKRUPT, HEALTHY, LIQUIDATING, MARGIN_CALL, Account
 from clearing.domain.clearinghouse import Clearinghouse
 from clearing.domain.command_record import CommandRecord
-from clearing.domain.governance import Change
 from clearing.domain.insurance import FundCause, InsuranceFund
-from clearing.domain.liquidation import cash_allocation, price_rating, settlement_allocation
 from clearing.domain.liquidation_math import (
     bankruptcy_price,
-    bankruptcy_quote,
-    base_to_cover_shortage,
     call_met,
     call_payment,
     can_carry,
@@ -155,9 +158,8 @@ from clearing.domain.liquidation_math import (
     risk_order,
     split_quote,
 )
-from clearing.domain.loss_policies import Holder
-from clearing.domain.loss_policies import plan_deleveraging as policy_plan
-from clearing.domain.margin import MarginTier, maintenance_requirement, position_notional, unrealized_pnl
+from clearing.domain.loss_policies import Holder, plan_deleveraging
+from clearing.domain.margin import MarginTier, maintenance_requirement, unrealized_pnl
 from clearing.domain.market import Market
 from clearing.domain.parameters import (
     ADL,
@@ -170,8 +172,17 @@ from clearing.domain.parameters import (
     deleveraging_policy,
     effective,
 )
-from clearing.domain.risk import MarginTotals, MarketTerms, margin_totals
-from clearing.money import LEDGER_CONTEXT, ONE, ZERO, fmt, round_down, round_up
+from clearing.domain.risk.allocation import cash_allocation, settlement_allocation
+from clearing.domain.risk.bankruptcy import bankruptcy_quote_for, deleveraging_fund_draw, fund_draw
+from clearing.domain.risk.call import below_maintenance, call_terms, call_warranted
+from clearing.domain.risk.capacity import capacity_after, capacity_of, total_notional
+from clearing.domain.risk.due import deferred_by_twap, liquidation_due, twap_deviation
+from clearing.domain.risk.fill import effect_on, fill_effect, fill_quote
+from clearing.domain.risk.manual import manual_liquidation_change, out_of_band
+from clearing.domain.risk.penalty import decide_penalty
+from clearing.domain.risk.step import close_for, plan_step, positions_by_priority, price_rating, status_after
+from clearing.domain.risk.totals import MarginTotals, margin_totals
+from clearing.money import LEDGER_CONTEXT, ONE, ZERO, fmt, round_down
 
 PAGE = 5000
 INSURANCE_FUND = "insurance_fund"
@@ -251,7 +262,8 @@ class _MarketState:
 
     @property
     def mark(self) -> Decimal:
-        """The mark price, for arithmetic (``mark_of``)."""
+        """The mark price, for arithmetic: a market the log never marked cannot be margined
+        (the event needing it is ``unreadable``)."""
         mark = self.price_mark
         if mark is None:
             raise ValueError(f"market {self.market} has no mark price")
@@ -263,15 +275,6 @@ class _MarketState:
         if self._fraction is not None:
             return (notional * self._fraction).quantize(self.collateral_quantum, rounding=ROUND_CEILING, context=LEDGER_CONTEXT)
         return maintenance_requirement(self.tiers, notional, self.collateral_quantum)
-
-
-def mark_of(market: MarketTerms) -> Decimal:
-    """The mark price of a market (the fold's state or the ``Market`` aggregate), for arithmetic:
-    a market the log never marked cannot be margined (the event needing it is ``unreadable``)."""
-    mark = market.price_mark
-    if mark is None:
-        raise ValueError(f"market {market.market} has no mark price")
-    return mark
 
 
 class _AccountState:
@@ -319,173 +322,11 @@ class _AccountState:
             self.holders[market].add(self.name)
 
 
-# -- pure arithmetic, re-derived from the documented rules ----------------------------------------
-
-
-def held_totals(collateral: Decimal, positions: Mapping[str, _Held], markets: Mapping[str, _MarketState]) -> MarginTotals:
-    """``risk.margin_totals`` of a replayed holding (the fold's positions and market states)."""
-    return margin_totals(
-        collateral,
-        # margin_totals reads only a position's size and cost, which _Held has, but it is typed
-        # with the domain's concrete account.Position (which also carries realized PnL)
-        positions,  # type: ignore[arg-type]
-        markets,
-    )
-
-
-def apply_fill(
-    size: Decimal, cost: Decimal, delta: Decimal, price: Decimal, contract: Decimal, quantum: Decimal, quote: Decimal | None = None
-) -> tuple[Decimal, Decimal, Decimal]:
-    """(size after, cost after, realized PnL) of a signed fill of ``delta`` at ``price``.
-
-    The reducing part realizes PnL; its cost is removed pro rata, rounded up to the quantum
-    (all of it when the position closes); the rest opens at ``price``. Example: long 2 with
-    cost 200, sell 3 at 110 -> realized 2 x 110 - 200 = 20, then short 1 with cost -110.
-    With ``quote`` (a deleveraging slice, which only reduces) the PnL is ``quote`` - the
-    cost removed.
-    """
-    realized = ZERO
-    if size != ZERO and (size > ZERO) != (delta > ZERO):
-        closed = min(abs(delta), abs(size))
-        removed = cost if closed == abs(size) else round_up(cost * closed / abs(size), quantum)
-        closed_delta = closed if delta > ZERO else -closed
-        realized = (-closed_delta * price * contract if quote is None else quote) - removed
-        cost -= removed
-        size += closed_delta
-        delta -= closed_delta
-    if delta != ZERO:
-        cost += delta * price * contract
-        size += delta
-    return size, cost, realized
-
-
-def bankruptcy_quote_of(size: Decimal, delta: Decimal, market: _MarketState, totals: MarginTotals) -> Decimal:
-    """dYdX bankruptcy quote for closing ``delta`` of ``size``: ``-DNNV - TNC x |DMMR| / TMMR``.
-
-    Without any maintenance requirement it is the value change minus the equity. Example
-    (B1): long 0.1 at 50,000, TNC 499, TMMR 500, closing all -> 5,000 - 499 = 4,501.
-    """
-    mark, contract, quantum = market.mark, market.contract_size, market.collateral_quantum
-    if totals.maintenance_margin <= ZERO:
-        return -delta * mark * contract - totals.equity
-    before = maintenance_requirement(market.tiers, position_notional(size, mark, contract), quantum)
-    after = maintenance_requirement(market.tiers, position_notional(size + delta, mark, contract), quantum)
-    return bankruptcy_quote(size, delta, mark, contract, before, after, totals.equity, totals.maintenance_margin, quantum)
-
-
-def maintenance_fraction(size: Decimal, market: MarketTerms) -> Decimal:
-    """The position's maintenance requirement over its notional (the tier's MMF, rounded)."""
-    notional = position_notional(size, mark_of(market), market.contract_size)
-    return maintenance_requirement(market.tiers, notional, market.collateral_quantum) / notional
-
-
-def spread_price(size: Decimal, market: MarketTerms, params: ParameterSet, totals: MarginTotals) -> Decimal:
-    """Backstop fill: mark -/+ spread x MMF x mark x ABR, on the tick against the account.
-
-    ABR is ``liquidation_math.adjusted_bankruptcy_rating(equity, maintenance)`` under
-    ``liquidation_price_rule`` ``dydx``; 1 under ``full_spread`` and for a parameter set
-    without the key (a log older than it). Example: long 0.2, mark 47,000, MMF 5 %, spread
-    0.5: full spread 47,000 x (1 - 0.025) = 45,825; equity 400 of MM 470 (ABR 0.148936...)
-    -> 47,000 - 1,175 x 0.148936 = 46,825.0 (down to the tick 0.1).
-    """
-    mark = mark_of(market)
-    move = mark * params.liquidation_spread * maintenance_fraction(size, market) * price_rating(totals, params)
-    if size > ZERO:
-        return max(round_down(mark - move, market.tick_size), market.tick_size)
-    return round_up(mark + move, market.tick_size)
-
-
-
-
-Figures = tuple[Decimal, Decimal, Decimal]  # a liquidator's (equity, initial margin, total notional)
+# a liquidator's (equity, initial margin, total notional), as PositionTaken and TakeoverRefused record them
+Figures = tuple[Decimal, Decimal, Decimal]
 # a fill as its ``PositionTaken`` records it: (taker, liquidated account, liquidation id, taker's size_delta,
 # price, fee received, basis, taker's quote)
 TakerKey = tuple[str, str, str, Decimal, Decimal, Decimal, str, Decimal]
-
-
-def carried_figures(collateral: Decimal, positions: dict[str, _Held], markets: dict[str, _MarketState]) -> Figures:
-    """(equity, initial margin, total position notional at the marks) of a holding."""
-    totals = held_totals(collateral, positions, markets)
-    notional = sum((position_notional(held.size, markets[name].mark, markets[name].contract_size)
-                    for name, held in positions.items() if held.size != ZERO), ZERO)
-    return totals.equity, totals.initial_margin, notional
-
-
-def figures_after_take(
-    collateral: Decimal, positions: dict[str, _Held], markets: dict[str, _MarketState], market: str, delta: Decimal,
-    price: Decimal, fee: Decimal,
-) -> Figures:
-    """A liquidator's figures after taking ``delta`` at ``price`` plus ``fee`` (what ``can_carry`` judges).
-
-    Example: 10,000 of collateral, flat, takes long 0.1 at 49,000 (mark 50,000, IMF 10 %):
-    equity 10,100, IM 500, notional 5,000 -> carried at cap 1 (5,000 <= 10,100).
-    """
-    terms = markets[market]
-    held = positions.get(market)
-    size, cost = (held.size, held.cost) if held is not None else (ZERO, ZERO)
-    size_after, cost_after, realized = apply_fill(size, cost, delta, price, terms.contract_size, terms.collateral_quantum)
-    after = dict(positions)
-    after[market] = _Held(size_after, cost_after)
-    return carried_figures(collateral + realized + fee, after, markets)
-
-
-def plan_deleveraging(policy: str, size: Decimal, holders: list[Holder], market: _MarketState) -> list[tuple[str, Decimal, Decimal | None]]:
-    """The audit's one deleveraging plan: (counterparty, contracts, score) closing ``size``.
-
-    The engine's own rule, ``loss_policies.plan_deleveraging``, under
-    ``parameters.deleveraging_policy`` (the market's queue policy, ``adl`` under a cash
-    policy), called on the holders as the log recorded them: the audit re-derives its
-    inputs, not the rule.
-    """
-    return policy_plan(deleveraging_policy(policy), holders, market.mark, market.contract_size, abs(size), market.step_size)
-
-
-def close_size(size: Decimal, market: _MarketState, totals: MarginTotals, params: ParameterSet) -> Decimal:
-    """Contracts one solvent step closes: Drift's base-to-cover towards MM x (1 + buffer).
-
-    Net of spread and fee, rounded up to the step, at least one step, capped at
-    ``max_liquidation_fraction`` (rounded up to the step); all of it when equity <= 0, when
-    the notional is at most ``liquidation_min_notional``, or when no size can cover.
-    Example: shortage 10 at mark 100, MMF 10 %, no buffer, spread or fee -> 1 contract.
-    """
-    whole = abs(size)
-    notional = position_notional(size, market.mark, market.contract_size)
-    if totals.equity <= ZERO or notional <= params.liquidation_min_notional:
-        return whole
-    fraction = maintenance_fraction(size, market)
-    buffered = fraction * (ONE + params.liquidation_buffer)
-    shortage = totals.maintenance_margin * (ONE + params.liquidation_buffer) - totals.equity
-    cost_rate = params.liquidation_spread * fraction + params.liquidation_fee_rate
-    base = base_to_cover_shortage(shortage, market.mark * market.contract_size, buffered, cost_rate, ZERO)
-    if base is None:
-        return whole
-    step = market.step_size
-    cap = max(round_up(params.max_liquidation_fraction * whole, step), step)
-    return min(max(round_up(base, step), step), cap, whole)
-
-
-def penalty_of(quote_fill: Decimal, quote_bankruptcy: Decimal, params: ParameterSet, quantum: Decimal) -> Decimal:
-    """min(surplus above bankruptcy, fee rate x |q_f| rounded up); 0 without a surplus.
-
-    Example: q_f 4,540, q_b 4,500, fee 1 % -> min(40, 45.40) = 40.
-    """
-    surplus = quote_fill - quote_bankruptcy
-    if surplus <= ZERO:
-        return ZERO
-    return min(surplus, round_up(params.liquidation_fee_rate * abs(quote_fill), quantum))
-
-
-def adl_fund_wanted(size: Decimal, market: _MarketState, totals: MarginTotals) -> Decimal:
-    """What the fund pays before deleveraging: the position's share of the negative equity.
-
-    share = the position's maintenance requirement / the account's (1 without any);
-    rounded up to the quantum, at least 0. Example: equity -200, one position -> 200.
-    """
-    quantum = market.collateral_quantum
-    requirement = maintenance_requirement(market.tiers, position_notional(size, market.mark, market.contract_size), quantum)
-    after = maintenance_requirement(market.tiers, ZERO, quantum)
-    share = (requirement - after) / totals.maintenance_margin if totals.maintenance_margin > ZERO else ONE
-    return max(ZERO, round_up(-totals.equity * share, quantum))
 
 
 # -- per-command context ---------------------------------------------------------------------------
@@ -757,7 +598,7 @@ class DecisionAudit:
         return found
 
     def totals(self, account: _AccountState) -> MarginTotals:
-        return held_totals(account.collateral, account.positions, self.markets)
+        return margin_totals(account.collateral, account.positions, self.markets)
 
     def equity_and_maintenance(self, account: _AccountState) -> tuple[Decimal, Decimal]:
         """Equity and maintenance margin on the marks (``margin_totals`` without initial margin)."""
@@ -888,7 +729,7 @@ class DecisionAudit:
 
     def _check_draw(self, key: tuple[str, str], wanted: Decimal, amount: Decimal, balance: Decimal, position: int) -> None:
         self.differ(position, "fund_draw_differs", f"fund draw for {key[0]} ({key[1]}), min(deficit {fmt(wanted)}, balance {fmt(balance)})",
-                    min(wanted, balance), amount)
+                    fund_draw(wanted, balance), amount)
 
     # -- accounts: non-decision events --------------------------------------------------------------
 
@@ -941,7 +782,7 @@ class DecisionAudit:
 
     def on_taken(self, position: int, event: Any) -> None:
         contract = self.markets[event.market].contract_size
-        quote = event.quote if event.quote is not None else -event.size_delta * event.price * contract
+        quote = event.quote if event.quote is not None else fill_quote(event.size_delta, event.price, contract)
         self.command.takers.append(((event.account, event.liquidated_account, event.liquidation_id, event.size_delta, event.price,
                                      event.fee_received, event.basis, quote), position))
         if event.basis == ADL:
@@ -955,9 +796,8 @@ class DecisionAudit:
     def _fill(self, position: int, event: Any, delta: Decimal, price: Decimal, credit: Decimal, what: str,
               quote: Decimal | None = None) -> None:
         account, market = self.account(event.account), self.markets[event.market]
-        held = account.positions.get(event.market)
-        size, cost = (held.size, held.cost) if held is not None else (ZERO, ZERO)
-        size_after, cost_after, realized = apply_fill(size, cost, delta, price, market.contract_size, market.collateral_quantum, quote)
+        size_after, cost_after, realized = effect_on(account.positions.get(event.market), delta, price, market.contract_size,
+                                                     market.collateral_quantum, quote)
         expected = (realized, size_after, cost_after, account.collateral + realized + credit)
         recorded = (event.realized_pnl, event.position_size_after, event.position_cost_after, event.collateral_after)
         self.differ(position, "state_differs", f"{event.account} {event.market} {what}: realized, size, cost, collateral after", expected, recorded)
@@ -970,13 +810,14 @@ class DecisionAudit:
         """A takeover (backstop or operator's liquidator): the figures after it, and ``can_carry``."""
         account = self.account(event.account)
         name = f"{event.account} takes {fmt(event.size_delta)} {event.market} of {event.liquidated_account} ({event.liquidation_id})"
-        expected = figures_after_take(account.collateral, account.positions, self.markets, event.market, event.size_delta,
-                                      event.price, event.fee_received)
+        cap = self.params(event.market).liquidator_position_cap
+        capacity = capacity_after(account.collateral, account.positions, self.markets, event.market, event.size_delta,
+                                  event.price, event.fee_received, cap)
+        expected = capacity.figures
         recorded = (event.equity_after, event.initial_margin_after, event.notional_after)
         if self.differ(position, "capacity_differs", f"{name}: equity, initial margin, notional after the takeover", expected, recorded):
             return
-        cap = self.params(event.market).liquidator_position_cap
-        if not can_carry(*expected, cap):
+        if not capacity.allowed:
             self.find(position, "takeover_not_allowed", f"{name}: it cannot carry the position: equity {fmt(expected[0])}, initial "
                       f"margin {fmt(expected[1])}, notional {fmt(expected[2])} (cap {fmt(cap)} x equity) after the takeover")
 
@@ -993,7 +834,7 @@ class DecisionAudit:
         self.command.settled.setdefault(event.account, (account.collateral, dict(account.positions)))
         self.command.settle_price = event.price_settlement
         size, cost = account.size(event.market), account.cost(event.market)
-        _, _, realized = apply_fill(size, cost, -size, event.price_settlement, market.contract_size, market.collateral_quantum)
+        _, _, realized = fill_effect(size, cost, -size, event.price_settlement, market.contract_size, market.collateral_quantum)
         self.differ(position, "state_differs", f"{event.account} {event.market} settlement: size, realized, collateral after",
                     (size, realized, account.collateral + realized), (event.size, event.realized_pnl, event.collateral_after))
         self.command.moved.add(event.account)
@@ -1023,16 +864,17 @@ class DecisionAudit:
         self.differ(position, "call_figures_differ", f"{name}: mark, equity, initial, maintenance",
                     (market.price_mark, totals.equity, totals.initial_margin, totals.maintenance_margin),
                     (event.price_mark, event.equity, event.initial_margin, event.maintenance_margin))
-        if not account.positions or totals.equity >= totals.maintenance_margin:
+        if not below_maintenance(totals, bool(account.positions)):
             self.find(position, "call_not_warranted", f"{name}: equity {fmt(totals.equity)} is not below maintenance margin "
                       f"{fmt(totals.maintenance_margin)} with {len(account.positions)} open position(s)")
-        elif account.status in (MARGIN_CALL, LIQUIDATING):
+        elif not call_warranted(totals, bool(account.positions), account.status):
             self.find(position, "call_not_warranted", f"{name}: a call is already open (status {account.status})")
-        self.differ(position, "amount_differs", f"{name}: amount_to_initial = initial - equity",
-                    totals.initial_margin - totals.equity, event.amount_to_initial)
         params = self.params(event.market)
+        terms = call_terms(totals, params, event.at)
+        self.differ(position, "amount_differs", f"{name}: amount_to_initial = initial - equity",
+                    terms.amount_to_initial, event.amount_to_initial)
         self.differ(position, "deadline_differs", f"{name}: deadline = at + {params.margin_call_grace} s",
-                    event.at + timedelta(seconds=params.margin_call_grace), event.deadline)
+                    terms.deadline, event.deadline)
         self._check_parameters(position, name, event.market, event.parameters)
         account.status = MARGIN_CALL
         account.deadline = event.deadline
@@ -1086,12 +928,12 @@ class DecisionAudit:
         totals = self.totals(account)
         params = self.params(event.market)
         twap = market.price_twap
-        deviation = abs(market.mark - twap) / twap if twap else None
+        deviation = twap_deviation(market.price_mark, twap)
         name = f"{event.account} deferral in {event.market}"
         self.differ(position, "deferral_differs", f"{name}: mark, TWAP, deviation, max deviation, equity, maintenance",
                     (market.price_mark, twap, deviation, params.twap_max_deviation, totals.equity, totals.maintenance_margin),
                     (event.price_mark, event.price_twap, event.deviation, event.twap_max_deviation, event.equity, event.maintenance_margin))
-        if deviation is None or params.twap_max_deviation <= ZERO or deviation <= params.twap_max_deviation:
+        if deferred_by_twap(params, market.price_mark, twap) is None:
             self.find(position, "deferral_not_warranted", f"{name}: deviation {_show(deviation)} not above {fmt(params.twap_max_deviation)}")
         elif totals.equity >= totals.maintenance_margin:
             self.find(position, "deferral_not_warranted", f"{name}: equity {fmt(totals.equity)} not below maintenance {fmt(totals.maintenance_margin)}")
@@ -1132,8 +974,7 @@ class DecisionAudit:
         _, _, sequence = event.liquidation_id.rpartition("/L")
         if not sequence.isdigit():
             return
-        notional = sum((abs(held.size) * self.markets[m].mark * self.markets[m].contract_size
-                        for m, held in account.positions.items()), ZERO)
+        notional = total_notional(account.positions, self.markets)
         cmd.first_steps.append((int(sequence), event.account, event.equity_before, event.maintenance_margin_before, notional, position))
 
     def _check_risk_order(self, cmd: _Command) -> None:
@@ -1164,24 +1005,22 @@ class DecisionAudit:
             self._engine_step(position, event, account, market, params, totals, name)
             self.differ(position, "taker_differs", f"{name}: an engine step is taken by the backstop liquidator",
                         params.backstop_liquidator, event.counterparty)
-        quote_fill = -event.size_delta * event.price_fill * market.contract_size
+        quote_fill = fill_quote(event.size_delta, event.price_fill, market.contract_size)
         self.differ(position, "liquidation_figures_differ", f"{name}: quote_fill = -size_delta x price_fill x contract", quote_fill, event.quote_fill)
-        quote_bankruptcy = bankruptcy_quote_of(size, event.size_delta, market, totals)
+        quote_bankruptcy = bankruptcy_quote_for(size, event.size_delta, market, totals)
         price_bankruptcy = bankruptcy_price(quote_bankruptcy, event.size_delta, market.contract_size, market.tick_size)
         self.differ(position, "bankruptcy_differs", f"{name}: quote_bankruptcy, price_bankruptcy",
                     (quote_bankruptcy, price_bankruptcy), (event.quote_bankruptcy, event.price_bankruptcy))
-        quantum = market.collateral_quantum
-        penalty = penalty_of(quote_fill, quote_bankruptcy, params, quantum)
+        penalty, fee = decide_penalty(quote_fill, quote_bankruptcy, params, market.collateral_quantum)
         self.differ(position, "penalty_differs", f"{name}: penalty = min(surplus {fmt(quote_fill - quote_bankruptcy)}, "
                     f"{fmt(params.liquidation_fee_rate)} x |q_f|)", penalty, event.penalty)
-        fee = round_down(penalty * params.liquidator_fee_share, quantum)
         self.differ(position, "fee_split_differs", f"{name}: fee_liquidator = penalty x {fmt(params.liquidator_fee_share)}", fee, event.fee_liquidator)
         if penalty - fee > ZERO:
             self.command.penalties_due.setdefault(event.account, []).append(penalty - fee)
         deficit = quote_bankruptcy - quote_fill
         if deficit > ZERO:
             self.command.deficits[(event.account, event.liquidation_id)] = deficit
-        self._check_after(position, event, account, market, penalty, BANKRUPT if deficit > ZERO else None, name)
+        self._check_after(position, event, account, market, penalty, deficit > ZERO, name)
 
     def _engine_step(self, position: int, event: Any, account: _AccountState, market: _MarketState, params: ParameterSet,
                      totals: MarginTotals, name: str) -> None:
@@ -1217,14 +1056,8 @@ class DecisionAudit:
                       insolvent: bool) -> tuple[Decimal, Decimal, Decimal]:
         """(delta, spread price, shortfall): a partial fill below bankruptcy closes the whole position."""
         size = account.size(market.market)
-        close = abs(size) if insolvent else close_size(size, market, totals, params)
-        price = spread_price(size, market, params, totals)
-        delta = -close if size > ZERO else close
-        shortfall = bankruptcy_quote_of(size, delta, market, totals) + delta * price * market.contract_size
-        if shortfall > ZERO and close < abs(size):
-            delta = -size
-            shortfall = bankruptcy_quote_of(size, delta, market, totals) + delta * price * market.contract_size
-        return delta, price, shortfall
+        plan = plan_step(size, close_for(size, market, totals, params, insolvent), market, totals, params)
+        return plan.delta, plan.price, plan.shortfall
 
     def _engine_problem(self, account: _AccountState, market: _MarketState, totals: MarginTotals, at: datetime,
                         continuing: bool) -> tuple[str, str] | None:
@@ -1238,13 +1071,11 @@ class DecisionAudit:
         if self.paused_in(market.market):
             return "liquidation_not_warranted", f"liquidations in {market.market} are paused (the account should have been queued)"
         params = self.params(market.market)
-        if params.twap_max_deviation > ZERO and market.price_twap:
-            mark = market.mark
-            deviation = abs(mark - market.price_twap) / market.price_twap
-            if deviation > params.twap_max_deviation:
-                return ("liquidation_not_warranted",
-                        f"mark {fmt(mark)} is {_show(deviation)} from its TWAP {fmt(market.price_twap)}: deferred, not liquidated")
-        first = _first_by_priority(account, self.markets)
+        deviation = deferred_by_twap(params, market.price_mark, market.price_twap)
+        if deviation is not None and market.price_twap is not None:
+            return ("liquidation_not_warranted",
+                    f"mark {fmt(market.mark)} is {_show(deviation)} from its TWAP {fmt(market.price_twap)}: deferred, not liquidated")
+        first = positions_by_priority(account.positions, self.markets)[0]
         if first != market.market:
             return "liquidation_order_differs", f"{first} has the largest maintenance requirement and goes first"
         return None
@@ -1258,11 +1089,10 @@ class DecisionAudit:
             return f"equity {fmt(totals.equity)} is not below maintenance margin {fmt(totals.maintenance_margin)}"
         if account.status not in (MARGIN_CALL, LIQUIDATING):
             return f"no margin call open (status {account.status})"
-        if account.status == LIQUIDATING or account.deadline is None or account.deadline <= at or totals.equity <= ZERO:
-            return None
         floors = [self.params(m).liquidation_floor for m in self._trigger_markets(account)]
-        if any(totals.equity < floor * totals.maintenance_margin for floor in floors):
+        if any(liquidation_due(account.status, account.deadline, at, totals, floor) for floor in floors):
             return None
+        assert account.deadline is not None  # liquidation_due is true without a deadline
         return (f"call deadline {account.deadline.isoformat()} not passed and equity {fmt(totals.equity)} not below "
                 f"{'/'.join(fmt(f) for f in floors)} x maintenance {fmt(totals.maintenance_margin)}")
 
@@ -1288,7 +1118,7 @@ class DecisionAudit:
             return "no position"
         if market.settled:
             return "market settled"
-        if totals.equity >= totals.maintenance_margin:
+        if not below_maintenance(totals, True):
             return f"account healthy: equity {fmt(totals.equity)} not below maintenance {fmt(totals.maintenance_margin)}"
         if self.paused_in(market.market):
             return "liquidations paused"
@@ -1300,10 +1130,9 @@ class DecisionAudit:
             return "the account took its own position"
         band = self.params(market.market).manual_liquidation_band
         mark = market.mark
-        distance = abs(event.price_fill - mark) / mark
-        if distance > band:
-            change = Change("liquidate", market.market, {"account": account.name, "size": abs(delta), "price": event.price_fill,
-                                                         "liquidator": event.counterparty})
+        distance = out_of_band(event.price_fill, mark, band)
+        if distance is not None:
+            change = manual_liquidation_change(account.name, market.market, abs(delta), event.price_fill, event.counterparty)
             self.command.out_of_band.append((position, change.fingerprint, f"{name}: price {fmt(event.price_fill)} is "
                                              f"{_show(distance)} from the mark {fmt(mark)}, outside the band {fmt(band)}"))
         return None
@@ -1344,12 +1173,11 @@ class DecisionAudit:
         recorded = (event.liquidator_equity_after, event.liquidator_initial_margin_after, event.liquidator_notional_after)
         if event.liquidator == event.account:  # the backstop itself: its own figures, never a taker of itself
             self.differ(position, "capacity_differs", f"{name}: the liquidator is the account: its own equity, initial margin, notional",
-                        carried_figures(account.collateral, account.positions, self.markets), recorded)
+                        capacity_of(account.collateral, account.positions, self.markets, cap).figures, recorded)
         else:
-            quote_fill = -delta * price * market.contract_size
-            quote_bankruptcy = bankruptcy_quote_of(account.size(event.market), delta, market, totals)
-            quantum = market.collateral_quantum
-            fee = round_down(penalty_of(quote_fill, quote_bankruptcy, params, quantum) * params.liquidator_fee_share, quantum)
+            quote_fill = fill_quote(delta, price, market.contract_size)
+            quote_bankruptcy = bankruptcy_quote_for(account.size(event.market), delta, market, totals)
+            fee = decide_penalty(quote_fill, quote_bankruptcy, params, market.collateral_quantum).fee_liquidator
             cmd.refusals.append(_Refusal(position, event.account, event.market, event.liquidator, -delta, price, fee, recorded, cap, name))
         if event.outcome == "deleveraged":
             cmd.refused[(event.account, event.market)] = position
@@ -1361,7 +1189,8 @@ class DecisionAudit:
         for refusal in cmd.refusals:
             taker = self.accounts.get(refusal.liquidator)
             holdings = cmd.history.get(refusal.liquidator) or [(taker.collateral, taker.positions) if taker else (ZERO, {})]
-            derived = [figures_after_take(collateral, positions, self.markets, refusal.market, refusal.delta, refusal.price, refusal.fee)
+            derived = [capacity_after(collateral, positions, self.markets, refusal.market, refusal.delta, refusal.price, refusal.fee,
+                                      refusal.cap).figures
                        for collateral, positions in holdings]
             if refusal.recorded not in derived:
                 self.find(refusal.position, "capacity_differs", f"{refusal.name}: {refusal.liquidator}'s equity, initial margin, notional "
@@ -1375,18 +1204,16 @@ class DecisionAudit:
             self.find(position, "refusal_differs", f"{account} takeover refused in {market}: outcome deleveraged, but no deleveraging followed")
 
     def _check_after(self, position: int, event: Any, account: _AccountState, market: _MarketState, penalty: Decimal,
-                     status: str | None, name: str, quote: Decimal | None = None) -> None:
+                     bankrupt: bool, name: str, quote: Decimal | None = None) -> None:
         """Position, collateral, equity, maintenance and status after applying the fill (at ``quote`` when given)."""
         size = account.size(event.market)
-        size_after, cost_after, realized = apply_fill(size, account.cost(event.market), event.size_delta, event.price_fill,
-                                                      market.contract_size, market.collateral_quantum, quote)
+        size_after, cost_after, realized = fill_effect(size, account.cost(event.market), event.size_delta, event.price_fill,
+                                                       market.contract_size, market.collateral_quantum, quote)
         collateral_after = account.collateral + realized - penalty
         positions = dict(account.positions)
         positions[event.market] = _Held(size_after, cost_after)
-        after = held_totals(collateral_after, positions, self.markets)
-        if status is None:
-            flat = all(p.size == ZERO for p in positions.values())
-            status = HEALTHY if flat or after.equity >= after.maintenance_margin else LIQUIDATING
+        after = margin_totals(collateral_after, positions, self.markets)
+        status = status_after(after, all(p.size == ZERO for p in positions.values()), bankrupt)
         self.differ(position, "liquidation_after_differs", f"{name}: realized, size, cost, collateral, equity, maintenance, status after",
                     (realized, size_after, cost_after, collateral_after, after.equity, after.maintenance_margin, status),
                     (event.realized_pnl, event.position_size_after, event.position_cost_after, event.collateral_after,
@@ -1418,7 +1245,7 @@ class DecisionAudit:
                 problem = "liquidation_not_warranted", f"the backstop fill covers the bankruptcy quote (shortfall {fmt(shortfall)}): no deleveraging"
             if problem is None and delta != -size:
                 problem = "size_differs", f"deleveraging closes the whole position {fmt(size)}, the step was {fmt(delta)}"
-        wanted = adl_fund_wanted(size, market, totals) if size != ZERO else ZERO
+        wanted = deleveraging_fund_draw(size, market, totals) if size != ZERO else ZERO
         return _AdlPlan(market_name, size, wanted, problem, position=position, refused=refused)
 
     def _bearer_left(self, account: _AccountState, market: str, params: ParameterSet) -> bool:
@@ -1448,7 +1275,7 @@ class DecisionAudit:
             if plan.size == ZERO:
                 self.find(position, "liquidation_not_warranted", f"{name}: no position to deleverage")
                 return
-            plan.quote = bankruptcy_quote_of(plan.size, -plan.size, market, plan.totals)
+            plan.quote = bankruptcy_quote_for(plan.size, -plan.size, market, plan.totals)
             plan.price = quote_price(plan.quote, -plan.size, market.contract_size, market.collateral_quantum)
             plan.slices = []
         totals = plan.totals
@@ -1473,7 +1300,7 @@ class DecisionAudit:
         if event.size_delta == ZERO or (event.size_delta > ZERO) == (size > ZERO) or abs(event.size_delta) > abs(size):
             self.find(position, "size_differs", f"{name}: slice {fmt(event.size_delta)} does not reduce the position {fmt(size)}")
         plan.closed += abs(event.size_delta)
-        self._check_after(position, event, account, market, ZERO, BANKRUPT, name, quote=event.quote_fill)
+        self._check_after(position, event, account, market, ZERO, True, name, quote=event.quote_fill)
 
     def _check_adl_complete(self, cmd: _Command) -> None:
         for (account, liquidation_id), plan in cmd.adl.items():
@@ -1511,7 +1338,8 @@ class DecisionAudit:
             if (held.size > ZERO) != long_side:
                 candidates[other.name] = Holder(other.name, held.size, held.cost, self.equity_and_maintenance(other)[0])
         policy = self.params(plan.market).loss_policy
-        expected = plan_deleveraging(policy, plan.size, list(candidates.values()), market)
+        expected = plan_deleveraging(deleveraging_policy(policy), list(candidates.values()), market.mark, market.contract_size,
+                               abs(plan.size), market.step_size)
         recorded = [(counterparty, size) for _, size, _, counterparty in slices]
         if [(n, q) for n, q, _ in expected] != recorded:
             where = slices[0][0] if slices else plan.position
@@ -1598,7 +1426,7 @@ class DecisionAudit:
                 self.find(steps[0].position, "loss_cover_differs", f"{key[0]} ({key[1]}): deficit {fmt(cmd.deficits[key])} never covered")
 
     def _check_shares(self, cmd: _Command, loss_id: str, allocated: Decimal) -> None:
-        """Each payer's share, policy and basis are ``liquidation.cash_allocation``'s (``loss_share_differs``).
+        """Each payer's share, policy and basis are ``risk.allocation.cash_allocation``'s (``loss_share_differs``).
 
         The book: each payer as it was before its first share, plus every open holder of the
         market the command did not change, the bankrupt account left out. When an open holder
@@ -1632,7 +1460,7 @@ class DecisionAudit:
                       f"{[(n, fmt(q), p) for n, q, p, _ in expected]}, recorded {[(n, fmt(q), p) for n, q, p, _ in sorted(paid)]}")
 
     def _check_settlement_shares(self, cmd: _Command, loss_id: str, allocated: Decimal) -> None:
-        """A settlement's shares (and ranks) are ``liquidation.settlement_allocation``'s
+        """A settlement's shares (and ranks) are ``risk.allocation.settlement_allocation``'s
         (``loss_share_differs``): every settled position but the bankrupt ones, as it was before
         the settlement less its shares of earlier losses of the command, valued at the final price."""
         market_name, where, _, paid = cmd.payments[loss_id]
@@ -1790,16 +1618,6 @@ class DecisionAudit:
 def _pnl(held: _Held, market: _MarketState, price: Decimal) -> Decimal:
     """Unrealized PnL of a replayed holding at ``price`` (``margin.unrealized_pnl``)."""
     return unrealized_pnl(held.size, held.cost, price, market.contract_size)
-
-
-def _first_by_priority(account: _AccountState, markets: dict[str, _MarketState]) -> str:
-    """The open position with the largest maintenance requirement, ties by market name."""
-    keyed = []
-    for name, held in account.positions.items():
-        market = markets[name]
-        notional = position_notional(held.size, market.mark, market.contract_size)
-        keyed.append((-maintenance_requirement(market.tiers, notional, market.collateral_quantum), name))
-    return min(keyed)[1]
 
 
 def _show(value: Any) -> str:

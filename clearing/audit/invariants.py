@@ -53,6 +53,7 @@ from uuid import UUID
 from eventsourcing.domain import Aggregate
 
 from clearing.application import ClearingApplication
+from clearing.audit import properties
 from clearing.audit.log import CheckFailed, Handlers, LogPage, read_log
 from clearing.audit.snapshots import live_equals_replay, stored_snapshot_ids
 from clearing.domain import ids
@@ -117,6 +118,7 @@ class InvariantCheck:
     def __init__(self, app: ClearingApplication, rebuilt: dict[UUID, Any] | None = None) -> None:
         self.app = app
         self.fold = Fold()
+        self.decisions = properties.Decisions()
         self.rebuilt: dict[UUID, Any] = dict.fromkeys(stored_snapshot_ids(app)) if rebuilt is None else rebuilt
         self._broken: set[UUID] = set()
 
@@ -140,14 +142,19 @@ class InvariantCheck:
         """Fold one page; ``InvariantViolation`` when solvency fails at a command's end."""
         fold, rebuild, broken = self.fold, self.rebuilt, self._broken
         with decimal.localcontext(LEDGER_CONTEXT):
+            decisions = self.decisions
             for notification, event in page.decoded():
                 cls = type(event)
                 fold.counts[cls.__qualname__] += 1
                 handler = ON.get(cls)
                 if handler is not None:
                     handler(fold, event)
-                if cls in COMMAND_ENDS:
+                if cls in COMMAND_ENDS:  # the previous command ended: its accounts and its decisions
                     _solvent(fold, notification.id)
+                    properties.end_command(decisions, notification.id)
+                check = properties.ON.get(cls)
+                if check is not None:
+                    check(decisions, event)
                 aggregate_id = notification.originator_id  # UUID | str to the library; ours are UUIDs
                 if rebuild and isinstance(aggregate_id, UUID) and aggregate_id in rebuild and aggregate_id not in broken:
                     try:
@@ -162,6 +169,7 @@ class InvariantCheck:
         fold = self.fold
         with decimal.localcontext(LEDGER_CONTEXT):
             _solvent(fold, head)
+            properties.end_command(self.decisions, head + 1)
             _covered_end_at_zero_or_above(fold)
             _money_conserved(fold)
             _positions_net_to_zero(fold)
@@ -311,7 +319,7 @@ def _drawn(fold: Fold, event: InsuranceFund.Drawn) -> None:
         raise InvariantViolation(f"insurance_fund_not_negative: balance {fold.insurance_fund} after a draw")
 
 
-COMMAND_ENDS = frozenset({CommandRecord.Accepted, CommandRecord.Rejected})
+COMMAND_ENDS = properties.COMMAND_ENDS
 
 
 def _solvent(fold: Fold, position: int) -> None:

@@ -125,22 +125,24 @@ class CheckFailed(Exception):
 
 
 def read_log(recorder: Any, mapper: Any = None, *, start: int = 1, stop: int | None = None,
-             page: int = PAGE) -> Iterator[LogPage]:
+             page: int = PAGE, topics: Sequence[str] = ()) -> Iterator[LogPage]:
     """Pages of the log from position ``start`` up to ``stop``, in position order.
 
     ``recorder`` is the application's recorder and ``mapper`` its mapper; without a mapper
     only the stored notifications are read (every event ``None``), for readers of the raw
     rows such as the hash chain. Without ``stop`` the read goes on to the first empty page,
-    so events appended while reading are included.
+    so events appended while reading are included. With ``topics`` only events of those
+    topics are read (the library filters them in the store), so a reader of a few kinds of
+    event decodes nothing else.
     """
     if page < 1:
         raise ValueError("page must be at least 1")
     position = start
     while stop is None or position <= stop:
         if stop is None:
-            notifications = recorder.select_notifications(start=position, limit=page)
+            notifications = recorder.select_notifications(start=position, limit=page, topics=topics)
         else:
-            notifications = recorder.select_notifications(start=position, limit=page, stop=stop)
+            notifications = recorder.select_notifications(start=position, limit=page, stop=stop, topics=topics)
         if not notifications:
             return
         events: list[DomainEventProtocol[Any] | None] = []

@@ -24,8 +24,10 @@ from uuid import UUID
 
 from eventsourcing.domain import Aggregate
 
+from clearing.domain.decision_order import InDecisionOrder
 from clearing.domain.ids import account_id
-from clearing.money import ZERO, exact, round_up
+from clearing.domain.risk.fill import fill_effect
+from clearing.money import ZERO, exact
 
 
 class AccountStatus(StrEnum):
@@ -94,27 +96,15 @@ def decide_fill(
     realized from that exact amount instead of ``-size_delta x price x contract``: a
     deleveraging fill at the exact bankruptcy quote, whose per-contract price is off the tick.
     """
-    size, cost = position.size, position.cost
-    reducing = size != ZERO and (size > ZERO) != (size_delta > ZERO)
-    closed = min(abs(size_delta), abs(size)) if reducing else ZERO
-    realized = ZERO
-    if closed:
-        cost_removed = cost if closed == abs(size) else round_up(cost * closed / abs(size), quantum)
-        closed_delta = closed if size_delta > ZERO else -closed
-        realized = (-closed_delta * price * contract_size if quote is None else quote) - cost_removed
-        cost -= cost_removed
-        size += closed_delta
-    opening_delta = size_delta - (closed if size_delta > ZERO else -closed)
-    if quote is not None and opening_delta:
+    reducing = position.size != ZERO and (position.size > ZERO) != (size_delta > ZERO)
+    if quote is not None and size_delta != ZERO and (not reducing or abs(size_delta) > abs(position.size)):
         raise ValueError(f"a fill at a quote must only reduce the position {position.size}, not trade {size_delta}")
-    if opening_delta:
-        cost += opening_delta * price * contract_size
-        size += opening_delta
+    size, cost, realized = fill_effect(position.size, position.cost, size_delta, price, contract_size, quantum, quote)
     after = Position(size=size, cost=cost, realized_pnl=position.realized_pnl + realized)
     return Fill(size_delta=size_delta, position_after=after, realized_pnl=realized)
 
 
-class Account(Aggregate):
+class Account(InDecisionOrder):
     """A clearing account. Id: uuid5 of the account name."""
 
     class Opened(Aggregate.Created):

@@ -30,6 +30,7 @@ from uuid import UUID
 
 from eventsourcing.domain import Aggregate
 
+from clearing.domain.decision_order import InDecisionOrder
 from clearing.domain.governance import EVERYWHERE, QUORUM, Change, Rules, Tally, decide, not_governed, still_counts
 from clearing.domain.ids import clearinghouse_id
 from clearing.domain.parameters import DEFAULTS, TIMELOCKED, governed_names
@@ -45,7 +46,7 @@ def _consume(ch: Clearinghouse, governance: dict[str, Any] | None) -> None:
         ch.approvals.pop(governance["fingerprint"], None)
 
 
-class Clearinghouse(Aggregate):
+class Clearinghouse(InDecisionOrder):
     """Clearinghouse-wide state (fixed id)."""
 
     class Established(Aggregate.Created):

@@ -15,7 +15,9 @@ from uuid import UUID
 
 from eventsourcing.domain import Aggregate
 
+from clearing.domain.decision_order import InDecisionOrder
 from clearing.domain.ids import insurance_fund_id
+from clearing.domain.risk.bankruptcy import fund_draw
 from clearing.money import ZERO
 
 
@@ -27,7 +29,7 @@ class FundCause(StrEnum):
     BANKRUPTCY = "bankruptcy"
 
 
-class InsuranceFund(Aggregate):
+class InsuranceFund(InDecisionOrder):
     """The clearinghouse insurance fund (a single aggregate with a fixed id)."""
 
     class Established(Aggregate.Created):
@@ -79,7 +81,7 @@ class InsuranceFund(Aggregate):
 
     def pay_up_to(self, wanted: Decimal, account: str, market: str, reference: str, at: datetime) -> Decimal:
         """Pay as much of ``wanted`` as the balance allows; returns what was paid (may be 0)."""
-        paid = min(wanted, self.balance)
+        paid = fund_draw(wanted, self.balance)
         if paid > ZERO:
             self.draw(paid, account, market, reference, at)
         return paid

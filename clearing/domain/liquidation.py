@@ -67,41 +67,41 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import datetime
 from decimal import Decimal
 from typing import Protocol
 
-from clearing.domain.account import BANKRUPT, HEALTHY, LIQUIDATING, MARGIN_CALL, Account, Position, decide_fill
+from clearing.domain.account import LIQUIDATING, MARGIN_CALL, Account, decide_fill
 from clearing.domain.insurance import FundCause, InsuranceFund
 from clearing.domain.liquidation_math import (
-    adjusted_bankruptcy_rating,
-    allocate_largest_remainder,
     bankruptcy_price,
-    bankruptcy_quote,
-    base_to_cover_shortage,
     call_met,
     call_payment,
-    can_carry,
     quote_price,
     split_quote,
 )
-from clearing.domain.loss_policies import Holder, adl_bitmex, leverage_weighted_gains, plan_deleveraging
-from clearing.domain.margin import maintenance_requirement, position_notional, unrealized_pnl
+from clearing.domain.loss_policies import Holder, adl_bitmex, plan_deleveraging
+from clearing.domain.margin import unrealized_pnl
 from clearing.domain.market import Market
 from clearing.domain.parameters import (
     ADL,
     CALL_RULE_CME,
     CALL_RULE_MAINTENANCE,
-    HAIRCUT_GAINS,
-    LEVERAGE_WEIGHTED_GAINS,
-    PRICE_RULE_FULL_SPREAD,
     QUEUE_POLICIES,
     SOCIALIZE_PER_CONTRACT,
     ParameterSet,
     deleveraging_policy,
 )
-from clearing.domain.risk import MarginTotals, margin_totals
-from clearing.money import ONE, ZERO, exact, round_down, round_up
+from clearing.domain.risk.allocation import cash_allocation
+from clearing.domain.risk.bankruptcy import bankruptcy_quote_for, deleveraging_fund_draw
+from clearing.domain.risk.call import below_maintenance, call_terms, call_warranted
+from clearing.domain.risk.capacity import Capacity
+from clearing.domain.risk.due import liquidation_due
+from clearing.domain.risk.fill import fill_quote
+from clearing.domain.risk.penalty import decide_penalty
+from clearing.domain.risk.step import status_after
+from clearing.domain.risk.totals import MarginTotals, margin_totals
+from clearing.money import ZERO, exact
 
 
 class RiskContext(Protocol):
@@ -128,10 +128,12 @@ def totals_of(account: Account, markets: Mapping[str, Market]) -> MarginTotals:
 @exact
 def check_call(account: Account, totals: MarginTotals, trigger: Market, params: ParameterSet, at: datetime, reason: str) -> bool:
     """Issue or clear the margin call; True when the account is due for liquidation now."""
-    if totals.equity >= totals.maintenance_margin or not account.open_positions():
+    has_open_position = bool(account.open_positions())
+    if not below_maintenance(totals, has_open_position):
         clear_call(account, totals, reason, at)  # under cme only at IM or paid: between MM and IM the call stands
         return False
-    if account.risk_status not in (MARGIN_CALL, LIQUIDATING):
+    if call_warranted(totals, has_open_position, account.risk_status):
+        terms = call_terms(totals, params, at)
         account.trigger_event(
             Account.MarginCallIssued,
             account=account.account,
@@ -140,15 +142,14 @@ def check_call(account: Account, totals: MarginTotals, trigger: Market, params: 
             equity=totals.equity,
             initial_margin=totals.initial_margin,
             maintenance_margin=totals.maintenance_margin,
-            amount_to_initial=totals.initial_margin - totals.equity,
-            deadline=at + timedelta(seconds=params.margin_call_grace),
+            amount_to_initial=terms.amount_to_initial,
+            deadline=terms.deadline,
             parameters=params.as_record(),
             at=at,
         )
     assert account.margin_call is not None or account.risk_status == LIQUIDATING
-    deadline_passed = account.margin_call is None or account.margin_call["deadline"] <= at
-    below_floor = totals.equity < params.liquidation_floor * totals.maintenance_margin or totals.equity <= ZERO
-    return account.risk_status == LIQUIDATING or deadline_passed or below_floor
+    deadline = account.margin_call["deadline"] if account.margin_call is not None else None
+    return liquidation_due(account.risk_status, deadline, at, totals, params.liquidation_floor)
 
 
 def clear_call(account: Account, totals: MarginTotals, reason: str, at: datetime) -> None:
@@ -201,105 +202,33 @@ def pay_call(account: Account, totals: MarginTotals, deposit: Decimal, at: datet
     clear_call(account, totals, "deposit", at)
 
 
-def positions_by_priority(account: Account, markets: Mapping[str, Market]) -> list[str]:
-    """Markets to reduce first: largest maintenance requirement, ties by name (step 3)."""
-    keyed = []
-    for name, position in account.open_positions().items():
-        market = markets[name]
-        notional = position_notional(position.size, market.mark, market.contract_size)
-        keyed.append((-maintenance_requirement(market.tiers, notional, market.collateral_quantum), name))
-    return [name for _, name in sorted(keyed)]
+# -- 2b.: held back, and back from bankruptcy ----------------------------------------------
 
 
-# -- 4. and 5.: size and price ----------------------------------------------------------------
+def recover_from_bankruptcy(account: Account, at: datetime) -> None:
+    """A flat bankrupt account made whole again by a deposit returns to ``healthy``."""
+    account.trigger_event(Account.RecoveredFromBankruptcy, account=account.account, at=at)
 
 
-@exact
-def size_to_close(position: Position, market: Market, totals: MarginTotals, params: ParameterSet) -> Decimal:
-    """Contracts to close in one step (step 4). Example: shortage 10 at mark 100, MMF 10 %,
-    buffer 0, no spread or fee -> 1 contract (10 / (100 x 0.1))."""
-    size = abs(position.size)
-    notional = position_notional(position.size, market.mark, market.contract_size)
-    if totals.equity <= ZERO or notional <= params.liquidation_min_notional:
-        return size
-    maintenance = maintenance_requirement(market.tiers, notional, market.collateral_quantum)
-    fraction = maintenance / notional
-    buffered = fraction * (ONE + params.liquidation_buffer)
-    shortage = totals.maintenance_margin * (ONE + params.liquidation_buffer) - totals.equity
-    cost_rate = params.liquidation_spread * fraction + params.liquidation_fee_rate
-    base = base_to_cover_shortage(shortage, market.mark * market.contract_size, buffered, cost_rate, ZERO)
-    if base is None:
-        return size
-    cap = max(round_up(params.max_liquidation_fraction * size, market.step_size), market.step_size)
-    return min(max(round_up(base, market.step_size), market.step_size), cap, size)
-
-
-@exact
-def spread_price(position: Position, market: Market, params: ParameterSet, totals: MarginTotals) -> Decimal:
-    """Mark moved against the account by spread x MMF x mark x ABR, on the tick (step 5).
-
-    ABR (``liquidation_price_rule`` ``dydx``, the default) is dYdX v4's adjusted bankruptcy
-    rating, clamp(1 - equity / maintenance, 0, 1): the closer the account is to bankruptcy,
-    the more of the spread it pays; ``full_spread`` takes ABR = 1 (the rule before issue 8).
-    Example: long 1 BTC, mark 50,000, MMF 5 %, spread 0.5: full spread 50,000 x (1 - 0.025)
-    = 48,750; with equity 2,490 of maintenance 2,500 (ABR 0.004) -> 50,000 - 5 = 49,995.
-    """
-    mark = market.mark
-    notional = position_notional(position.size, mark, market.contract_size)
-    fraction = maintenance_requirement(market.tiers, notional, market.collateral_quantum) / notional
-    move = mark * params.liquidation_spread * fraction * price_rating(totals, params)
-    if position.size > ZERO:
-        return max(round_down(mark - move, market.tick_size), market.tick_size)
-    return round_up(mark + move, market.tick_size)
-
-
-def price_rating(totals: MarginTotals, params: ParameterSet) -> Decimal:
-    """The share of the spread charged: ABR under ``dydx``, 1 under ``full_spread``."""
-    if params.liquidation_price_rule == PRICE_RULE_FULL_SPREAD:
-        return ONE
-    return adjusted_bankruptcy_rating(totals.equity, totals.maintenance_margin)
+def defer_liquidation(account: Account, market: Market, deviation: Decimal, params: ParameterSet, totals: MarginTotals,
+                      at: datetime) -> None:
+    """``LiquidationDeferred``: a due step waits while the mark is ``deviation`` from its TWAP
+    (``risk.due.deferred_by_twap``)."""
+    account.trigger_event(
+        Account.LiquidationDeferred,
+        account=account.account,
+        market=market.market,
+        price_mark=market.price_mark,
+        price_twap=market.price_twap,
+        deviation=deviation,
+        twap_max_deviation=params.twap_max_deviation,
+        equity=totals.equity,
+        maintenance_margin=totals.maintenance_margin,
+        at=at,
+    )
 
 
 # -- 5b.: can the liquidator carry it? ----------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class Capacity:
-    """A liquidator's figures after a takeover it would make, and the verdict."""
-
-    equity_after: Decimal
-    initial_margin_after: Decimal
-    notional_after: Decimal
-    cap: Decimal
-    allowed: bool
-
-
-@exact
-def capacity_after(ctx: RiskContext, taker: Account, market: Market, delta_taker: Decimal, price: Decimal,
-                   fee: Decimal, params: ParameterSet) -> Capacity:
-    """The taker's equity, initial margin and total position notional after taking
-    ``delta_taker`` at ``price`` plus ``fee``; allowed per ``liquidation_math.can_carry``.
-
-    Example: backstop with 10,000, flat, takes long 0.1 BTC at 49,000 (mark 50,000, IMF
-    5 %): equity 10,100, IM 250, notional 5,000 <= 1 x 10,100 -> allowed. The same taker
-    with 1,000 of collateral: notional 5,000 > 1,100 -> refused.
-    """
-    position = taker.position(market.market)
-    fill = decide_fill(position, delta_taker, price, market.contract_size, market.collateral_quantum)
-    positions_after = dict(taker.positions)
-    positions_after[market.market] = fill.position_after
-    after = margin_totals(taker.collateral + fill.realized_pnl + fee, positions_after, ctx.markets)
-    notional = total_notional(positions_after, ctx.markets)
-    cap = params.liquidator_position_cap
-    allowed = can_carry(after.equity, after.initial_margin, notional, cap)
-    return Capacity(after.equity, after.initial_margin, notional, cap, allowed)
-
-
-def total_notional(positions: Mapping[str, Position], markets: Mapping[str, Market]) -> Decimal:
-    """Sum of |size| x mark x contract over the open positions (the liquidator's cap and the
-    risk order both read it). Example: 0.1 BTC at 50,000 and 2 ETH at 3,000 -> 11,000."""
-    return sum((position_notional(p.size, markets[m].mark, markets[m].contract_size)
-                for m, p in positions.items() if p.size != ZERO), ZERO)
 
 
 def refuse_takeover(account: Account, market: Market, taker: Account, delta: Decimal, price: Decimal,
@@ -327,26 +256,6 @@ def refuse_takeover(account: Account, market: Market, taker: Account, delta: Dec
 
 
 @exact
-def bankruptcy_quote_for(account: Account, market: Market, delta: Decimal, totals: MarginTotals) -> Decimal:
-    """dYdX bankruptcy quote for closing ``delta`` of the account's position in ``market``."""
-    position = account.position(market.market)
-    before, after = _maintenance_before_after(position, market, delta)
-    if totals.maintenance_margin <= ZERO:
-        return -delta * market.mark * market.contract_size - totals.equity
-    return bankruptcy_quote(
-        position.size, delta, market.mark, market.contract_size, before, after,
-        totals.equity, totals.maintenance_margin, market.collateral_quantum,
-    )
-
-
-def _maintenance_before_after(position: Position, market: Market, delta: Decimal) -> tuple[Decimal, Decimal]:
-    mark, contract, quantum = market.mark, market.contract_size, market.collateral_quantum
-    before = maintenance_requirement(market.tiers, position_notional(position.size, mark, contract), quantum)
-    after = maintenance_requirement(market.tiers, position_notional(position.size + delta, mark, contract), quantum)
-    return before, after
-
-
-@exact
 def liquidation_step(
     ctx: RiskContext,
     account: Account,
@@ -368,8 +277,8 @@ def liquidation_step(
     before, as is the liquidator's ``capacity`` (recorded on its ``PositionTaken``).
     Returns the deficit (> 0 when the fill was below the bankruptcy quote).
     """
-    quote_fill = -delta * price_fill * market.contract_size
-    penalty, fee_liquidator = penalty_and_fee(quote_fill, quote_bankruptcy, params, market.collateral_quantum)
+    quote_fill = fill_quote(delta, price_fill, market.contract_size)
+    penalty, fee_liquidator = decide_penalty(quote_fill, quote_bankruptcy, params, market.collateral_quantum)
     deficit = max(ZERO, quote_bankruptcy - quote_fill)
     price_bankruptcy = bankruptcy_price(quote_bankruptcy, delta, market.contract_size, market.tick_size)
     fill = FillTerms(delta, price_fill, price_bankruptcy, quote_bankruptcy, penalty, fee_liquidator, reason, "backstop", None,
@@ -378,19 +287,6 @@ def liquidation_step(
     if penalty - fee_liquidator > ZERO:
         ctx.fund(at).contribute(penalty - fee_liquidator, account.account, at, cause=FundCause.LIQUIDATION_PENALTY)
     return deficit
-
-
-@exact
-def penalty_and_fee(
-    quote_fill: Decimal, quote_bankruptcy: Decimal, params: ParameterSet, quantum: Decimal
-) -> tuple[Decimal, Decimal]:
-    """(penalty, liquidator's fee) of a fill (step 6): the penalty is at most
-    ``liquidation_fee_rate`` x |q_f| and never more than the surplus above the bankruptcy
-    quote; ``liquidator_fee_share`` of it goes to the liquidator (rounded down, the fund
-    keeps the rest). Example: q_f 4,600, q_b 4,501, rate 1 %, share 0.5 -> (46, 23)."""
-    surplus = quote_fill - quote_bankruptcy
-    penalty = min(surplus, round_up(params.liquidation_fee_rate * abs(quote_fill), quantum)) if surplus > ZERO else ZERO
-    return penalty, round_down(penalty * params.liquidator_fee_share, quantum)
 
 
 @dataclass(frozen=True)
@@ -454,18 +350,12 @@ def _close_out(
         collateral_after=collateral_after,
         equity_after=after.equity,
         maintenance_margin_after=after.maintenance_margin,
-        risk_status_after=BANKRUPT if bankrupt else _status_after(after, positions_after),
+        risk_status_after=status_after(after, not any(p.size != ZERO for p in positions_after.values()), bankrupt),
         parameters=params.as_record(),
         at=at,
     )
     ctx.note_position(market, account, position.size, abs(terms.delta), at)
     _take(ctx, taker, account, market, terms, liquidation_id, at)
-
-
-def _status_after(after: MarginTotals, positions: Mapping[str, Position]) -> str:
-    if not any(p.size != ZERO for p in positions.values()) or after.equity >= after.maintenance_margin:
-        return HEALTHY
-    return LIQUIDATING
 
 
 @exact
@@ -552,95 +442,6 @@ def open_holders(ctx: RiskContext, market: Market, excluding: str | None = None)
     """Accounts with an open position in ``market``, in name order."""
     accounts = [ctx.account(name, "account") for name in sorted(ctx.holders(market.market)) if name != excluding]
     return [a for a in accounts if a.position(market.market).size != ZERO]
-
-
-@dataclass(frozen=True)
-class ShareGroup:
-    """One set of ``LossAllocated`` of a loss: the policy, its total, the basis and the shares."""
-
-    policy: str
-    loss: Decimal
-    basis_total: Decimal
-    shares: tuple[tuple[str, Decimal, Decimal], ...]  # (account, share, basis), shares may be 0
-    ranks: tuple[tuple[str, Decimal | None], ...] = ()  # (account, score) of a queue plan at settlement
-
-
-@exact
-def cash_allocation(policy: str, holders: Sequence[Holder], mark: Decimal, contract_size: Decimal, loss: Decimal,
-                    quantum: Decimal) -> list[ShareGroup]:
-    """How a cash ``policy`` splits ``loss`` over ``holders`` (the open positions of the market
-    but the bankrupt one's, in name order): the one rule the engine books and the audit checks.
-
-    ``socialize_per_contract``: pro rata to |size| over longs + shorts (Drift / Mango).
-    ``haircut_gains``: pro rata to unrealized gains at the mark rounded down to the quantum,
-    at most each gain (a gain below one quantum bears nothing). ``leverage_weighted_gains``:
-    ``loss_policies.leverage_weighted_gains.shares`` (weights leverage x gain, each at most
-    its gain; the basis is the weight). What gains cannot cover goes per contract, in a
-    second group. Largest remainder at the quantum, so each group adds up exactly.
-    Example: 1.00 per contract over sizes 1, 1, 1 -> 0.34, 0.33, 0.33.
-    """
-    groups: list[ShareGroup] = []
-    if policy == HAIRCUT_GAINS:
-        gains = [(h.account, round_down(max(ZERO, unrealized_pnl(h.size, h.cost, mark, contract_size)), quantum))
-                 for h in holders]
-        gains = [(name, gain) for name, gain in gains if gain > ZERO]
-        haircut = min(loss, sum((gain for _, gain in gains), ZERO))
-        if haircut > ZERO:
-            groups.append(_pro_rata(HAIRCUT_GAINS, haircut, gains, quantum))
-        loss -= haircut
-    elif policy == LEVERAGE_WEIGHTED_GAINS:
-        paid, uncovered = leverage_weighted_gains.shares(holders, mark, contract_size, loss, quantum)
-        if loss > uncovered:
-            groups.append(ShareGroup(LEVERAGE_WEIGHTED_GAINS, loss - uncovered, sum((w for _, _, w in paid), ZERO), tuple(paid)))
-        loss = uncovered
-    if loss > ZERO:
-        groups.append(_pro_rata(SOCIALIZE_PER_CONTRACT, loss, [(h.account, abs(h.size)) for h in holders], quantum))
-    return groups
-
-
-def _pro_rata(policy: str, loss: Decimal, weights: Sequence[tuple[str, Decimal]], quantum: Decimal) -> ShareGroup:
-    shares = allocate_largest_remainder(loss, list(weights), quantum)
-    return ShareGroup(policy, loss, sum((w for _, w in weights), ZERO), tuple((name, shares[name], w) for name, w in weights))
-
-
-@exact
-def settlement_allocation(policy: str, bankrupt_size: Decimal, others: Sequence[Holder], price: Decimal,
-                          contract_size: Decimal, step: Decimal, loss: Decimal, quantum: Decimal) -> tuple[str, list[ShareGroup]]:
-    """How a settlement deficit left after the fund is charged: (policy used, share groups).
-
-    ``others``: every settled position but the bankrupt ones, valued at the final ``price``
-    (equity with this market at ``price``), in name order. Queue policies: as any
-    deleveraging, the bankrupt position (``bankrupt_size``) is closed against the
-    opposite-side winners by the policy's plan (``loss_policies.plan_deleveraging`` at
-    ``price``) at its bankruptcy price, so each planned winner bears ``loss`` x its contracts
-    / the position's size; with too few winners, per contract. ``leverage_weighted_gains``:
-    its shares, what gains cannot cover per contract. ``haircut_gains``: pro rata to
-    settlement gains. ``socialize_per_contract``, or nobody with a gain: per contract.
-    Example: bankrupt long 3, 150 left after the fund; shorts ranked c (size 2), a (size 5):
-    c bears 100, a 50 - not pro rata to gains.
-    """
-    gains = {h.account: unrealized_pnl(h.size, h.cost, price, contract_size) for h in others}
-    if policy in QUEUE_POLICIES:
-        opposite = [h for h in others if (h.size > ZERO) != (bankrupt_size > ZERO) and gains[h.account] > ZERO]
-        if sum((abs(h.size) for h in opposite), ZERO) >= abs(bankrupt_size):
-            plan = plan_deleveraging(policy, opposite, price, contract_size, abs(bankrupt_size), step)
-            group = _pro_rata(policy, loss, [(name, take) for name, take, _ in plan], quantum)
-            scores = tuple((name, score) for name, _, score in plan)
-            return policy, [ShareGroup(policy, loss, abs(bankrupt_size), group.shares, scores)]
-        policy = SOCIALIZE_PER_CONTRACT
-    groups: list[ShareGroup] = []
-    if policy == LEVERAGE_WEIGHTED_GAINS:
-        paid, uncovered = leverage_weighted_gains.shares(others, price, contract_size, loss, quantum)
-        if loss > uncovered:
-            groups.append(ShareGroup(LEVERAGE_WEIGHTED_GAINS, loss - uncovered, sum((w for _, _, w in paid), ZERO), tuple(paid)))
-        if uncovered == ZERO:
-            return policy, groups
-        loss, policy = uncovered, SOCIALIZE_PER_CONTRACT
-    winners = [(h.account, gains[h.account]) for h in others if gains[h.account] > ZERO]
-    if policy == HAIRCUT_GAINS and winners:
-        return policy, [*groups, _pro_rata(HAIRCUT_GAINS, loss, winners, quantum)]
-    sizes = [(h.account, abs(h.size)) for h in others]
-    return SOCIALIZE_PER_CONTRACT, [*groups, _pro_rata(SOCIALIZE_PER_CONTRACT, loss, sizes, quantum)]
 
 
 @exact
@@ -730,14 +531,12 @@ def deleverage(
     position = account.position(market.market)
     delta = -position.size
     totals = totals_of(account, ctx.markets)
-    before, after = _maintenance_before_after(position, market, delta)
-    share = (before - after) / totals.maintenance_margin if totals.maintenance_margin > ZERO else ONE
-    wanted = max(ZERO, round_up(-totals.equity * share, market.collateral_quantum))
+    wanted = deleveraging_fund_draw(position.size, market, totals)
     fund_paid = ctx.fund(at).pay_up_to(wanted, account.account, market.market, loss_id, at)
     if fund_paid > ZERO:
         record_loss_covered(account, loss_id, market, fund_paid, ZERO, "insurance_fund", at)
         totals = totals_of(account, ctx.markets)
-    quote = bankruptcy_quote_for(account, market, delta, totals)
+    quote = bankruptcy_quote_for(position.size, delta, market, totals)
     price = quote_price(quote, delta, market.contract_size, market.collateral_quantum)
     opposites = opposite_holders(ctx, account, market)
     plan = plan_deleveraging(deleveraging_policy(params.loss_policy), [holder_of(a, market, ctx.markets) for a in opposites],

@@ -17,6 +17,7 @@ from uuid import UUID
 
 from eventsourcing.domain import Aggregate
 
+from clearing.domain.decision_order import InDecisionOrder
 from clearing.domain.ids import market_id
 from clearing.domain.margin import MarginTier, build_tiers
 from clearing.errors import InputError, RuleError
@@ -29,7 +30,7 @@ PERPETUAL = "perpetual"
 FUTURE = "future"
 
 
-class Market(Aggregate):
+class Market(InDecisionOrder):
     """A listed contract. Id: uuid5 of the symbol."""
 
     class Listed(Aggregate.Created):

@@ -20,7 +20,7 @@ from decimal import Decimal
 
 from clearing.domain.account import CLOSED, Account, Fill, decide_fill
 from clearing.domain.market import Market
-from clearing.domain.risk import MarginTotals, MarketTerms, margin_totals
+from clearing.domain.risk.totals import MarginTotals, MarketTerms, margin_totals
 from clearing.errors import RuleError
 from clearing.money import ZERO, exact, fmt
 

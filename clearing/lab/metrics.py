@@ -29,6 +29,7 @@ from dataclasses import dataclass, field
 from decimal import ROUND_HALF_EVEN, Decimal
 from typing import Any
 
+from clearing.audit.log import read_log
 from clearing.domain.insurance import FundCause
 from clearing.money import LEDGER_CONTEXT, ZERO, exact
 
@@ -117,11 +118,9 @@ class Tally:
 
 
 def tally_log(app: Any) -> Tally:
-    """Fold the whole notification log of ``app`` (read in pages from its recorder)."""
+    """Fold the whole notification log of ``app`` (``clearing.audit.log.read_log``)."""
     tally = Tally()
-    start = 1
-    while notifications := app.recorder.select_notifications(start=start, limit=PAGE):
-        for notification in notifications:
-            tally.add(notification.topic.rsplit(":", 1)[-1], app.mapper.to_domain_event(notification))
-        start = notifications[-1].id + 1
+    for page in read_log(app.recorder, app.mapper, page=PAGE):
+        for notification, event in page.decoded():
+            tally.add(notification.topic.rsplit(":", 1)[-1], event)
     return tally

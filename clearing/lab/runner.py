@@ -28,7 +28,7 @@ from typing import Any
 from clearing.application import ClearingApplication, Outcome, open_application
 from clearing.audit.invariants import check_ledger
 from clearing.domain.parameters import LossPolicy
-from clearing.domain.risk import margin_totals
+from clearing.domain.risk.totals import margin_totals
 from clearing.errors import InvariantViolation
 from clearing.lab.metrics import Tally, gini, ratio, tally_log
 from clearing.lab.population import (

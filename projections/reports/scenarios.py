@@ -12,7 +12,7 @@ from decimal import ROUND_HALF_EVEN, Decimal
 from typing import Any
 
 from clearing.domain.account import Position
-from clearing.domain.risk import margin_totals
+from clearing.domain.risk.totals import margin_totals
 from clearing.money import ZERO, exact
 from projections.margin import MarketTerms
 from projections.reports.inputs import DayState

@@ -141,3 +141,17 @@ def test_bad_audit_and_report_input_names_its_code_exits_one_and_writes_nothing(
     assert f"[{code}]" in result.stderr and len(result.stderr.strip().splitlines()) == 1, result.stderr
     assert json.loads(clearing(ledger_db, "projections", "status", "--json").stdout)[0]["head"] == head_before
     assert not (tmp_path / "r.db").exists() and not (tmp_path / "r2.db").exists()
+
+
+def test_events_stops_at_an_undecodable_row_with_its_position_and_no_traceback(ledger_db):
+    with sqlite3.connect(ledger_db) as connection:
+        rowid = connection.execute(
+            "SELECT rowid FROM stored_events WHERE topic LIKE '%Deposited' ORDER BY rowid LIMIT 1").fetchone()[0]
+        connection.execute("UPDATE stored_events SET state = ? WHERE rowid = ?", (b"{not json", rowid))
+    listed = clearing(ledger_db, "events")
+    assert listed.returncode == 3, listed.stderr
+    assert f"error: [unreadable_event] the event at position {rowid} cannot be decoded" in listed.stderr, listed.stderr
+    assert "Traceback" not in listed.stderr
+    assert len(listed.stdout.splitlines()) == rowid - 1  # every event before it was listed
+    before = clearing(ledger_db, "events", "--limit", str(rowid - 1))
+    assert before.returncode == 0 and len(before.stdout.splitlines()) == rowid - 1

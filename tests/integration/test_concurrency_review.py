@@ -11,7 +11,6 @@ from decimal import Decimal
 import pytest
 from eventsourcing.persistence import OperationalError
 
-from clearing.application import ClearingApplication
 from clearing.audit.invariants import check_ledger
 from clearing.settings import store_env
 from tests.ledger import MARKET_BTC, Ledger, accounts_with
@@ -70,18 +69,19 @@ def test_a_trade_decided_on_an_old_mark_is_decided_again_on_the_new_one(store_db
     check_ledger(Ledger(store_env(store_db)).app)
 
 
-def test_a_store_error_while_deciding_forgets_the_batch_so_no_money_is_made(store_db, monkeypatch):
+def test_a_store_error_while_deciding_forgets_the_batch_so_no_money_is_made(store_db):
     ledger = Ledger(store_env(store_db))
     ledger.post_ok(accounts_with(("x", "100")))
 
-    def broken(self, envelopes):
+    def broken(app, envelopes):
         raise OperationalError("disk I/O error")
 
-    with monkeypatch.context() as patch:
-        patch.setattr(ClearingApplication, "_stored_answers", broken)
-        with pytest.raises(OperationalError):  # the rejected withdrawal looks up its id and fails
-            ledger.post('{"type":"deposit","id":"d1","account":"x","amount":"1000"}\n'
-                        '{"type":"withdraw","id":"w1","account":"x","amount":"999999"}')
+    real = ledger.app.parts
+    ledger.app.parts = real.replace(stored_answers=broken)  # the store's reads fail for one batch
+    with pytest.raises(OperationalError):  # the rejected withdrawal looks up its id and fails
+        ledger.post('{"type":"deposit","id":"d1","account":"x","amount":"1000"}\n'
+                    '{"type":"withdraw","id":"w1","account":"x","amount":"999999"}')
+    ledger.app.parts = real
     (after,) = ledger.post('{"type":"withdraw","id":"w2","account":"x","amount":"1001"}')
     assert (after.status, after.code) == ("rejected", "insufficient_collateral")
     fresh = Ledger(store_env(store_db))

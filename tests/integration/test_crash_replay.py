@@ -25,7 +25,7 @@ import pytest
 
 from clearing.audit.decisions import audit_log
 from clearing.audit.invariants import check_ledger
-from clearing.domain.risk import margin_totals
+from clearing.domain.risk.totals import margin_totals
 from clearing.settings import store_env
 from tests.conftest import SHARED_DATA
 from tests.ledger import Ledger

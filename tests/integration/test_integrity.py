@@ -14,6 +14,7 @@ import pytest
 from clearing import application
 from clearing.application import ClearingApplication
 from clearing.audit.invariants import check_ledger
+from clearing.composition import real_parts
 from clearing.settings import store_env
 from tests.integration.test_concurrency_review import interleave
 from tests.ledger import MARKET_BTC, Ledger, accounts_with, dated
@@ -118,17 +119,16 @@ def test_a_withdrawal_decided_on_a_mark_that_moved_before_the_commit_is_decided_
 
 def test_a_batch_larger_than_the_transaction_cap_commits_in_several_bounded_transactions(store_db, monkeypatch):
     monkeypatch.setattr(application, "MAX_EVENTS_PER_TRANSACTION", 500)
-    ledger = Ledger(store_env(store_db))
+    sizes: list[int] = []
+    real = real_parts()
+
+    def counting(app, events):
+        sizes.append(len(events))
+        return real.save_batch(app, events)
+
+    ledger = Ledger(store_env(store_db), parts=real.replace(save_batch=counting))
     lines = [json.dumps({"type": "open_account", "id": "o", "account": "alice"})]
     lines += [json.dumps({"type": "deposit", "id": f"d{n}", "account": "alice", "amount": "1"}) for n in range(1200)]
-    sizes: list[int] = []
-    original = ClearingApplication._save_in_order
-
-    def counting(self, events):
-        sizes.append(len(events))
-        return original(self, events)
-
-    monkeypatch.setattr(ClearingApplication, "_save_in_order", counting)
     outcomes = ledger.post("\n".join(lines), batch_size=100_000, auto_id=False)
 
     assert all(o.status == "applied" for o in outcomes) and len(outcomes) == 1201

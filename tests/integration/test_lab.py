@@ -20,7 +20,7 @@ import pytest
 from click.testing import CliRunner
 
 from clearing.application import ClearingApplication
-from clearing.domain.risk import margin_totals
+from clearing.domain.risk.totals import margin_totals
 from clearing.lab.outputs import rows
 from clearing.lab.population import (
     CENT,

@@ -15,7 +15,6 @@ from pathlib import Path
 
 import pytest
 
-from clearing import risk_engine
 from clearing.audit.invariants import check_ledger
 from clearing.errors import InvariantViolation
 from clearing.settings import store_env
@@ -25,12 +24,12 @@ from tests.unit.test_risk_scenarios import SETUP, price
 CLEARING = str(Path(sys.executable).parent / "clearing")
 
 
-def test_an_account_left_below_zero_fails_the_invariant_and_audit_verify(tmp_path, monkeypatch):
+def test_an_account_left_below_zero_fails_the_invariant_and_audit_verify(tmp_path):
     db = str(tmp_path / "ledger.db")
     ledger = Ledger(store_env(db))
     ledger.post_ok(SETUP)
     check_ledger(ledger.app)
-    monkeypatch.setattr(risk_engine, "sweep", lambda ws, market, at, reason="price": 0)  # the "bug"
+    ledger.app.parts = ledger.app.parts.replace(sweep=lambda ws, market, at, reason: 0)  # the "bug"
     ledger.post_ok(price("44000"))
     crash = ledger.head()
     expected = r"solvency: alice ends the command recorded at log position \d+ with equity -200"

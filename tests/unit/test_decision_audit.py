@@ -21,10 +21,13 @@ from typing import Any
 import pytest
 from hypothesis import HealthCheck, example, given, settings
 
-from clearing.audit.decisions import Finding, apply_fill, audit_decisions, audit_log, penalty_of, spread_price
+from clearing.audit.decisions import Finding, audit_decisions, audit_log
 from clearing.audit.log import log_events
 from clearing.domain.parameters import DEFAULTS, effective
-from clearing.domain.risk import MarginTotals, margin_totals
+from clearing.domain.risk.fill import fill_effect
+from clearing.domain.risk.penalty import decide_penalty
+from clearing.domain.risk.step import spread_price
+from clearing.domain.risk.totals import MarginTotals, margin_totals
 from tests.ledger import MARKET_BTC, Ledger, accounts_with
 from tests.unit import test_risk_properties as properties
 from tests.unit.test_risk_scenarios import FUTURE, QUEUE_BOOK, ledger_with, price
@@ -150,7 +153,7 @@ def test_allocated_losses_audit_clean(policy):
 @pytest.mark.parametrize("policy", ["socialize_per_contract", "haircut_gains", "leverage_weighted_gains"])
 def test_a_loss_share_moved_between_payers_is_found(policy):
     """One quantum moved from the first payer to the second, each collateral kept consistent:
-    the totals still add up, only the split is wrong (``liquidation.cash_allocation``)."""
+    the totals still add up, only the split is wrong (``risk.allocation.cash_allocation``)."""
     events = events_of(socialized(policy))
     one, two = (position_of(events, "Account.LossAllocated", n) for n in (0, 1))
     quantum = Dec("0.000001")
@@ -278,10 +281,11 @@ def test_tiered_market_with_oracle_sources_audits_clean():
 
 
 def test_the_formulas_it_re_derives():
-    assert apply_fill(Dec(2), Dec(200), Dec(-3), Dec(110), Dec(1), Dec("0.01")) == (Dec(-1), Dec(-110), Dec(20))
+    # the deciders the engine and the audit both call
+    assert fill_effect(Dec(2), Dec(200), Dec(-3), Dec(110), Dec(1), Dec("0.01")) == (Dec(-1), Dec(-110), Dec(20))
     params = effective(DEFAULTS, {"liquidation_spread": Dec("0.5"), "liquidation_fee_rate": Dec("0.01")}, 0, 0)
-    assert penalty_of(Dec(4540), Dec(4500), params, Dec("0.000001")) == Dec(40)  # min(surplus 40, 45.40)
-    assert penalty_of(Dec(4500), Dec(4540), params, Dec("0.000001")) == 0  # a deficit pays no penalty
+    assert decide_penalty(Dec(4540), Dec(4500), params, Dec("0.000001")).penalty == Dec(40)  # min(surplus 40, 45.40)
+    assert decide_penalty(Dec(4500), Dec(4540), params, Dec("0.000001")).penalty == 0  # a deficit pays no penalty
     ledger = called()
     events = events_of(ledger)
     call = event_at(events, position_of(events, "Account.MarginCallIssued"))
@@ -669,9 +673,9 @@ def out_of_capacity() -> Ledger:
     In risk order: alice (equity -200 of MM 440) is taken (notional 8,800 <= 15,220);
     erin (long 0.4 from 50,000 with 2,300: equity -100 of MM 880) is refused (notional 26,400 >
     15,660) and deleveraged against bob although the loss policy is socialize_per_contract;
-    frank (long 0.1 with 580: equity -20 of MM 220) is taken (13,200 <= 15,330). The
-    backstop's events come before erin's in the log (it was touched by alice's step), so its
-    take of frank precedes erin's refusal there though it followed it.
+    frank (long 0.1 with 580: equity -20 of MM 220) is taken (13,200 <= 15,330). The log reads
+    in decision order (``decision_order``): erin's refusal and deleveraging come before the
+    backstop's take of frank, although the backstop was touched first (by alice's step).
     """
     return ledger_with(f"""{accounts_with(("erin", "2300"), ("frank", "580"))}
 {{"type":"trade","market":"BTC-PERP","buyer":"erin","seller":"bob","size":"0.4","price":"50000"}}
@@ -688,9 +692,10 @@ def test_the_backstop_running_out_of_capacity_falls_through_to_deleveraging_and_
     assert (refused.account, refused.liquidator, refused.outcome) == ("erin", "backstop", "deleveraged")
     assert (refused.liquidator_equity_after, refused.liquidator_notional_after) == (Dec(15660), Dec(26400))
     taken = [(e.liquidated_account, e.basis, e.account) for _, e in events if kind(e) == "Account.PositionTaken"]
-    assert taken == [("alice", "backstop", "backstop"), ("frank", "backstop", "backstop"), ("erin", "adl", "bob")]
-    assert (position_of(events, "Account.PositionTaken", liquidated_account="frank")
-            < position_of(events, "Account.TakeoverRefused"))
+    # in decision order (issue 9); aggregate by aggregate, frank's take came before erin's refusal
+    assert taken == [("alice", "backstop", "backstop"), ("erin", "adl", "bob"), ("frank", "backstop", "backstop")]
+    assert (position_of(events, "Account.TakeoverRefused")
+            < position_of(events, "Account.PositionTaken", liquidated_account="frank"))
     assert_clean(ledger)
 
 

@@ -12,7 +12,7 @@ from clearing.domain.margin import (
     margin_ratio,
     tier_for,
 )
-from clearing.domain.risk import account_margin
+from clearing.domain.risk.totals import account_margin
 from clearing.money import D
 
 Q = D("0.000001")

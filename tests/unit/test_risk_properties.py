@@ -29,7 +29,7 @@ from hypothesis import strategies as st
 from clearing.audit.decisions import audit_log
 from clearing.audit.invariants import check_ledger
 from clearing.domain.parameters import LOSS_POLICIES
-from clearing.domain.risk import margin_totals
+from clearing.domain.risk.totals import margin_totals
 from tests.ledger import Ledger
 
 MARKETS = {"X-PERP": ("1000", "0.5", "0.01"), "Y-PERP": ("20", "0.01", "0.1")}

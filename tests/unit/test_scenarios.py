@@ -148,19 +148,19 @@ def test_tiered_market_charges_the_bracket_with_its_deduction():
     check_ledger(ledger.app)
 
 
-def test_retries_that_run_out_still_report_stored_commands_as_already_applied(monkeypatch):
+def test_retries_that_run_out_still_report_stored_commands_as_already_applied():
     from eventsourcing.persistence import IntegrityError
 
     from clearing import application
+    from clearing.composition import real_parts
 
     ledger = Ledger()
     ledger.post_ok(accounts_with(("alice", "10")) + '\n{"type":"deposit","id":"kept","account":"alice","amount":"1"}')
 
-    def always_conflicting(self, events):
+    def always_conflicting(app, events):
         raise IntegrityError("conflict")
 
-    monkeypatch.setattr(application.ClearingApplication, "_save_in_order", always_conflicting)
-    monkeypatch.setattr(application, "_backoff", lambda attempt: 0)
+    ledger.app.parts = real_parts().replace(save_batch=always_conflicting, backoff=lambda attempt: 0)  # the store turns hostile
     kept, new = ledger.post('{"type":"deposit","id":"kept","account":"alice","amount":"1"}\n'
                             '{"type":"deposit","id":"new","account":"alice","amount":"1"}')
     assert kept.status == "already_applied"

@@ -26,6 +26,7 @@ from clearing.domain.margin import (
     position_notional,
     unrealized_pnl,
 )
+from clearing.domain.risk.holding import Holding
 from clearing.money import ZERO, exact
 
 
@@ -49,6 +50,16 @@ class MarketTerms(Protocol):
     def collateral_quantum(self) -> Decimal: ...
     @property
     def price_mark(self) -> Decimal | None: ...
+
+
+class MarkedTerms(MarketTerms, Protocol):
+    """A market that has a mark: what a liquidation decision reads (``Market`` fits; its
+    ``mark`` raises ``no_mark_price`` before the first price, so a decider never sees None)."""
+
+    @property
+    def mark(self) -> Decimal: ...
+    @property
+    def step_size(self) -> Decimal: ...
 
 
 @dataclass(frozen=True)
@@ -90,7 +101,7 @@ class AccountMargin:
 @exact
 def margin_totals(
     collateral: Decimal,
-    positions: Mapping[str, Position],
+    positions: Mapping[str, Holding],
     markets: Mapping[str, MarketTerms],
     with_maintenance: bool = True,
 ) -> MarginTotals:
