@@ -20,13 +20,13 @@ import logging
 import os
 import random
 import time
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, TypeVar
 from uuid import UUID
 
-from eventsourcing.application import AggregateNotFoundError, Application, ProcessingEvent
+from eventsourcing.application import AggregateNotFoundError, Application, ProcessingEvent, Repository
 from eventsourcing.domain import Aggregate
 from eventsourcing.persistence import IntegrityError, InternalError, JSONTranscoder, PersistenceError, ProgrammingError
 from eventsourcing.postgres import PostgresFactory
@@ -119,6 +119,29 @@ def jittered_backoff(attempt: int) -> float:
     return random.uniform(0, min(1.0, BACKOFF_SECONDS * 2**attempt))
 
 
+def project_events(aggregate: Any, domain_events: Iterable[Any]) -> Any:
+    """The library's ``project_aggregate`` without its per-event runtime-protocol assertion.
+
+    ``project_aggregate`` asserts ``isinstance(event, CanMutateProtocol)`` for every event;
+    on Python 3.11 a runtime ``Protocol`` check costs about 35 us, more than decoding and
+    applying the event, so loading 1,000 accounts of 40 events spent 1.4 s in it. Every
+    event the store returns to our repository is one of our aggregates' events or a
+    snapshot (both have ``mutate``); a row that is not fails on ``mutate`` all the same.
+    """
+    for domain_event in domain_events:
+        aggregate = domain_event.mutate(aggregate)
+    return aggregate
+
+
+class ClearingRepository(Repository[UUID]):
+    """The library's repository, projecting with ``project_events`` by default."""
+
+    def get(self, aggregate_id: UUID, *, version: int | None = None, projector_func: Any = project_events,
+            fastforward_skipping: bool = False, deepcopy_from_cache: bool = True) -> Any:
+        return super().get(aggregate_id, version=version, projector_func=projector_func,
+                           fastforward_skipping=fastforward_skipping, deepcopy_from_cache=deepcopy_from_cache)
+
+
 class ClearingApplication(Application[UUID]):
     """Event-sourced clearinghouse: markets, accounts, insurance fund, command records."""
 
@@ -150,6 +173,18 @@ class ClearingApplication(Application[UUID]):
     def construct_snapshot_store(self) -> Any:
         """The library's snapshot store; its table creation is retried likewise."""
         return _create_racing(super().construct_snapshot_store)
+
+    def construct_repository(self) -> ClearingRepository:
+        """The library's repository with its settings, projecting with ``project_events``."""
+        library = super().construct_repository()
+        return ClearingRepository(
+            event_store=self.events,
+            snapshot_store=self.snapshots,
+            cache_maxsize=None if library.cache is None else getattr(library.cache, "maxsize", 0),
+            fastforward=library.fastforward,
+            fastforward_skipping=library.fastforward_skipping,
+            deepcopy_from_cache=library.deepcopy_from_cache,
+        )
 
     def construct_transcoder(self) -> OrjsonEncodingTranscoder:
         transcoder = OrjsonEncodingTranscoder()

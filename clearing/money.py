@@ -55,11 +55,13 @@ def exact(function: Callable[_P, _R]) -> Callable[_P, _R]:
     The signature is kept (``ParamSpec``), so the type checker sees through the decorator.
     """
 
+    getcontext, precision, localcontext = decimal.getcontext, LEDGER_CONTEXT.prec, decimal.localcontext
+
     @functools.wraps(function)
     def wrapper(*args: _P.args, **kwargs: _P.kwargs) -> _R:
-        if decimal.getcontext().prec >= LEDGER_CONTEXT.prec:
+        if getcontext().prec >= precision:  # the common case: a caller is already exact (no lookups)
             return function(*args, **kwargs)
-        with decimal.localcontext(LEDGER_CONTEXT):
+        with localcontext(LEDGER_CONTEXT):
             return function(*args, **kwargs)
 
     return wrapper

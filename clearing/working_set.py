@@ -142,12 +142,6 @@ class WorkingSet:
             self.read_versions[aggregate_id] = version
             self._command_first_reads.add(aggregate_id)
 
-    def note_trade(
-        self, market: Market, volume: Decimal, open_interest_change: Decimal, at: datetime, *accounts: Account
-    ) -> None:
-        """Accumulate a trade (and its accounts' positions) for the per-batch ``TradingRecorded``."""
-        self.trading.note_trade(market, volume, open_interest_change, at, *accounts)
-
     def note_position(self, market: Market, account: Account, size_before: Decimal, volume: Decimal, at: datetime) -> None:
         """Record a position change (liquidation, deleveraging, settlement) for the batch event."""
         self.trading.note_position(market, account, size_before, volume, at)
@@ -252,7 +246,7 @@ class WorkingSet:
             if isinstance(aggregate, Account) and aggregate.pending_events:
                 self.risk.mark_dirty(aggregate.account)
             events.extend(aggregate.collect_events())
-        return in_decision_order(events) if len(events) > 1 else events
+        return in_decision_order(events)
 
     def assert_untouched(self) -> None:
         """A rejected command must not have triggered any event (decide, then apply)."""

@@ -26,7 +26,7 @@ from eventsourcing.domain import Aggregate
 
 from clearing.domain.decision_order import InDecisionOrder
 from clearing.domain.ids import account_id
-from clearing.domain.risk.fill import fill_effect
+from clearing.domain.risk.fill import effect_under_context
 from clearing.money import ZERO, exact
 
 
@@ -99,7 +99,7 @@ def decide_fill(
     reducing = position.size != ZERO and (position.size > ZERO) != (size_delta > ZERO)
     if quote is not None and size_delta != ZERO and (not reducing or abs(size_delta) > abs(position.size)):
         raise ValueError(f"a fill at a quote must only reduce the position {position.size}, not trade {size_delta}")
-    size, cost, realized = fill_effect(position.size, position.cost, size_delta, price, contract_size, quantum, quote)
+    size, cost, realized = effect_under_context(position.size, position.cost, size_delta, price, contract_size, quantum, quote)
     after = Position(size=size, cost=cost, realized_pnl=position.realized_pnl + realized)
     return Fill(size_delta=size_delta, position_after=after, realized_pnl=realized)
 

@@ -15,14 +15,15 @@ this order, alice ``Liquidated`` (1), backstop ``PositionTaken`` (2), fund ``Dra
 alice ``LossCovered`` (4); collected by aggregate they would read 1, 4, 2, 3.
 
 The number lives beside the event (keyed by its identity), never in it, so nothing stored
-changes: the numbering is forgotten when the events are collected.
+changes; it is forgotten when the events are collected, and whatever was never collected
+(a discarded batch, a scratch account a check builds) is dropped when a batch starts.
 """
 
 from __future__ import annotations
 
 import threading
 from collections.abc import Iterable
-from itertools import count
+from itertools import count, pairwise
 from typing import Any
 
 from eventsourcing.domain import Aggregate
@@ -32,40 +33,51 @@ _UNNUMBERED = -1  # an event created before numbering began keeps its place at t
 
 class _Numbering(threading.local):
     def __init__(self) -> None:
-        self.counter = count()
+        self.next = count().__next__
         self.numbers: dict[int, int] = {}
 
 
 _numbering = _Numbering()
 
 
-def _number(event: object) -> None:
-    numbering = _numbering
-    numbering.numbers[id(event)] = next(numbering.counter)
-
-
 def in_decision_order(events: Iterable[Any]) -> list[Any]:
     """``events`` sorted by the order they were created in this thread (stable for ties)."""
-    numbers = _numbering.numbers
-    keyed = [(numbers.pop(id(event), _UNNUMBERED), event) for event in events]
-    keyed.sort(key=lambda pair: pair[0])
-    return [event for _, event in keyed]
+    pop = _numbering.numbers.pop
+    listed = list(events)
+    order = [pop(id(event), _UNNUMBERED) for event in listed]
+    if len(order) < 2 or (len(order) == 2 and order[0] < order[1]):  # a deposit; a trade's two fills
+        return listed
+    if all(before < after for before, after in pairwise(order)):
+        return listed  # touched in decision order already
+    return [event for _, event in sorted(zip(order, listed, strict=True), key=_first)]
+
+
+def _first(pair: tuple[int, Any]) -> int:
+    return pair[0]
 
 
 def forget_numbers() -> None:
-    """Drop the numbers of events that will never be collected (a discarded batch)."""
+    """Drop the numbers of events that will never be collected (a batch starts or is discarded)."""
     _numbering.numbers.clear()
+
+
+_trigger = Aggregate.trigger_event
 
 
 class InDecisionOrder(Aggregate):
     """An aggregate whose events are numbered as they are created (see the module docstring)."""
 
     @classmethod
-    def _create(cls, event_class: Any, *, id: Any = None, **kwargs: Any) -> Any:
+    def _create(cls, event_class: Any, *, id: Any = None, **kwargs: Any) -> Any:  # ``id``: the library's name
         aggregate = super()._create(event_class, id=id, **kwargs)
-        _number(aggregate.pending_events[-1])
+        numbering = _numbering
+        numbering.numbers[id_of(aggregate.pending_events[-1])] = numbering.next()
         return aggregate
 
     def trigger_event(self, event_class: Any, **kwargs: Any) -> None:
-        super().trigger_event(event_class, **kwargs)
-        _number(self.pending_events[-1])
+        _trigger(self, event_class, **kwargs)
+        numbering = _numbering
+        numbering.numbers[id_of(self._pending_events[-1])] = numbering.next()
+
+
+id_of = id

@@ -306,13 +306,17 @@ LEGACY: dict[str, Any] = {
 
 @dataclass(frozen=True)
 class ParameterSet:
-    """The effective parameters of one market (defaults + overrides) and their versions."""
+    """The effective parameters of one market (defaults + overrides) and their versions.
+
+    Each parameter is a typed property (``MARKET_CHECKS`` names them and checks the values
+    when they are set), so the type checker sees what every rule reads.
+    """
 
     values: Mapping[str, Any]
     clearinghouse_version: int
     market_version: int
 
-    def __getattr__(self, name: str) -> Any:
+    def _value(self, name: str) -> Any:
         """A value in force; one absent from a set recorded before it existed has its
         ``LEGACY`` value (the rule that set was decided under)."""
         try:
@@ -321,6 +325,108 @@ class ParameterSet:
             if name in LEGACY:
                 return LEGACY[name]
             raise AttributeError(name) from None
+
+    @property
+    def margin_call_grace(self) -> int:
+        """Seconds a called account has before it is liquidated."""
+        value: int = self._value("margin_call_grace")
+        return value
+
+    @property
+    def margin_call_rule(self) -> str:
+        """``cme`` (met at IM or when paid) or ``maintenance`` (met at MM)."""
+        value: str = self._value("margin_call_rule")
+        return value
+
+    @property
+    def liquidation_floor(self) -> Decimal:
+        """Equity below this x MM is liquidated before the deadline."""
+        value: Decimal = self._value("liquidation_floor")
+        return value
+
+    @property
+    def liquidation_buffer(self) -> Decimal:
+        """A step restores MM x (1 + buffer)."""
+        value: Decimal = self._value("liquidation_buffer")
+        return value
+
+    @property
+    def max_liquidation_fraction(self) -> Decimal:
+        """The largest share of a position one step closes."""
+        value: Decimal = self._value("max_liquidation_fraction")
+        return value
+
+    @property
+    def liquidation_min_notional(self) -> Decimal:
+        """A position this small closes whole."""
+        value: Decimal = self._value("liquidation_min_notional")
+        return value
+
+    @property
+    def liquidation_spread(self) -> Decimal:
+        """The backstop's spread, in MMF x mark."""
+        value: Decimal = self._value("liquidation_spread")
+        return value
+
+    @property
+    def liquidation_price_rule(self) -> str:
+        """``dydx`` (ABR x spread) or ``full_spread``."""
+        value: str = self._value("liquidation_price_rule")
+        return value
+
+    @property
+    def liquidator_position_cap(self) -> Decimal:
+        """A taker's total notional at most this x its equity."""
+        value: Decimal = self._value("liquidator_position_cap")
+        return value
+
+    @property
+    def manual_liquidation_band(self) -> Decimal:
+        """An auction price further than this x mark needs approval."""
+        value: Decimal = self._value("manual_liquidation_band")
+        return value
+
+    @property
+    def liquidation_fee_rate(self) -> Decimal:
+        """The penalty's cap, as a share of |q_f|."""
+        value: Decimal = self._value("liquidation_fee_rate")
+        return value
+
+    @property
+    def liquidator_fee_share(self) -> Decimal:
+        """The liquidator's share of the penalty."""
+        value: Decimal = self._value("liquidator_fee_share")
+        return value
+
+    @property
+    def backstop_liquidator(self) -> str:
+        """The account that takes engine steps."""
+        value: str = self._value("backstop_liquidator")
+        return value
+
+    @property
+    def loss_policy(self) -> str:
+        """Who bears a deficit the fund cannot pay (ADR 14)."""
+        value: str = self._value("loss_policy")
+        return value
+
+    @property
+    def oracle_sources(self) -> tuple[str, ...]:
+        """The sources a mark is accepted from (empty: any)."""
+        value: tuple[str, ...] = self._value("oracle_sources")
+        return value
+
+    @property
+    def twap_window(self) -> int:
+        """Seconds of marks in the TWAP."""
+        value: int = self._value("twap_window")
+        return value
+
+    @property
+    def twap_max_deviation(self) -> Decimal:
+        """A mark further than this from its TWAP defers liquidation (0: off)."""
+        value: Decimal = self._value("twap_max_deviation")
+        return value
 
     def as_record(self) -> dict[str, Any]:
         """What decision events carry: every value (lists as lists) and both versions."""

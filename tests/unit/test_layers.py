@@ -34,3 +34,14 @@ def test_the_risk_deciders_read_no_aggregate_and_no_application_module():
                 found.setdefault(path.name, []).append(module)
     # clearing.domain.account is read for its status names and Position only, never an Account
     assert found == {}, found
+
+
+def test_every_market_parameter_is_a_typed_property_of_the_parameter_set():
+    from typing import get_type_hints
+
+    from clearing.domain.parameters import MARKET_CHECKS, ParameterSet
+
+    properties = {name for name, member in vars(ParameterSet).items() if isinstance(member, property)}
+    assert properties == set(MARKET_CHECKS)
+    untyped = [name for name in properties if "return" not in get_type_hints(getattr(ParameterSet, name).fget)]
+    assert untyped == []

@@ -28,12 +28,13 @@ class FillEffect(NamedTuple):
     realized_pnl: Decimal
 
 
-@exact
-def fill_effect(
+def effect_under_context(
     size: Decimal, cost: Decimal, delta: Decimal, price: Decimal, contract_size: Decimal, quantum: Decimal,
     quote: Decimal | None = None,
 ) -> FillEffect:
-    """(size after, cost after, realized PnL) of a signed fill of ``delta`` at ``price``.
+    """(size after, cost after, realized PnL) of a signed fill of ``delta`` at ``price``, for a
+    caller already under the ledger's decimal context (``decide_fill``, once per side of every
+    trade); everyone else calls ``fill_effect``.
 
     Example: long 2 with cost 200, sell 3 at 110 -> (-1, -110, 20).
     """
@@ -50,6 +51,9 @@ def fill_effect(
         cost += delta * price * contract_size
         size += delta
     return FillEffect(size, cost, realized)
+
+
+fill_effect = exact(effect_under_context)
 
 
 def fill_quote(delta: Decimal, price: Decimal, contract_size: Decimal) -> Decimal:
