@@ -1,15 +1,16 @@
-"""The in-memory working set of aggregates that a batch of commands decides against.
+"""The unit of work a batch of commands decides against.
 
-Aggregates are loaded once through the library's repository (snapshot + later events) and
-kept across batches, so posting a stream never re-reads the log per command. The working
-set is dropped whenever a save fails, and aggregates another process may have changed
-without us writing them (markets, the insurance fund) are fast-forwarded from the event
-store at the start of every batch. A stale account or traded market cannot be *written*:
-the event store refuses a stale write with ``IntegrityError`` (every batch that trades a
-market writes one ``TradingRecorded`` event on it for that reason). A *rejection* writes
-nothing, so before one is reported the aggregates the command read are caught up and the
-command is decided again (``catch_up_command_reads``). Marks of *other* markets, read for
-an account's margin, are at most one batch old.
+It records what each command touched and read (the read set the insert validates, ADR
+12), collects each command's events in decision order (``decision_order``), keeps the
+liquidation-price indexes current, and hands the handlers their parts. The aggregates
+themselves are kept between batches by ``AggregateCache`` (loaded once, shared ones caught
+up each batch, absent ids remembered), and the batch's trading by ``TradingBatch``. A stale
+account or traded market cannot be *written*: the event store refuses a stale write with
+``IntegrityError`` (every batch that trades a market writes one ``TradingRecorded`` event on
+it for that reason), and the whole cache is dropped. A *rejection* writes nothing, so before
+one is reported the aggregates the command read are caught up and the command is decided
+again (``catch_up_command_reads``). Marks of *other* markets, read for an account's margin,
+are at most one batch old.
 """
 
 from __future__ import annotations
@@ -20,9 +21,9 @@ from decimal import Decimal
 from typing import TYPE_CHECKING, Any, TypeVar
 from uuid import UUID
 
-from eventsourcing.application import AggregateNotFoundError
 from eventsourcing.domain import Aggregate
 
+from clearing.aggregate_cache import AggregateCache
 from clearing.domain import ids
 from clearing.domain.account import Account
 from clearing.domain.clearinghouse import Clearinghouse
@@ -41,7 +42,6 @@ if TYPE_CHECKING:
     from clearing.risk_engine import Sequencer
 
 T = TypeVar("T", bound=Aggregate)
-MAX_AGGREGATES = 1_000_000
 
 
 class StaleBatch(Exception):
@@ -53,7 +53,8 @@ class WorkingSet:
 
     def __init__(self, app: ClearingApplication) -> None:
         self._app = app
-        self._aggregates: dict[UUID, Aggregate] = {}
+        self.cache = AggregateCache(app)
+        self._aggregates = self.cache.aggregates  # the hot path reads the cache's dict directly
         self._command_touched: dict[UUID, Aggregate] = {}
         self._markets_by_name: dict[str, Market] = {}
         self.batch_start_versions: dict[UUID, int] = {}
@@ -66,8 +67,6 @@ class WorkingSet:
         self.operator = ""  # who posted the current command (``--as`` / CLEARING_OPERATOR)
         self.sequencer: Sequencer | None = None  # the command's liquidation-id sequencer (risk_engine.sequencer_of)
         self.known_head: int | None = None
-        self._shared: dict[UUID, Aggregate] = {}  # markets, fund, clearinghouse: caught up per batch
-        self._absent: set[UUID] = set()  # ids looked up and not in the store (until the cache is dropped)
         self._command_missed: set[UUID] = set()
         self._parameters: dict[tuple[str, int, int], ParameterSet] = {}
 
@@ -84,22 +83,13 @@ class WorkingSet:
         self.read_versions = {}
         self.trading.clear()
         forget_numbers()  # of events created outside a batch and never collected (a check's scratch account)
-        if len(self._aggregates) + len(self._absent) > MAX_AGGREGATES:
+        if self.cache.too_large:
             self.discard()
         head = self._app.recorder.max_notification_id() or 0
         if self.known_head is not None and head != self.known_head:
             self.discard()  # another process wrote: nothing cached can be trusted, indexes included
         self.known_head = head
-        for aggregate in list(self._shared.values()):
-            self._catch_up(aggregate)
-
-    def _catch_up(self, aggregate: Aggregate) -> bool:
-        """Apply events another process stored after our copy; True if there were any."""
-        newer = list(self._app.events.get(aggregate.id, gt=aggregate.version))
-        for event in newer:
-            assert isinstance(event, Aggregate.Event)  # the store returns our aggregates' events
-            event.mutate(aggregate)
-        return bool(newer)
+        self.cache.catch_up_shared()
 
     def catch_up_command_reads(self) -> bool:
         """Bring every aggregate the current command read up to date (after a rejection).
@@ -112,12 +102,11 @@ class WorkingSet:
         """
         moved = False
         for aggregate_id in self._command_missed:  # looked up, not found: maybe stored since
-            if aggregate_id in self._app.repository:
+            if self.cache.recheck(aggregate_id):
                 self._refresh_read(aggregate_id, None)
-                self._absent.discard(aggregate_id)
                 moved = True
         for aggregate in self._command_touched.values():
-            if aggregate.version == self.batch_start_versions.get(aggregate.id) and self._catch_up(aggregate):
+            if aggregate.version == self.batch_start_versions.get(aggregate.id) and self.cache.catch_up(aggregate):
                 if isinstance(aggregate, Market) and aggregate.market in self.trading:
                     raise StaleBatch(f"market {aggregate.market} changed under this batch's trades")
                 self._refresh_read(aggregate.id, aggregate.version)
@@ -219,9 +208,7 @@ class WorkingSet:
 
     def discard(self) -> None:
         """Forget everything (after a failed save the in-memory state is not the stored one)."""
-        self._aggregates.clear()
-        self._shared.clear()
-        self._absent.clear()
+        self.cache.forget()
         self._parameters.clear()
         self._command_touched.clear()
         self._markets_by_name.clear()
@@ -256,14 +243,8 @@ class WorkingSet:
 
     # -- access -------------------------------------------------------------------------
 
-    def _remember(self, aggregate: Aggregate) -> None:
-        self._aggregates[aggregate.id] = aggregate
-        self._absent.discard(aggregate.id)
-        if isinstance(aggregate, (Market, InsuranceFund, Clearinghouse)):
-            self._shared[aggregate.id] = aggregate
-
     def add(self, aggregate: T) -> T:
-        self._remember(aggregate)
+        self.cache.remember(aggregate)
         self._touch(aggregate, version_before=0)
         return aggregate
 
@@ -299,19 +280,10 @@ class WorkingSet:
         """Cached aggregate, else loaded once; an id not in the store is remembered as absent
         (``discard`` forgets that, and a rejection's catch-up looks again)."""
         aggregate = self._aggregates.get(aggregate_id)
-        if aggregate is None:
-            if aggregate_id in self._absent:
-                self._command_missed.add(aggregate_id)
-                self._note_read(aggregate_id, 0)
-                return None
-            try:
-                aggregate = self._app.repository.get(aggregate_id)
-            except AggregateNotFoundError:
-                self._absent.add(aggregate_id)
-                self._command_missed.add(aggregate_id)
-                self._note_read(aggregate_id, 0)
-                return None
-            self._remember(aggregate)
+        if aggregate is None and (aggregate_id in self.cache.absent or (aggregate := self.cache.load(aggregate_id)) is None):
+            self._command_missed.add(aggregate_id)
+            self._note_read(aggregate_id, 0)
+            return None
         if aggregate_id not in self.read_versions:  # the common case is a repeat read: no call
             self._note_read(aggregate_id, aggregate.version)
         return aggregate
