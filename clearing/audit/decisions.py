@@ -140,7 +140,7 @@ from collections import Counter, defaultdict
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
-from decimal import ROUND_CEILING, Decimal
+from decimal import Decimal
 from typing import TYPE_CHECKING, Any
 
 from clearing.audit.log import CheckFailed, LogPage, log_events
@@ -187,7 +187,6 @@ from clearing.money import LEDGER_CONTEXT, ONE, ZERO, fmt, round_down
 PAGE = 5000
 INSURANCE_FUND = "insurance_fund"
 ALLOWANCE_QUANTUM = Decimal("1e-12")
-_POWERS_OF_TEN = frozenset(Decimal(10) ** exponent for exponent in range(-18, 19))
 
 if TYPE_CHECKING:
     from clearing.application import ClearingApplication
@@ -223,7 +222,6 @@ class _MarketState:
     """Terms, mark, TWAP and overrides of one market (what ``margin_totals`` reads)."""
 
     __slots__ = (
-        "_fraction",
         "collateral_quantum",
         "contract_size",
         "exposure_unit",
@@ -255,10 +253,6 @@ class _MarketState:
         # with an MMF above 1 a favourable move can lower equity - MM too (per unit size and price)
         self.favourable_weight = self.contract_size * max(ZERO, highest - ONE)
         self.exposure_unit = self.contract_size + self.favourable_weight
-        single = len(self.tiers) == 1 and self.tiers[0].maintenance_margin_deduction == ZERO
-        self._fraction: Decimal | None = (
-            self.tiers[0].maintenance_margin_fraction if single and self.collateral_quantum in _POWERS_OF_TEN else None
-        )
 
     @property
     def mark(self) -> Decimal:
@@ -270,10 +264,7 @@ class _MarketState:
         return mark
 
     def maintenance(self, notional: Decimal) -> Decimal:
-        """``margin.maintenance_requirement`` of a notional; one tier without a deduction is
-        notional x MMF rounded up to the quantum, computed directly."""
-        if self._fraction is not None:
-            return (notional * self._fraction).quantize(self.collateral_quantum, rounding=ROUND_CEILING, context=LEDGER_CONTEXT)
+        """``margin.maintenance_requirement`` of a notional in this market (the one rule)."""
         return maintenance_requirement(self.tiers, notional, self.collateral_quantum)
 
 

@@ -77,14 +77,14 @@ def position_notional(size: Decimal, price: Decimal, contract_size: Decimal) -> 
 
 def initial_requirement(tiers: Sequence[MarginTier], notional: Decimal, quantum: Decimal) -> Decimal:
     """Initial margin of one position, rounded up to ``quantum``."""
-    tier = tier_for(tiers, notional)
+    tier = tiers[0] if len(tiers) == 1 else tier_for(tiers, notional)  # one bracket: no search
     raw = notional * tier.initial_margin_fraction - tier.initial_margin_deduction
     return round_up(max(raw, ZERO), quantum)
 
 
 def maintenance_requirement(tiers: Sequence[MarginTier], notional: Decimal, quantum: Decimal) -> Decimal:
     """Maintenance margin of one position, rounded up to ``quantum``."""
-    tier = tier_for(tiers, notional)
+    tier = tiers[0] if len(tiers) == 1 else tier_for(tiers, notional)  # one bracket: no search
     raw = notional * tier.maintenance_margin_fraction - tier.maintenance_margin_deduction
     return round_up(max(raw, ZERO), quantum)
 
