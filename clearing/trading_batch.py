@@ -11,6 +11,7 @@ holders in it.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from datetime import datetime
 from decimal import Decimal
 from typing import Any
@@ -29,7 +30,6 @@ class TradingBatch:
     def __init__(self) -> None:
         self.totals: dict[str, Totals] = {}
         self.position_changes: dict[str, dict[str, Account]] = {}
-        self.markets: dict[str, Market] = {}
 
     def __contains__(self, market: str) -> bool:
         """Whether the batch has traded ``market`` (a market moved under it makes it stale)."""
@@ -38,7 +38,6 @@ class TradingBatch:
     def clear(self) -> None:
         self.totals = {}
         self.position_changes = {}
-        self.markets = {}
 
     def note_trade(self, market: Market, volume: Decimal, open_interest_change: Decimal, at: datetime,
                    *accounts: Account) -> None:
@@ -48,7 +47,6 @@ class TradingBatch:
         changed = self.position_changes.setdefault(market.market, {})
         for account in accounts:
             changed[account.account] = account
-        self.markets[market.market] = market
 
     def note_position(self, market: Market, account: Account, size_before: Decimal, volume: Decimal, at: datetime) -> None:
         """A position changed by a liquidation, deleveraging or settlement fill.
@@ -60,7 +58,6 @@ class TradingBatch:
         trades, total, oi_change, _ = self.totals.get(market.market, (0, ZERO, ZERO, at))
         self.totals[market.market] = (trades + (1 if volume else 0), total + volume, oi_change + change, at)
         self.position_changes.setdefault(market.market, {})[account.account] = account
-        self.markets[market.market] = market
 
     def forget_open_interest_change(self, market: Market) -> None:
         """Settlement zeroed the market's open interest and holders (``MarketSettled``): the
@@ -71,7 +68,6 @@ class TradingBatch:
         """
         trades, volume, _, at = self.totals.get(market.market, (0, ZERO, ZERO, market.price_mark_at or market.listed_at))
         self.totals[market.market] = (trades, volume, ZERO, at)
-        self.markets[market.market] = market
 
     def holders(self, market: Market) -> set[str]:
         """Accounts with an open position in ``market`` now: its stored holders and this batch's changes."""
@@ -83,11 +79,12 @@ class TradingBatch:
                 found.discard(name)
         return found
 
-    def record(self) -> list[Any]:
-        """One ``TradingRecorded`` per market the batch changed; then starts afresh."""
+    def record(self, markets: Mapping[str, Market]) -> list[Any]:
+        """One ``TradingRecorded`` per market the batch changed (``markets``: the batch's
+        markets by name); then starts afresh."""
         events: list[Any] = []
         for name in {**self.totals, **self.position_changes}:
-            market = self.markets[name]
+            market = markets[name]
             trades, volume, change, at = self.totals.get(name, (0, ZERO, ZERO, None))
             changed = self.position_changes.get(name, {})
             added = sorted(a for a, acc in changed.items() if acc.position(name).size != ZERO and a not in market.holders)

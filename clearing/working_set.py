@@ -134,10 +134,12 @@ class WorkingSet:
     def note_position(self, market: Market, account: Account, size_before: Decimal, volume: Decimal, at: datetime) -> None:
         """Record a position change (liquidation, deleveraging, settlement) for the batch event."""
         self.trading.note_position(market, account, size_before, volume, at)
+        self._markets_by_name[market.market] = market
 
     def forget_open_interest_change(self, market: Market) -> None:
         """Settlement zeroed the market's open interest (``TradingBatch.forget_open_interest_change``)."""
         self.trading.forget_open_interest_change(market)
+        self._markets_by_name[market.market] = market
 
     def holders(self, market: str) -> set[str]:
         """Accounts with an open position in ``market`` now (stored holders + this batch)."""
@@ -145,7 +147,7 @@ class WorkingSet:
 
     def record_trading(self) -> list[Any]:
         """One ``TradingRecorded`` event per market traded in this batch (see the event)."""
-        return self.trading.record()
+        return self.trading.record(self._markets_by_name)
 
     # -- risk engine support ---------------------------------------------------------------
 

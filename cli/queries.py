@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Callable, Iterator
+from itertools import islice
 from typing import Any, ParamSpec, TypeVar
 
 import click
@@ -31,28 +32,27 @@ _T = TypeVar("_T")
 
 
 def iter_events(app: ClearingApplication, start: int, limit: int | None) -> Iterator[dict[str, Any]]:
-    """Events from log position ``start`` on, at most ``limit`` (``clearing.audit.log.read_log``)."""
-    if limit is not None and limit <= 0:
-        return
-    remaining = limit
-    page = PAGE if limit is None else min(PAGE, limit)
-    for log_page in read_log(app.recorder, app.mapper, start=start, page=page):
-        for notification, event in log_page.decoded():
-            if remaining is not None:
-                if remaining <= 0:
-                    return  # read no further: a later row may be undecodable and was not asked for
-                remaining -= 1
-            assert isinstance(event, DomainEvent)  # every event in the log is an aggregate's (it has a timestamp)
-            yield {
-                "position": notification.id,
-                "type": notification.topic.rsplit(":", 1)[-1],
-                "aggregate_id": str(event.originator_id),
-                "aggregate_version": event.originator_version,
-                "recorded_at": event.timestamp.isoformat(),
-                "data": {k: v for k, v in vars(event).items() if k not in _SKIP},
-            }
-        if remaining == 0:
-            return
+    """Events from log position ``start`` on, at most ``limit`` (``clearing.audit.log.read_log``).
+
+    ``islice`` stops before asking for the page after the last event wanted, so a later row
+    that cannot be decoded is never read.
+    """
+    page = PAGE if limit is None else max(1, min(PAGE, limit))
+    pages = read_log(app.recorder, app.mapper, start=start, page=page)
+    records = (_record(notification, event) for log_page in pages for notification, event in log_page.decoded())
+    return islice(records, limit)
+
+
+def _record(notification: Any, event: Any) -> dict[str, Any]:
+    assert isinstance(event, DomainEvent)  # every event in the log is an aggregate's (it has a timestamp)
+    return {
+        "position": notification.id,
+        "type": notification.topic.rsplit(":", 1)[-1],
+        "aggregate_id": str(event.originator_id),
+        "aggregate_version": event.originator_version,
+        "recorded_at": event.timestamp.isoformat(),
+        "data": {k: v for k, v in vars(event).items() if k not in _SKIP},
+    }
 
 
 def views_as_of(store: Store, as_of: str | None, names: list[str]) -> Any:

@@ -34,7 +34,7 @@ from __future__ import annotations
 
 from collections import defaultdict
 from collections.abc import Iterable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from decimal import Decimal, localcontext
 from itertools import pairwise
 
@@ -66,10 +66,11 @@ class Decisions:
     seen: bool = False  # anything recorded since the last command end
 
     def clear(self) -> None:
-        for table in (self.deficits, self.covered, self.fund_paid, self.drawn, self.allocated, self.shares, self.slices,
-                      self.ranks):
-            table.clear()
-        self.ranked.clear()
+        """Empty every table (the command ended)."""
+        for item in fields(self):
+            value = getattr(self, item.name)
+            if isinstance(value, (dict, set)):
+                value.clear()
         self.seen = False
 
 

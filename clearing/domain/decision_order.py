@@ -24,10 +24,12 @@ from __future__ import annotations
 import threading
 from collections.abc import Iterable
 from itertools import count, pairwise
+from operator import itemgetter
 from typing import Any
 
 from eventsourcing.domain import Aggregate
 
+id_of = id  # ``InDecisionOrder._create`` takes the library's ``id`` keyword, which hides the builtin
 _UNNUMBERED = -1  # an event created before numbering began keeps its place at the front, in collection order
 
 
@@ -49,11 +51,7 @@ def in_decision_order(events: Iterable[Any]) -> list[Any]:
         return listed
     if all(before < after for before, after in pairwise(order)):
         return listed  # touched in decision order already
-    return [event for _, event in sorted(zip(order, listed, strict=True), key=_first)]
-
-
-def _first(pair: tuple[int, Any]) -> int:
-    return pair[0]
+    return [event for _, event in sorted(zip(order, listed, strict=True), key=itemgetter(0))]
 
 
 def forget_numbers() -> None:
@@ -68,7 +66,7 @@ class InDecisionOrder(Aggregate):
     """An aggregate whose events are numbered as they are created (see the module docstring)."""
 
     @classmethod
-    def _create(cls, event_class: Any, *, id: Any = None, **kwargs: Any) -> Any:  # ``id``: the library's name
+    def _create(cls, event_class: Any, *, id: Any = None, **kwargs: Any) -> Any:
         aggregate = super()._create(event_class, id=id, **kwargs)
         numbering = _numbering
         numbering.numbers[id_of(aggregate.pending_events[-1])] = numbering.next()
@@ -79,5 +77,3 @@ class InDecisionOrder(Aggregate):
         numbering = _numbering
         numbering.numbers[id_of(self._pending_events[-1])] = numbering.next()
 
-
-id_of = id

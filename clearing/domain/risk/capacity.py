@@ -11,6 +11,7 @@ figures, refused. Example: backstop with 10,000, flat, takes long 0.1 at 49,000 
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Mapping
 from dataclasses import dataclass
 from decimal import Decimal
@@ -71,5 +72,4 @@ def capacity_after(collateral: Decimal, positions: Mapping[str, Holding], market
 def refused_self(collateral: Decimal, positions: Mapping[str, Holding], markets: Mapping[str, MarkedTerms],
                  cap: Decimal) -> Capacity:
     """The backstop liquidated itself: its own figures, never allowed (it cannot take from itself)."""
-    own = capacity_of(collateral, positions, markets, cap)
-    return Capacity(own.equity_after, own.initial_margin_after, own.notional_after, cap, False)
+    return dataclasses.replace(capacity_of(collateral, positions, markets, cap), allowed=False)
