@@ -31,6 +31,7 @@ from eventsourcing.domain import Aggregate
 from eventsourcing.persistence import IntegrityError, InternalError, JSONTranscoder, PersistenceError, ProgrammingError
 from eventsourcing.postgres import PostgresFactory
 
+from clearing.audit.log import read_log
 from clearing.business_time import TimeLimits, check_not_backdated
 from clearing.commands import Command
 from clearing.composition import Parts, real_parts
@@ -330,7 +331,8 @@ class ClearingApplication(Application[UUID]):
         stop = head
         while stop > 0:
             start = max(1, stop - WATERMARK_PAGE + 1)
-            found = self.recorder.select_notifications(start=start, limit=WATERMARK_PAGE, stop=stop, topics=RECORD_TOPICS)
+            found = [note for page in read_log(self.recorder, start=start, stop=stop, page=WATERMARK_PAGE, topics=RECORD_TOPICS)
+                     for note in page.notifications]
             if found:  # the greatest of the last few: concurrent batches commit in any order
                 times = [self._record_time(n) for n in found[-WATERMARK_RECORDS:]]
                 known = [t for t in times if t is not None]

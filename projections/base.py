@@ -17,6 +17,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
+from operator import itemgetter
 from typing import Any
 
 from sqlalchemy import Column, Integer, String, Table, and_, bindparam, select
@@ -111,6 +112,7 @@ class Projection:
 
     def __init__(self) -> None:
         self._day_ends: datetime | None = None
+        self._clock_row: dict[str, Any] | None = None  # the clock row, once touched in this page
         self.state = {spec.name: Rows(spec) for spec in self.SPECS if spec.kind == "state"}
         self.appended = {spec.name: Appended(spec) for spec in self.SPECS if spec.kind == "append"}
         self.tables: dict[str, Table] = {}
@@ -132,11 +134,13 @@ class Projection:
         Example: events at 03-01 23:59 (position 7) then 03-02 00:01 (position 8) ->
         ``on_day_closed("2025-03-01", 7)``; the event at 8 is on 03-02.
         """
-        clocks = self.state[self.CLOCK]
-        clock = clocks.touch(1)
+        clock = self._clock_row  # set once the row is marked changed in this page (None after a flush)
+        if clock is None:
+            clock = self._clock_row = self.state[self.CLOCK].touch(1)
         if clock is not None and self._day_ends is not None and event.at < self._day_ends:
             clock["position"] = position  # the same business day: no date arithmetic
             return
+        clocks = self.state[self.CLOCK]
         day = day_of(event.at)
         if clock is None:
             clock = clocks.put(1, {"id": 1, "day": day, "position": position})
@@ -148,6 +152,7 @@ class Projection:
         else:
             clock["position"] = position
         self._day_ends = _day_end(clock["day"])
+        self._clock_row = clock
 
     @property
     def day(self) -> str:
@@ -173,6 +178,7 @@ class Projection:
 
     def begin_page(self, session: Any) -> None:
         self.session = session
+        self._clock_row = None  # the page's first event marks the row changed again
         for rows in self.state.values():
             rows.session = session
 
@@ -181,6 +187,7 @@ class Projection:
 
     def flush(self, session: Any) -> None:
         """Write the page's changes: upsert changed state rows, insert appended rows."""
+        self._clock_row = None  # written now: the next event marks it changed again
         for rows in self.state.values():
             changed = rows.changed_rows()
             if changed:
@@ -198,6 +205,7 @@ class Projection:
 
     def forget(self) -> None:
         self._day_ends = None
+        self._clock_row = None
         for rows in self.state.values():
             rows.forget()
         for appended in self.appended.values():
@@ -217,13 +225,15 @@ def write_many(session: Any, table: Table, rows: list[dict[str, Any]], key: tupl
     SQLAlchemy builds and compiles the statement once per table and dialect; the rows go
     straight to the DB-API cursor, because binding each value through SQLAlchemy costs
     more than the database write at rebuild volume. Decimals are written as their
-    canonical text on SQLite (what ``ExactDecimal`` does) and as ``Decimal`` on PostgreSQL.
+    canonical text on SQLite (``fmt``, what ``ExactDecimal`` does) and as ``Decimal`` on PostgreSQL.
     """
     connection = session.connection()
     dialect = connection.dialect
     sql, order = _statement(table, key, dialect)
     if dialect.name == "sqlite":
-        values: list[Any] = [tuple(_text(row[name]) for name in order) for row in rows]  # type: ignore[union-attr]
+        assert order is not None, "SQLite binds by position"
+        columns = itemgetter(*order) if len(order) > 1 else (lambda row: (row[order[0]],))
+        values: list[Any] = [tuple([fmt(v) if v.__class__ is Decimal else v for v in columns(row)]) for row in rows]
     else:
         values = rows
     cursor = connection.connection.driver_connection.cursor()
@@ -246,11 +256,6 @@ def _statement(table: Table, key: tuple[str, ...] | None, dialect: Any) -> tuple
         order = None if positions is None else list(positions)
         _STATEMENTS[cache_key] = (str(compiled), order)
     return _STATEMENTS[cache_key]
-
-
-def _text(value: Any) -> Any:
-    """SQLite value: a Decimal as canonical text (``fmt``), anything else unchanged."""
-    return fmt(value) if value.__class__ is Decimal else value
 
 
 def clock_spec(name: str) -> TableSpec:

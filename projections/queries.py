@@ -20,8 +20,10 @@ from typing import Any
 
 from sqlalchemy import select
 
+from clearing.audit.log import read_log
 from clearing.domain import loss_policies
 from clearing.domain.account import AccountStatus, Position, RiskStatus
+from clearing.domain.clearinghouse import Clearinghouse
 from clearing.domain.loss_policies import Holder
 from clearing.domain.loss_policies.base import leverage
 from clearing.domain.margin import total
@@ -137,16 +139,16 @@ class LossPolicies:
         return str(effective(self._defaults, self._overrides.get(market, {}), 0, 0).loss_policy)
 
     def _read_until(self, position: int) -> None:
-        while self._reached < position:
-            notes = self.app.recorder.select_notifications(start=self._reached, limit=PAGE, stop=position,
-                                                           topics=_PARAMETER_TOPICS, inclusive_of_start=False)
-            for note in notes:
-                event = self.app.mapper.to_domain_event(note)
+        if self._reached >= position:
+            return
+        for page in read_log(self.app.recorder, self.app.mapper, start=self._reached + 1, stop=position, page=PAGE,
+                             topics=_PARAMETER_TOPICS):
+            for _, event in page.decoded():
                 if isinstance(event, Market.ParametersSet):
                     self._overrides[event.market] = event.overrides_after
-                else:
+                elif isinstance(event, Clearinghouse.ParametersSet):
                     self._defaults = event.parameters_after
-            self._reached = notes[-1].id if len(notes) == PAGE else position
+        self._reached = position
 
 
 @exact

@@ -23,6 +23,7 @@ from eventsourcing.persistence import Tracking
 from eventsourcing.utils import get_topic
 from sqlalchemy import Table, func, select
 
+from clearing.audit.log import read_log
 from clearing.domain.account import Account
 from clearing.domain.clearinghouse import Clearinghouse
 from clearing.domain.insurance import InsuranceFund
@@ -194,8 +195,8 @@ class Projector:
         if start >= head:
             return 0, start, head
         topics = self._topics()
-        notes = self.app.recorder.select_notifications(start=start, limit=page, stop=head, topics=topics,
-                                                       inclusive_of_start=False)
+        first = next(read_log(self.app.recorder, start=start + 1, stop=head, page=page, topics=topics), None)
+        notes = first.notifications if first is not None else []
         self._apply(notes, positions, session)
         reached = notes[-1].id if len(notes) == page else head
         self._advance(session, positions, reached)
@@ -238,27 +239,42 @@ class Projector:
 
     def _apply(self, notes: Sequence[Any], positions: dict[str, int], session: Any,
                events: Sequence[Any] | None = None) -> None:
-        """Hand each note to each projection not past it; ``events``: the notes already decoded."""
+        """Hand each note to each projection not past it; ``events``: the notes already decoded.
+
+        Each topic's calls (every projection's ``observe`` and handler for it) are looked up
+        once per page; a projection already past a note (another process advanced it) is
+        skipped by position.
+        """
         to_event = self.app.mapper.to_domain_event
-        active = list(self.projections.items())
+        behind = min(positions.values())
+        calls_of: dict[str, list[tuple[int, Projection, Callable[..., None] | None]]] = {}
+        raw = [(positions[name], p) for name, p in self.projections.items() if p.ALL_EVENTS]
         for index, note in enumerate(notes):
-            kind = note.topic.rsplit(":", 1)[-1]
-            clocked = kind in CLOCK_KINDS
-            event = None
-            for name, projection in active:
-                if note.id <= positions[name]:
-                    continue
-                if projection.ALL_EVENTS:
-                    projection.on_any(note.id, note)
-                    continue
-                if not clocked:
-                    continue
-                if event is None:
-                    event = to_event(note) if events is None else events[index]
-                projection.observe(note.id, event)
-                handler = projection.dispatch.get(kind)
-                if handler is not None:
-                    handler(note.id, event, note)
+            position = note.id
+            if position <= behind:
+                continue
+            for reached, projection in raw:
+                if position > reached:
+                    projection.on_any(position, note)
+            calls = calls_of.get(note.topic)
+            if calls is None:
+                calls = calls_of[note.topic] = self._calls(note.topic, positions)
+            if not calls:
+                continue
+            event = to_event(note) if events is None else events[index]
+            for reached, projection, handler in calls:
+                if position > reached:
+                    projection.observe(position, event)
+                    if handler is not None:
+                        handler(position, event, note)
+
+    def _calls(self, topic: str, positions: dict[str, int]) -> list[tuple[int, Projection, Callable[..., None] | None]]:
+        """(position reached, projection, handler or None) of every projection a topic's events reach."""
+        kind = topic.rsplit(":", 1)[-1]
+        if kind not in CLOCK_KINDS:
+            return []
+        return [(positions[name], projection, projection.dispatch.get(kind))
+                for name, projection in self.projections.items() if not projection.ALL_EVENTS]
 
     def _confirm(self, reached: int) -> None:
         """The commit really happened (the SQLite datastore can swallow a failed commit).

@@ -22,9 +22,11 @@ without using the aggregates' code. It then checks:
   account's liquidation is held back by a recorded pause (``LiquidationQueued`` until
   ``LiquidationDequeued``) or TWAP deferral (``LiquidationDeferred`` until its next
   liquidation, call met or loss cover). The message names the log position of the end of
-  the first command after which it fails. Only accounts whose cash or positions moved, or
-  whose markets were re-marked, in that command are re-valued (each holder of a re-marked
-  market is), so the check costs the holders touched, not accounts x commands;
+  the first command after which it fails. Only accounts whose cash or positions moved in
+  that command are re-valued, and the holders of a re-marked market that the move can have
+  carried below zero (``clearing.audit.cushions``: each valued account's equity bounds how far
+  its marks can travel before it must be valued again), so the check costs the holders a
+  move can matter for, not accounts x commands;
 * ``replay_equals_live``: every account loaded by the repository matches the fold (sizes,
   collateral, cash), every market its mark and open interest, the insurance fund its
   balance; and every aggregate of every kind (accounts, markets, the fund, the
@@ -54,6 +56,7 @@ from eventsourcing.domain import Aggregate
 
 from clearing.application import ClearingApplication
 from clearing.audit import properties
+from clearing.audit.cushions import Cushions
 from clearing.audit.log import CheckFailed, Handlers, LogPage, read_log
 from clearing.audit.snapshots import live_equals_replay, stored_snapshot_ids
 from clearing.domain import ids
@@ -91,6 +94,7 @@ class Fold:
     holdings: dict[str, set[str]] = field(default_factory=lambda: defaultdict(set))  # account -> markets held
     holders: dict[str, set[str]] = field(default_factory=lambda: defaultdict(set))  # market -> accounts holding
     dirty: set[str] = field(default_factory=set)  # accounts to re-value when the command ends
+    cushions: Cushions = field(default_factory=Cushions)  # which holders a re-mark can have made insolvent
     held_back: set[str] = field(default_factory=set)  # liquidation paused (queued) or deferred
     commands_checked: int = 0
 
@@ -284,14 +288,15 @@ def _listed(fold: Fold, event: Market.Listed) -> None:
 @ON.register(Market.MarkPriceSet)
 def _marked(fold: Fold, event: Market.MarkPriceSet) -> None:
     fold.marks[event.market] = event.price_mark
-    fold.unit_values[event.market] = event.price_mark * fold.contract_sizes[event.market]
-    fold.dirty.update(fold.holders[event.market])
+    unit = fold.unit_values[event.market] = event.price_mark * fold.contract_sizes[event.market]
+    fold.dirty.update(fold.cushions.remarked(event.market, unit, fold.holders[event.market]))
 
 
 @ON.register(Market.MarketSettled)
 def _market_settled(fold: Fold, event: Market.MarketSettled) -> None:
     fold.marks[event.market] = event.price_settlement
-    fold.unit_values[event.market] = event.price_settlement * fold.contract_sizes[event.market]
+    unit = fold.unit_values[event.market] = event.price_settlement * fold.contract_sizes[event.market]
+    fold.dirty.update(fold.cushions.remarked(event.market, unit, fold.holders[event.market]))
     fold.open_interest_recorded[event.market] = ZERO
 
 
@@ -323,10 +328,23 @@ COMMAND_ENDS = properties.COMMAND_ENDS
 
 
 def _solvent(fold: Fold, position: int) -> None:
-    """Every account re-valued at the end of a command has equity >= 0 (``solvency``)."""
+    """Every account re-valued at the end of a command has equity >= 0 (``solvency``).
+
+    The accounts re-valued are those whose cash or positions moved in the command and the
+    holders a re-mark may have carried below zero (``clearing.audit.cushions``).
+    """
     fold.commands_checked += 1
-    held_back = fold.held_back
-    failing = [account for account in fold.dirty if account not in held_back and _equity(fold, account) < ZERO]
+    held_back, cushions, holdings, sizes = fold.held_back, fold.cushions, fold.holdings, fold.sizes
+    failing = []
+    for account in fold.dirty:
+        if account in held_back:
+            cushions.unchecked(account, holdings[account])
+            continue
+        equity = _equity(fold, account)
+        if equity < ZERO:
+            failing.append(account)
+        else:
+            cushions.valued(account, equity, [(market, sizes[(account, market)]) for market in holdings[account]])
     if failing:
         account = min(failing)  # the first by name, whatever the order of the set
         raise InvariantViolation(f"solvency: {account} ends the command recorded at log position {position} with "
