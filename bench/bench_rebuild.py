@@ -38,6 +38,7 @@ sys.path.insert(0, str(ROOT))
 
 from clearing.application import ClearingApplication  # noqa: E402
 from clearing.posting import post_lines  # noqa: E402
+from clearing.runtime import tune_collector_for_batches  # noqa: E402
 from clearing.settings import store_env  # noqa: E402
 
 START = datetime(2025, 1, 1, tzinfo=UTC)
@@ -103,6 +104,7 @@ def build(db: str, events: int) -> int:
 
 
 def measure_ceiling(db: str, until: int) -> dict:
+    tune_collector_for_batches()  # the same process settings as ours (the command line's)
     app = ClearingApplication(env=store_env(db))
     started = time.perf_counter()
     count, start = 0, 0
@@ -120,6 +122,7 @@ def measure_rebuild(db: str, until: int) -> dict:
     from projections.runner import READ_MODELS
     from projections.store import ProjectionStore
 
+    tune_collector_for_batches()  # as `clearing projections rebuild` runs
     app = ClearingApplication(env=store_env(db))
     with tempfile.TemporaryDirectory() as directory:
         target = ProjectionStore(str(Path(directory) / "projections.db"))

@@ -237,7 +237,9 @@ def _verify_group(db: str, digest_text: str | None, skip: tuple[str, ...], show_
     """One group of checks in a worker process, with its own connections and its own read."""
     from clearing.audit.chain import Digest
     from clearing.audit.verify import verify
+    from clearing.runtime import tune_collector_for_batches
 
+    tune_collector_for_batches()  # a spawned process starts with the defaults again
     store = Store(db)
     expected = Digest.parse(digest_text) if digest_text else None
     head = store.app.recorder.max_notification_id() or 0

@@ -22,6 +22,7 @@ from eventsourcing.persistence import PersistenceError
 from clearing.commands import COMMAND_TYPES
 from clearing.errors import ClearingError
 from clearing.posting import DEFAULT_BATCH_SIZE, MAX_BATCH_SIZE, post_lines
+from clearing.runtime import tune_collector_for_batches
 from clearing.settings import DEFAULT_DB, ENV_VAR, OPERATOR_VAR, resolve_db, resolve_operator
 from cli import render
 from cli.context import PROGRESS_SECONDS, Store, escape_unencodable_output, fail, pass_store
@@ -51,6 +52,7 @@ def main(ctx: click.Context, db: str | None, operator: str | None) -> None:
     JSON Lines with `clearing post`, or one at a time with the subcommands below.
     """
     escape_unencodable_output()
+    tune_collector_for_batches()
     try:
         ctx.obj = Store(resolve_db(db), resolve_operator(operator))
     except ClearingError as error:

@@ -159,7 +159,7 @@ from clearing.domain.liquidation_math import (
     split_quote,
 )
 from clearing.domain.loss_policies import Holder, plan_deleveraging
-from clearing.domain.margin import MarginTier, maintenance_requirement, unrealized_pnl
+from clearing.domain.margin import MarginTier, unrealized_pnl
 from clearing.domain.market import Market
 from clearing.domain.parameters import (
     ADL,
@@ -262,10 +262,6 @@ class _MarketState:
         if mark is None:
             raise ValueError(f"market {self.market} has no mark price")
         return mark
-
-    def maintenance(self, notional: Decimal) -> Decimal:
-        """``margin.maintenance_requirement`` of a notional in this market (the one rule)."""
-        return maintenance_requirement(self.tiers, notional, self.collateral_quantum)
 
 
 class _AccountState:
@@ -593,13 +589,8 @@ class DecisionAudit:
 
     def equity_and_maintenance(self, account: _AccountState) -> tuple[Decimal, Decimal]:
         """Equity and maintenance margin on the marks (``margin_totals`` without initial margin)."""
-        equity, maintenance = account.collateral, ZERO
-        for name, held in account.positions.items():
-            market = self.markets[name]
-            value = held.size * market.mark * market.contract_size
-            equity += value - held.cost
-            maintenance += market.maintenance(abs(value))
-        return equity, maintenance
+        totals = margin_totals(account.collateral, account.positions, self.markets, with_initial=False)
+        return totals.equity, totals.maintenance_margin
 
     def paused_in(self, market: str) -> bool:
         return f"liquidations:{market}" in self.paused or "liquidations:*" in self.paused
@@ -1580,15 +1571,14 @@ class DecisionAudit:
         if account.status != HEALTHY or not account.positions or account.closed:
             return False
         markets = self.markets
-        equity, maintenance, exposure = account.collateral, ZERO, ZERO
+        equity, maintenance = self.equity_and_maintenance(account)
+        exposure = ZERO
         held_at = []
         for market_name, held in account.positions.items():
             market = markets[market_name]
             mark = market.mark
-            value = held.size * mark * market.contract_size
-            notional = abs(value)
-            equity += value - held.cost
-            maintenance += market.maintenance(notional) + market.collateral_quantum
+            notional = abs(held.size * mark * market.contract_size)
+            maintenance += market.collateral_quantum
             if market.favourable_weight:
                 exposure += abs(held.size) * market.exposure_unit * mark
                 held_at.append((market_name, mark, True, True))

@@ -119,6 +119,16 @@ def test_verify_with_whole_groups_skipped_runs_what_is_left(ledger_db):
     assert everything.returncode == 0 and everything.stdout.count("skipped") == 5, everything.stderr
 
 
+def test_verify_with_the_first_group_skipped_runs_the_other_in_one_process(ledger_db):
+    """``GROUPS[0]`` (snapshots, invariants, decisions) skipped whole: the chain and projections alone."""
+    from clearing.audit.verify import GROUPS
+
+    skipped = clearing(ledger_db, "audit", "verify", *(arg for name in GROUPS[0] for arg in ("--skip", name)))
+    assert skipped.returncode == 0, skipped.stderr
+    assert "chain        ok" in skipped.stdout and "projections  ok" in skipped.stdout, skipped.stdout
+    assert "read once for every check" in skipped.stdout and "decisions    skipped" in skipped.stdout, skipped.stdout
+
+
 BAD_AUDIT_INPUT = [
     (["account", "show", "alice", "--as-of", "0"], "invalid_until"),
     (["account", "show", "alice", "--as-of", "2025-01-01T00:00:00"], "invalid_until"),

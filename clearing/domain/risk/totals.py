@@ -104,11 +104,13 @@ def margin_totals(
     positions: Mapping[str, Holding],
     markets: Mapping[str, MarketTerms],
     with_maintenance: bool = True,
+    with_initial: bool = True,
 ) -> MarginTotals:
     """Equity and summed requirements on mark prices (positions without size are skipped).
 
     The pre-trade and withdrawal checks need equity and initial margin only; they pass
-    ``with_maintenance=False`` and get a maintenance margin of zero.
+    ``with_maintenance=False`` and get a maintenance margin of zero. The decision audit's
+    call checks need equity and maintenance only (``with_initial=False``, initial zero).
     """
     equity, initial, maintenance = collateral, ZERO, ZERO
     for name, position in positions.items():
@@ -119,7 +121,8 @@ def margin_totals(
         assert mark is not None, f"position in {name} without a mark price"
         notional = position_notional(position.size, mark, market.contract_size)
         equity += unrealized_pnl(position.size, position.cost, mark, market.contract_size)
-        initial += initial_requirement(market.tiers, notional, market.collateral_quantum)
+        if with_initial:
+            initial += initial_requirement(market.tiers, notional, market.collateral_quantum)
         if with_maintenance:
             maintenance += maintenance_requirement(market.tiers, notional, market.collateral_quantum)
     return MarginTotals(equity=equity, initial_margin=initial, maintenance_margin=maintenance)
