@@ -16,9 +16,9 @@ from clearing.application import ClearingApplication, Envelope, Outcome
 from clearing.business_time import check_not_future
 from clearing.commands import Command, parse_line
 from clearing.errors import InputError
+from clearing.settings import DEFAULT_BATCH_SIZE, MAX_BATCH_SIZE
 
-DEFAULT_BATCH_SIZE = 1000
-MAX_BATCH_SIZE = 100_000
+__all__ = ["DEFAULT_BATCH_SIZE", "MAX_BATCH_SIZE", "post_commands", "post_lines"]
 
 
 def utc_now() -> datetime:

@@ -14,6 +14,9 @@ from urllib.parse import parse_qs, unquote, urlsplit
 
 from clearing.errors import InputError
 
+DEFAULT_BATCH_SIZE = 1000  # commands committed per transaction by `clearing post`
+MAX_BATCH_SIZE = 100_000
+
 DEFAULT_DB = "clearing.db"
 ENV_VAR = "CLEARING_DB"
 OPERATOR_VAR = "CLEARING_OPERATOR"

@@ -7,14 +7,16 @@ from __future__ import annotations
 
 import sys
 from pathlib import Path
-from typing import Any, NoReturn
+from typing import TYPE_CHECKING, Any, NoReturn
 
 import click
 
-from clearing.application import ClearingApplication, Outcome, open_application
 from clearing.errors import ClearingError
 from clearing.settings import is_postgres, store_env
 from cli import render
+
+if TYPE_CHECKING:  # the application (eventsourcing, SQLAlchemy, drivers) is imported on first use
+    from clearing.application import ClearingApplication, Outcome
 
 PROGRESS_SECONDS = 5.0  # how often a long command reports its progress on a terminal
 
@@ -83,6 +85,8 @@ class Store:
     @property
     def app(self) -> ClearingApplication:
         if self._app is None:
+            from clearing.application import open_application
+
             try:
                 self._app = open_application(store_env(self.db))
             except ClearingError as error:

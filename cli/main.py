@@ -12,23 +12,94 @@ applied), 1 when any was rejected, 2 for usage errors, 3 when the store is unrea
 
 from __future__ import annotations
 
+import importlib
 import sys
 import time
-from typing import TextIO
+from typing import Any, TextIO
 
 import click
-from eventsourcing.persistence import PersistenceError
+from click.utils import make_default_short_help
 
-from clearing.commands import COMMAND_TYPES
 from clearing.errors import ClearingError
-from clearing.posting import DEFAULT_BATCH_SIZE, MAX_BATCH_SIZE, post_lines
 from clearing.runtime import tune_collector_for_batches
-from clearing.settings import DEFAULT_DB, ENV_VAR, OPERATOR_VAR, resolve_db, resolve_operator
+from clearing.settings import DEFAULT_BATCH_SIZE, DEFAULT_DB, ENV_VAR, MAX_BATCH_SIZE, OPERATOR_VAR, resolve_db, resolve_operator
 from cli import render
 from cli.context import PROGRESS_SECONDS, Store, escape_unencodable_output, fail, pass_store
 
+#: Every command and group defined outside this module: its module (which lists it in
+#: ``COMMANDS``) and its one-line help as ``clearing --help`` shows it. A module is imported
+#: only when one of its commands runs or shows its own help, so ``clearing --help``,
+#: ``--version`` and a single command load only what they use (ADR 21).
+#: ``tests/unit/test_cli_index.py`` keeps this table equal to the commands themselves.
+INDEX: dict[str, tuple[str, str]] = {
+    "account": ("cli.queries", "Query accounts."),
+    "adl": ("cli.adl", "Auto-deleveraging and loss-allocation standings."),
+    "approve": ("cli.commands", "Record OFFICER's approval of one exact change; post it as OFFICER (--as OFFICER)."),
+    "audit": ("cli.audit", "Auditor's tools: replay as of a point, digest of the log, full verification."),
+    "close-account": ("cli.commands", "Close ACCOUNT (it must be flat and hold no collateral)."),
+    "close-market": ("cli.commands", "Stop trading in MARKET (mark prices are still accepted)."),
+    "create-market": ("cli.commands", "List a new MARKET (perpetual, or future with --expiry)."),
+    "demo": ("cli.demo", "Run a demo scenario on the store and print market, account and fund summaries."),
+    "deposit": ("cli.commands", "Deposit AMOUNT of collateral (USDC, up to 6 decimals) into ACCOUNT."),
+    "export": ("cli.transfer", "Write the whole event log, verifiably, to --output or standard output."),
+    "fund-insurance": ("cli.commands", "Contribute AMOUNT to the insurance fund."),
+    "funding": ("cli.commands", "Pay one funding period on perpetual MARKET at RATE (> 0: longs pay shorts)."),
+    "import": ("cli.transfer", "Load an exported event log FILE into the store, after verifying all of it."),
+    "insurance-fund": ("cli.queries", "Query the insurance fund."),
+    "lab": ("cli.lab", "Experiments on scratch stores (the configured --db / CLEARING_DB is never used)."),
+    "liquidate": ("cli.commands", "Liquidate ACCOUNT's position in MARKET at an auction --price (account must be "
+                                  "below maintenance)."),
+    "losses": ("cli.queries", "Socialized-loss allocations and deleveraging fills, in log order."),
+    "market": ("cli.queries", "Query markets."),
+    "open-account": ("cli.commands", "Open a cross-margin ACCOUNT."),
+    "pause": ("cli.commands", "Pause OPERATION; takes effect only once M risk officers approved it."),
+    "price": ("cli.commands", "Set the mark PRICE of MARKET (on tick, within the price band, time not going back)."),
+    "projections": ("cli.audit", "Read models built from the event log (SQL tables beside the event store)."),
+    "register-officer": ("cli.commands", "Register risk OFFICER (at most officers_max; once a quorum exists, M "
+                                         "officers approve it first)."),
+    "report": ("cli.reports", "Build regulator report NAME for business day --date from the projection tables."),
+    "resume": ("cli.commands", "Resume OPERATION (with M approvals); queued liquidations are then processed in order."),
+    "set-parameters": ("cli.commands", "Set risk parameters, e.g."),
+    "settle": ("cli.commands", "Settle expired future MARKET at the final PRICE: close every position, cover losses."),
+    "trade": ("cli.commands", "Clear a trade in MARKET between --buyer and --seller (both margin-checked)."),
+    "withdraw": ("cli.commands", "Withdraw AMOUNT from ACCOUNT if free collateral covers it."),
+}
 
-@click.group(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
+
+class LazyGroup(click.Group):
+    """The ``clearing`` group: commands of other modules are imported when first needed.
+
+    ``clearing --help`` lists every command from ``INDEX`` without importing any of them;
+    running a command (or asking for its ``--help``) imports its module, which adds all of
+    that module's ``COMMANDS``.
+    """
+
+    def list_commands(self, ctx: click.Context) -> list[str]:
+        return sorted({*self.commands, *INDEX})
+
+    def get_command(self, ctx: click.Context, cmd_name: str) -> click.Command | None:
+        if cmd_name not in self.commands and cmd_name in INDEX:
+            self.load(INDEX[cmd_name][0])
+        return self.commands.get(cmd_name)
+
+    def load(self, module_name: str) -> None:
+        """Add every command of ``module_name`` (its ``COMMANDS``) to the group."""
+        for command in importlib.import_module(module_name).COMMANDS:
+            if command.name not in self.commands:
+                self.add_command(command)
+
+    def format_commands(self, ctx: click.Context, formatter: click.HelpFormatter) -> None:
+        names = self.list_commands(ctx)
+        if not names:
+            return
+        limit = formatter.width - 6 - max(len(name) for name in names)
+        rows = [(name, self.commands[name].get_short_help_str(limit) if name in self.commands
+                 else make_default_short_help(INDEX[name][1], limit)) for name in names]
+        with formatter.section("Commands"):
+            formatter.write_dl(rows)
+
+
+@click.group(cls=LazyGroup, context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
 @click.option(
     "--db",
     metavar="PATH|URL",
@@ -85,6 +156,10 @@ def post(store: Store, file: TextIO, as_json: bool, batch_size: int | None) -> N
     original code) and decides nothing again, so an interrupted post can simply be run
     again. Exit status 1 if any command was rejected (now or before).
     """
+    from eventsourcing.persistence import PersistenceError
+
+    from clearing.posting import post_lines
+
     size = batch_size or (1 if file.isatty() else DEFAULT_BATCH_SIZE)
     counts = {"applied": 0, "already_applied": 0, "rejected": 0, "already_rejected": 0}
     started = last_report = time.monotonic()
@@ -107,7 +182,17 @@ def post(store: Store, file: TextIO, as_json: bool, batch_size: int | None) -> N
     _summary(counts)
 
 
-post.help = (post.help or "").replace("{types}", ", ".join(COMMAND_TYPES))  # every type, from the one list
+class _PostCommand(click.Command):
+    """``post``, whose help lists every command type from the one list (read when shown)."""
+
+    def get_help(self, ctx: click.Context) -> str:
+        from clearing.commands import COMMAND_TYPES
+
+        self.help = (self.help or "").replace("{types}", ", ".join(COMMAND_TYPES))
+        return super().get_help(ctx)
+
+
+post.__class__ = _PostCommand
 
 
 def _summary(counts: dict[str, int]) -> None:
@@ -143,13 +228,9 @@ def events(store: Store, start: int, limit: int | None, as_json: bool) -> None:
         fail(f"[unreadable_event] {unreadable}", 3)
 
 
-def _register() -> None:
-    """Add every module's top-level commands and groups to ``main`` (``COMMANDS`` of each)."""
-    from cli import adl, audit, commands, demo, lab, queries, reports, transfer
-
-    for module in (adl, audit, commands, demo, lab, queries, reports, transfer):
-        for command in module.COMMANDS:
-            main.add_command(command)
-
-
-_register()
+def load_all() -> Any:
+    """Every command of every module added to ``main`` (for tools that walk the whole tree)."""
+    assert isinstance(main, LazyGroup)
+    for module_name in sorted({module for module, _ in INDEX.values()}):
+        main.load(module_name)
+    return main

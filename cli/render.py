@@ -4,12 +4,14 @@ from __future__ import annotations
 
 import json
 from decimal import Decimal
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import click
 
-from clearing.application import Outcome
 from clearing.jsonable import jsonable
+
+if TYPE_CHECKING:
+    from clearing.application import Outcome
 
 
 def to_json_value(value: Any) -> Any:

@@ -1,0 +1,49 @@
+"""The command line's index of lazily loaded commands matches the commands themselves."""
+
+from __future__ import annotations
+
+import importlib
+import subprocess
+import sys
+
+import click
+import pytest
+from click.utils import make_default_short_help
+
+from cli.main import INDEX, main
+
+
+def _modules() -> dict[str, list[click.Command]]:
+    return {name: list(importlib.import_module(name).COMMANDS) for name in sorted({module for module, _ in INDEX.values()})}
+
+
+def test_the_index_names_exactly_the_commands_the_modules_define():
+    defined = {command.name: module for module, commands in _modules().items() for command in commands}
+    assert defined == {name: module for name, (module, _) in INDEX.items()}
+    assert not set(defined) & {"post", "events"}, "the commands of cli.main itself are not indexed"
+
+
+@pytest.mark.parametrize("limit", [45, 60, 78, 94, 10_000])
+def test_each_indexed_help_line_is_the_commands_own(limit):
+    for commands in _modules().values():
+        for command in commands:
+            assert command.name is not None
+            assert make_default_short_help(INDEX[command.name][1], limit) == command.get_short_help_str(limit), command.name
+
+
+def test_every_command_is_reached_through_the_group():
+    context = click.Context(main)
+    for name in INDEX:
+        command = main.get_command(context, name)
+        assert command is not None and command.name == name
+
+
+def test_help_and_version_import_neither_the_application_nor_a_database_driver():
+    probe = ("import sys\nsys.argv = ['clearing', '{arg}']\nfrom cli.main import main\n"
+             "try:\n    main()\nexcept SystemExit:\n    pass\n"
+             "heavy = ('clearing.application', 'sqlalchemy', 'eventsourcing', 'psycopg', 'pydantic')\n"
+             "heavy = [m for m in heavy if m in sys.modules]\n"
+             "print('loaded:', heavy, file=sys.stderr)\n")
+    for arg in ("--help", "--version"):
+        done = subprocess.run([sys.executable, "-c", probe.format(arg=arg)], capture_output=True, text=True, timeout=60)
+        assert "loaded: []" in done.stderr, (arg, done.stderr)
