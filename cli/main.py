@@ -131,7 +131,17 @@ def main(ctx: click.Context, db: str | None, operator: str | None) -> None:
     ctx.call_on_close(ctx.obj.close)
 
 
-@main.command()
+class _PostCommand(click.Command):
+    """``post``, whose help lists every command type from the one list (read when shown)."""
+
+    def get_help(self, ctx: click.Context) -> str:
+        from clearing.commands import COMMAND_TYPES
+
+        self.help = (self.help or "").replace("{types}", ", ".join(COMMAND_TYPES))
+        return super().get_help(ctx)
+
+
+@main.command(cls=_PostCommand)
 # bytes that are not UTF-8 become lone surrogates, which parse_line rejects line by line (invalid_utf8)
 @click.argument("file", type=click.File("r", encoding="utf-8-sig", errors="surrogateescape"))
 @click.option("--json", "as_json", is_flag=True, help="One JSON object per result line.")
@@ -182,17 +192,6 @@ def post(store: Store, file: TextIO, as_json: bool, batch_size: int | None) -> N
     _summary(counts)
 
 
-class _PostCommand(click.Command):
-    """``post``, whose help lists every command type from the one list (read when shown)."""
-
-    def get_help(self, ctx: click.Context) -> str:
-        from clearing.commands import COMMAND_TYPES
-
-        self.help = (self.help or "").replace("{types}", ", ".join(COMMAND_TYPES))
-        return super().get_help(ctx)
-
-
-post.__class__ = _PostCommand
 
 
 def _summary(counts: dict[str, int]) -> None:
