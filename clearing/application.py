@@ -19,6 +19,7 @@ import decimal
 import logging
 import os
 import random
+import sys
 import time
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
@@ -29,7 +30,6 @@ from uuid import UUID
 from eventsourcing.application import AggregateNotFoundError, Application, ProcessingEvent, Repository
 from eventsourcing.domain import Aggregate
 from eventsourcing.persistence import IntegrityError, InternalError, JSONTranscoder, PersistenceError, ProgrammingError
-from eventsourcing.postgres import PostgresFactory
 
 from clearing.audit.log import read_log
 from clearing.business_time import TimeLimits, check_not_backdated
@@ -167,7 +167,7 @@ class ClearingApplication(Application[UUID]):
         waits for the table lock a writer holds while it inserts, so a process starting
         beside a long insert (a reader included) would hang on it.
         """
-        if isinstance(self.factory, PostgresFactory) and _postgres_tables_exist(self.factory):
+        if _is_postgres(self.factory) and _postgres_tables_exist(self.factory):
             self.factory.env["CREATE_TABLE"] = "n"
         return _create_racing(super().construct_recorder)
 
@@ -491,6 +491,12 @@ def stored_answers(app: ClearingApplication, envelopes: Sequence[Envelope]) -> d
 def _if_later(watermark: datetime, at: datetime) -> datetime | None:
     """The watermark to record: None when it is the command's own ``at`` (the usual case)."""
     return None if watermark == at else watermark
+
+
+def _is_postgres(factory: Any) -> bool:
+    """The library's PostgreSQL factory (its module is imported only when a store uses it)."""
+    module = sys.modules.get("eventsourcing.postgres")
+    return module is not None and isinstance(factory, module.PostgresFactory)
 
 
 def _postgres_tables_exist(factory: Any) -> bool:

@@ -26,10 +26,8 @@ from typing import Any
 from uuid import UUID
 
 from eventsourcing.persistence import IntegrityError, StoredEvent
-from eventsourcing.postgres import PostgresApplicationRecorder
 from eventsourcing.sqlite import SQLiteApplicationRecorder
 from eventsourcing.utils import get_topic
-from psycopg.sql import SQL, Identifier
 
 READ_SET_KWARG = "read_versions"
 SQLITE_CHUNK = 900  # ids per statement, well below SQLite's variable limit
@@ -78,25 +76,8 @@ class ClearingSQLiteRecorder(SQLiteApplicationRecorder):
         return returning
 
 
-class ClearingPostgresRecorder(PostgresApplicationRecorder):
-    """PostgreSQL: take the table lock, validate the read set, then insert."""
-
-    def _insert_stored_events(self, curs: Any, stored_events: Sequence[StoredEvent], **kwargs: Any) -> None:
-        expected = _unwritten(kwargs.get(READ_SET_KWARG), stored_events)
-        if expected:
-            self._lock_table(curs)  # the insert below takes it again (a no-op within one transaction)
-            curs.execute(
-                SQL(
-                    "SELECT originator_id, MAX(originator_version) AS version FROM {schema}.{table} "
-                    "WHERE originator_id = ANY(%s) GROUP BY originator_id"
-                ).format(schema=Identifier(self.datastore.schema), table=Identifier(self.events_table_name)),
-                (list(expected),),
-            )
-            _refuse_if_moved(expected, {row["originator_id"]: row["version"] for row in curs.fetchall()})
-        super()._insert_stored_events(curs, stored_events, **kwargs)
-
-
 RECORDER_TOPICS = {
     "eventsourcing.sqlite": get_topic(ClearingSQLiteRecorder),
-    "eventsourcing.postgres": get_topic(ClearingPostgresRecorder),
+    # named, not imported: psycopg and the library's PostgreSQL module load only for a PostgreSQL store
+    "eventsourcing.postgres": "clearing.recorders_postgres:ClearingPostgresRecorder",
 }

@@ -47,3 +47,18 @@ def test_help_and_version_import_neither_the_application_nor_a_database_driver()
     for arg in ("--help", "--version"):
         done = subprocess.run([sys.executable, "-c", probe.format(arg=arg)], capture_output=True, text=True, timeout=60)
         assert "loaded: []" in done.stderr, (arg, done.stderr)
+
+
+def test_the_postgres_recorder_is_named_by_its_topic_and_not_loaded_for_sqlite(tmp_path):
+    from eventsourcing.utils import get_topic, resolve_topic
+
+    from clearing.recorders import RECORDER_TOPICS
+    from clearing.recorders_postgres import ClearingPostgresRecorder
+
+    assert resolve_topic(RECORDER_TOPICS["eventsourcing.postgres"]) is ClearingPostgresRecorder
+    assert RECORDER_TOPICS["eventsourcing.postgres"] == get_topic(ClearingPostgresRecorder)
+    probe = (f"import sys\nsys.argv = ['clearing', '--db', {str(tmp_path / 'l.db')!r}, 'open-account', 'alice']\n"
+             "from cli.main import main\ntry:\n    main()\nexcept SystemExit:\n    pass\n"
+             "print('loaded:', [m for m in ('eventsourcing.postgres', 'psycopg') if m in sys.modules], file=sys.stderr)\n")
+    done = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, timeout=120)
+    assert "applied" in done.stdout and "loaded: []" in done.stderr, (done.stdout, done.stderr)

@@ -1,0 +1,35 @@
+"""The PostgreSQL recorder with read-set validation (``clearing.recorders`` has the rule).
+
+Its own module so that psycopg and the library's PostgreSQL module are imported only for a
+PostgreSQL store: ``clearing.recorders.RECORDER_TOPICS`` names it by topic, and the library
+imports it when it builds a PostgreSQL application.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+from eventsourcing.persistence import StoredEvent
+from eventsourcing.postgres import PostgresApplicationRecorder
+from psycopg.sql import SQL, Identifier
+
+from clearing.recorders import READ_SET_KWARG, _refuse_if_moved, _unwritten
+
+
+class ClearingPostgresRecorder(PostgresApplicationRecorder):
+    """PostgreSQL: take the table lock, validate the read set, then insert."""
+
+    def _insert_stored_events(self, curs: Any, stored_events: Sequence[StoredEvent], **kwargs: Any) -> None:
+        expected = _unwritten(kwargs.get(READ_SET_KWARG), stored_events)
+        if expected:
+            self._lock_table(curs)  # the insert below takes it again (a no-op within one transaction)
+            curs.execute(
+                SQL(
+                    "SELECT originator_id, MAX(originator_version) AS version FROM {schema}.{table} "
+                    "WHERE originator_id = ANY(%s) GROUP BY originator_id"
+                ).format(schema=Identifier(self.datastore.schema), table=Identifier(self.events_table_name)),
+                (list(expected),),
+            )
+            _refuse_if_moved(expected, {row["originator_id"]: row["version"] for row in curs.fetchall()})
+        super()._insert_stored_events(curs, stored_events, **kwargs)
