@@ -18,8 +18,6 @@ from clearing.commands import Command, parse_line
 from clearing.errors import InputError
 from clearing.settings import DEFAULT_BATCH_SIZE, MAX_BATCH_SIZE
 
-__all__ = ["DEFAULT_BATCH_SIZE", "MAX_BATCH_SIZE", "post_commands", "post_lines"]
-
 
 def utc_now() -> datetime:
     return datetime.now(UTC)

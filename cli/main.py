@@ -15,7 +15,7 @@ from __future__ import annotations
 import importlib
 import sys
 import time
-from typing import Any, TextIO
+from typing import TextIO
 
 import click
 from click.utils import make_default_short_help
@@ -226,10 +226,3 @@ def events(store: Store, start: int, limit: int | None, as_json: bool) -> None:
     except Unreadable as unreadable:  # an edited row: say where, as audit verify would
         fail(f"[unreadable_event] {unreadable}", 3)
 
-
-def load_all() -> Any:
-    """Every command of every module added to ``main`` (for tools that walk the whole tree)."""
-    assert isinstance(main, LazyGroup)
-    for module_name in sorted({module for module, _ in INDEX.values()}):
-        main.load(module_name)
-    return main

@@ -94,8 +94,5 @@ class Cushions:
             share = divide(equity, len(held)) if held and equity > ZERO else ZERO
             for market, size in held:
                 travel = travels.get(market, ZERO)
-                heap = heaps.get(market)
-                if heap is None:
-                    heap = heaps[market] = []
-                push(heap, (add(travel, divide(share, abs(size))) if share else travel, account, version))
+                push(heaps.setdefault(market, []), (add(travel, divide(share, abs(size))) if share else travel, account, version))
         self._noted.clear()
