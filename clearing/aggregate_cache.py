@@ -81,6 +81,11 @@ class AggregateCache:
             return True
         return False
 
+    def drop(self, aggregate_id: UUID) -> None:
+        """Forget one aggregate another process changed (it is loaded again when next used)."""
+        self.aggregates.pop(aggregate_id, None)
+        self._shared.pop(aggregate_id, None)
+
     @property
     def too_large(self) -> bool:
         return len(self.aggregates) + len(self.absent) > MAX_AGGREGATES

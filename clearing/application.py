@@ -8,8 +8,11 @@ its events (and its idempotency record) are all in the batch or none are.
 
 When the save fails with the library's ``IntegrityError`` (another writer changed an
 aggregate we hold, or a command id was already stored), the working set is dropped,
-stored command ids are looked up, and the whole batch is decided again from fresh state;
-at most ``MAX_ATTEMPTS`` times, with jittered backoff. See docs/adr/0004 and 0005.
+stored command ids are looked up, and the whole batch is decided again from fresh state,
+with jittered backoff. After ``OPTIMISTIC_ATTEMPTS`` refusals the batch is decided and
+saved holding the writers' lock exclusively (every save holds it shared), so no other
+writer can commit under it; ``retries_exhausted`` after ``MAX_ATTEMPTS`` therefore means a
+store that refuses every save. See docs/adr/0004, 0005 and 0022.
 """
 
 from __future__ import annotations
@@ -22,6 +25,7 @@ import random
 import sys
 import time
 from collections.abc import Iterable, Sequence
+from contextlib import nullcontext
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, TypeVar
@@ -46,8 +50,10 @@ from clearing.money import LEDGER_CONTEXT
 from clearing.recorders import READ_SET_KWARG, RECORDER_TOPICS
 from clearing.transcodings import MarginTierAsDict, OrjsonEncodingTranscoder, PositionAsDict
 from clearing.working_set import StaleBatch, WorkingSet
+from clearing.writer_lock import writer_lock_of
 
 MAX_ATTEMPTS = 10
+OPTIMISTIC_ATTEMPTS = 3  # then the batch is decided and saved under the writers' lock (clearing/writer_lock.py)
 MAX_EVENTS_PER_TRANSACTION = 5000  # a batch that decides more commits in several transactions
 BACKOFF_SECONDS = 0.005
 SNAPSHOT_INTERVAL = 200
@@ -155,6 +161,8 @@ class ClearingApplication(Application[UUID]):
         self.parts = parts if parts is not None else real_parts()
         self.working_set = WorkingSet(self)
         self.conflicts_retried = 0  # saves refused with IntegrityError and decided again
+        self.batches_serialised = 0  # batches decided and saved under the writers' exclusive lock
+        self.writer_lock = writer_lock_of(self.factory)
         self.time_limits = TimeLimits.from_env({**os.environ, **(env or {})})
         self._watermark: datetime | None = None  # greatest ``at`` answered, as of _watermark_head
         self._watermark_head: int | None = None
@@ -212,12 +220,17 @@ class ClearingApplication(Application[UUID]):
         outcomes. Retries on ``IntegrityError`` up to MAX_ATTEMPTS."""
         stored: dict[str, Answer] = {}
         for attempt in range(MAX_ATTEMPTS):
-            if attempt:
+            serialised = attempt >= OPTIMISTIC_ATTEMPTS
+            if attempt and not serialised:
                 time.sleep(self.parts.backoff(attempt))
-                stored = self.parts.stored_answers(self, envelopes)
             try:
-                outcomes, events = self._decide_batch(envelopes, stored)
-                recordings = self.parts.save_batch(self, events) if events else []
+                with self.writer_lock.exclusive() if serialised else nullcontext():
+                    if attempt:  # under the lock when serialised: no answer can be stored meanwhile
+                        stored = self.parts.stored_answers(self, envelopes)
+                    outcomes, events = self._decide_batch(envelopes, stored)
+                    with nullcontext() if serialised else self.writer_lock.shared():
+                        recordings = self.parts.save_batch(self, events) if events else []
+                self.batches_serialised += serialised
             except (IntegrityError, StaleBatch):
                 self.working_set.discard()
                 self.conflicts_retried += 1
@@ -235,13 +248,12 @@ class ClearingApplication(Application[UUID]):
 
     def _note_committed(self, recordings: Sequence[Any]) -> None:
         """Advance the known head past our commit, unless another process wrote between our
-        batch's start and our commit: then nothing cached (risk indexes included) is trusted."""
+        batch's start and our commit: then the next batch reads what it changed
+        (``WorkingSet._forget_changed``) from the head it knew, our own events included."""
         if not recordings:
             return
         ws = self.working_set
-        if ws.known_head is not None and recordings[0].notification.id != ws.known_head + 1:
-            ws.discard()  # a gap: foreign events (or, on PostgreSQL, a sequence gap) before ours
-        else:
+        if ws.known_head is None or recordings[0].notification.id == ws.known_head + 1:
             ws.known_head = recordings[-1].notification.id
 
     def _exhausted(self, envelope: Envelope, stored: dict[str, Answer]) -> Outcome:

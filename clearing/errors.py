@@ -180,6 +180,7 @@ REGISTRY: dict[str, ErrorCode] = _codes(
     ("projection_behind", _P, "store", "the projection has not reached the position a report needs"),
     ("projection_outdated", _P, "store", "the projection's tables were built by an older version: rebuild it"),
     ("projection_not_committed", _P, "store", "the projection's catch-up did not commit what it applied"),
+    ("follower_running", _P, "store", "another `projections follow` already follows this store"),
     # -- export, import, replay
     ("export_state_not_text", _I, "transfer", "an event whose stored state is not UTF-8 text"),
     ("import_malformed", _I, "transfer", "a line of the import file that is not the expected JSON object"),

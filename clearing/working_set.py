@@ -24,6 +24,7 @@ from uuid import UUID
 from eventsourcing.domain import Aggregate
 
 from clearing.aggregate_cache import AggregateCache
+from clearing.audit.log import read_log
 from clearing.domain import ids
 from clearing.domain.account import Account
 from clearing.domain.clearinghouse import Clearinghouse
@@ -42,6 +43,8 @@ if TYPE_CHECKING:
     from clearing.risk_engine import Sequencer
 
 T = TypeVar("T", bound=Aggregate)
+MAX_FOREIGN_EVENTS = 200_000  # other processes' events read to forget only what they changed
+FOREIGN_PAGE = 10_000
 
 
 class StaleBatch(Exception):
@@ -87,9 +90,41 @@ class WorkingSet:
             self.discard()
         head = self._app.recorder.max_notification_id() or 0
         if self.known_head is not None and head != self.known_head:
-            self.discard()  # another process wrote: nothing cached can be trusted, indexes included
+            self._forget_changed(self.known_head, head)  # another process wrote
         self.known_head = head
         self.cache.catch_up_shared()
+
+    def _forget_changed(self, known: int, head: int) -> None:
+        """Forget what the events after ``known`` (up to ``head``) changed, and only that.
+
+        Accounts they wrote are dropped from the cache (loaded again when next used) and
+        re-indexed; a market or the clearinghouse they wrote is caught up by
+        ``catch_up_shared`` and every risk index is rebuilt (its holders or parameters may
+        have moved); ids remembered as absent are asked again. An event of an aggregate
+        already at its version here is our own commit. Far behind, dropping everything is
+        cheaper than reading what changed.
+        """
+        if head < known or head - known > MAX_FOREIGN_EVENTS:
+            self.discard()
+            return
+        changed: dict[UUID, int] = {}
+        for page in read_log(self._app.recorder, start=known + 1, stop=head, page=FOREIGN_PAGE):
+            for note in page.notifications:
+                aggregate_id = note.originator_id if isinstance(note.originator_id, UUID) else UUID(note.originator_id)
+                changed[aggregate_id] = max(changed.get(aggregate_id, 0), note.originator_version)
+        rebuild_indexes = False
+        for aggregate_id, version in changed.items():
+            aggregate = self._aggregates.get(aggregate_id)
+            if aggregate is None:
+                self.cache.absent.discard(aggregate_id)
+            elif aggregate.version < version:
+                if isinstance(aggregate, Account):
+                    self.cache.drop(aggregate_id)
+                    self.risk.mark_dirty(aggregate.account)
+                else:
+                    rebuild_indexes = True
+        if rebuild_indexes:
+            self.risk.clear()
 
     def catch_up_command_reads(self) -> bool:
         """Bring every aggregate the current command read up to date (after a rejection).

@@ -80,6 +80,47 @@ def projections_catch_up(store: Store) -> None:
     click.echo(f"{read} event(s) applied in {time.perf_counter() - started:.1f}s; projections at position {head}")
 
 
+@projections.command("follow")
+@click.option("--interval", type=click.FloatRange(0.01, 60), default=0.2, show_default=True,
+              help="Seconds between two looks at the head when there is nothing to apply.")
+@click.option("--max-idle", type=click.FloatRange(0, None), default=None,
+              help="Stop after this many seconds with nothing new to apply. [default: run until stopped]")
+@click.option("--report-every", type=click.FloatRange(0.1, None), default=10.0, show_default=True,
+              help="Seconds between two progress lines on stderr.")
+@pass_store
+def projections_follow(store: Store, interval: float, max_idle: float | None, report_every: float) -> None:
+    """Keep every projection current: follow the log until stopped (Ctrl-C or SIGTERM).
+
+    Posting returns after its commit and leaves the projections to this runner (or to
+    `projections catch-up`, or to `post --sync`). Each page of new events is applied with
+    its tracking records in one transaction, so the follower can be killed at any moment
+    and restarted: it resumes where the projections are, applying every event exactly
+    once. One follower runs per store; a second one is refused (follower_running).
+    """
+    import signal
+
+    from projections.follow import Follower, Progress, follower_lock
+
+    store.existing_app  # noqa: B018 - a missing store is an error, not a new one
+    follower = Follower(store.projector, interval=interval, max_idle=max_idle)
+
+    def report(progress: Progress) -> None:
+        click.echo(f"follow: position {progress.position}, head {progress.head}, lag {progress.lag}, "
+                   f"{progress.applied} event(s) applied ({progress.rate:.0f}/s)", err=True)
+
+    try:
+        with follower_lock(store.projection_store):
+            for signal_number in (signal.SIGINT, signal.SIGTERM):
+                signal.signal(signal_number, lambda *_: follower.stop())
+            start = follower.begin()
+            click.echo(f"following {store.db} from position {start} (head {follower.head})", err=True)
+            done = follower.run(report, report_every)
+    except ClearingError as error:
+        fail(error, 3)
+    click.echo(f"stopped at position {done.position} (head {done.head}, lag {done.lag}): "
+               f"{done.applied} event(s) applied in {done.seconds:.1f}s")
+
+
 @projections.command("rebuild")
 @click.argument("names", nargs=-1, metavar="[NAME]...")
 @click.option("--batch", type=click.IntRange(100, 100_000), default=5000, show_default=True,

@@ -18,7 +18,7 @@ from clearing.application import Outcome
 from clearing.commands import parse_command
 from clearing.errors import ClearingError
 from clearing.posting import post_commands
-from cli.context import Store, finish, pass_store
+from cli.context import Store, finish, pass_store, sync_option
 
 
 def command_options(function: Callable[..., Any]) -> Callable[..., Any]:
@@ -27,6 +27,8 @@ def command_options(function: Callable[..., Any]) -> Callable[..., Any]:
     @click.option("--id", "command_id", metavar="ID", help="Client command id (idempotency key). [default: random]")
     @click.option("--at", metavar="TIME", help="ISO-8601 business time with zone. [default: now]")
     @click.option("--json", "as_json", is_flag=True, help="Print the result as JSON.")
+    @sync_option(True, "Bring the projections up to this command before returning (--no-sync leaves that to "
+                       "`projections follow`). [default: --sync]")
     @functools.wraps(function)
     def wrapper(*args: Any, **kwargs: Any) -> Any:
         return function(*args, **kwargs)

@@ -6,8 +6,9 @@ the package has no import cycle."""
 from __future__ import annotations
 
 import sys
+from collections.abc import Callable
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, NoReturn
+from typing import TYPE_CHECKING, Any, NoReturn, TypeVar
 
 import click
 
@@ -18,6 +19,7 @@ from cli import render
 if TYPE_CHECKING:  # the application (eventsourcing, SQLAlchemy, drivers) is imported on first use
     from clearing.application import ClearingApplication, Outcome
 
+FC = TypeVar("FC", bound=Callable[..., Any])
 PROGRESS_SECONDS = 5.0  # how often a long command reports its progress on a terminal
 
 
@@ -27,6 +29,7 @@ class Store:
     def __init__(self, db: str, operator: str = "") -> None:
         self.db = db
         self.operator = operator  # recorded on every command this invocation posts
+        self.sync = True  # bring the projections to the command's last position before returning
         self._app: ClearingApplication | None = None
         self._projection_store: Any = None
         self._projector: Any = None
@@ -117,12 +120,25 @@ def fail(error: ClearingError | str, code: int = 1) -> NoReturn:
     sys.exit(code)
 
 
+def sync_option(default: bool, help_text: str) -> Callable[[FC], FC]:
+    """``--sync/--no-sync``: whether the command brings the projections up to its last
+    position before it returns (read-your-writes); sets ``Store.sync``."""
+
+    def remember(ctx: click.Context, _: click.Parameter, value: bool | None) -> None:
+        store = ctx.find_object(Store)
+        if store is not None and value is not None:
+            store.sync = value
+
+    return click.option("--sync/--no-sync", default=default, expose_value=False, callback=remember, help=help_text)
+
+
 def finish(outcomes: list[Outcome], as_json: bool, store: Store | None = None) -> None:
     """Print the outcomes of a subcommand and exit 1 if any was rejected.
 
-    With ``store``, the projections are brought up to date first (read-your-writes).
+    With ``store`` (and unless ``--no-sync``), the projections are brought up to date first
+    (read-your-writes).
     """
-    if store is not None and any(outcome.status == "applied" for outcome in outcomes):
+    if store is not None and store.sync and any(outcome.status == "applied" for outcome in outcomes):
         store.catch_up()
     for outcome in outcomes:
         render.echo_outcome(outcome, as_json)

@@ -138,7 +138,7 @@ def demo(store: Store, accounts: int, steps: int, seed: int, show_accounts: int,
     statuses: Counter[str] = Counter()
     codes: Counter[str] = Counter()
     by_type: Counter[str] = Counter()
-    for outcome in post_lines(app, lines, after_batch=store.catch_up, operator=store.operator):
+    for outcome in post_lines(app, lines, operator=store.operator):
         statuses[outcome.status] += 1
         if outcome.status == "applied":
             by_type[outcome.command_type] += 1

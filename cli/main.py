@@ -151,8 +151,12 @@ class _PostCommand(click.Command):
     default=None,
     help=f"Commands committed per transaction. [default {DEFAULT_BATCH_SIZE}; 1 when reading a terminal]",
 )
+@click.option("--sync/--no-sync", default=None,
+              help="Bring the projections up to the last command before returning; --no-sync returns after the "
+                   "commit and leaves them to `projections follow` or `projections catch-up`. "
+                   "[default: --sync when reading a terminal, else --no-sync]")
 @pass_store
-def post(store: Store, file: TextIO, as_json: bool, batch_size: int | None) -> None:
+def post(store: Store, file: TextIO, as_json: bool, batch_size: int | None, sync: bool | None) -> None:
     """Post a stream of JSON Lines commands from FILE (or - for standard input).
 
     Each line is one command object with "type" and a client-chosen "id", and an
@@ -165,17 +169,21 @@ def post(store: Store, file: TextIO, as_json: bool, batch_size: int | None) -> N
     reports its original answer ("already applied", or "already rejected" with the
     original code) and decides nothing again, so an interrupted post can simply be run
     again. Exit status 1 if any command was rejected (now or before).
+
+    Queries bring the projections up to date before they read; with a follower running
+    (`clearing projections follow`) they find them there already.
     """
     from eventsourcing.persistence import PersistenceError
 
     from clearing.posting import post_lines
 
-    size = batch_size or (1 if file.isatty() else DEFAULT_BATCH_SIZE)
+    interactive = file.isatty()
+    size = batch_size or (1 if interactive else DEFAULT_BATCH_SIZE)
     counts = {"applied": 0, "already_applied": 0, "rejected": 0, "already_rejected": 0}
     started = last_report = time.monotonic()
     app = store.app
     try:
-        for outcome in post_lines(app, file, batch_size=size, after_batch=store.catch_up, operator=store.operator):
+        for outcome in post_lines(app, file, batch_size=size, operator=store.operator):
             render.echo_outcome(outcome, as_json)
             counts[outcome.status] += 1
             now = time.monotonic()
@@ -189,6 +197,8 @@ def post(store: Store, file: TextIO, as_json: bool, batch_size: int | None) -> N
         click.echo("error: results of the failed batch were not reported; run the same post again: commands "
                    "already stored are reported 'already applied'", err=True)
         sys.exit(3)
+    if (interactive if sync is None else sync) and counts["applied"]:
+        store.catch_up()
     _summary(counts)
 
 

@@ -158,6 +158,11 @@ class Projector:
             if count == 0 or reached >= head:
                 return read
 
+    def position(self) -> int:
+        """The least position the projections have reached (where the next catch-up starts)."""
+        self.prepare()
+        return min((self.trackers[name].max_tracking_id(APPLICATION) or 0) for name in self.projections)
+
     def feed(self, notes: Sequence[Any], events: Sequence[Any]) -> None:
         """Apply one page already read and decoded by someone else, in one transaction.
 

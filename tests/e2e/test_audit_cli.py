@@ -28,13 +28,13 @@ HEAD_AFTER_SCRIPT: dict[str, int] = {}
 @pytest.fixture
 def ledger_db(tmp_path) -> str:
     db = str(tmp_path / "audit.db")
-    assert clearing(db, "post", "-", stdin=SCRIPT).returncode == 0
+    assert clearing(db, "post", "--sync", "-", stdin=SCRIPT).returncode == 0
     HEAD_AFTER_SCRIPT[db] = json.loads(clearing(db, "projections", "status", "--json").stdout)[0]["head"]
-    assert clearing(db, "post", "-", stdin=LATER).returncode == 0
+    assert clearing(db, "post", "--sync", "-", stdin=LATER).returncode == 0
     return db
 
 
-def test_a_posted_command_is_in_the_projections_when_the_command_returns(ledger_db):
+def test_a_synced_post_is_in_the_projections_when_the_command_returns(ledger_db):
     status = json.loads(clearing(ledger_db, "projections", "status", "--json").stdout)
     assert {row["name"]: row["lag"] for row in status} == dict.fromkeys(
         ("margin", "insurance_fund", "losses", "liquidations", "chain"), 0)

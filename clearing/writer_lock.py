@@ -1,0 +1,103 @@
+"""The writers' lock: how a batch that keeps conflicting is serialised instead of failing.
+
+Writers decide optimistically: each decides its batch on the state it holds and the store
+refuses a stale commit (ADR 12). Under heavy contention a writer may lose that race again
+and again. After ``OPTIMISTIC_ATTEMPTS`` refusals it takes this lock **exclusively** for
+deciding and saving the batch, and every writer takes it **shared** around each save. So
+while one writer holds it exclusively no other batch commits, and its batch, decided on
+the state read after the lock was granted, cannot be refused by another writer's commit.
+Example: eight processes post to one account; a process refused three times waits for the
+lock, decides on fresh state, and commits at the first attempt.
+
+* PostgreSQL: a session advisory lock (``pg_advisory_lock`` / ``..._shared``) keyed by the
+  store's schema, on a connection of the library's pool, released before the connection
+  goes back (and by the server if the process dies).
+* SQLite: ``flock`` on ``<file>.writer.lock`` beside the store (released by the kernel
+  if the process dies).
+* An in-memory store has one process: nothing to serialise.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import os
+import sys
+import zlib
+from collections.abc import Iterator
+from contextlib import AbstractContextManager as ContextManager
+from contextlib import contextmanager, nullcontext
+from pathlib import Path
+from typing import Any
+
+WRITER_LOCK_CLASS = 7202613  # the advisory key's first half; the second names the schema
+
+
+class WriterLock:
+    """Shared around every save, exclusive around a serialised batch."""
+
+    def shared(self) -> ContextManager[None]:
+        return nullcontext()
+
+    def exclusive(self) -> ContextManager[None]:
+        return nullcontext()
+
+
+class FileWriterLock(WriterLock):
+    """``flock`` on a file beside an SQLite store."""
+
+    def __init__(self, db_path: str) -> None:
+        path = Path(db_path).expanduser().resolve()
+        self.path = path.with_name(path.name + ".writer.lock")
+
+    @contextmanager
+    def _held(self, mode: int) -> Iterator[None]:
+        descriptor = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
+        try:
+            fcntl.flock(descriptor, mode)
+            yield
+        finally:
+            os.close(descriptor)  # closing releases the lock
+
+    def shared(self) -> ContextManager[None]:
+        return self._held(fcntl.LOCK_SH)
+
+    def exclusive(self) -> ContextManager[None]:
+        return self._held(fcntl.LOCK_EX)
+
+
+class AdvisoryWriterLock(WriterLock):
+    """A PostgreSQL session advisory lock keyed by schema."""
+
+    def __init__(self, datastore: Any) -> None:
+        self.datastore = datastore
+        schema = datastore.schema or "public"
+        self.key = zlib.crc32(schema.encode()) - 2**31  # a signed int4
+
+    @contextmanager
+    def _held(self, suffix: str) -> Iterator[None]:
+        with self.datastore.get_connection() as connection:
+            connection.execute(f"SELECT pg_advisory_lock{suffix}(%s, %s)", (WRITER_LOCK_CLASS, self.key))
+            try:
+                yield
+            finally:
+                connection.execute(f"SELECT pg_advisory_unlock{suffix}(%s, %s)", (WRITER_LOCK_CLASS, self.key))
+                connection.commit()
+
+    def shared(self) -> ContextManager[None]:
+        return self._held("_shared")
+
+    def exclusive(self) -> ContextManager[None]:
+        return self._held("")
+
+
+def writer_lock_of(factory: Any) -> WriterLock:
+    """The lock for the application's store (its persistence factory)."""
+    postgres = sys.modules.get("eventsourcing.postgres")
+    if postgres is not None and isinstance(factory, postgres.PostgresFactory):
+        return AdvisoryWriterLock(factory.datastore)
+    sqlite = sys.modules.get("eventsourcing.sqlite")
+    if sqlite is not None and isinstance(factory, sqlite.SQLiteFactory):
+        pool = factory.datastore.pool
+        if not pool.is_sqlite_memory_mode:
+            return FileWriterLock(pool.db_name)
+    return WriterLock()

@@ -1,0 +1,157 @@
+"""``clearing projections follow``: one long-running runner keeps the projections current.
+
+Posting commits and returns (ADR 22); this runner follows the notification log and
+applies each new page with the projector's own catch-up, so every event is applied
+exactly once with the library's tracking records, in the same transaction as the rows
+it produced. It can be killed at any point and restarted: it resumes from the tracked
+positions. One follower runs per store (``follower_lock``); ``projections catch-up`` and
+``post --sync`` may run beside it, serialised by the projection lock.
+
+It polls: neither SQLite nor the library's recorders push new notifications to a reader
+in another process, and reading the head is one indexed query. Example: with
+``interval=0.2`` an idle follower asks for the head five times a second; a backlog is
+applied page after page without sleeping.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import os
+import threading
+import time
+import zlib
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+
+from sqlalchemy import text
+
+from clearing.settings import store_env
+from projections.runner import ProjectionError, Projector
+from projections.store import ProjectionStore
+
+FOLLOW_PAGE = 10_000  # events per transaction: short enough for a waiting ``post --sync``
+FOLLOWER_LOCK_CLASS = 7202612  # the advisory-lock key's first half; the second names the schema
+
+
+@dataclass
+class Progress:
+    """Where a follower is: the position every projection reached, the head it saw."""
+
+    position: int
+    head: int
+    applied: int
+    seconds: float
+
+    @property
+    def lag(self) -> int:
+        return max(0, self.head - self.position)
+
+    @property
+    def rate(self) -> float:
+        return self.applied / self.seconds if self.seconds > 0 else 0.0
+
+
+def _refused(where: str) -> ProjectionError:
+    return ProjectionError("follower_running", "projections", f"another `clearing projections follow` holds {where}")
+
+
+@contextmanager
+def follower_lock(store: ProjectionStore) -> Iterator[None]:
+    """Hold the store's one follower slot for the block, or raise ``follower_running``.
+
+    PostgreSQL: a session advisory lock keyed by the schema, on a connection kept open (it
+    is released when the process dies). SQLite: an exclusive ``flock`` on
+    ``<file>.follow.lock`` beside the store (released by the kernel when the process dies).
+    """
+    if store.dialect == "postgresql":
+        schema = store_env(store.db).get("POSTGRES_SCHEMA") or "public"
+        key = zlib.crc32(schema.encode()) - 2**31  # a signed int4
+        with store.engine.connect() as connection:
+            taken = connection.execute(text("SELECT pg_try_advisory_lock(:a, :b)"),
+                                       {"a": FOLLOWER_LOCK_CLASS, "b": key}).scalar()
+            if not taken:
+                raise _refused(f"the follower lock of schema {schema}")
+            try:
+                yield
+            finally:
+                connection.execute(text("SELECT pg_advisory_unlock(:a, :b)"), {"a": FOLLOWER_LOCK_CLASS, "b": key})
+        return
+    if store.db == ":memory:":
+        yield
+        return
+    path = Path(store.db).expanduser().resolve()
+    lock_path = path.with_name(path.name + ".follow.lock")
+    descriptor = os.open(lock_path, os.O_RDWR | os.O_CREAT, 0o644)
+    try:
+        try:
+            fcntl.flock(descriptor, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            raise _refused(str(lock_path)) from None
+        yield
+    finally:
+        os.close(descriptor)
+
+
+class _Stopped(Exception):
+    """Raised between two committed pages when the follower was asked to stop."""
+
+
+class Follower:
+    """Applies the log to the projections until stopped (or idle for ``max_idle`` seconds)."""
+
+    def __init__(self, projector: Projector, interval: float = 0.2, max_idle: float | None = None,
+                 page: int = FOLLOW_PAGE) -> None:
+        self.projector = projector
+        self.interval = interval
+        self.max_idle = max_idle
+        self.page = page
+        self.stopping = threading.Event()
+        self.started = time.monotonic()
+        self.start_position: int | None = None
+        self.reached = 0
+        self.head = 0
+
+    def stop(self) -> None:
+        """Ask the loop to end after the page it is applying (signal handlers call this)."""
+        self.stopping.set()
+
+    def progress(self) -> Progress:
+        """Where the follower is; ``applied`` counts log positions passed since it started."""
+        start = self.start_position if self.start_position is not None else self.reached
+        return Progress(self.reached, self.head, self.reached - start, time.monotonic() - self.started)
+
+    def begin(self) -> int:
+        """The position the projections start from (the least of their tracked positions)."""
+        self.start_position = self.reached = self.projector.position()
+        self.head = self.projector.app.recorder.max_notification_id() or 0
+        return self.start_position
+
+    def run(self, report: Callable[[Progress], None] | None = None, report_every: float = 5.0) -> Progress:
+        """Follow until stopped; ``report`` is called at most every ``report_every`` seconds."""
+        if self.start_position is None:
+            self.begin()
+        last_report = idle_since = time.monotonic()
+        while not self.stopping.is_set():
+            try:
+                read = self.projector.catch_up(page=self.page, progress=self._note)
+            except _Stopped:
+                break
+            now = time.monotonic()
+            if report is not None and now - last_report >= report_every:
+                report(self.progress())
+                last_report = now
+            if read:
+                idle_since = now
+                continue
+            if self.max_idle is not None and now - idle_since >= self.max_idle:
+                break
+            self.stopping.wait(self.interval)
+        return self.progress()
+
+    def _note(self, reached: int, head: int) -> None:
+        """After each committed page: where it reached; stop here if asked to."""
+        self.reached, self.head = reached, head
+        if self.stopping.is_set() and reached < head:
+            raise _Stopped
