@@ -9,7 +9,7 @@ its events (and its idempotency record) are all in the batch or none are.
 When the save fails with the library's ``IntegrityError`` (another writer changed an
 aggregate we hold, or a command id was already stored), the working set is dropped,
 stored command ids are looked up, and the whole batch is decided again from fresh state,
-with jittered backoff. After ``OPTIMISTIC_ATTEMPTS`` refusals the batch is decided and
+with jittered backoff. After ``OPTIMISTIC_ATTEMPTS`` refusal(s) the batch is decided and
 saved holding the writers' lock exclusively (every save holds it shared), so no other
 writer can commit under it; ``retries_exhausted`` after ``MAX_ATTEMPTS`` therefore means a
 store that refuses every save. See docs/adr/0004, 0005 and 0022.
@@ -53,7 +53,7 @@ from clearing.working_set import StaleBatch, WorkingSet
 from clearing.writer_lock import writer_lock_of
 
 MAX_ATTEMPTS = 10
-OPTIMISTIC_ATTEMPTS = 3  # then the batch is decided and saved under the writers' lock (clearing/writer_lock.py)
+OPTIMISTIC_ATTEMPTS = 1  # refusals before the batch is decided and saved under the writers' lock (clearing/writer_lock.py)
 MAX_EVENTS_PER_TRANSACTION = 5000  # a batch that decides more commits in several transactions
 BACKOFF_SECONDS = 0.005
 SNAPSHOT_INTERVAL = 200

@@ -17,6 +17,7 @@ from datetime import UTC, datetime
 from decimal import Decimal
 from typing import Annotated, Any, Literal, Union, get_args
 
+import orjson
 from pydantic import (
     AfterValidator,
     BaseModel,
@@ -368,13 +369,70 @@ class JsonConstant:
 
 
 def parse_line(line: str) -> Command:
-    """Parse one JSON Lines command; raises :class:`InputError` naming the field."""
+    """Parse one JSON Lines command; raises :class:`InputError` naming the field.
+
+    A well-formed trade line takes the fast path (``fast_trade``); every other line, and
+    every line the fast path does not accept, is parsed and validated in full."""
     try:
         size = len(line.encode())
     except UnicodeEncodeError as error:  # the CLI reads bytes that are not UTF-8 as lone surrogates
         raise InputError("invalid_utf8", None, _not_utf8(error)) from None
     if size > MAX_LINE_BYTES:
         raise InputError("line_too_long", None, f"line is longer than {MAX_LINE_BYTES} bytes")
+    return fast_trade(line) or parse_line_in_full(line)
+
+
+_TRADE_REQUIRED = frozenset(("type", "id", "market", "buyer", "seller", "size", "price"))
+_TRADE_ALLOWED = _TRADE_REQUIRED | {"at"}
+
+
+def fast_trade(line: str) -> Trade | None:
+    """A trade line validated without pydantic, or None to take the full path.
+
+    Accepted only when the line is a flat object of strings without escapes (parsed once by
+    orjson) with exactly a trade's fields, each of which passes the same check the model applies (the id and name
+    patterns, ``D`` and positivity, ``_aware_time``); anything else (an integer size, an
+    escape, a missing or unknown field, a bad value) returns None, and the full path gives
+    the error with its code and field. The model is built with ``model_construct`` and the
+    fields the line set, so it equals what validation builds (``tests/unit/test_fast_trade.py``).
+    Example: ``{"type":"trade","id":"t1","market":"BTC-PERP","buyer":"a","seller":"b",
+    "size":"0.5","price":"50000"}`` is accepted; with ``"size":0.5`` it is not.
+    """
+    raw = _flat_trade_fields(line)
+    if raw is None:
+        return None
+    if not ID_PATTERN.match(raw["id"]) or not all(NAME_PATTERN.match(raw[key]) for key in ("market", "buyer", "seller")):
+        return None
+    try:
+        size, price = D(raw["size"]), D(raw["price"])
+        at = _aware_time(raw["at"]) if "at" in raw else None
+    except (MoneyError, PydanticCustomError):
+        return None
+    if size <= ZERO or price <= ZERO:
+        return None
+    return Trade.model_construct(_fields_set=set(raw), type="trade", id=raw["id"], at=at, market=raw["market"],
+                                 buyer=raw["buyer"], seller=raw["seller"], size=size, price=price)
+
+
+def _flat_trade_fields(line: str) -> dict[str, str] | None:
+    """The line's fields when it is a flat object of a trade's fields, all strings without
+    escapes; else None. A flat object of n such strings has exactly 4n quotes: fewer keys
+    than that means a key was given twice (orjson keeps the last; the full path names it)."""
+    if '"trade"' not in line or "\\" in line:
+        return None
+    try:
+        raw = orjson.loads(line)
+    except orjson.JSONDecodeError:
+        return None
+    if type(raw) is not dict or line.count('"') != 4 * len(raw) or raw.get("type") != "trade":
+        return None
+    if not _TRADE_REQUIRED <= raw.keys() <= _TRADE_ALLOWED or not all(type(value) is str for value in raw.values()):
+        return None
+    return raw
+
+
+def parse_line_in_full(line: str) -> Command:
+    """Parse and validate one line (its size already checked) with the JSON parser and pydantic."""
     try:
         raw = json.loads(line, parse_constant=JsonConstant, parse_int=_json_int, object_pairs_hook=_unique_keys)
     except json.JSONDecodeError as error:

@@ -58,6 +58,18 @@ def _refuse_if_moved(expected: Mapping[UUID, int], found: Mapping[UUID, int]) ->
 class ClearingSQLiteRecorder(SQLiteApplicationRecorder):
     """SQLite: insert first (taking the write lock), then validate the read set."""
 
+    def changed_since(self, start: int, stop: int) -> dict[UUID, int]:
+        """Each aggregate written at log positions ``start``..``stop`` and its highest version
+        there: what another writer changed (``WorkingSet._forget_changed``), without the
+        events' state."""
+        with self.datastore.transaction(commit=False) as c:
+            c.execute(
+                f"SELECT originator_id, MAX(originator_version) FROM {self.events_table_name} "
+                "WHERE rowid BETWEEN ? AND ? GROUP BY originator_id",
+                (start, stop),
+            )
+            return {UUID(row[0]): row[1] for row in c.fetchall()}
+
     def _insert_events(self, c: Any, stored_events: Sequence[StoredEvent], **kwargs: Any) -> Sequence[int] | None:
         returning = super()._insert_events(c, stored_events, **kwargs)
         expected = _unwritten(kwargs.get(READ_SET_KWARG), stored_events)

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from typing import Any
+from uuid import UUID
 
 from eventsourcing.persistence import StoredEvent
 from eventsourcing.postgres import PostgresApplicationRecorder
@@ -19,6 +20,19 @@ from clearing.recorders import READ_SET_KWARG, _refuse_if_moved, _unwritten
 
 class ClearingPostgresRecorder(PostgresApplicationRecorder):
     """PostgreSQL: take the table lock, validate the read set, then insert."""
+
+    def changed_since(self, start: int, stop: int) -> dict[UUID, int]:
+        """Each aggregate written at log positions ``start``..``stop`` and its highest version
+        there (see the SQLite recorder's)."""
+        with self.datastore.get_connection() as connection, connection.cursor() as curs:
+            curs.execute(
+                SQL(
+                    "SELECT originator_id, MAX(originator_version) AS version FROM {schema}.{table} "
+                    "WHERE notification_id BETWEEN %s AND %s GROUP BY originator_id"
+                ).format(schema=Identifier(self.datastore.schema), table=Identifier(self.events_table_name)),
+                (start, stop),
+            )
+            return {row["originator_id"]: row["version"] for row in curs.fetchall()}
 
     def _insert_stored_events(self, curs: Any, stored_events: Sequence[StoredEvent], **kwargs: Any) -> None:
         expected = _unwritten(kwargs.get(READ_SET_KWARG), stored_events)

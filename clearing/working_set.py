@@ -107,11 +107,7 @@ class WorkingSet:
         if head < known or head - known > MAX_FOREIGN_EVENTS:
             self.discard()
             return
-        changed: dict[UUID, int] = {}
-        for page in read_log(self._app.recorder, start=known + 1, stop=head, page=FOREIGN_PAGE):
-            for note in page.notifications:
-                aggregate_id = note.originator_id if isinstance(note.originator_id, UUID) else UUID(note.originator_id)
-                changed[aggregate_id] = max(changed.get(aggregate_id, 0), note.originator_version)
+        changed = self._changed_since(known + 1, head)
         rebuild_indexes = False
         for aggregate_id, version in changed.items():
             aggregate = self._aggregates.get(aggregate_id)
@@ -125,6 +121,20 @@ class WorkingSet:
                     rebuild_indexes = True
         if rebuild_indexes:
             self.risk.clear()
+
+    def _changed_since(self, start: int, stop: int) -> dict[UUID, int]:
+        """Aggregates written at positions ``start``..``stop`` with their highest version: one
+        grouped query on our recorders, else read through ``read_log``."""
+        recorder = self._app.recorder
+        if hasattr(recorder, "changed_since"):
+            found: dict[UUID, int] = recorder.changed_since(start, stop)
+            return found
+        changed: dict[UUID, int] = {}
+        for page in read_log(recorder, start=start, stop=stop, page=FOREIGN_PAGE):
+            for note in page.notifications:
+                aggregate_id = note.originator_id if isinstance(note.originator_id, UUID) else UUID(note.originator_id)
+                changed[aggregate_id] = max(changed.get(aggregate_id, 0), note.originator_version)
+        return changed
 
     def catch_up_command_reads(self) -> bool:
         """Bring every aggregate the current command read up to date (after a rejection).

@@ -6,8 +6,8 @@ and again. After ``OPTIMISTIC_ATTEMPTS`` refusals it takes this lock **exclusive
 deciding and saving the batch, and every writer takes it **shared** around each save. So
 while one writer holds it exclusively no other batch commits, and its batch, decided on
 the state read after the lock was granted, cannot be refused by another writer's commit.
-Example: eight processes post to one account; a process refused three times waits for the
-lock, decides on fresh state, and commits at the first attempt.
+Example: eight processes post to one account; a process refused once waits for the lock,
+decides on fresh state, and commits at the first attempt.
 
 * PostgreSQL: a session advisory lock (``pg_advisory_lock`` / ``..._shared``) keyed by the
   store's schema, on a connection of the library's pool, released before the connection

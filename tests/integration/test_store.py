@@ -110,7 +110,7 @@ def test_a_write_by_another_process_forgets_only_what_it_changed(store_db):
 
 def test_concurrent_processes_never_lose_an_update(store_db):
     """Eight processes, one account: every deposit is applied once, none gives up (the
-    writers' lock serialises a batch refused three times, clearing/writer_lock.py)."""
+    writers' lock serialises a refused batch, clearing/writer_lock.py)."""
     Ledger(store_env(store_db)).post_ok('{"type":"open_account","account":"hot"}')
     worker = textwrap.dedent(f"""
         import sys

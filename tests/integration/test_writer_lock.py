@@ -1,4 +1,4 @@
-"""The writers' lock (clearing/writer_lock.py): a batch refused ``OPTIMISTIC_ATTEMPTS`` times
+"""The writers' lock (clearing/writer_lock.py): a batch refused ``OPTIMISTIC_ATTEMPTS`` time(s)
 is decided and saved holding it exclusively, and an exclusive holder keeps every other
 writer's save waiting."""
 
@@ -39,7 +39,7 @@ class RecordingLock:
         return self._mode("exclusive")
 
 
-def test_a_batch_refused_three_times_is_serialised_and_applied(sqlite_db):
+def test_a_refused_batch_is_serialised_and_applied(sqlite_db):
     ledger = Ledger(store_env(sqlite_db))
     ledger.post_ok(accounts_with(("alice", "10")))
     lock = RecordingLock()
