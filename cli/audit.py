@@ -203,6 +203,44 @@ def audit_digest(store: Store) -> None:
     click.echo(digest(store.existing_app.recorder).to_text())
 
 
+@audit.command("combine")
+@click.argument("partitions", nargs=-1, required=True, metavar="NAME=STORE...")
+@click.option("--expect", metavar="DIGEST", help="A combined digest kept earlier: exit 4 unless it is this one.")
+def audit_combine(partitions: tuple[str, ...], expect: str | None) -> None:
+    """One digest over the stores of a partitioned ledger (ADR 24).
+
+    Each NAME=STORE is a partition's name and its store (an SQLite file or a PostgreSQL
+    URL). Prints each partition's digest and then the combined digest, which commits to
+    every partition's chain head: keep it, and verify each partition with
+    `clearing --db STORE audit verify --digest ...`.
+    """
+    from clearing.audit.chain import digest
+    from clearing.audit.partitions import combined_digest
+
+    digests = {}
+    for item in partitions:
+        name, separator, db = item.partition("=")
+        if not separator or not db:
+            raise click.UsageError(f"{item!r}: give each partition as NAME=STORE")
+        if name in digests:
+            raise click.UsageError(f"partition {name!r} is named twice")
+        store = Store(db)
+        try:
+            digests[name] = digest(store.existing_app.recorder)
+        finally:
+            store.close()
+    try:
+        combined = combined_digest(digests)
+    except ClearingError as error:
+        fail(error)
+    for name in sorted(digests):
+        click.echo(f"{name} {digests[name].to_text()}")
+    click.echo(combined)
+    if expect is not None and expect.strip() != combined:
+        click.echo(f"error: [digest_mismatch] the combined digest is {combined}, not the one expected", err=True)
+        sys.exit(4)
+
+
 @audit.command("verify")
 @click.option("--digest", "digest_text", metavar="DIGEST", help="A digest printed earlier by `clearing audit digest`.")
 @click.option("--skip", "skip", multiple=True,
