@@ -12,6 +12,11 @@ events, 24 such values). orjson passes datetimes and subclasses through to the *
 own* per-type encoder (``_encode_obj``), so every value is written exactly as the library
 writes it, stores stay readable by the plain library, and decoding is the library's own.
 ``tests/unit/test_transcoder.py`` checks the bytes are identical for every event type (ADR 6).
+One exception, which no state of ours reaches: orjson writes a ``UUID`` itself, as its
+canonical string (it has no pass-through for UUIDs), so one would read back as a ``str``;
+no event or snapshot state holds a UUID (the library restores a snapshot's aggregate id from
+the stored row). ``tests/integration/test_recorder_conformance.py`` runs the library's own
+transcoder cases and skips the three that put a UUID in a custom type, saying so.
 """
 
 from __future__ import annotations
