@@ -142,6 +142,45 @@ def library_read(db: str, start: int) -> float:
     return time.perf_counter() - started
 
 
+def follow_run(directory: str, setup: Path, trades: Path, env: dict[str, str]) -> tuple[float, int, float, float]:
+    """Post with ``projections follow`` running beside it: (post seconds, greatest lag seen,
+    seconds from the post's end until the projections reached the head, the follower's
+    events/s from the post's start to that moment). The lag (head minus the projections'
+    least tracked position) is sampled every 0.2 s from this process, which only reads."""
+    from clearing.application import ClearingApplication
+    from clearing.settings import store_env
+    from projections.runner import Projector
+    from projections.store import ProjectionStore
+
+    db = os.path.join(directory, "follow.db")
+    timed_child([CLEARING, "--db", db, "post", "--sync", str(setup)], env)
+    start_head = head_of(db)
+    follower = subprocess.Popen([CLEARING, "--db", db, "projections", "follow", "--interval", "0.1"], env=env,
+                                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    app = ClearingApplication(env=store_env(db))
+    store = ProjectionStore(db)
+    projector = Projector(app, store)
+    lags: list[int] = []
+    started = time.perf_counter()
+    poster = subprocess.Popen([CLEARING, "--db", db, "post", "--no-sync", str(trades)], env=env,
+                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    posted = drained = None
+    while drained is None:
+        time.sleep(0.2)
+        head, position = app.recorder.max_notification_id() or 0, projector.position()
+        lags.append(head - position)
+        now = time.perf_counter() - started
+        if posted is None and poster.poll() is not None:
+            posted = now
+        if posted is not None and position >= head:
+            drained = now - posted
+    follower.send_signal(2)
+    follower.wait(timeout=120)
+    store.close()
+    app.close()
+    return posted or 0.0, max(lags), drained, (head_of(db) - start_head) / (posted + drained)
+
+
 def head_of(db: str) -> int:
     from clearing.application import ClearingApplication
     from clearing.settings import store_env
@@ -180,6 +219,7 @@ def main() -> None:
             print(f"run {run + 1}: post {wall:.2f} s wall, {cpu:.2f} s CPU ({summary}); library save "
                   f"{ceiling[-1][0]:.2f} s; catch-up {catch_up[-1][0]:.2f} s; library read {reads[-1]:.2f} s",
                   file=sys.stderr)
+        follow = follow_run(directory, setup, trades, env)
         hello = Path(directory, "hello.db")
         timed_child([CLEARING, "--db", str(hello), "open-account", "alice"], env)
         start_pass, start_help, start_deposit = [], [], []
@@ -208,6 +248,9 @@ def main() -> None:
     print(f"projections     : catch-up of the whole log ({median(logs)} events, a process) {catch_wall:.2f} s "
           f"({median(logs) / catch_wall:.0f} events/s); "
           f"library read+decode {read_wall:.2f} s; ratio {read_wall / catch_wall:.2f}")
+    print(f"with a follower : post {follow[0]:.2f} s ({args.trades / follow[0]:.0f} trades/s) while `projections follow` "
+          f"ran; greatest lag {follow[1]} events; the projections reached the head {follow[2]:.1f} s after the "
+          f"post ended; the follower applied {follow[3]:.0f} events/s")
     print(f"start-up        : python -c pass {median(start_pass):.3f} s, clearing --help {median(start_help):.3f} s, "
           f"clearing deposit {median(start_deposit):.3f} s")
 

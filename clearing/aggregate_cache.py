@@ -69,10 +69,10 @@ class AggregateCache:
             event.mutate(aggregate)
         return bool(newer)
 
-    def catch_up_shared(self) -> None:
-        """Bring every shared aggregate up to the store (the start of a batch)."""
-        for aggregate in list(self._shared.values()):
-            self.catch_up(aggregate)
+    def catch_up_shared(self) -> list[Aggregate]:
+        """Bring every shared aggregate up to the store (the start of a batch); returns
+        those that moved."""
+        return [aggregate for aggregate in list(self._shared.values()) if self.catch_up(aggregate)]
 
     def recheck(self, aggregate_id: UUID) -> bool:
         """Whether an id remembered as absent is in the store now (then it is no longer absent)."""

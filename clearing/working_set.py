@@ -92,7 +92,8 @@ class WorkingSet:
         if self.known_head is not None and head != self.known_head:
             self._forget_changed(self.known_head, head)  # another process wrote
         self.known_head = head
-        self.cache.catch_up_shared()
+        if self.cache.catch_up_shared():
+            self.risk.clear()  # a market or the clearinghouse moved: holders or parameters may differ
 
     def _forget_changed(self, known: int, head: int) -> None:
         """Forget what the events after ``known`` (up to ``head``) changed, and only that.
@@ -101,7 +102,9 @@ class WorkingSet:
         re-indexed; a market or the clearinghouse they wrote is caught up by
         ``catch_up_shared`` and every risk index is rebuilt (its holders or parameters may
         have moved); ids remembered as absent are asked again. An event of an aggregate
-        already at its version here is our own commit. Far behind, dropping everything is
+        already at its version here is our own commit, or one already applied here by a
+        catch-up, which rebuilt or marked the risk indexes itself (``_reindex``, and
+        ``begin_batch`` when a shared aggregate moved). Far behind, dropping everything is
         cheaper than reading what changed.
         """
         if head < known or head - known > MAX_FOREIGN_EVENTS:
@@ -155,8 +158,18 @@ class WorkingSet:
                 if isinstance(aggregate, Market) and aggregate.market in self.trading:
                     raise StaleBatch(f"market {aggregate.market} changed under this batch's trades")
                 self._refresh_read(aggregate.id, aggregate.version)
+                self._reindex(aggregate)
                 moved = True
         return moved
+
+    def _reindex(self, aggregate: Aggregate) -> None:
+        """Another process's events were applied to ``aggregate`` here: the risk indexes must
+        not keep what it was (an account is re-indexed; a market or the clearinghouse
+        rebuilds every index, since its holders or parameters may have moved)."""
+        if isinstance(aggregate, Account):
+            self.risk.mark_dirty(aggregate.account)
+        else:
+            self.risk.clear()
 
     def _refresh_read(self, aggregate_id: UUID, version: int | None) -> None:
         """The read set after a catch-up: the command being decided again reads the new

@@ -10,8 +10,7 @@ Example: eight processes post to one account; a process refused once waits for t
 decides on fresh state, and commits at the first attempt.
 
 * PostgreSQL: a session advisory lock (``pg_advisory_lock`` / ``..._shared``) keyed by the
-  store's schema, on a connection of the library's pool, released before the connection
-  goes back (and by the server if the process dies).
+  store's schema, on a connection of its own (released by the server if the process dies).
 * SQLite: ``flock`` on ``<file>.writer.lock`` beside the store (released by the kernel
   if the process dies).
 * An in-memory store has one process: nothing to serialise.
@@ -29,6 +28,8 @@ from contextlib import contextmanager, nullcontext
 from pathlib import Path
 from typing import Any
 
+from eventsourcing.persistence import OperationalError
+
 WRITER_LOCK_CLASS = 7202613  # the advisory key's first half; the second names the schema
 
 
@@ -40,6 +41,9 @@ class WriterLock:
 
     def exclusive(self) -> ContextManager[None]:
         return nullcontext()
+
+    def close(self) -> None:
+        """Give back what the lock holds open (the PostgreSQL one's connection)."""
 
 
 class FileWriterLock(WriterLock):
@@ -66,28 +70,58 @@ class FileWriterLock(WriterLock):
 
 
 class AdvisoryWriterLock(WriterLock):
-    """A PostgreSQL session advisory lock keyed by schema."""
+    """A PostgreSQL session advisory lock keyed by schema, on a connection of its own.
+
+    Not a pool connection: the save needs one of those while the lock is held, and a pool
+    of one would then wait for itself. The connection is opened on first use, in
+    autocommit (a session lock outlives transactions; an idle transaction could be ended by
+    the server's ``idle_in_transaction_session_timeout``), and closed with the application.
+    """
 
     def __init__(self, datastore: Any) -> None:
-        self.datastore = datastore
+        self.kwargs = {key: value for key, value in datastore.pool.kwargs.items() if key != "row_factory"}
         schema = datastore.schema or "public"
         self.key = zlib.crc32(schema.encode()) - 2**31  # a signed int4
+        self._connection: Any = None
+
+    def _connect(self) -> Any:
+        import psycopg
+
+        if self._connection is None or self._connection.closed:
+            try:
+                self._connection = psycopg.connect(**self.kwargs, autocommit=True)
+            except psycopg.Error as error:
+                raise OperationalError(str(error)) from error
+        return self._connection
+
+    def _execute(self, statement: str) -> None:
+        import psycopg
+
+        try:
+            self._connect().execute(statement, (WRITER_LOCK_CLASS, self.key))
+        except psycopg.Error as error:
+            self.close()  # the session (and any lock it held) is gone or unusable
+            raise OperationalError(str(error)) from error
 
     @contextmanager
     def _held(self, suffix: str) -> Iterator[None]:
-        with self.datastore.get_connection() as connection:
-            connection.execute(f"SELECT pg_advisory_lock{suffix}(%s, %s)", (WRITER_LOCK_CLASS, self.key))
-            try:
-                yield
-            finally:
-                connection.execute(f"SELECT pg_advisory_unlock{suffix}(%s, %s)", (WRITER_LOCK_CLASS, self.key))
-                connection.commit()
+        self._execute(f"SELECT pg_advisory_lock{suffix}(%s, %s)")
+        try:
+            yield
+        finally:
+            if self._connection is not None and not self._connection.closed:
+                self._execute(f"SELECT pg_advisory_unlock{suffix}(%s, %s)")
 
     def shared(self) -> ContextManager[None]:
         return self._held("_shared")
 
     def exclusive(self) -> ContextManager[None]:
         return self._held("")
+
+    def close(self) -> None:
+        if self._connection is not None:
+            self._connection.close()
+            self._connection = None
 
 
 def writer_lock_of(factory: Any) -> WriterLock:

@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import fcntl
 import os
-import threading
 import time
 import zlib
 from collections.abc import Callable, Iterator
@@ -32,6 +31,7 @@ from projections.runner import ProjectionError, Projector
 from projections.store import ProjectionStore
 
 FOLLOW_PAGE = 10_000  # events per transaction: short enough for a waiting ``post --sync``
+PAUSE_STEP = 0.05
 FOLLOWER_LOCK_CLASS = 7202612  # the advisory-lock key's first half; the second names the schema
 
 
@@ -68,7 +68,9 @@ def follower_lock(store: ProjectionStore) -> Iterator[None]:
     if store.dialect == "postgresql":
         schema = store_env(store.db).get("POSTGRES_SCHEMA") or "public"
         key = zlib.crc32(schema.encode()) - 2**31  # a signed int4
-        with store.engine.connect() as connection:
+        # autocommit: a session lock outlives transactions, and an idle transaction held for
+        # the follower's life could be ended by the server's idle_in_transaction_session_timeout
+        with store.engine.connect().execution_options(isolation_level="AUTOCOMMIT") as connection:
             taken = connection.execute(text("SELECT pg_try_advisory_lock(:a, :b)"),
                                        {"a": FOLLOWER_LOCK_CLASS, "b": key}).scalar()
             if not taken:
@@ -107,15 +109,16 @@ class Follower:
         self.interval = interval
         self.max_idle = max_idle
         self.page = page
-        self.stopping = threading.Event()
+        self.stopping = False  # a plain flag: a signal handler may set it at any moment
         self.started = time.monotonic()
         self.start_position: int | None = None
         self.reached = 0
         self.head = 0
 
     def stop(self) -> None:
-        """Ask the loop to end after the page it is applying (signal handlers call this)."""
-        self.stopping.set()
+        """Ask the loop to end after the page it is applying (signal handlers call this: it
+        only sets a flag, never takes a lock the interrupted thread may hold)."""
+        self.stopping = True
 
     def progress(self) -> Progress:
         """Where the follower is; ``applied`` counts log positions passed since it started."""
@@ -133,7 +136,7 @@ class Follower:
         if self.start_position is None:
             self.begin()
         last_report = idle_since = time.monotonic()
-        while not self.stopping.is_set():
+        while not self.stopping:
             try:
                 read = self.projector.catch_up(page=self.page, progress=self._note)
             except _Stopped:
@@ -147,11 +150,17 @@ class Follower:
                 continue
             if self.max_idle is not None and now - idle_since >= self.max_idle:
                 break
-            self.stopping.wait(self.interval)
+            self._pause()
         return self.progress()
+
+    def _pause(self) -> None:
+        """Sleep ``interval`` seconds, in steps of at most 50 ms so a stop is seen soon."""
+        deadline = time.monotonic() + self.interval
+        while not self.stopping and (left := deadline - time.monotonic()) > 0:
+            time.sleep(min(left, PAUSE_STEP))
 
     def _note(self, reached: int, head: int) -> None:
         """After each committed page: where it reached; stop here if asked to."""
         self.reached, self.head = reached, head
-        if self.stopping.is_set() and reached < head:
+        if self.stopping and reached < head:
             raise _Stopped

@@ -10,6 +10,7 @@ from __future__ import annotations
 import subprocess
 import sys
 import textwrap
+from datetime import timedelta
 from decimal import Decimal
 
 from clearing.application import ClearingApplication, Envelope
@@ -106,6 +107,36 @@ def test_a_write_by_another_process_forgets_only_what_it_changed(store_db):
     assert ids.account_id("alice") not in cached, "the account it wrote is loaded again when next used"
     second.post_ok('{"type":"deposit","account":"alice","amount":"3"}')
     assert (second.collateral("alice"), second.collateral("bob")) == (Decimal(111), Decimal(103))
+
+
+def test_a_holder_another_process_adds_while_a_batch_starts_is_still_liquidated(store_db):
+    """The other process commits a new holder x after this writer read the head and before
+    it caught its markets up: the market it catches up moved, so its risk index is rebuilt,
+    and a later price below x's liquidation price liquidates x (found by review: with the
+    index kept, x stayed healthy)."""
+    first, second = Ledger(store_env(store_db)), Ledger(store_env(store_db))
+    first.post_ok(f"""{MARKET_BTC}
+{accounts_with(("alice", "100000"), ("bob", "100000"))}
+{{"type":"price","market":"BTC-PERP","price":"50000"}}
+{{"type":"trade","market":"BTC-PERP","buyer":"alice","seller":"bob","size":"0.1","price":"50000"}}
+{{"type":"price","market":"BTC-PERP","price":"50001"}}""")
+    assert first.app.working_set.risk.by_market, "the index is built"
+    second.clock.now = first.clock.now + timedelta(hours=1)
+    cache = first.app.working_set.cache
+    catch_up_shared, interleaved = cache.catch_up_shared, []
+
+    def another_process_commits_first():
+        if not interleaved:
+            interleaved.append(second.post_ok(accounts_with(("x", "5500")) + '\n{"type":"trade","id":"bx",'
+                                              '"market":"BTC-PERP","buyer":"x","seller":"bob","size":"1","price":"50000"}'))
+        return catch_up_shared()
+
+    cache.catch_up_shared = another_process_commits_first
+    first.clock.now = second.clock.now + timedelta(hours=1)
+    first.post_ok('{"type":"deposit","id":"d-a","account":"alice","amount":"1"}')
+    first.post_ok('{"type":"price","id":"p46","market":"BTC-PERP","price":"46000"}')
+    x = Ledger(store_env(store_db)).app.get_account("x")
+    assert x.risk_status != "healthy", "x (long 1 at 50,000 with 5,500) is below maintenance at 46,000"
 
 
 def test_concurrent_processes_never_lose_an_update(store_db):
