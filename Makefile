@@ -14,6 +14,8 @@ $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	@{ $(BIN)/pip install --upgrade pip && $(BIN)/pip install -e '.[test]'; } > $(VENV)/install.log 2>&1 \
 		|| { cat $(VENV)/install.log; echo "install failed (log above, also in $(VENV)/install.log)"; exit 1; }
+	@# bytecode written once: where PYTHONDONTWRITEBYTECODE is set, every start would compile the project again
+	$(BIN)/python -m compileall -q clearing projections cli > /dev/null
 	touch $(STAMP)
 
 setup: $(STAMP)
