@@ -168,10 +168,6 @@ class ClearingApplication(Application[UUID]):
         self._watermark_head: int | None = None
         self._deciding_watermark: datetime | None = None
 
-    def close(self) -> None:
-        self.writer_lock.close()
-        super().close()
-
     def construct_recorder(self) -> Any:
         """The library's recorder; its table creation is retried (see ``_create_racing``).
 

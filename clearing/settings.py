@@ -89,8 +89,8 @@ def _postgres_env(url: str) -> dict[str, str]:
         env["POSTGRES_SCHEMA"] = query["schema"][0]
     # The library waits forever for its table lock by default; a stuck writer must surface.
     # Its pool opens 5 connections per process up front; a command uses one at a time
-    # (verify's parallel checks are processes; the writers' lock has its own connection,
-    # clearing/writer_lock.py), so open one and allow a few more.
+    # (verify's parallel checks are processes; the writers' lock borrows a second one while
+    # a batch is saved, clearing/writer_lock.py), so open one and allow a few more.
     return _with_defaults(env, POSTGRES_LOCK_TIMEOUT="10", POSTGRES_CONNECT_TIMEOUT="10",
                           POSTGRES_POOL_SIZE="1", POSTGRES_MAX_OVERFLOW="4")
 

@@ -10,7 +10,8 @@ Example: eight processes post to one account; a process refused once waits for t
 decides on fresh state, and commits at the first attempt.
 
 * PostgreSQL: a session advisory lock (``pg_advisory_lock`` / ``..._shared``) keyed by the
-  store's schema, on a connection of its own (released by the server if the process dies).
+  store's schema, on a connection of the library's pool, or of its own when the pool
+  cannot lend two (released by the server if the process dies).
 * SQLite: ``flock`` on ``<file>.writer.lock`` beside the store (released by the kernel
   if the process dies).
 * An in-memory store has one process: nothing to serialise.
@@ -42,9 +43,6 @@ class WriterLock:
     def exclusive(self) -> ContextManager[None]:
         return nullcontext()
 
-    def close(self) -> None:
-        """Give back what the lock holds open (the PostgreSQL one's connection)."""
-
 
 class FileWriterLock(WriterLock):
     """``flock`` on a file beside an SQLite store."""
@@ -70,58 +68,51 @@ class FileWriterLock(WriterLock):
 
 
 class AdvisoryWriterLock(WriterLock):
-    """A PostgreSQL session advisory lock keyed by schema, on a connection of its own.
+    """A PostgreSQL session advisory lock keyed by schema.
 
-    Not a pool connection: the save needs one of those while the lock is held, and a pool
-    of one would then wait for itself. The connection is opened on first use, in
-    autocommit (a session lock outlives transactions; an idle transaction could be ended by
-    the server's ``idle_in_transaction_session_timeout``), and closed with the application.
+    It is taken on a connection of the library's pool (autocommit; unlocked before the
+    connection goes back) when the pool can lend two at once, since the save needs one of
+    its own while the lock is held. A pool of one would wait for itself: then each use opens
+    a connection of its own and closes it after unlocking. No connection is held between
+    batches, so a writer process uses no more connections than before.
     """
 
     def __init__(self, datastore: Any) -> None:
+        self.datastore = datastore
         self.kwargs = {key: value for key, value in datastore.pool.kwargs.items() if key != "row_factory"}
+        self.pooled = datastore.pool.max_size >= 2
         schema = datastore.schema or "public"
         self.key = zlib.crc32(schema.encode()) - 2**31  # a signed int4
-        self._connection: Any = None
 
-    def _connect(self) -> Any:
-        import psycopg
-
-        if self._connection is None or self._connection.closed:
-            try:
-                self._connection = psycopg.connect(**self.kwargs, autocommit=True)
-            except psycopg.Error as error:
-                raise OperationalError(str(error)) from error
-        return self._connection
-
-    def _execute(self, statement: str) -> None:
+    @contextmanager
+    def _connection(self) -> Iterator[Any]:
+        if self.pooled:
+            with self.datastore.get_connection() as connection:
+                yield connection
+            return
         import psycopg
 
         try:
-            self._connect().execute(statement, (WRITER_LOCK_CLASS, self.key))
+            connection = psycopg.connect(**self.kwargs, autocommit=True)
         except psycopg.Error as error:
-            self.close()  # the session (and any lock it held) is gone or unusable
             raise OperationalError(str(error)) from error
+        with connection:
+            yield connection
 
     @contextmanager
     def _held(self, suffix: str) -> Iterator[None]:
-        self._execute(f"SELECT pg_advisory_lock{suffix}(%s, %s)")
-        try:
-            yield
-        finally:
-            if self._connection is not None and not self._connection.closed:
-                self._execute(f"SELECT pg_advisory_unlock{suffix}(%s, %s)")
+        with self._connection() as connection:
+            connection.execute(f"SELECT pg_advisory_lock{suffix}(%s, %s)", (WRITER_LOCK_CLASS, self.key))
+            try:
+                yield
+            finally:
+                connection.execute(f"SELECT pg_advisory_unlock{suffix}(%s, %s)", (WRITER_LOCK_CLASS, self.key))
 
     def shared(self) -> ContextManager[None]:
         return self._held("_shared")
 
     def exclusive(self) -> ContextManager[None]:
         return self._held("")
-
-    def close(self) -> None:
-        if self._connection is not None:
-            self._connection.close()
-            self._connection = None
 
 
 def writer_lock_of(factory: Any) -> WriterLock:

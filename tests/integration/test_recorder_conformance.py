@@ -24,7 +24,7 @@ class TestClearingSQLiteRecorder(library.ApplicationRecorderTestCase[ClearingSQL
     db_uri = ":memory:"
 
     def create_recorder(self) -> ClearingSQLiteRecorder:
-        recorder = ClearingSQLiteRecorder(SQLiteDatastore(db_name=self.db_uri, pool_size=100))
+        recorder = ClearingSQLiteRecorder(SQLiteDatastore(db_name=self.db_uri, pool_size=100))  # as the library's own test
         recorder.create_table()
         return recorder
 
@@ -44,12 +44,15 @@ class TestClearingPostgresRecorder(library.ApplicationRecorderTestCase[Any]):
 
         self.url = require_postgres()
         self.schema = f"conformance_{uuid.uuid4().hex[:10]}"
+        self.datastores: list[Any] = []  # closed before the schema is dropped: the server's connections are few
         with psycopg.connect(self.url, autocommit=True) as connection:
             connection.execute(f'CREATE SCHEMA "{self.schema}"')
 
     def tearDown(self) -> None:
         import psycopg
 
+        for datastore in self.datastores:
+            datastore.close()
         with psycopg.connect(self.url, autocommit=True) as connection:
             connection.execute(f'DROP SCHEMA "{self.schema}" CASCADE')
 
@@ -62,6 +65,7 @@ class TestClearingPostgresRecorder(library.ApplicationRecorderTestCase[Any]):
         env = store_env(f"{self.url}{'&' if '?' in self.url else '?'}schema={self.schema}")
         datastore = PostgresDatastore(env["POSTGRES_DBNAME"], env["POSTGRES_HOST"], env["POSTGRES_PORT"],
                                       env["POSTGRES_USER"], env["POSTGRES_PASSWORD"], schema=self.schema, pool_size=10)
+        self.datastores.append(datastore)
         recorder = ClearingPostgresRecorder(datastore)
         recorder.create_table()
         return recorder

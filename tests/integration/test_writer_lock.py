@@ -81,8 +81,8 @@ def test_an_exclusive_holder_keeps_another_writers_save_waiting(store_db):
 
 
 def test_a_postgres_pool_of_one_connection_still_posts(postgres_db):
-    """The lock has its own connection: the save's pool connection is not waited for twice
-    (found by review: with the lock on a pool connection, a pool of one timed out)."""
+    """With a pool of one the lock opens a connection of its own: the save's pool connection
+    is not waited for twice (found by review: a pool of one timed out)."""
     ledger = Ledger({**store_env(postgres_db), "POSTGRES_POOL_SIZE": "1", "POSTGRES_MAX_OVERFLOW": "0",
                      "POSTGRES_CONN_MAX_AGE": "60"})
     ledger.post_ok(accounts_with(("alice", "10")))
