@@ -47,7 +47,7 @@ from clearing.domain.market import Market
 from clearing.errors import ClearingError, ConflictError, InputError, NotFoundError, RuleError
 from clearing.handlers import HANDLERS
 from clearing.money import LEDGER_CONTEXT
-from clearing.recorders import READ_SET_KWARG, RECORDER_TOPICS
+from clearing.recorders import READ_SET_KWARG, RECORDER_TOPICS, SHARED_LOCK_KWARG
 from clearing.transcodings import MarginTierAsDict, OrjsonEncodingTranscoder, PositionAsDict
 from clearing.working_set import StaleBatch, WorkingSet
 from clearing.writer_lock import writer_lock_of
@@ -163,6 +163,7 @@ class ClearingApplication(Application[UUID]):
         self.conflicts_retried = 0  # saves refused with IntegrityError and decided again
         self.batches_serialised = 0  # batches decided and saved under the writers' exclusive lock
         self.writer_lock = writer_lock_of(self.factory)
+        self.save_shares_writer_lock = False  # the next save takes the writers' lock shared in its transaction
         self.time_limits = TimeLimits.from_env({**os.environ, **(env or {})})
         self._watermark: datetime | None = None  # greatest ``at`` answered, as of _watermark_head
         self._watermark_head: int | None = None
@@ -228,6 +229,7 @@ class ClearingApplication(Application[UUID]):
                     if attempt:  # under the lock when serialised: no answer can be stored meanwhile
                         stored = self.parts.stored_answers(self, envelopes)
                     outcomes, events = self._decide_batch(envelopes, stored)
+                    self.save_shares_writer_lock = not serialised and self.writer_lock.shares_in_transaction
                     with nullcontext() if serialised else self.writer_lock.shared():
                         recordings = self.parts.save_batch(self, events) if events else []
                 self.batches_serialised += serialised
@@ -481,6 +483,7 @@ def save_in_order(app: ClearingApplication, events: list[Any]) -> list[Any]:
     processing_event: ProcessingEvent[UUID] = ProcessingEvent()
     processing_event.events.extend(events)
     processing_event.saved_kwargs[READ_SET_KWARG] = app.working_set.read_versions
+    processing_event.saved_kwargs[SHARED_LOCK_KWARG] = app.save_shares_writer_lock
     return app._record(processing_event)
 
 

@@ -30,6 +30,7 @@ from eventsourcing.sqlite import SQLiteApplicationRecorder
 from eventsourcing.utils import get_topic
 
 READ_SET_KWARG = "read_versions"
+SHARED_LOCK_KWARG = "take_shared_writer_lock"  # PostgreSQL: take the writers' lock shared in the insert's transaction
 SQLITE_CHUNK = 900  # ids per statement, well below SQLite's variable limit
 
 

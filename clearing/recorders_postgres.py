@@ -15,7 +15,8 @@ from eventsourcing.persistence import StoredEvent
 from eventsourcing.postgres import PostgresApplicationRecorder
 from psycopg.sql import SQL, Identifier
 
-from clearing.recorders import READ_SET_KWARG, _refuse_if_moved, _unwritten
+from clearing.recorders import READ_SET_KWARG, SHARED_LOCK_KWARG, _refuse_if_moved, _unwritten
+from clearing.writer_lock import advisory_key
 
 
 class ClearingPostgresRecorder(PostgresApplicationRecorder):
@@ -33,6 +34,13 @@ class ClearingPostgresRecorder(PostgresApplicationRecorder):
                 (start, stop),
             )
             return {row["originator_id"]: row["version"] for row in curs.fetchall()}
+
+    def _insert_events(self, curs: Any, stored_events: Sequence[StoredEvent], **kwargs: Any) -> None:
+        """First in the insert's transaction: the writers' lock, shared, until the commit
+        (clearing/writer_lock.py), unless this save is the exclusive holder's."""
+        if kwargs.get(SHARED_LOCK_KWARG):
+            curs.execute("SELECT pg_advisory_xact_lock_shared(%s, %s)", advisory_key(self.datastore.schema))
+        super()._insert_events(curs, stored_events, **kwargs)
 
     def _insert_stored_events(self, curs: Any, stored_events: Sequence[StoredEvent], **kwargs: Any) -> None:
         expected = _unwritten(kwargs.get(READ_SET_KWARG), stored_events)

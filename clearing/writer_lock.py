@@ -9,9 +9,10 @@ the state read after the lock was granted, cannot be refused by another writer's
 Example: eight processes post to one account; a process refused once waits for the lock,
 decides on fresh state, and commits at the first attempt.
 
-* PostgreSQL: a session advisory lock (``pg_advisory_lock`` / ``..._shared``) keyed by the
-  store's schema, on a connection of the library's pool, or of its own when the pool
-  cannot lend two (released by the server if the process dies).
+* PostgreSQL: advisory locks keyed by the store's schema: shared, a transaction lock the
+  save takes in its own transaction; exclusive, a session lock on a connection of the
+  library's pool, or of its own when the pool cannot lend two (released by the server if
+  the process dies).
 * SQLite: ``flock`` on ``<file>.writer.lock`` beside the store (released by the kernel
   if the process dies).
 * An in-memory store has one process: nothing to serialise.
@@ -36,6 +37,8 @@ WRITER_LOCK_CLASS = 7202613  # the advisory key's first half; the second names t
 
 class WriterLock:
     """Shared around every save, exclusive around a serialised batch."""
+
+    shares_in_transaction = False  # True: the recorder takes the shared lock in the insert's transaction
 
     def shared(self) -> ContextManager[None]:
         return nullcontext()
@@ -67,22 +70,29 @@ class FileWriterLock(WriterLock):
         return self._held(fcntl.LOCK_EX)
 
 
-class AdvisoryWriterLock(WriterLock):
-    """A PostgreSQL session advisory lock keyed by schema.
+def advisory_key(schema: str) -> tuple[int, int]:
+    """The writers' advisory-lock key of a PostgreSQL schema: (class, signed crc32 of the name)."""
+    return WRITER_LOCK_CLASS, zlib.crc32((schema or "public").encode()) - 2**31
 
-    It is taken on a connection of the library's pool (autocommit; unlocked before the
-    connection goes back) when the pool can lend two at once, since the save needs one of
-    its own while the lock is held. A pool of one would wait for itself: then each use opens
-    a connection of its own and closes it after unlocking. No connection is held between
-    batches, so a writer process uses no more connections than before.
+
+class AdvisoryWriterLock(WriterLock):
+    """A PostgreSQL advisory lock keyed by schema.
+
+    *Shared*: taken by the save itself, as a transaction lock inside the insert's own
+    transaction (``ClearingPostgresRecorder``, told by ``SHARED_IN_TRANSACTION``), so a save
+    needs no connection more than before. *Exclusive*: a session lock held across deciding
+    and saving, on a connection of the library's pool when the pool can lend two at once
+    (the save needs one of its own while the lock is held), else on a connection opened for
+    that use and closed after unlocking.
     """
+
+    shares_in_transaction = True
 
     def __init__(self, datastore: Any) -> None:
         self.datastore = datastore
         self.kwargs = {key: value for key, value in datastore.pool.kwargs.items() if key != "row_factory"}
         self.pooled = datastore.pool.max_size >= 2
-        schema = datastore.schema or "public"
-        self.key = zlib.crc32(schema.encode()) - 2**31  # a signed int4
+        self.lock_class, self.key = advisory_key(datastore.schema)
 
     @contextmanager
     def _connection(self) -> Iterator[Any]:
@@ -100,19 +110,19 @@ class AdvisoryWriterLock(WriterLock):
             yield connection
 
     @contextmanager
-    def _held(self, suffix: str) -> Iterator[None]:
+    def _exclusive(self) -> Iterator[None]:
         with self._connection() as connection:
-            connection.execute(f"SELECT pg_advisory_lock{suffix}(%s, %s)", (WRITER_LOCK_CLASS, self.key))
+            connection.execute("SELECT pg_advisory_lock(%s, %s)", (self.lock_class, self.key))
             try:
                 yield
             finally:
-                connection.execute(f"SELECT pg_advisory_unlock{suffix}(%s, %s)", (WRITER_LOCK_CLASS, self.key))
+                connection.execute("SELECT pg_advisory_unlock(%s, %s)", (self.lock_class, self.key))
 
     def shared(self) -> ContextManager[None]:
-        return self._held("_shared")
+        return nullcontext()  # the save takes it in its transaction (``shares_in_transaction``)
 
     def exclusive(self) -> ContextManager[None]:
-        return self._held("")
+        return self._exclusive()
 
 
 def writer_lock_of(factory: Any) -> WriterLock:

@@ -21,6 +21,8 @@ from tests.ledger import Ledger, accounts_with
 class RecordingLock:
     """A writer lock that records which mode each save ran under."""
 
+    shares_in_transaction = False
+
     def __init__(self) -> None:
         self.held: list[str] = []
 
