@@ -38,8 +38,8 @@ def post_lines(
     may not run ahead of by more than the application's ``max_future_skew`` (the two are
     the same clock in production; tests replay fixed times with a fake ``clock``).
     ``operator`` is recorded on every command. ``after_batch`` runs after each batch has
-    committed and before its outcomes are yielded (the command line brings the
-    projections up to date there).
+    committed and before its outcomes are yielded (the command line passes none: the
+    projections are left to ``--sync`` at the end or to ``projections follow``, ADR 22).
     """
     assert 1 <= batch_size <= MAX_BATCH_SIZE
     pending: list[Envelope | Outcome] = []

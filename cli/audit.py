@@ -71,7 +71,7 @@ def projections_status(store: Store, as_json: bool) -> None:
 @projections.command("catch-up")
 @pass_store
 def projections_catch_up(store: Store) -> None:
-    """Apply every event not yet projected (commands do this themselves before returning)."""
+    """Apply every event not yet projected, then return (what `projections follow` does continuously)."""
     app = store.existing_app
     head = app.recorder.max_notification_id() or 0
     started = time.perf_counter()
