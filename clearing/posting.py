@@ -28,7 +28,6 @@ def post_lines(
     lines: Iterable[str],
     batch_size: int = DEFAULT_BATCH_SIZE,
     clock: Callable[[], datetime] = utc_now,
-    after_batch: Callable[[], None] | None = None,
     operator: str = "",
     now: Callable[[], datetime] = utc_now,
 ) -> Iterator[Outcome]:
@@ -37,9 +36,8 @@ def post_lines(
     ``clock`` stamps lines without ``at``; ``now`` is the real clock that a given ``at``
     may not run ahead of by more than the application's ``max_future_skew`` (the two are
     the same clock in production; tests replay fixed times with a fake ``clock``).
-    ``operator`` is recorded on every command. ``after_batch`` runs after each batch has
-    committed and before its outcomes are yielded (the command line passes none: the
-    projections are left to ``--sync`` at the end or to ``projections follow``, ADR 22).
+    ``operator`` is recorded on every command. Projections are not touched here: the
+    command line leaves them to ``--sync`` at the end or to ``projections follow`` (ADR 22).
     """
     assert 1 <= batch_size <= MAX_BATCH_SIZE
     pending: list[Envelope | Outcome] = []
@@ -49,10 +47,10 @@ def post_lines(
             continue
         pending.append(_envelope(app, text, number, clock, now, operator))
         if len(pending) >= batch_size:
-            yield from _flush(app, pending, after_batch)
+            yield from _flush(app, pending)
             pending = []
     if pending:
-        yield from _flush(app, pending, after_batch)
+        yield from _flush(app, pending)
 
 
 def post_commands(
@@ -93,13 +91,9 @@ def _stamped(
     return Envelope(command, command.at, number, operator)
 
 
-def _flush(
-    app: ClearingApplication, pending: list[Envelope | Outcome], after_batch: Callable[[], None] | None
-) -> Iterator[Outcome]:
+def _flush(app: ClearingApplication, pending: list[Envelope | Outcome]) -> Iterator[Outcome]:
     envelopes = [item for item in pending if isinstance(item, Envelope)]
     executed = iter(app.execute(envelopes)) if envelopes else iter(())
-    if after_batch is not None:
-        after_batch()
     for item in pending:
         yield item if isinstance(item, Outcome) else next(executed)
 
