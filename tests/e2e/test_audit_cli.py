@@ -165,3 +165,20 @@ def test_events_stops_at_an_undecodable_row_with_its_position_and_no_traceback(l
     assert len(listed.stdout.splitlines()) == rowid - 1  # every event before it was listed
     before = clearing(ledger_db, "events", "--limit", str(rowid - 1))
     assert before.returncode == 0 and len(before.stdout.splitlines()) == rowid - 1
+
+
+
+def test_verify_after_a_post_that_did_not_sync_names_what_is_behind_until_caught_up(tmp_path):
+    """Verify only reads (ADR 22): after a --no-sync post the chain and the read models are
+    behind the head, verify says so (event_unchained, projections_behind) and exits 1;
+    after `projections catch-up` it passes."""
+    db = str(tmp_path / "lagging.db")
+    assert clearing(db, "post", "--sync", "-", stdin=SCRIPT).returncode == 0
+    assert clearing(db, "post", "--no-sync", "-", stdin=LATER).returncode == 0
+    behind = clearing(db, "audit", "verify")
+    assert behind.returncode == 1 and "[event_unchained]" in behind.stdout, behind.stdout
+    read_models = clearing(db, "audit", "verify", "--skip", "chain")
+    assert read_models.returncode == 1 and "[projections_behind]" in read_models.stdout, read_models.stdout
+    assert clearing(db, "projections", "catch-up").returncode == 0
+    verified = clearing(db, "audit", "verify")
+    assert verified.returncode == 0, verified.stdout + verified.stderr
