@@ -22,7 +22,6 @@ import decimal
 import logging
 import os
 import random
-import sys
 import time
 from collections.abc import Iterable, Sequence
 from contextlib import nullcontext
@@ -47,7 +46,7 @@ from clearing.domain.market import Market
 from clearing.errors import ClearingError, ConflictError, InputError, NotFoundError, RuleError
 from clearing.handlers import HANDLERS
 from clearing.money import LEDGER_CONTEXT
-from clearing.recorders import READ_SET_KWARG, RECORDER_TOPICS, SHARED_LOCK_KWARG
+from clearing.recorders import READ_SET_KWARG, RECORDER_TOPICS, SHARED_LOCK_KWARG, is_postgres_factory
 from clearing.transcodings import MarginTierAsDict, OrjsonEncodingTranscoder, PositionAsDict
 from clearing.working_set import StaleBatch, WorkingSet
 from clearing.writer_lock import writer_lock_of
@@ -163,7 +162,6 @@ class ClearingApplication(Application[UUID]):
         self.conflicts_retried = 0  # saves refused with IntegrityError and decided again
         self.batches_serialised = 0  # batches decided and saved under the writers' exclusive lock
         self.writer_lock = writer_lock_of(self.factory)
-        self.save_shares_writer_lock = False  # the next save takes the writers' lock shared in its transaction
         self.time_limits = TimeLimits.from_env({**os.environ, **(env or {})})
         self._watermark: datetime | None = None  # greatest ``at`` answered, as of _watermark_head
         self._watermark_head: int | None = None
@@ -176,7 +174,7 @@ class ClearingApplication(Application[UUID]):
         waits for the table lock a writer holds while it inserts, so a process starting
         beside a long insert (a reader included) would hang on it.
         """
-        if _is_postgres(self.factory) and _postgres_tables_exist(self.factory):
+        if is_postgres_factory(self.factory) and _postgres_tables_exist(self.factory):
             self.factory.env["CREATE_TABLE"] = "n"
         return _create_racing(super().construct_recorder)
 
@@ -229,8 +227,7 @@ class ClearingApplication(Application[UUID]):
                     if attempt:  # under the lock when serialised: no answer can be stored meanwhile
                         stored = self.parts.stored_answers(self, envelopes)
                     outcomes, events = self._decide_batch(envelopes, stored)
-                    self.save_shares_writer_lock = not serialised and self.writer_lock.shares_in_transaction
-                    with nullcontext() if serialised else self.writer_lock.shared():
+                    with self.writer_lock.shared():  # nothing more for the exclusive holder
                         recordings = self.parts.save_batch(self, events) if events else []
                 self.batches_serialised += serialised
             except (IntegrityError, StaleBatch):
@@ -483,7 +480,7 @@ def save_in_order(app: ClearingApplication, events: list[Any]) -> list[Any]:
     processing_event: ProcessingEvent[UUID] = ProcessingEvent()
     processing_event.events.extend(events)
     processing_event.saved_kwargs[READ_SET_KWARG] = app.working_set.read_versions
-    processing_event.saved_kwargs[SHARED_LOCK_KWARG] = app.save_shares_writer_lock
+    processing_event.saved_kwargs[SHARED_LOCK_KWARG] = app.writer_lock.save_takes_shared()
     return app._record(processing_event)
 
 
@@ -506,12 +503,6 @@ def stored_answers(app: ClearingApplication, envelopes: Sequence[Envelope]) -> d
 def _if_later(watermark: datetime, at: datetime) -> datetime | None:
     """The watermark to record: None when it is the command's own ``at`` (the usual case)."""
     return None if watermark == at else watermark
-
-
-def _is_postgres(factory: Any) -> bool:
-    """The library's PostgreSQL factory (its module is imported only when a store uses it)."""
-    module = sys.modules.get("eventsourcing.postgres")
-    return module is not None and isinstance(factory, module.PostgresFactory)
 
 
 def _postgres_tables_exist(factory: Any) -> bool:

@@ -21,6 +21,7 @@ rolls back, so A decides the withdrawal again against the new mark.
 
 from __future__ import annotations
 
+import sys
 from collections.abc import Mapping, Sequence
 from typing import Any
 from uuid import UUID
@@ -94,3 +95,9 @@ RECORDER_TOPICS = {
     # named, not imported: psycopg and the library's PostgreSQL module load only for a PostgreSQL store
     "eventsourcing.postgres": "clearing.recorders_postgres:ClearingPostgresRecorder",
 }
+
+
+def is_postgres_factory(factory: Any) -> bool:
+    """The library's PostgreSQL factory (its module is imported only when a store uses it)."""
+    module = sys.modules.get("eventsourcing.postgres")
+    return module is not None and isinstance(factory, module.PostgresFactory)

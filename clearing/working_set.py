@@ -92,8 +92,8 @@ class WorkingSet:
         if self.known_head is not None and head != self.known_head:
             self._forget_changed(self.known_head, head)  # another process wrote
         self.known_head = head
-        if self.cache.catch_up_shared():
-            self.risk.clear()  # a market or the clearinghouse moved: holders or parameters may differ
+        for moved in self.cache.catch_up_shared():
+            self._reindex(moved)
 
     def _forget_changed(self, known: int, head: int) -> None:
         """Forget what the events after ``known`` (up to ``head``) changed, and only that.
@@ -103,27 +103,20 @@ class WorkingSet:
         ``catch_up_shared`` and every risk index is rebuilt (its holders or parameters may
         have moved); ids remembered as absent are asked again. An event of an aggregate
         already at its version here is our own commit, or one already applied here by a
-        catch-up, which rebuilt or marked the risk indexes itself (``_reindex``, and
-        ``begin_batch`` when a shared aggregate moved). Far behind, dropping everything is
+        catch-up, which re-indexed what it moved itself (``_reindex``). Far behind, dropping everything is
         cheaper than reading what changed.
         """
         if head < known or head - known > MAX_FOREIGN_EVENTS:
             self.discard()
             return
-        changed = self._changed_since(known + 1, head)
-        rebuild_indexes = False
-        for aggregate_id, version in changed.items():
+        for aggregate_id, version in self._changed_since(known + 1, head).items():
             aggregate = self._aggregates.get(aggregate_id)
             if aggregate is None:
                 self.cache.absent.discard(aggregate_id)
             elif aggregate.version < version:
                 if isinstance(aggregate, Account):
-                    self.cache.drop(aggregate_id)
-                    self.risk.mark_dirty(aggregate.account)
-                else:
-                    rebuild_indexes = True
-        if rebuild_indexes:
-            self.risk.clear()
+                    self.cache.drop(aggregate_id)  # loaded again when next used
+                self._reindex(aggregate)
 
     def _changed_since(self, start: int, stop: int) -> dict[UUID, int]:
         """Aggregates written at positions ``start``..``stop`` with their highest version: one

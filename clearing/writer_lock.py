@@ -32,54 +32,85 @@ from typing import Any
 
 from eventsourcing.persistence import OperationalError
 
+from clearing.recorders import is_postgres_factory
+
 WRITER_LOCK_CLASS = 7202613  # the advisory key's first half; the second names the schema
 
 
+def sidecar(db_path: str, suffix: str) -> Path:
+    """A file beside an SQLite store: ``sidecar("ledger.db", "writer.lock")`` is ``ledger.db.writer.lock``."""
+    path = Path(db_path).expanduser().resolve()
+    return path.with_name(f"{path.name}.{suffix}")
+
+
+@contextmanager
+def flocked(path: Path, mode: int) -> Iterator[None]:
+    """``flock(mode)`` on ``path`` for the block (created if absent); closing releases it.
+    With ``LOCK_NB`` a lock held elsewhere raises ``BlockingIOError``."""
+    descriptor = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+    try:
+        fcntl.flock(descriptor, mode)
+        yield
+    finally:
+        os.close(descriptor)
+
+
+def advisory_key(schema: str, lock_class: int = WRITER_LOCK_CLASS) -> tuple[int, int]:
+    """A PostgreSQL advisory-lock key of one schema: (class, signed crc32 of the name)."""
+    return lock_class, zlib.crc32((schema or "public").encode()) - 2**31
+
+
 class WriterLock:
-    """Shared around every save, exclusive around a serialised batch."""
+    """Shared around every save, exclusive around a serialised batch; a save of the
+    exclusive holder takes nothing more (another handle on the lock would wait for it)."""
 
     shares_in_transaction = False  # True: the recorder takes the shared lock in the insert's transaction
 
+    def __init__(self) -> None:
+        self.exclusive_held = False
+
     def shared(self) -> ContextManager[None]:
+        return nullcontext() if self.exclusive_held else self._shared()
+
+    @contextmanager
+    def exclusive(self) -> Iterator[None]:
+        with self._exclusive():
+            self.exclusive_held = True
+            try:
+                yield
+            finally:
+                self.exclusive_held = False
+
+    def save_takes_shared(self) -> bool:
+        """Whether the next save's own transaction must take the lock shared (PostgreSQL)."""
+        return self.shares_in_transaction and not self.exclusive_held
+
+    def _shared(self) -> ContextManager[None]:
         return nullcontext()
 
-    def exclusive(self) -> ContextManager[None]:
+    def _exclusive(self) -> ContextManager[None]:
         return nullcontext()
 
 
 class FileWriterLock(WriterLock):
-    """``flock`` on a file beside an SQLite store."""
+    """``flock`` on ``<file>.writer.lock`` beside an SQLite store."""
 
     def __init__(self, db_path: str) -> None:
-        path = Path(db_path).expanduser().resolve()
-        self.path = path.with_name(path.name + ".writer.lock")
+        super().__init__()
+        self.path = sidecar(db_path, "writer.lock")
 
-    @contextmanager
-    def _held(self, mode: int) -> Iterator[None]:
-        descriptor = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
-        try:
-            fcntl.flock(descriptor, mode)
-            yield
-        finally:
-            os.close(descriptor)  # closing releases the lock
+    def _shared(self) -> ContextManager[None]:
+        return flocked(self.path, fcntl.LOCK_SH)
 
-    def shared(self) -> ContextManager[None]:
-        return self._held(fcntl.LOCK_SH)
-
-    def exclusive(self) -> ContextManager[None]:
-        return self._held(fcntl.LOCK_EX)
-
-
-def advisory_key(schema: str) -> tuple[int, int]:
-    """The writers' advisory-lock key of a PostgreSQL schema: (class, signed crc32 of the name)."""
-    return WRITER_LOCK_CLASS, zlib.crc32((schema or "public").encode()) - 2**31
+    def _exclusive(self) -> ContextManager[None]:
+        return flocked(self.path, fcntl.LOCK_EX)
 
 
 class AdvisoryWriterLock(WriterLock):
     """A PostgreSQL advisory lock keyed by schema.
 
     *Shared*: taken by the save itself, as a transaction lock inside the insert's own
-    transaction (``ClearingPostgresRecorder``, told by ``SHARED_IN_TRANSACTION``), so a save
+    transaction (``ClearingPostgresRecorder``, told by ``save_takes_shared``), so a save
     needs no connection more than before. *Exclusive*: a session lock held across deciding
     and saving, on a connection of the library's pool when the pool can lend two at once
     (the save needs one of its own while the lock is held), else on a connection opened for
@@ -89,6 +120,7 @@ class AdvisoryWriterLock(WriterLock):
     shares_in_transaction = True
 
     def __init__(self, datastore: Any) -> None:
+        super().__init__()
         self.datastore = datastore
         self.kwargs = {key: value for key, value in datastore.pool.kwargs.items() if key != "row_factory"}
         self.pooled = datastore.pool.max_size >= 2
@@ -118,17 +150,11 @@ class AdvisoryWriterLock(WriterLock):
             finally:
                 connection.execute("SELECT pg_advisory_unlock(%s, %s)", (self.lock_class, self.key))
 
-    def shared(self) -> ContextManager[None]:
-        return nullcontext()  # the save takes it in its transaction (``shares_in_transaction``)
-
-    def exclusive(self) -> ContextManager[None]:
-        return self._exclusive()
 
 
 def writer_lock_of(factory: Any) -> WriterLock:
     """The lock for the application's store (its persistence factory)."""
-    postgres = sys.modules.get("eventsourcing.postgres")
-    if postgres is not None and isinstance(factory, postgres.PostgresFactory):
+    if is_postgres_factory(factory):
         return AdvisoryWriterLock(factory.datastore)
     sqlite = sys.modules.get("eventsourcing.sqlite")
     if sqlite is not None and isinstance(factory, sqlite.SQLiteFactory):

@@ -16,17 +16,15 @@ applied page after page without sleeping.
 from __future__ import annotations
 
 import fcntl
-import os
 import time
-import zlib
 from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass
-from pathlib import Path
 
 from sqlalchemy import text
 
 from clearing.settings import store_env
+from clearing.writer_lock import advisory_key, flocked, sidecar
 from projections.runner import ProjectionError, Projector
 from projections.store import ProjectionStore
 
@@ -67,33 +65,27 @@ def follower_lock(store: ProjectionStore) -> Iterator[None]:
     """
     if store.dialect == "postgresql":
         schema = store_env(store.db).get("POSTGRES_SCHEMA") or "public"
-        key = zlib.crc32(schema.encode()) - 2**31  # a signed int4
+        key = dict(zip(("a", "b"), advisory_key(schema, FOLLOWER_LOCK_CLASS), strict=True))
         # autocommit: a session lock outlives transactions, and an idle transaction held for
         # the follower's life could be ended by the server's idle_in_transaction_session_timeout
         with store.engine.connect().execution_options(isolation_level="AUTOCOMMIT") as connection:
-            taken = connection.execute(text("SELECT pg_try_advisory_lock(:a, :b)"),
-                                       {"a": FOLLOWER_LOCK_CLASS, "b": key}).scalar()
-            if not taken:
+            if not connection.execute(text("SELECT pg_try_advisory_lock(:a, :b)"), key).scalar():
                 raise _refused(f"the follower lock of schema {schema}")
             try:
                 yield
             finally:
-                connection.execute(text("SELECT pg_advisory_unlock(:a, :b)"), {"a": FOLLOWER_LOCK_CLASS, "b": key})
+                connection.execute(text("SELECT pg_advisory_unlock(:a, :b)"), key)
         return
     if store.db == ":memory:":
         yield
         return
-    path = Path(store.db).expanduser().resolve()
-    lock_path = path.with_name(path.name + ".follow.lock")
-    descriptor = os.open(lock_path, os.O_RDWR | os.O_CREAT, 0o644)
-    try:
+    lock_path = sidecar(store.db, "follow.lock")
+    with ExitStack() as held:
         try:
-            fcntl.flock(descriptor, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            held.enter_context(flocked(lock_path, fcntl.LOCK_EX | fcntl.LOCK_NB))
         except BlockingIOError:
             raise _refused(str(lock_path)) from None
         yield
-    finally:
-        os.close(descriptor)
 
 
 class _Stopped(Exception):

@@ -15,15 +15,15 @@ from clearing import application
 from clearing.application import save_in_order
 from clearing.composition import real_parts
 from clearing.settings import store_env
+from clearing.writer_lock import WriterLock
 from tests.ledger import Ledger, accounts_with
 
 
-class RecordingLock:
-    """A writer lock that records which mode each save ran under."""
-
-    shares_in_transaction = False
+class RecordingLock(WriterLock):
+    """The writer lock's own shared/exclusive logic over modes that are recorded."""
 
     def __init__(self) -> None:
+        super().__init__()
         self.held: list[str] = []
 
     @contextmanager
@@ -34,10 +34,10 @@ class RecordingLock:
         finally:
             self.held.remove(mode)
 
-    def shared(self):
+    def _shared(self):
         return self._mode("shared")
 
-    def exclusive(self):
+    def _exclusive(self):
         return self._mode("exclusive")
 
 
