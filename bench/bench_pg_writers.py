@@ -135,6 +135,9 @@ def check(db: str, posted: list[dict[str, str]]) -> str:
             for notification in page:
                 if notification.topic.endswith(":Account.TradeFilled"):
                     fills[app.mapper.to_domain_event(notification).account] += 1
+                elif notification.topic.endswith(":Account.FillsRecorded"):  # a run's fills of one account (ADR 25)
+                    event = app.mapper.to_domain_event(notification)
+                    fills[event.account] += len(event.fills)
             position = page[-1].id + 1
     finally:
         app.close()

@@ -27,15 +27,19 @@ from collections.abc import Iterable, Sequence
 from contextlib import nullcontext
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any, TypeVar
+from typing import Any, TypeVar, cast
 from uuid import UUID
 
 from eventsourcing.application import AggregateNotFoundError, Application, ProcessingEvent, Repository
 from eventsourcing.domain import Aggregate
 from eventsourcing.persistence import IntegrityError, InternalError, JSONTranscoder, PersistenceError, ProgrammingError
+from eventsourcing.popo import POPOFactory
+from eventsourcing.utils import get_topic
 
 from clearing.audit.log import read_log
 from clearing.business_time import TimeLimits, check_not_backdated
+from clearing.command_index import COMMANDS_KWARG, CommandIndex, index_rows
+from clearing.command_index import TABLE as COMMAND_TABLE
 from clearing.commands import Command
 from clearing.composition import Parts, real_parts
 from clearing.domain import ids
@@ -44,9 +48,10 @@ from clearing.domain.command_record import RECORD_TOPICS, CommandRecord, accepte
 from clearing.domain.insurance import InsuranceFund
 from clearing.domain.market import Market
 from clearing.errors import ClearingError, ConflictError, InputError, NotFoundError, RuleError
+from clearing.fill_runs import FillRun
 from clearing.handlers import HANDLERS
 from clearing.money import LEDGER_CONTEXT
-from clearing.recorders import READ_SET_KWARG, RECORDER_TOPICS, SHARED_LOCK_KWARG, is_postgres_factory
+from clearing.recorders import READ_SET_KWARG, RECORDER_TOPICS, SHARED_LOCK_KWARG, ClearingPOPORecorder, is_postgres_factory
 from clearing.transcodings import MarginTierAsDict, OrjsonEncodingTranscoder, PositionAsDict
 from clearing.working_set import StaleBatch, WorkingSet
 from clearing.writer_lock import writer_lock_of
@@ -66,6 +71,7 @@ REJECTIONS = (REJECTED, ALREADY_REJECTED)
 _Loaded = TypeVar("_Loaded", bound=Aggregate)
 WATERMARK_PAGE = 1000
 WATERMARK_RECORDS = 50  # records of the last page whose greatest time is the watermark
+TIME_TOPICS = (*RECORD_TOPICS, get_topic(Account.FillsRecorded))  # events that carry the watermark
 
 
 @dataclass(frozen=True)
@@ -176,6 +182,8 @@ class ClearingApplication(Application[UUID]):
         """
         if is_postgres_factory(self.factory) and _postgres_tables_exist(self.factory):
             self.factory.env["CREATE_TABLE"] = "n"
+        if isinstance(self.factory, POPOFactory):  # the in-memory factory has no recorder setting
+            return ClearingPOPORecorder()
         return _create_racing(super().construct_recorder)
 
     def construct_snapshot_store(self) -> Any:
@@ -270,13 +278,22 @@ class ClearingApplication(Application[UUID]):
         seen = dict(stored)
         self.working_set.begin_batch()
         self._deciding_watermark = self._current_watermark()
+        run, decided = FillRun(self.working_set), 0
         with decimal.localcontext(LEDGER_CONTEXT):
             for envelope in envelopes:
+                if not run.continued_by(envelope):  # before deciding: the next command sees the run stored
+                    events.extend(run.flush(self._deciding_watermark))
                 outcome, command_events = self._decide_one(envelope, seen)
                 outcomes.append(outcome)
-                events.extend(command_events)
-                if len(events) >= MAX_EVENTS_PER_TRANSACTION:
+                if outcome.status == APPLIED and envelope.command.type == "trade":
+                    run.add(envelope, command_events)  # its two fills; its answer goes to the command index
+                elif command_events:
+                    events.extend(run.flush(self._deciding_watermark))
+                    events.extend(command_events)
+                decided += len(command_events)
+                if decided >= MAX_EVENTS_PER_TRANSACTION:
                     break  # the rest goes in the next transaction
+            events.extend(run.flush(self._deciding_watermark))
             events.extend(self.working_set.record_trading())
         return outcomes, events
 
@@ -310,8 +327,10 @@ class ClearingApplication(Application[UUID]):
             return self._recorded_rejection(envelope, content, error, seen)
         seen[command.id] = Answer(content)
         watermark = self._advance_watermark(envelope.at)
-        record = accepted(command.id, command.type, content, envelope.operator, envelope.at, _if_later(watermark, envelope.at))
-        events = [record, *self.working_set.command_events()]
+        events = self.working_set.command_events()
+        if command.type != "trade":  # a trade joins a run of fills, answered in the command index (ADR 25)
+            events.insert(0, accepted(command.id, command.type, content, envelope.operator, envelope.at,
+                                      _if_later(watermark, envelope.at)))
         return Outcome(command.id, command.type, APPLIED, line, summary=summary), events
 
     def _recorded_rejection(
@@ -338,11 +357,11 @@ class ClearingApplication(Application[UUID]):
         return self._watermark
 
     def _read_watermark(self, head: int) -> datetime | None:
-        """``latest_at`` of the last command record in the log (pages read backwards)."""
+        """``latest_at`` of the last command record or run of fills in the log (pages read backwards)."""
         stop = head
         while stop > 0:
             start = max(1, stop - WATERMARK_PAGE + 1)
-            found = [note for page in read_log(self.recorder, start=start, stop=stop, page=WATERMARK_PAGE, topics=RECORD_TOPICS)
+            found = [note for page in read_log(self.recorder, start=start, stop=stop, page=WATERMARK_PAGE, topics=TIME_TOPICS)
                      for note in page.notifications]
             if found:  # the greatest of the last few: concurrent batches commit in any order
                 times = [self._record_time(n) for n in found[-WATERMARK_RECORDS:]]
@@ -404,6 +423,11 @@ class ClearingApplication(Application[UUID]):
         current: list[int] = []
         for recording in recordings:
             event = recording.domain_event
+            if isinstance(event, Account.FillsRecorded):  # an account's fills of a run: each trade's
+                for wire in event.fills:
+                    by_command.setdefault(wire[0], []).append(recording.notification.id)
+                current = []
+                continue
             if isinstance(event, CommandRecord.Accepted):
                 current = by_command.setdefault(event.command_id, [])
             elif isinstance(event, (Market.TradingRecorded, CommandRecord.Rejected)):
@@ -481,14 +505,17 @@ def save_in_order(app: ClearingApplication, events: list[Any]) -> list[Any]:
     processing_event.events.extend(events)
     processing_event.saved_kwargs[READ_SET_KWARG] = app.working_set.read_versions
     processing_event.saved_kwargs[SHARED_LOCK_KWARG] = app.writer_lock.save_takes_shared()
+    processing_event.saved_kwargs[COMMANDS_KWARG] = index_rows(events)
     return app._record(processing_event)
 
 
 def stored_answers(app: ClearingApplication, envelopes: Sequence[Envelope]) -> dict[str, Answer]:
-    """Answers already stored for the batch's command ids (applied or rejected)."""
-    stored: dict[str, Answer] = {}
-    for envelope in envelopes:
-        command_id = envelope.command.id
+    """Answers already stored for the batch's command ids (applied or rejected): from the
+    command index (one query), else from a command record written before the index."""
+    posted = list(dict.fromkeys(envelope.command.id for envelope in envelopes))
+    stored = {command_id: Answer(row.content_dict(), row.code, row.field, row.message)
+              for command_id, row in cast(CommandIndex, app.recorder).select_commands(posted).items()}
+    for command_id in posted:
         if command_id in stored:
             continue
         try:
@@ -506,8 +533,8 @@ def _if_later(watermark: datetime, at: datetime) -> datetime | None:
 
 
 def _postgres_tables_exist(factory: Any) -> bool:
-    """Both of the library's tables (events, snapshots) exist in the configured schema."""
-    names = [f"{ClearingApplication.name.lower()}_{kind}" for kind in ("events", "snapshots")]
+    """The library's tables (events, snapshots) and the command index exist in the configured schema."""
+    names = [f"{ClearingApplication.name.lower()}_{kind}" for kind in ("events", "snapshots")] + [COMMAND_TABLE]
     schema = factory.datastore.schema or "public"
     with factory.datastore.get_connection() as connection, connection.cursor() as cursor:
         cursor.execute(

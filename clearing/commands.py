@@ -32,7 +32,7 @@ from pydantic_core import PydanticCustomError
 
 from clearing.business_time import TIME_MAX, TIME_MIN, in_range
 from clearing.errors import InputError
-from clearing.money import USDC, ZERO, D, MoneyError, decimal_places
+from clearing.money import USDC, ZERO, D, MoneyError, canonical_text, decimal_places
 
 NAME_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.:@-]{0,63}$")
 ID_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.:/@-]{0,127}$")
@@ -114,7 +114,7 @@ def _aware_time(value: Any) -> datetime:
     return utc
 
 
-_text = PlainSerializer(lambda value: format(value.normalize(), "f"), return_type=str)
+_text = PlainSerializer(canonical_text, return_type=str)
 Number = Annotated[Decimal, BeforeValidator(_decimal), _text]
 Positive = Annotated[Decimal, BeforeValidator(_decimal), AfterValidator(_positive), _text]
 Money = Annotated[Decimal, BeforeValidator(_decimal), AfterValidator(_positive), AfterValidator(_collateral_quantum), _text]

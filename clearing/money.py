@@ -168,6 +168,16 @@ def _round(value: Decimal, quantum: Decimal, rounding: str) -> Decimal:
     return LEDGER_CONTEXT.multiply(steps, quantum).quantize(quantum)
 
 
+def canonical_text(value: Decimal) -> str:
+    """A command field's number as its canonical content holds it (idempotency, ADR 4):
+    normalized, without exponent, in the current decimal context.
+
+    >>> canonical_text(D("0.50")), canonical_text(D("5E+4"))
+    ('0.5', '50000')
+    """
+    return format(value.normalize(), "f")
+
+
 def fmt(value: Decimal) -> str:
     """Plain string of a ledger number without exponent or trailing zeros.
 

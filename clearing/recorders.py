@@ -27,8 +27,12 @@ from typing import Any
 from uuid import UUID
 
 from eventsourcing.persistence import IntegrityError, StoredEvent
+from eventsourcing.popo import POPOApplicationRecorder
 from eventsourcing.sqlite import SQLiteApplicationRecorder
 from eventsourcing.utils import get_topic
+
+from clearing.command_index import COLUMNS, COMMANDS_KWARG, CommandRow
+from clearing.command_index import TABLE as COMMAND_TABLE
 
 READ_SET_KWARG = "read_versions"
 SHARED_LOCK_KWARG = "take_shared_writer_lock"  # PostgreSQL: take the writers' lock shared in the insert's transaction
@@ -58,7 +62,27 @@ def _refuse_if_moved(expected: Mapping[UUID, int], found: Mapping[UUID, int]) ->
 
 
 class ClearingSQLiteRecorder(SQLiteApplicationRecorder):
-    """SQLite: insert first (taking the write lock), then validate the read set."""
+    """SQLite: insert first (taking the write lock), then validate the read set; the
+    command index (``clearing.command_index``) is written in the same transaction."""
+
+    def construct_create_table_statements(self) -> list[str]:
+        statements = super().construct_create_table_statements()
+        statements.append(
+            f"CREATE TABLE IF NOT EXISTS {COMMAND_TABLE} (command_id TEXT PRIMARY KEY, command_type TEXT NOT NULL, "
+            "content TEXT NOT NULL, code TEXT, field TEXT, message TEXT) WITHOUT ROWID"
+        )
+        return statements
+
+    def select_commands(self, command_ids: Sequence[str]) -> dict[str, CommandRow]:
+        """The index rows of ``command_ids`` that are stored (one query per chunk)."""
+        found: dict[str, CommandRow] = {}
+        with self.datastore.transaction(commit=False) as c:
+            for start in range(0, len(command_ids), SQLITE_CHUNK):
+                chunk = list(command_ids[start : start + SQLITE_CHUNK])
+                c.execute(f"SELECT {', '.join(COLUMNS)} FROM {COMMAND_TABLE} WHERE command_id IN "
+                          f"({','.join('?' * len(chunk))})", chunk)
+                found.update({row[0]: CommandRow(*row) for row in c.fetchall()})
+        return found
 
     def changed_since(self, start: int, stop: int) -> dict[UUID, int]:
         """Each aggregate written at log positions ``start``..``stop`` and its highest version
@@ -71,6 +95,12 @@ class ClearingSQLiteRecorder(SQLiteApplicationRecorder):
                 (start, stop),
             )
             return {UUID(row[0]): row[1] for row in c.fetchall()}
+
+    def count_commands(self) -> int:
+        """How many command ids the index holds."""
+        with self.datastore.transaction(commit=False) as c:
+            c.execute(f"SELECT count(*) FROM {COMMAND_TABLE}")
+            return int(c.fetchone()[0])
 
     def _insert_events(self, c: Any, stored_events: Sequence[StoredEvent], **kwargs: Any) -> Sequence[int] | None:
         returning = super()._insert_events(c, stored_events, **kwargs)
@@ -87,6 +117,38 @@ class ClearingSQLiteRecorder(SQLiteApplicationRecorder):
             )
             found.update({UUID(row[0]): row[1] for row in c.fetchall()})
         _refuse_if_moved(expected, found)
+        rows = kwargs.get(COMMANDS_KWARG)
+        if rows:  # a duplicate id fails here: sqlite3's IntegrityError, the library's once converted
+            c.executemany(f"INSERT INTO {COMMAND_TABLE} VALUES (?, ?, ?, ?, ?, ?)", rows)
+        return returning
+
+
+class ClearingPOPORecorder(POPOApplicationRecorder):
+    """In memory (the unit tests' store): the command index is a dict, checked and written
+    under the recorder's lock with the events."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self._commands: dict[str, CommandRow] = {}
+
+    def select_commands(self, command_ids: Sequence[str]) -> dict[str, CommandRow]:
+        with self._database_lock:
+            return {command_id: self._commands[command_id] for command_id in command_ids if command_id in self._commands}
+
+    def count_commands(self) -> int:
+        with self._database_lock:
+            return len(self._commands)
+
+    def _assert_uniqueness(self, stored_events: Sequence[StoredEvent], **kwargs: Any) -> None:
+        super()._assert_uniqueness(stored_events, **kwargs)
+        rows = kwargs.get(COMMANDS_KWARG) or ()
+        ids = [row.command_id for row in rows]
+        if len(set(ids)) < len(ids) or any(command_id in self._commands for command_id in ids):
+            raise IntegrityError("command id already in the command index")
+
+    def _update_table(self, stored_events: Sequence[StoredEvent], **kwargs: Any) -> Sequence[int] | None:
+        returning = super()._update_table(stored_events, **kwargs)
+        self._commands.update({row.command_id: row for row in kwargs.get(COMMANDS_KWARG) or ()})
         return returning
 
 

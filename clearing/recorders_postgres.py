@@ -15,12 +15,32 @@ from eventsourcing.persistence import StoredEvent
 from eventsourcing.postgres import PostgresApplicationRecorder
 from psycopg.sql import SQL, Identifier
 
+from clearing.command_index import COLUMNS, COMMANDS_KWARG, CommandRow
+from clearing.command_index import TABLE as COMMAND_TABLE
 from clearing.recorders import READ_SET_KWARG, SHARED_LOCK_KWARG, _refuse_if_moved, _unwritten
 from clearing.writer_lock import advisory_key
 
 
 class ClearingPostgresRecorder(PostgresApplicationRecorder):
-    """PostgreSQL: take the table lock, validate the read set, then insert."""
+    """PostgreSQL: take the table lock, validate the read set, then insert; the command
+    index (``clearing.command_index``) is written in the same transaction."""
+
+    def __init__(self, datastore: Any, *, events_table_name: str = "stored_events") -> None:
+        super().__init__(datastore, events_table_name=events_table_name)
+        self.commands_table = SQL("{schema}.{table}").format(schema=Identifier(self.datastore.schema),
+                                                            table=Identifier(COMMAND_TABLE))
+        self.sql_create_statements.append(
+            SQL("CREATE TABLE IF NOT EXISTS {table} (command_id text PRIMARY KEY, command_type text NOT NULL, "
+                "content text NOT NULL, code text, field text, message text)").format(table=self.commands_table)
+        )
+
+    def select_commands(self, command_ids: Sequence[str]) -> dict[str, CommandRow]:
+        """The index rows of ``command_ids`` that are stored (one query)."""
+        with self.datastore.get_connection() as connection, connection.cursor() as curs:
+            curs.execute(SQL("SELECT {columns} FROM {table} WHERE command_id = ANY(%s)").format(
+                columns=SQL(", ").join(Identifier(name) for name in COLUMNS), table=self.commands_table),
+                (list(command_ids),))
+            return {row["command_id"]: CommandRow(*(row[name] for name in COLUMNS)) for row in curs.fetchall()}
 
     def changed_since(self, start: int, stop: int) -> dict[UUID, int]:
         """Each aggregate written at log positions ``start``..``stop`` and its highest version
@@ -34,6 +54,13 @@ class ClearingPostgresRecorder(PostgresApplicationRecorder):
                 (start, stop),
             )
             return {row["originator_id"]: row["version"] for row in curs.fetchall()}
+
+    def count_commands(self) -> int:
+        """How many command ids the index holds."""
+        with self.datastore.get_connection() as connection, connection.cursor() as curs:
+            curs.execute(SQL("SELECT count(*) AS found FROM {table}").format(table=self.commands_table))
+            row = curs.fetchone()
+            return int(row["found"]) if row else 0
 
     def _insert_events(self, curs: Any, stored_events: Sequence[StoredEvent], **kwargs: Any) -> None:
         """First in the insert's transaction: the writers' lock, shared, until the commit
@@ -55,3 +82,21 @@ class ClearingPostgresRecorder(PostgresApplicationRecorder):
             )
             _refuse_if_moved(expected, {row["originator_id"]: row["version"] for row in curs.fetchall()})
         super()._insert_stored_events(curs, stored_events, **kwargs)
+        self._insert_command_rows(curs, kwargs.get(COMMANDS_KWARG))
+
+    def _insert_command_rows(self, curs: Any, rows: Sequence[Any] | None) -> None:
+        """The batch's rows of the command index: the last statement before the pipeline's sync.
+
+        Not before the read set is validated: the library catches an exception raised in the
+        insert and leaves its transaction block normally, so a refusal raised in Python after a
+        statement had run would commit that statement (only a failed statement aborts the
+        transaction). Not before the events' insert: a duplicate id must be the pipeline's
+        first error, raised at its sync as the library's ``IntegrityError``; a statement queued
+        after a failed one raises ``PipelineAborted`` (an ``OperationalError`` the library
+        retries and then reports as the store failing). On a cursor of its own: the events'
+        cursor returns their positions.
+        """
+        if rows:
+            with curs.connection.cursor() as own:
+                own.executemany(SQL("INSERT INTO {table} VALUES (%s, %s, %s, %s, %s, %s)").format(
+                    table=self.commands_table), rows)

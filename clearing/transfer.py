@@ -15,7 +15,9 @@ link in the ``sha256-v1`` chain (``clearing.audit.chain``), so the file carries 
 Import checks the *whole* file first (header, every line's hash recomputed from its
 fields and the previous hash, the trailer's count and head) and writes nothing unless it
 all holds. It then inserts the events through the library's own
-``recorder.insert_events``, one transaction per batch. The target store must be empty or
+``recorder.insert_events``, one transaction per batch, with the batch's rows of the command
+index (``clearing.command_index``), which the file does not carry: they are derived from
+its events. The target store must be empty or
 hold exactly a prefix of the file (an interrupted import), which is then continued.
 Positions are assigned by the target store; the chain does not depend on them.
 """
@@ -33,6 +35,7 @@ import orjson
 from eventsourcing.persistence import StoredEvent
 
 from clearing.audit.chain import GENESIS, PAGE, SCHEME, Digest, digest, iter_pages, notification_hash
+from clearing.command_index import COMMANDS_KWARG, INDEXED_TOPICS, index_rows
 from clearing.errors import InputError
 
 FORMAT = "clearing-event-log"
@@ -257,7 +260,7 @@ def import_log(app: Any, path: Path, *, progress: Progress | None = None, batch:
     _check_prefix(present, plan)
     if skip == plan.digest.events:
         return present
-    last_position = _insert(recorder, path, plan, skip, batch, progress)
+    last_position = _insert(recorder, app.mapper, path, plan, skip, batch, progress)
     return Digest(last_position, plan.digest.events, plan.digest.head)
 
 
@@ -273,8 +276,10 @@ def _check_prefix(present: Digest, plan: _FileChain) -> None:
         )
 
 
-def _insert(recorder: Any, path: Path, plan: _FileChain, skip: int, batch: int, progress: Progress | None) -> int:
-    """Second pass: insert the events after the first ``skip``, batch by batch."""
+def _insert(recorder: Any, mapper: Any, path: Path, plan: _FileChain, skip: int, batch: int,
+            progress: Progress | None) -> int:
+    """Second pass: insert the events after the first ``skip``, batch by batch, each with
+    its rows of the command index (derived from its events, as a save derives them)."""
     pending: list[StoredEvent] = []
     last_position = 0
     for entry in _reread(path):
@@ -283,7 +288,8 @@ def _insert(recorder: Any, path: Path, plan: _FileChain, skip: int, batch: int, 
         pending.append(entry.event)
         if entry.index % batch == 0 or entry.index == plan.digest.events:
             _same_as_first_pass(plan, entry)
-            ids = recorder.insert_events(pending)
+            rows = index_rows(mapper.to_domain_event(event) for event in pending if event.topic in INDEXED_TOPICS)
+            ids = recorder.insert_events(pending, **{COMMANDS_KWARG: rows})
             last_position = ids[-1] if ids else (recorder.max_notification_id() or 0)
             pending = []
             if progress is not None:

@@ -244,7 +244,7 @@ def audit_combine(partitions: tuple[str, ...], expect: str | None) -> None:
 @audit.command("verify")
 @click.option("--digest", "digest_text", metavar="DIGEST", help="A digest printed earlier by `clearing audit digest`.")
 @click.option("--skip", "skip", multiple=True,
-              type=click.Choice(["chain", "snapshots", "projections", "invariants", "decisions"]),
+              type=click.Choice(["chain", "commands", "snapshots", "projections", "invariants", "decisions"]),
               help="Leave out a check (repeatable).")
 @pass_store
 def audit_verify(store: Store, digest_text: str | None, skip: tuple[str, ...]) -> None:
@@ -253,13 +253,15 @@ def audit_verify(store: Store, digest_text: str | None, skip: tuple[str, ...]) -
     \b
     1. chain: every event's hash recomputed from the log equals the recorded chain
        (and extends --digest unchanged);
-    2. snapshots: every stored snapshot equals its aggregate rebuilt from the events
+    2. commands: the command index (the answers re-posted ids get) holds exactly what
+       the log's trades and command records say, and nothing else;
+    3. snapshots: every stored snapshot equals its aggregate rebuilt from the events
        alone up to the snapshot's version (the chain covers events, not snapshots);
-    3. projections: every read model rebuilt from scratch equals the stored tables;
-    4. invariants: money conserved, insurance fund never negative, flat accounts pay
+    4. projections: every read model rebuilt from scratch equals the stored tables;
+    5. invariants: money conserved, insurance fund never negative, flat accounts pay
        no losses, allocations sum to their loss, positions net to zero, and every
        aggregate loaded through its snapshot equals its events-only rebuild;
-    5. decisions: every margin call, liquidation, penalty and fund draw re-checked from
+    6. decisions: every margin call, liquidation, penalty and fund draw re-checked from
        its recorded inputs and the replayed state; no call missed at any price.
     """
     from clearing.audit.chain import Digest

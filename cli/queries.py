@@ -12,6 +12,8 @@ from eventsourcing.domain import DomainEvent
 
 from clearing.application import ClearingApplication
 from clearing.audit.log import read_log
+from clearing.domain.account import Account
+from clearing.domain.fills import trade_fills
 from clearing.errors import ClearingError
 from cli import render
 from cli.context import Store, echo_view, fail, pass_store
@@ -39,20 +41,32 @@ def iter_events(app: ClearingApplication, start: int, limit: int | None) -> Iter
     """
     page = PAGE if limit is None else max(1, min(PAGE, limit))
     pages = read_log(app.recorder, app.mapper, start=start, page=page)
-    records = (_record(notification, event) for log_page in pages for notification, event in log_page.decoded())
+    records = (record for log_page in pages for notification, event in log_page.decoded()
+               for record in _records(notification, event))
     return islice(records, limit)
 
 
-def _record(notification: Any, event: Any) -> dict[str, Any]:
+def _records(notification: Any, event: Any) -> Iterator[dict[str, Any]]:
+    """The event as one record; an account's fills of a run of trades (ADR 25) as one record
+    per fill, each with the fields a ``TradeFilled`` has and its place in the event
+    (``fill``: 1-based, ``fills``: how many), so every trade is shown on its own."""
     assert isinstance(event, DomainEvent)  # every event in the log is an aggregate's (it has a timestamp)
-    return {
+    record = {
         "position": notification.id,
         "type": notification.topic.rsplit(":", 1)[-1],
         "aggregate_id": str(event.originator_id),
         "aggregate_version": event.originator_version,
         "recorded_at": event.timestamp.isoformat(),
-        "data": {k: v for k, v in vars(event).items() if k not in _SKIP},
     }
+    data = {k: v for k, v in vars(event).items() if k not in _SKIP}
+    if not isinstance(event, Account.FillsRecorded):
+        yield {**record, "data": data}
+        return
+    shared = {k: v for k, v in data.items() if k != "fills"}
+    count = len(event.fills)
+    for number, fill in enumerate(trade_fills(event), start=1):
+        fields = {key: value for key, value in fill._asdict().items() if key not in _SKIP}
+        yield {**record, "data": {**shared, "fill": number, "fills": count, **fields}}
 
 
 def views_as_of(store: Store, as_of: str | None, names: list[str]) -> Any:

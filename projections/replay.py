@@ -35,6 +35,8 @@ from typing import TYPE_CHECKING, Any
 from urllib.parse import parse_qs, urlencode, urlsplit, urlunsplit
 
 from clearing.audit.log import read_log
+from clearing.domain.account import Account
+from clearing.domain.fills import latest_fill_at
 from clearing.errors import InputError
 from clearing.settings import is_postgres, store_env
 from projections.read import Views
@@ -69,7 +71,7 @@ def resolve_until(app: Any, text: str) -> int:
 def _position_before(app: ClearingApplication, moment: datetime, head: int) -> int:
     for page in read_log(app.recorder, app.mapper, page=PAGE, stop=head):
         for note, event in page.decoded():
-            at = getattr(event, "at", None)
+            at = latest_fill_at(event) if isinstance(event, Account.FillsRecorded) else getattr(event, "at", None)
             if at is not None and at > moment:
                 return note.id - 1
     return head

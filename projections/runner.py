@@ -26,6 +26,7 @@ from sqlalchemy import Table, func, select
 from clearing.audit.log import read_log
 from clearing.domain.account import Account
 from clearing.domain.clearinghouse import Clearinghouse
+from clearing.domain.fills import trade_fills
 from clearing.domain.insurance import InsuranceFund
 from clearing.domain.market import Market
 from clearing.errors import ClearingError
@@ -44,7 +45,10 @@ BY_NAME = {cls.NAME: cls for cls in ALL}
 READ_MODELS = tuple(cls.NAME for cls in ALL if cls.REBUILDABLE)
 #: Event types that move the business clock: everything any read model reads, whichever
 #: projections a run builds, so every read model books an event on the same day.
-CLOCK_KINDS = frozenset(kind for name in READ_MODELS for kind in BY_NAME[name]().dispatch)
+#: A run's fills (``Account.FillsRecorded``, ADR 25) are read as the ``TradeFilled`` events they
+#: replace: each fill observed and handled in turn (``Projector._apply``).
+FILLS_KIND, FILL_KIND = "Account.FillsRecorded", "Account.TradeFilled"
+CLOCK_KINDS = frozenset(kind for name in READ_MODELS for kind in BY_NAME[name]().dispatch) | {FILLS_KIND}
 _AGGREGATES = {"Account": Account, "Market": Market, "InsuranceFund": InsuranceFund, "Clearinghouse": Clearinghouse}
 
 Progress = Callable[[int, int], None]  # (position reached, head)
@@ -73,6 +77,7 @@ def topic_of(kind: str) -> str:
 
 
 CLOCK_TOPICS = sorted(topic_of(kind) for kind in CLOCK_KINDS)
+FILLS_TOPIC = topic_of(FILLS_KIND)
 
 
 @dataclass
@@ -267,17 +272,20 @@ class Projector:
             if not calls:
                 continue
             event = to_event(note) if events is None else events[index]
-            for reached, projection, handler in calls:
-                if position > reached:
-                    projection.observe(position, event)
-                    if handler is not None:
-                        handler(position, event, note)
+            for each in trade_fills(event) if note.topic == FILLS_TOPIC else (event,):
+                for reached, projection, handler in calls:
+                    if position > reached:
+                        projection.observe(position, each)
+                        if handler is not None:
+                            handler(position, each, note)
 
     def _calls(self, topic: str, positions: dict[str, int]) -> list[tuple[int, Projection, Callable[..., None] | None]]:
         """(position reached, projection, handler or None) of every projection a topic's events reach."""
         kind = topic.rsplit(":", 1)[-1]
         if kind not in CLOCK_KINDS:
             return []
+        if kind == FILLS_KIND:
+            kind = FILL_KIND
         return [(positions[name], projection, projection.dispatch.get(kind))
                 for name, projection in self.projections.items() if not projection.ALL_EVENTS]
 

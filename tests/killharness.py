@@ -292,6 +292,7 @@ _VOLATILE = ("_created_on", "_modified_on", "_pending_events")
 BATCH_DEPENDENT_FIELDS = ("timestamp", "market_version")
 OPERATOR = "kill-harness"
 TRADING_RECORDED = "Market.TradingRecorded"
+FILLS_RECORDED = "Account.FillsRecorded"
 
 
 @dataclass
@@ -339,8 +340,9 @@ def parse_results(completed: subprocess.CompletedProcess[str]) -> tuple[dict[int
 
 def _state(aggregate: Any) -> dict[str, Any]:
     state = {key: value for key, value in vars(aggregate).items() if key not in _VOLATILE}
-    if type(aggregate).__name__ == "Market":
+    if type(aggregate).__name__ in ("Market", "Account"):  # versions count batch events and runs of fills
         state.pop("_version", None)
+    if type(aggregate).__name__ == "Market":
         state["holders"] = sorted(state.get("holders", {}))
     return state
 
@@ -356,19 +358,26 @@ def capture(db: str, completed: subprocess.CompletedProcess[str]) -> Capture:
         notifications = app.recorder.select_notifications(start=1, limit=10**7)
         labels: dict[Any, str] = {}
         events: list[tuple[Any, ...]] = []
+        stretch: list[tuple[Any, ...]] = []  # fills of consecutive runs, in a canonical order (below)
         for notification in notifications:
             topic = notification.topic.rsplit(":", 1)[-1]
             if topic == TRADING_RECORDED:
                 continue
             state = json.loads(notification.state)
+            if topic == FILLS_RECORDED:  # one entry per fill: how fills group into events depends on batching
+                stretch.extend(_fills(labels[notification.originator_id], state))
+                continue
+            events.extend(sorted(stretch, key=lambda entry: (entry[3]["trade_id"], entry[0])))
+            stretch = []
             for key in BATCH_DEPENDENT_FIELDS:
                 state.pop(key, None)
             originator = notification.originator_id
             if originator not in labels:  # the first event (Created) names the aggregate
                 key = state.get("account") or state.get("market") or state.get("command_id")
                 labels[originator] = f"{topic.split('.')[0]} {key}" if key else topic.split(".")[0]
-            version = None if topic.startswith("Market.") else notification.originator_version
+            version = None if topic.startswith(("Market.", "Account.")) else notification.originator_version
             events.append((labels[originator], topic, version, state))
+        events.extend(sorted(stretch, key=lambda entry: (entry[3]["trade_id"], entry[0])))
         aggregates = {}
         for originator, label in labels.items():
             if not label.startswith("CommandRecord"):  # their one event is compared above
@@ -377,6 +386,19 @@ def capture(db: str, completed: subprocess.CompletedProcess[str]) -> Capture:
     finally:
         app.close()
     return Capture(outcomes, statuses, events, aggregates, head, problems)
+
+
+def _fills(label: str, state: dict[str, Any]) -> list[tuple[Any, ...]]:
+    """A ``FillsRecorded`` event's fills as entries of their own, without batch-dependent fields."""
+    from clearing.domain.fills import FILL_FIELDS
+
+    entries = []
+    for wire in state["fills"]:
+        fill = {"account": state["account"], **dict(zip(FILL_FIELDS, wire, strict=True))}
+        for key in BATCH_DEPENDENT_FIELDS:
+            fill.pop(key, None)
+        entries.append((label, "fill", None, fill))
+    return entries
 
 
 def _short(value: Any, limit: int = 300) -> str:

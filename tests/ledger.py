@@ -141,3 +141,30 @@ def accounts_with(*pairs: tuple[str, str]) -> str:
         lines.append(json.dumps({"type": "open_account", "id": f"open-{name}", "account": name}))
         lines.append(json.dumps({"type": "deposit", "id": f"dep-{name}", "account": name, "amount": amount}))
     return "\n".join(lines)
+
+
+def trade_order_free_events(app: ClearingApplication) -> list[tuple[str, str]]:
+    """(event type, aggregate) of every event but the per-batch ``TradingRecorded``, with each
+    run's fills (``Account.FillsRecorded``, ADR 25) as one ``("fill <trade id>", account)``
+    entry per fill, the fills of consecutive runs sorted: how trades group into runs and
+    events depends on where batches were cut, which fills were recorded does not."""
+    notifications = app.recorder.select_notifications(start=1, limit=10**7)
+    entries: list[tuple[str, str]] = []
+    stretch: list[tuple[str, str]] = []
+    for notification in notifications:
+        if notification.topic.endswith("TradingRecorded"):
+            continue
+        if notification.topic.endswith(":Account.FillsRecorded"):
+            event = app.mapper.to_domain_event(notification)
+            stretch.extend((f"fill {wire[0]}", event.account) for wire in event.fills)
+            continue
+        entries.extend(sorted(stretch))
+        stretch = []
+        entries.append((notification.topic, str(notification.originator_id)))
+    return entries + sorted(stretch)
+
+
+def unversioned(view: dict[str, Any]) -> dict[str, Any]:
+    """An account's view without its version, which counts its stored events: a batch stores
+    each account's fills of a run of trades as one event (ADR 25), so it depends on batching."""
+    return {key: value for key, value in view.items() if key != "version"}

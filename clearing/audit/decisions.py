@@ -120,7 +120,9 @@ aggregate by aggregate in the order the command first touched them (so a fund dr
 come before or after the fill it pays for). Both are audited alike: checks that join
 events of several aggregates run when the command ends, joining fills, draws and covers by
 (account, liquidation id), since one command can reuse an id for two accounts. Batch-level
-``Market.TradingRecorded`` events end the batch's last command.
+``Market.TradingRecorded`` events end the batch's last command. An account's fills of a run of
+trades (``Account.FillsRecorded``, ADR 25) are read as a trade command of their own, each fill as
+the ``TradeFilled`` it replaces.
 
 Missed calls are found without re-checking every holder on every price. A healthy
 account gets a trigger price per market it holds, from its slack: with budget = equity -
@@ -147,6 +149,7 @@ from clearing.audit.log import CheckFailed, LogPage, log_events
 from clearing.domain.account import BANKRUPT, HEALTHY, LIQUIDATING, MARGIN_CALL, Account
 from clearing.domain.clearinghouse import Clearinghouse
 from clearing.domain.command_record import CommandRecord
+from clearing.domain.fills import trade_fills
 from clearing.domain.insurance import FundCause, InsuranceFund
 from clearing.domain.liquidation_math import (
     bankruptcy_price,
@@ -619,6 +622,13 @@ class DecisionAudit:
 
     def on_trading_recorded(self, position: int, event: Any) -> None:
         self.end_command()
+
+    def on_fills(self, position: int, event: Any) -> None:
+        """One account's fills of a run of trades (ADR 25): a trade command of its own."""
+        self.end_command()
+        self.command = _Command(position, event.run, "trade", None, self.fund)
+        for fill in trade_fills(event):
+            self.on_trade(position, fill)
 
     def end_command(self) -> None:
         """Run the joins of the command just ended (once), then forget it."""
@@ -1629,6 +1639,7 @@ _HANDLERS: dict[type, Callable[[DecisionAudit, int, Any], None]] = {
     Account.Deposited: DecisionAudit.on_deposited,
     Account.Withdrawn: DecisionAudit.on_withdrawn,
     Account.TradeFilled: DecisionAudit.on_trade,
+    Account.FillsRecorded: DecisionAudit.on_fills,
     Account.AccountClosed: DecisionAudit.on_account_closed,
     Account.MarginCallIssued: DecisionAudit.on_call_issued,
     Account.MarginCallMet: DecisionAudit.on_call_met,

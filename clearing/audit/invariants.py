@@ -65,6 +65,7 @@ from clearing.domain import ids
 from clearing.domain.account import Account
 from clearing.domain.clearinghouse import Clearinghouse
 from clearing.domain.command_record import CommandRecord
+from clearing.domain.fills import trade_fills
 from clearing.domain.insurance import FundCause, InsuranceFund
 from clearing.domain.market import Market
 from clearing.errors import InvariantViolation
@@ -153,12 +154,12 @@ class InvariantCheck:
             for notification, event in page.decoded():
                 cls = type(event)
                 fold.counts[cls.__qualname__] += 1
-                handler = ON.get(cls)
-                if handler is not None:
-                    handler(fold, event)
                 if cls in COMMAND_ENDS:  # the previous command ended: its accounts and its decisions
                     _solvent(fold, notification.id)
                     properties.end_command(decisions, notification.id)
+                handler = ON.get(cls)
+                if handler is not None:
+                    handler(fold, event)
                 check = properties.ON.get(cls)
                 if check is not None:
                     check(decisions, event)
@@ -249,6 +250,15 @@ def _withdrawn(fold: Fold, event: Account.Withdrawn) -> None:
 @ON.register(Account.TradeFilled)
 def _trade_filled(fold: Fold, event: Account.TradeFilled) -> None:
     _fill(fold, event.account, event.market, event.size_delta, event.price, event.realized_pnl)
+
+
+@ON.register(Account.FillsRecorded)
+def _fills_recorded(fold: Fold, event: Account.FillsRecorded) -> None:
+    """One account's fills of a run: a command of its own (it ends the one before it), each
+    fill folded as the ``TradeFilled`` it replaces."""
+    _covered_end_at_zero_or_above(fold)
+    for fill in trade_fills(event):
+        _fill(fold, fill.account, fill.market, fill.size_delta, fill.price, fill.realized_pnl)
 
 
 @ON.register(Account.Liquidated)

@@ -37,6 +37,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field, fields
 from decimal import Decimal, localcontext
 from itertools import pairwise
+from typing import Any
 
 from clearing.audit.log import Handlers
 from clearing.domain.account import BANKRUPT, Account
@@ -46,7 +47,9 @@ from clearing.domain.parameters import ADL, WATERFILL_LEVERAGE
 from clearing.errors import InvariantViolation
 from clearing.money import LEDGER_CONTEXT, ZERO
 
-COMMAND_ENDS = frozenset({CommandRecord.Accepted, CommandRecord.Rejected})  # a record starts the next command
+#: A command record starts the next command; so does an account's fills of a run of trades
+#: (``Account.FillsRecorded``, ADR 25), which is checked as a command of its own.
+COMMAND_ENDS: frozenset[type[Any]] = frozenset({CommandRecord.Accepted, CommandRecord.Rejected, Account.FillsRecorded})
 UNRANKED_QUEUE = WATERFILL_LEVERAGE  # records leverage before, drained to equal leverage: no score order
 
 

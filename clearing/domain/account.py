@@ -25,6 +25,7 @@ from uuid import UUID
 from eventsourcing.domain import Aggregate
 
 from clearing.domain.decision_order import InDecisionOrder
+from clearing.domain.fills import trade_fills
 from clearing.domain.ids import account_id
 from clearing.domain.risk.fill import effect_under_context
 from clearing.money import ZERO, exact
@@ -185,6 +186,26 @@ class Account(InDecisionOrder):
                 realized_pnl=realized_before + self.realized_pnl,
             )
             account.collateral = self.collateral_after
+
+    class FillsRecorded(Aggregate.Event):
+        """This account's fills of one run of trades (ADR 25; ``clearing.domain.fills``).
+
+        Each fill is what a ``TradeFilled`` carries; ``apply`` assigns each fill's decided
+        "after" values in order, as ``TradeFilled.apply`` does. ``run`` is the trade id of
+        the run's first trade, ``operator`` who posted the run and ``latest_at`` the log's
+        business-time watermark after it (as a command record's, ``command_record``).
+        """
+
+        account: str
+        run: str
+        operator: str
+        latest_at: datetime
+        fills: list[list[Any]]
+
+        def apply(self, account: Account) -> None:
+            for fill in trade_fills(self):
+                _set_position(account, fill.market, fill.position_size_after, fill.position_cost_after, fill.realized_pnl)
+                account.collateral = fill.collateral_after
 
     class AccountClosed(Aggregate.Event):
         account: str

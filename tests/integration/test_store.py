@@ -17,6 +17,7 @@ from clearing.application import ClearingApplication, Envelope
 from clearing.audit.invariants import check_ledger
 from clearing.commands import parse_command
 from clearing.domain import ids
+from clearing.domain.fills import trade_fills
 from clearing.settings import store_env
 from tests.conftest import REPO
 from tests.ledger import MARKET_BTC, T0, Ledger, accounts_with
@@ -49,12 +50,17 @@ def test_events_are_stored_in_command_order_with_decided_numbers(store_db):
     outcomes = ledger.post_ok(SCRIPT)
     positions = [p for o in outcomes for p in o.positions]
     assert positions == sorted(positions) and len(set(positions)) == len(positions)
+    # a trade stores no record of its own: its answer is in the command index, and each side's
+    # fill is in its account's FillsRecorded of the run (here a run of one trade, between prices)
     trade = next(o for o in outcomes if o.command_id == "t1")
-    record, buyer, seller = (ledger.app.mapper.to_domain_event(n) for n in
-                             ledger.app.recorder.select_notifications(start=trade.positions[0], limit=3))
-    assert record.command_type == "trade" and record.content["size"] == "0.4"
-    assert (buyer.account, buyer.size_delta, buyer.price_mark) == ("alice", Decimal("0.4"), Decimal(50000))
+    assert len(trade.positions) == 2
+    buyer_row, seller_row = (ledger.app.mapper.to_domain_event(n) for n in
+                             ledger.app.recorder.select_notifications(start=trade.positions[0], limit=2))
+    (buyer,), (seller,) = trade_fills(buyer_row), trade_fills(seller_row)
+    assert (buyer.account, buyer.size_delta, buyer.price_mark, buyer.trade_id) == ("alice", Decimal("0.4"), Decimal(50000), "t1")
     assert (seller.account, seller.size_delta, seller.initial_margin_after) == ("bob", Decimal("-0.4"), Decimal(2000))
+    row = ledger.app.recorder.select_commands(["t1"])["t1"]
+    assert row.command_type == "trade" and row.content_dict()["size"] == "0.4" and row.code is None
 
 
 def test_long_lived_accounts_load_from_snapshots(store_db):

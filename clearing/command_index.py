@@ -1,0 +1,102 @@
+"""The command index: every answered client command id, in a keyed table (ADR 25).
+
+Idempotency (ADR 4) needs, for a posted id, whether it was answered, its canonical content
+and, for a rule rejection, the error. A ``CommandRecord`` aggregate per command gave that at
+the cost of one stored event per trade. The index is a table ``clearing_commands``
+(``command_id`` primary key, ``command_type``, ``content`` as JSON, ``code``, ``field``,
+``message``) written by the recorder **in the same transaction as the events**, so an
+answer is stored exactly when its events are, and a second answer for the same id fails
+the insert with the library's ``IntegrityError`` even when two writers race, as the
+record's version did.
+
+The index holds nothing the log does not: :func:`index_rows` derives its rows from the
+events of a batch, and that one function is used both when a batch is saved and when a
+log is imported (``clearing.transfer``), so an imported store answers every id as the
+original does. A command record (``Accepted`` or ``Rejected``) gives its own row; a run's
+fills (``Account.FillsRecorded``) give one row per trade, from the buyer's fill: the trade
+``{"type": "trade", "market", "buyer", "seller", "size", "price"}`` plus ``at`` when the
+command carried one. Example: alice's fill of trade t7, buying 0.5 BTC-PERP from bob at
+50000, gives ``("t7", "trade", {"type": "trade", "market": "BTC-PERP", "buyer": "alice",
+"seller": "bob", "size": "0.5", "price": "50000"}, None, None, None)``.
+
+Logs written before the index keep their command records, which the application still
+reads for an id the index does not hold (``clearing.application.stored_answers``).
+"""
+
+from __future__ import annotations
+
+import decimal
+from collections.abc import Iterable, Sequence
+from typing import Any, NamedTuple, Protocol
+
+import orjson
+from eventsourcing.utils import get_topic
+
+from clearing.domain.account import Account
+from clearing.domain.command_record import CommandRecord
+from clearing.domain.fills import trade_fills
+from clearing.money import LEDGER_CONTEXT, canonical_text
+
+TABLE = "clearing_commands"
+#: The topics whose events give index rows (what an import decodes to rebuild the index).
+INDEXED_TOPICS = frozenset({get_topic(Account.FillsRecorded), get_topic(CommandRecord.Accepted),
+                            get_topic(CommandRecord.Rejected)})
+COMMANDS_KWARG = "command_rows"  # the rows a save writes, passed to the recorder's insert
+COLUMNS = ("command_id", "command_type", "content", "code", "field", "message")
+
+
+class CommandRow(NamedTuple):
+    """One answered id: its canonical content and, for a rejection, the error."""
+
+    command_id: str
+    command_type: str
+    content: str  # canonical content as JSON (keys sorted)
+    code: str | None
+    field: str | None
+    message: str | None
+
+    def content_dict(self) -> dict[str, Any]:
+        loaded: dict[str, Any] = orjson.loads(self.content)
+        return loaded
+
+
+class CommandIndex(Protocol):
+    """What the recorders add for the index (``clearing.recorders``)."""
+
+    def select_commands(self, command_ids: Sequence[str]) -> dict[str, CommandRow]: ...
+
+    def count_commands(self) -> int: ...
+
+
+def index_rows(events: Iterable[Any]) -> list[CommandRow]:
+    """The index rows a sequence of domain events gives, in log order."""
+    rows: list[CommandRow] = []
+    with decimal.localcontext(LEDGER_CONTEXT):
+        for event in events:
+            cls = type(event)
+            if cls is Account.FillsRecorded:
+                for fill in trade_fills(event):
+                    if fill.size_delta > 0:  # the buyer's side: one row per trade
+                        rows.append(CommandRow(fill.trade_id, "trade", _json(trade_content(fill)), None, None, None))
+            elif cls is CommandRecord.Accepted:
+                rows.append(CommandRow(event.command_id, event.command_type, _json(event.content), None, None, None))
+            elif cls is CommandRecord.Rejected:
+                rows.append(CommandRow(event.command_id, event.command_type, _json(event.content), event.code,
+                                       event.field, event.message))
+    return rows
+
+
+def trade_content(fill: Any) -> dict[str, Any]:
+    """The canonical content of the trade command whose buyer's fill is ``fill``
+    (``Command.content``: ``type`` and the fields as posted, numbers in canonical text)."""
+    content: dict[str, Any] = {
+        "type": "trade", "market": fill.market, "buyer": fill.account, "seller": fill.counterparty,
+        "size": canonical_text(fill.size_delta), "price": canonical_text(fill.price),
+    }
+    if fill.posted_at:
+        content["at"] = fill.at.isoformat()
+    return content
+
+
+def _json(content: dict[str, Any]) -> str:
+    return orjson.dumps(content, option=orjson.OPT_SORT_KEYS).decode()
