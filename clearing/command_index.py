@@ -34,13 +34,14 @@ from eventsourcing.utils import get_topic
 
 from clearing.domain.account import Account
 from clearing.domain.command_record import CommandRecord
-from clearing.domain.fills import trade_fills
+from clearing.domain.fills import FILL_FIELDS, from_wire
 from clearing.money import LEDGER_CONTEXT, canonical_text
 
 TABLE = "clearing_commands"
 #: The topics whose events give index rows (what an import decodes to rebuild the index).
 INDEXED_TOPICS = frozenset({get_topic(Account.FillsRecorded), get_topic(CommandRecord.Accepted),
                             get_topic(CommandRecord.Rejected)})
+SIZE = FILL_FIELDS.index("size_delta")
 COMMANDS_KWARG = "command_rows"  # the rows a save writes, passed to the recorder's insert
 COLUMNS = ("command_id", "command_type", "content", "code", "field", "message")
 
@@ -75,8 +76,9 @@ def index_rows(events: Iterable[Any]) -> list[CommandRow]:
         for event in events:
             cls = type(event)
             if cls is Account.FillsRecorded:
-                for fill in trade_fills(event):
-                    if fill.size_delta > 0:  # the buyer's side: one row per trade
+                for wire in event.fills:
+                    if wire[SIZE][0] != "-":  # the buyer's side (a fill's size is never zero): one row per trade
+                        fill = from_wire(event.account, wire)
                         rows.append(CommandRow(fill.trade_id, "trade", _json(trade_content(fill)), None, None, None))
             elif cls is CommandRecord.Accepted:
                 rows.append(CommandRow(event.command_id, event.command_type, _json(event.content), None, None, None))
