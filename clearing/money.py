@@ -172,7 +172,7 @@ def canonical_text(value: Decimal) -> str:
     """A command field's number as its canonical content holds it (idempotency, ADR 4):
     normalized, without exponent, in the current decimal context.
 
-    >>> canonical_text(D("0.50")), canonical_text(D("5E+4"))
+    >>> canonical_text(D("0.50")), canonical_text(D("50000.00"))
     ('0.5', '50000')
     """
     return format(value.normalize(), "f")
