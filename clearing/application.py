@@ -38,7 +38,7 @@ from eventsourcing.utils import get_topic
 
 from clearing.audit.log import read_log
 from clearing.business_time import TimeLimits, check_not_backdated
-from clearing.command_index import COMMANDS_KWARG, CommandIndex, index_rows
+from clearing.command_index import BUILT_TABLE, COMMANDS_KWARG, CommandIndex, ensure_built, index_rows
 from clearing.command_index import TABLE as COMMAND_TABLE
 from clearing.commands import Command
 from clearing.composition import Parts, real_parts
@@ -172,6 +172,7 @@ class ClearingApplication(Application[UUID]):
         self._watermark: datetime | None = None  # greatest ``at`` answered, as of _watermark_head
         self._watermark_head: int | None = None
         self._deciding_watermark: datetime | None = None
+        self._index_built = False  # checked once, before the first batch (command_index.ensure_built)
 
     def construct_recorder(self) -> Any:
         """The library's recorder; its table creation is retried (see ``_create_racing``).
@@ -217,6 +218,9 @@ class ClearingApplication(Application[UUID]):
     def execute(self, envelopes: Sequence[Envelope]) -> list[Outcome]:
         """Decide and commit a batch, in transactions of at most about MAX_EVENTS_PER_TRANSACTION
         events (whole commands only), so no writer holds the store's lock for long."""
+        if not self._index_built:  # a store written before the command index gets it first
+            ensure_built(self)
+            self._index_built = True
         outcomes: list[Outcome] = []
         while len(outcomes) < len(envelopes):
             outcomes.extend(self._execute_part(envelopes[len(outcomes):]))
@@ -534,7 +538,7 @@ def _if_later(watermark: datetime, at: datetime) -> datetime | None:
 
 def _postgres_tables_exist(factory: Any) -> bool:
     """The library's tables (events, snapshots) and the command index exist in the configured schema."""
-    names = [f"{ClearingApplication.name.lower()}_{kind}" for kind in ("events", "snapshots")] + [COMMAND_TABLE]
+    names = [f"{ClearingApplication.name.lower()}_{kind}" for kind in ("events", "snapshots")] + [COMMAND_TABLE, BUILT_TABLE]
     schema = factory.datastore.schema or "public"
     with factory.datastore.get_connection() as connection, connection.cursor() as cursor:
         cursor.execute(

@@ -32,12 +32,14 @@ from typing import Any, NamedTuple, Protocol
 import orjson
 from eventsourcing.utils import get_topic
 
+from clearing.audit.log import read_log
 from clearing.domain.account import Account
 from clearing.domain.command_record import CommandRecord
 from clearing.domain.fills import FILL_FIELDS, from_wire
 from clearing.money import LEDGER_CONTEXT, canonical_text
 
 TABLE = "clearing_commands"
+BUILT_TABLE = "clearing_commands_built"  # one row once the index holds every answer of the log
 #: The topics whose events give index rows (what an import decodes to rebuild the index).
 INDEXED_TOPICS = frozenset({get_topic(Account.FillsRecorded), get_topic(CommandRecord.Accepted),
                             get_topic(CommandRecord.Rejected)})
@@ -67,6 +69,33 @@ class CommandIndex(Protocol):
     def select_commands(self, command_ids: Sequence[str]) -> dict[str, CommandRow]: ...
 
     def count_commands(self) -> int: ...
+
+    def command_index_built(self) -> bool: ...
+
+    def build_command_index(self, rows: Sequence[CommandRow]) -> None: ...
+
+
+def ensure_built(app: Any) -> None:
+    """Build the index of a store written before it existed, once, before anything is posted.
+
+    A store that predates the index holds its answers only as command records, and a trade no
+    longer writes one, so a re-posted old id would collide with nothing: the index must hold
+    every answer of the log before the first batch is decided. The rows come from the log's
+    records (``index_rows``), read and written holding the writers' lock exclusively (no batch
+    can commit meanwhile), with the marker ``clearing_commands_built`` in the same transaction;
+    a new store gets the marker alone on its first post. A record that cannot be decoded is
+    left out (its id is still found through the record when a batch is refused:
+    ``clearing.application.stored_answers``).
+    """
+    recorder: CommandIndex = app.recorder
+    if recorder.command_index_built():
+        return
+    with app.writer_lock.exclusive():
+        if recorder.command_index_built():
+            return
+        head = app.recorder.max_notification_id() or 0
+        pages = read_log(app.recorder, app.mapper, stop=head, topics=sorted(INDEXED_TOPICS)) if head else iter(())
+        recorder.build_command_index(index_rows(event for page in pages for event in page.events if event is not None))
 
 
 def index_rows(events: Iterable[Any]) -> list[CommandRow]:
@@ -101,4 +130,6 @@ def trade_content(fill: Any) -> dict[str, Any]:
 
 
 def _json(content: dict[str, Any]) -> str:
-    return orjson.dumps(content, option=orjson.OPT_SORT_KEYS).decode()
+    # ``default=str``: a record written before reserved keys were refused may decode a
+    # ``{"_type_": ...}`` object of its content into a library type (``commands._check_values``)
+    return orjson.dumps(content, option=orjson.OPT_SORT_KEYS, default=str).decode()

@@ -447,6 +447,10 @@ def parse_line_in_full(line: str) -> Command:
 
 
 MAX_DEPTH = 8  # a line's objects and arrays (tiers and parameters need 2)
+#: Keys the library's JSON transcoder reads as a typed value (``{"_type_": "decimal_str",
+#: "_data_": "2"}`` decodes as a Decimal): inside a command's objects they would not read
+#: back as posted, so a re-post or an import would not find the content it stored.
+RESERVED_KEYS = frozenset({"_type_", "_data_"})
 _INT_LIMIT = 2**63  # integers inside objects and arrays are stored as JSON numbers: 64 bits
 _SURROGATE_ESCAPE = re.compile(r"\\u[dD][89a-fA-F]")
 _SURROGATE = re.compile("[\ud800-\udfff]")
@@ -494,6 +498,9 @@ def _check_values(value: Any, path: str, depth: int) -> None:
         for key, item in items:
             where = f"{path}.{key}" if path else str(key)
             if isinstance(key, str):
+                if depth > 0 and key in RESERVED_KEYS:  # inside a field's value (top-level keys are fields)
+                    raise InputError("invalid_value", where, f"{where}: the key {key!r} is reserved by the event "
+                                     "store's encoding of typed values and cannot be stored as given")
                 _check_values(key, where, depth + 1)
             _check_values(item, where, depth + 1)
 

@@ -31,7 +31,7 @@ from eventsourcing.popo import POPOApplicationRecorder
 from eventsourcing.sqlite import SQLiteApplicationRecorder
 from eventsourcing.utils import get_topic
 
-from clearing.command_index import COLUMNS, COMMANDS_KWARG, CommandRow
+from clearing.command_index import BUILT_TABLE, COLUMNS, COMMANDS_KWARG, CommandRow
 from clearing.command_index import TABLE as COMMAND_TABLE
 
 READ_SET_KWARG = "read_versions"
@@ -71,7 +71,20 @@ class ClearingSQLiteRecorder(SQLiteApplicationRecorder):
             f"CREATE TABLE IF NOT EXISTS {COMMAND_TABLE} (command_id TEXT PRIMARY KEY, command_type TEXT NOT NULL, "
             "content TEXT NOT NULL, code TEXT, field TEXT, message TEXT) WITHOUT ROWID"
         )
+        statements.append(f"CREATE TABLE IF NOT EXISTS {BUILT_TABLE} (id INTEGER PRIMARY KEY CHECK (id = 1))")
         return statements
+
+    def command_index_built(self) -> bool:
+        """Whether the index holds every answer of the log (``command_index.ensure_built``)."""
+        with self.datastore.transaction(commit=False) as c:
+            c.execute(f"SELECT count(*) FROM {BUILT_TABLE}")
+            return bool(c.fetchone()[0])
+
+    def build_command_index(self, rows: Sequence[CommandRow]) -> None:
+        """The log's rows (those already stored kept) and the marker, in one transaction."""
+        with self.datastore.transaction(commit=True) as c:
+            c.executemany(f"INSERT OR IGNORE INTO {COMMAND_TABLE} VALUES (?, ?, ?, ?, ?, ?)", rows)
+            c.execute(f"INSERT OR IGNORE INTO {BUILT_TABLE} VALUES (1)")
 
     def select_commands(self, command_ids: Sequence[str]) -> dict[str, CommandRow]:
         """The index rows of ``command_ids`` that are stored (one query per chunk)."""
@@ -130,6 +143,7 @@ class ClearingPOPORecorder(POPOApplicationRecorder):
     def __init__(self) -> None:
         super().__init__()
         self._commands: dict[str, CommandRow] = {}
+        self._built = False
 
     def select_commands(self, command_ids: Sequence[str]) -> dict[str, CommandRow]:
         with self._database_lock:
@@ -138,6 +152,15 @@ class ClearingPOPORecorder(POPOApplicationRecorder):
     def count_commands(self) -> int:
         with self._database_lock:
             return len(self._commands)
+
+    def command_index_built(self) -> bool:
+        return self._built
+
+    def build_command_index(self, rows: Sequence[CommandRow]) -> None:
+        with self._database_lock:
+            for row in rows:
+                self._commands.setdefault(row.command_id, row)
+            self._built = True
 
     def _assert_uniqueness(self, stored_events: Sequence[StoredEvent], **kwargs: Any) -> None:
         super()._assert_uniqueness(stored_events, **kwargs)

@@ -35,7 +35,7 @@ import orjson
 from eventsourcing.persistence import StoredEvent
 
 from clearing.audit.chain import GENESIS, PAGE, SCHEME, Digest, digest, iter_pages, notification_hash
-from clearing.command_index import COMMANDS_KWARG, INDEXED_TOPICS, index_rows
+from clearing.command_index import COMMANDS_KWARG, INDEXED_TOPICS, ensure_built, index_rows
 from clearing.errors import InputError
 
 FORMAT = "clearing-event-log"
@@ -260,6 +260,7 @@ def import_log(app: Any, path: Path, *, progress: Progress | None = None, batch:
     _check_prefix(present, plan)
     if skip == plan.digest.events:
         return present
+    ensure_built(app)  # an empty store's marker, or the index of a prefix written before it
     last_position = _insert(recorder, app.mapper, path, plan, skip, batch, progress)
     return Digest(last_position, plan.digest.events, plan.digest.head)
 

@@ -216,11 +216,17 @@ def _summary(counts: dict[str, int]) -> None:
 
 @main.command()
 @click.option("--from", "start", type=click.IntRange(1), default=1, show_default=True, help="First log position.")
-@click.option("--limit", type=click.IntRange(1), default=None, help="Stop after this many events.")
-@click.option("--json", "as_json", is_flag=True, help="One JSON object per event.")
+@click.option("--limit", type=click.IntRange(1), default=None,
+              help="Stop after this many events (log positions; a run's fills are one event).")
+@click.option("--json", "as_json", is_flag=True, help="One JSON object per event (per fill of a run's fills).")
 @pass_store
 def events(store: Store, start: int, limit: int | None, as_json: bool) -> None:
-    """List the event log in order, from position --from."""
+    """List the event log in order, from position --from.
+
+    An account's fills of a run of trades (Account.FillsRecorded, one stored event) are
+    listed one line per fill, each with the trade's fields and its place in the event
+    (fill N of M), under the event's log position.
+    """
     from clearing.audit.log import Unreadable
     from cli.queries import iter_events
 

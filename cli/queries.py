@@ -37,13 +37,14 @@ def iter_events(app: ClearingApplication, start: int, limit: int | None) -> Iter
     """Events from log position ``start`` on, at most ``limit`` (``clearing.audit.log.read_log``).
 
     ``islice`` stops before asking for the page after the last event wanted, so a later row
-    that cannot be decoded is never read.
+    that cannot be decoded is never read. A limit counts stored events (log positions), so
+    paging on with ``--from`` the last position shown plus one misses nothing: a run's row of
+    fills (ADR 25) is printed whole, one record per fill.
     """
     page = PAGE if limit is None else max(1, min(PAGE, limit))
     pages = read_log(app.recorder, app.mapper, start=start, page=page)
-    records = (record for log_page in pages for notification, event in log_page.decoded()
-               for record in _records(notification, event))
-    return islice(records, limit)
+    rows = islice(((notification, event) for log_page in pages for notification, event in log_page.decoded()), limit)
+    return (record for notification, event in rows for record in _records(notification, event))
 
 
 def _records(notification: Any, event: Any) -> Iterator[dict[str, Any]]:

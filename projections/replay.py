@@ -69,9 +69,20 @@ def resolve_until(app: Any, text: str) -> int:
 
 
 def _position_before(app: ClearingApplication, moment: datetime, head: int) -> int:
+    """The last position before the first event after ``moment``; a run of fills (ADR 25: its
+    rows, consecutive, one per account) counts as one event, after ``moment`` when any of its
+    fills is, so the state never holds half a trade."""
+    run: tuple[str, int] | None = None  # (run, position of its first row)
     for page in read_log(app.recorder, app.mapper, page=PAGE, stop=head):
         for note, event in page.decoded():
-            at = latest_fill_at(event) if isinstance(event, Account.FillsRecorded) else getattr(event, "at", None)
+            if isinstance(event, Account.FillsRecorded):
+                if run is None or run[0] != event.run:
+                    run = (event.run, note.id)
+                if latest_fill_at(event) > moment:
+                    return run[1] - 1
+                continue
+            run = None
+            at = getattr(event, "at", None)
             if at is not None and at > moment:
                 return note.id - 1
     return head

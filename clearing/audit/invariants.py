@@ -255,10 +255,14 @@ def _trade_filled(fold: Fold, event: Account.TradeFilled) -> None:
 @ON.register(Account.FillsRecorded)
 def _fills_recorded(fold: Fold, event: Account.FillsRecorded) -> None:
     """One account's fills of a run: a command of its own (it ends the one before it), each
-    fill folded as the ``TradeFilled`` it replaces."""
+    fill folded as the ``TradeFilled`` it replaces and the account valued after it, as at the
+    end of each trade (a trade changes its two accounts only, and no mark moves in a run)."""
     _covered_end_at_zero_or_above(fold)
     for fill in trade_fills(event):
         _fill(fold, fill.account, fill.market, fill.size_delta, fill.price, fill.realized_pnl)
+        if fill.account not in fold.held_back and _equity(fold, fill.account) < ZERO:  # as at each trade's end
+            raise InvariantViolation(f"solvency: {fill.account} ends trade {fill.trade_id} (recorded in the fills at "
+                                     f"version {event.originator_version}) with equity {_equity(fold, fill.account)}")
 
 
 @ON.register(Account.Liquidated)

@@ -86,8 +86,8 @@ def trade_fills(event: Any) -> Iterator[TradeFill]:
 def latest_fill_at(event: Any) -> datetime:
     """The latest business time among a ``FillsRecorded`` event's fills.
 
-    A state "as of" a time includes a row of fills only when every fill in it is at or
-    before that time, so it never shows a trade made after the time asked for (a row stores
-    one account's fills of one commit; it cannot be split).
+    A state "as of" a time includes a run of fills only when every fill of every row of it is
+    at or before that time (``projections.replay``), so it never shows a trade made after the
+    time asked for, nor one side of a trade without the other.
     """
     return max(datetime.fromisoformat(wire[_AT]) for wire in event.fills)

@@ -18,12 +18,16 @@ from clearing.audit.command_check import CommandIndexCheck
 from clearing.audit.log import CheckFailed, read_log
 from clearing.command_index import COMMANDS_KWARG, CommandRow
 from clearing.domain.account import Account
+from clearing.domain.command_record import accepted
 from clearing.domain.fills import trade_fills
 from clearing.recorders import READ_SET_KWARG
 from clearing.settings import store_env
 from clearing.transfer import export_log, import_log
+from cli.queries import iter_events
+from projections.queries import account_view
+from projections.replay import replay_views, resolve_until
 from tests.integration.test_concurrency_review import interleave
-from tests.ledger import MARKET_BTC, Ledger, accounts_with
+from tests.ledger import MARKET_BTC, T0, Ledger, accounts_with
 
 BOOK = f"""
 {MARKET_BTC}
@@ -179,3 +183,72 @@ def test_the_commands_check_finds_an_index_row_edited_deleted_or_added(sqlite_db
     with pytest.raises(CheckFailed) as failed:
         _check(ledger)
     assert str(failed.value).startswith(finding)
+
+
+def _sql(recorder: object, statement: str) -> None:
+    """One statement on the store itself (the index tables are schema-qualified on PostgreSQL)."""
+    schema = getattr(recorder.datastore, "schema", None)  # type: ignore[attr-defined]
+    if schema:
+        statement = statement.replace("clearing_commands", f'"{schema}".clearing_commands')
+    with recorder.datastore.transaction(commit=True) as cursor:  # type: ignore[attr-defined]
+        cursor.execute(statement)
+
+
+def test_a_store_written_before_the_index_answers_its_old_ids(store_db):
+    """A store that predates the index: its answers are command records only (a trade's too),
+    and no index. The first post builds the index from the records, so old ids keep their
+    answers although a trade writes no record any more."""
+    old = Ledger(store_env(store_db))
+    old.post_ok(BOOK)
+    content = {"type": "trade", "market": "BTC-PERP", "buyer": "alice", "seller": "bob", "size": "0.5", "price": "50000"}
+    record = accepted("old-t", "trade", content, "", T0, None)  # as the code before the index recorded a trade
+    old.app.recorder.insert_events([old.app.mapper.to_stored_event(record)])
+    _sql(old.app.recorder, "DELETE FROM clearing_commands")
+    _sql(old.app.recorder, "DELETE FROM clearing_commands_built")
+    assert CommandIndexCheck(old.app).finish(old.head()).startswith("no command index yet")
+
+    new = Ledger(store_env(store_db))
+    same, as_trade, again = new.post("""
+{"type":"trade","id":"old-t","market":"BTC-PERP","buyer":"alice","seller":"bob","size":"0.5","price":"50000"}
+{"type":"trade","id":"dep-alice","market":"BTC-PERP","buyer":"alice","seller":"bob","size":"0.1","price":"50000"}
+{"type":"deposit","id":"dep-bob","account":"bob","amount":"100000"}
+""", auto_id=False)
+    assert same.status == "already_applied" and again.status == "already_applied"
+    assert (as_trade.code, as_trade.field) == ("id_conflict", "type")
+    assert new.position("alice", "BTC-PERP") == 0  # the old trade was not decided again
+    assert new.app.recorder.command_index_built() and new.app.recorder.count_commands() == 9
+    assert _check(new).startswith("9 command id(s) indexed as the log answers them, and no other")
+
+
+def test_as_of_a_time_inside_a_run_never_shows_half_a_trade(sqlite_db):
+    """Rows of a run are one per account: a time between two of its trades must not keep a
+    row of the first trade and drop its counterparty's."""
+    ledger = Ledger(store_env(sqlite_db))
+    ledger.post_ok(BOOK)
+    ledger.post_ok("""
+{"type":"trade","id":"t1","market":"BTC-PERP","buyer":"alice","seller":"bob","size":"0.5","price":"50000","at":"2025-01-01T01:00:01Z"}
+{"type":"trade","id":"t2","market":"BTC-PERP","buyer":"carol","seller":"bob","size":"0.2","price":"50000","at":"2025-01-01T01:00:03Z"}
+""")
+    rows = fills_rows(ledger)
+    assert [row.account for row in rows] == ["alice", "bob", "carol"]  # bob's row holds t1 and t2
+    until = resolve_until(ledger.app, "2025-01-01T01:00:02Z")
+    assert until == ledger.head() - 4  # before the run's first row (three rows and TradingRecorded)
+    views = replay_views(ledger.app, until, ["margin"])
+    assert [account_view(views, name, None)["positions"] for name in ("alice", "bob")] == [[], []]
+
+
+def test_events_pages_by_stored_event_and_shows_every_fill(sqlite_db):
+    ledger = Ledger(store_env(sqlite_db))
+    ledger.post_ok(BOOK)
+    ledger.post_ok(RUN)
+    start, shown = 1, []
+    while True:
+        page = list(iter_events(ledger.app, start, 2))
+        if not page:
+            break
+        shown += page
+        start = page[-1]["position"] + 1
+    fills = [(r["data"]["trade_id"], r["data"]["account"]) for r in shown if r["type"] == "Account.FillsRecorded"]
+    assert sorted(fills) == sorted([("t1", "alice"), ("t1", "bob"), ("t2", "alice"), ("t2", "carol"),
+                                    ("t3", "carol"), ("t3", "bob")])
+    assert len({r["position"] for r in shown}) == ledger.head()

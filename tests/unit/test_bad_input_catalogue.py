@@ -127,6 +127,11 @@ CASES = [
      + "}}", "nesting_too_deep", None),
     ("nesting deeper than 8 levels", line(PARAMS, parameters={"margin_call_grace": [[[[[[[60]]]]]]]}), "nesting_too_deep",
      "parameters.margin_call_grace.0.0.0.0.0.0"),
+    ("the store's typed-value key inside parameters", line(PARAMS, parameters={
+        "approvals_required": {"_type_": "decimal_str", "_data_": "2"}}), "invalid_value",
+     "parameters.approvals_required._type_"),
+    ("the store's data key inside parameters", line(PARAMS, parameters={"margin_call_grace": {"_data_": "60"}}),
+     "invalid_value", "parameters.margin_call_grace._data_"),
     ("time out of range after its offset", line(DEPOSIT, at="0001-01-01T00:00:00+01:00"), "time_out_of_range", "at"),
     ("time not ASCII", line(DEPOSIT, at="２０２５-01-01T00:00:00Z"), "invalid_time", "at"),
     # -- numbers
