@@ -51,7 +51,14 @@ from clearing.errors import ClearingError, ConflictError, InputError, NotFoundEr
 from clearing.fill_runs import FillRun
 from clearing.handlers import HANDLERS
 from clearing.money import LEDGER_CONTEXT
-from clearing.recorders import READ_SET_KWARG, RECORDER_TOPICS, SHARED_LOCK_KWARG, ClearingPOPORecorder, is_postgres_factory
+from clearing.recorders import (
+    QUIET_SINCE_KWARG,
+    READ_SET_KWARG,
+    RECORDER_TOPICS,
+    SHARED_LOCK_KWARG,
+    ClearingPOPORecorder,
+    is_postgres_factory,
+)
 from clearing.transcodings import MarginTierAsDict, OrjsonEncodingTranscoder, PositionAsDict
 from clearing.working_set import StaleBatch, WorkingSet
 from clearing.writer_lock import writer_lock_of
@@ -510,6 +517,7 @@ def save_in_order(app: ClearingApplication, events: list[Any]) -> list[Any]:
     processing_event.saved_kwargs[READ_SET_KWARG] = app.working_set.read_versions
     processing_event.saved_kwargs[SHARED_LOCK_KWARG] = app.writer_lock.save_takes_shared()
     processing_event.saved_kwargs[COMMANDS_KWARG] = index_rows(events)
+    processing_event.saved_kwargs[QUIET_SINCE_KWARG] = app.working_set.quiet_since
     return app._record(processing_event)
 
 

@@ -121,6 +121,7 @@ def price(ws: WorkingSet, command: c.Price, at: datetime) -> str:
     params = ws.parameters(command.market)
     market.set_mark_price(command.price, at, command.source, params.oracle_sources, params.twap_window)
     checked = ws.parts.sweep(ws, market, at, "price")
+    ws.require_quiet_store()  # the sweep valued the other holders from memory
     source = f" (from {command.source})" if command.source else ""
     return f"mark {command.market} {fmt(market.mark)}{source}, {checked} account(s) checked"
 

@@ -37,6 +37,9 @@ from clearing.command_index import TABLE as COMMAND_TABLE
 READ_SET_KWARG = "read_versions"
 SHARED_LOCK_KWARG = "take_shared_writer_lock"  # PostgreSQL: take the writers' lock shared in the insert's transaction
 SQLITE_CHUNK = 900  # ids per statement, well below SQLite's variable limit
+#: The log head a batch started from when its decisions need that no other process wrote since
+#: (``WorkingSet.require_quiet_store``); None for every other batch.
+QUIET_SINCE_KWARG = "quiet_since"
 
 
 def _unwritten(read_versions: Mapping[UUID, int] | None, stored_events: Sequence[StoredEvent]) -> dict[UUID, int]:
@@ -117,6 +120,9 @@ class ClearingSQLiteRecorder(SQLiteApplicationRecorder):
 
     def _insert_events(self, c: Any, stored_events: Sequence[StoredEvent], **kwargs: Any) -> Sequence[int] | None:
         returning = super()._insert_events(c, stored_events, **kwargs)
+        quiet_since = kwargs.get(QUIET_SINCE_KWARG)
+        if quiet_since is not None and returning and returning[0] != quiet_since + 1:  # holding the write lock
+            raise IntegrityError(f"another process wrote after position {quiet_since}, which this batch started from")
         expected = _unwritten(kwargs.get(READ_SET_KWARG), stored_events)
         ids = list(expected)
         found: dict[UUID, int] = {}

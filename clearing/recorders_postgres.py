@@ -11,13 +11,13 @@ from collections.abc import Sequence
 from typing import Any
 from uuid import UUID
 
-from eventsourcing.persistence import StoredEvent
+from eventsourcing.persistence import IntegrityError, StoredEvent
 from eventsourcing.postgres import PostgresApplicationRecorder
 from psycopg.sql import SQL, Identifier
 
 from clearing.command_index import BUILT_TABLE, COLUMNS, COMMANDS_KWARG, CommandRow
 from clearing.command_index import TABLE as COMMAND_TABLE
-from clearing.recorders import READ_SET_KWARG, SHARED_LOCK_KWARG, _refuse_if_moved, _unwritten
+from clearing.recorders import QUIET_SINCE_KWARG, READ_SET_KWARG, SHARED_LOCK_KWARG, _refuse_if_moved, _unwritten
 from clearing.writer_lock import advisory_key
 
 
@@ -92,6 +92,14 @@ class ClearingPostgresRecorder(PostgresApplicationRecorder):
         super()._insert_events(curs, stored_events, **kwargs)
 
     def _insert_stored_events(self, curs: Any, stored_events: Sequence[StoredEvent], **kwargs: Any) -> None:
+        quiet_since = kwargs.get(QUIET_SINCE_KWARG)
+        if quiet_since is not None:  # under the table lock every earlier insert has committed
+            self._lock_table(curs)
+            curs.execute(SQL("SELECT MAX(notification_id) AS head FROM {schema}.{table}").format(
+                schema=Identifier(self.datastore.schema), table=Identifier(self.events_table_name)))
+            row = curs.fetchone()
+            if row and (row["head"] or 0) > quiet_since:
+                raise IntegrityError(f"another process wrote after position {quiet_since}, which this batch started from")
         expected = _unwritten(kwargs.get(READ_SET_KWARG), stored_events)
         if expected:
             self._lock_table(curs)  # the insert below takes it again (a no-op within one transaction)

@@ -84,6 +84,7 @@ class WorkingSet:
         """Fast-forward the shared aggregates we read without writing."""
         self.batch_start_versions = {}
         self.read_versions = {}
+        self.quiet_since: int | None = None  # set by a sweep: see ``require_quiet_store``
         self.trading.clear()
         forget_numbers()  # of events created outside a batch and never collected (a check's scratch account)
         if self.cache.too_large:
@@ -195,6 +196,20 @@ class WorkingSet:
     def holders(self, market: str) -> set[str]:
         """Accounts with an open position in ``market`` now (stored holders + this batch)."""
         return self.trading.holders(self._markets_by_name[market] if market in self._markets_by_name else self.market(market))
+
+    def require_quiet_store(self) -> None:
+        """This batch valued accounts from memory that it neither writes nor lists in its read
+        set: a price sweep checks only the holders its risk index says the new mark can reach.
+        Another process's write to any other holder between this batch's start and its commit
+        (a withdrawal decided on the old mark, a trade growing a position) would then be missed
+        by both: the batch must commit only if no other process wrote since it started
+        (``clearing.recorders``, ``QUIET_SINCE_KWARG``); else it is decided again, and after one
+        refusal under the writers' exclusive lock (ADR 23), where it cannot be refused.
+        Example: B holds a long and is healthy at 50,000; process 2 withdraws from B; process
+        1's price of 47,000 was decided without B: its commit is refused and, decided again on
+        B's new collateral, it calls B."""
+        if self.quiet_since is None:
+            self.quiet_since = self.known_head or 0
 
     def record_trading(self) -> list[Any]:
         """One ``TradingRecorded`` event per market traded in this batch (see the event)."""

@@ -11,6 +11,7 @@ from decimal import Decimal
 import pytest
 from eventsourcing.persistence import OperationalError
 
+from clearing.audit.decisions import audit_log
 from clearing.audit.invariants import check_ledger
 from clearing.settings import store_env
 from tests.ledger import MARKET_BTC, Ledger, accounts_with
@@ -111,3 +112,28 @@ def test_a_market_caught_up_mid_batch_makes_the_batch_decided_again(store_db):
     assert (trade.status, trade.code) == ("rejected", "market_closed")
     assert (rejected_trade.status, rejected_trade.code) == ("rejected", "market_closed")
     assert Ledger(store_env(store_db)).position("alice", "BTC-PERP") == 0
+
+
+@pytest.mark.parametrize("other_write", [
+    '{"type":"withdraw","id":"w","account":"carol","amount":"500","at":"2025-01-01T00:00:02Z"}',
+    '{"type":"trade","id":"t-more","market":"BTC-PERP","buyer":"carol","seller":"dave","size":"0.11","price":"50000",'
+    '"at":"2025-01-01T00:00:02Z"}',
+])
+def test_a_price_decided_beside_another_writer_sees_the_holder_it_changed(store_db, other_write):
+    """Write skew between a price and another process's write to a holder the sweep did not
+    value: the other write was decided on the old mark, the price without the new state; the
+    price must be decided again. Carol (long 0.19 at 50,000) is healthy until another process
+    withdraws 500 or buys more; at 47,000 she is then below maintenance and must be called."""
+    first, second = Ledger(store_env(store_db)), Ledger(store_env(store_db))
+    first.post_ok(MARKET_BTC + "\n" + accounts_with(("carol", "1500"), ("dave", "100000")) + """
+{"type":"price","id":"p0","market":"BTC-PERP","price":"50000","at":"2025-01-01T00:00:00Z"}
+{"type":"trade","id":"t0","market":"BTC-PERP","buyer":"carol","seller":"dave","size":"0.19","price":"50000","at":"2025-01-01T00:00:01Z"}
+{"type":"price","id":"p0b","market":"BTC-PERP","price":"50000","at":"2025-01-01T00:00:01Z"}""")
+    interleave(first, lambda: second.post_ok(other_write))
+    (outcome,) = first.post('{"type":"price","id":"p1","market":"BTC-PERP","price":"47000","at":"2025-01-01T00:01:00Z"}')
+    assert outcome.status == "applied" and first.app.conflicts_retried >= 1
+    fresh = Ledger(store_env(store_db))
+    carol = fresh.account("carol")
+    assert carol["status"] != "healthy", (carol["equity"], carol["maintenance_margin"])
+    assert audit_log(fresh.app, stop_at_first=False) == []
+    check_ledger(fresh.app)
