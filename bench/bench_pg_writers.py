@@ -9,7 +9,10 @@ posted first; then ``clearing post --no-sync`` processes run at once, each on it
 * ``disjoint``: four writers, each ``--trades`` / 4 trades in its own market among its own
   250 accounts (writers routed by market);
 * ``shared``: eight writers, each ``--trades`` / 8 trades across the four markets among all
-  1,000 accounts (every batch collides with the others).
+  1,000 accounts (every batch collides with the others);
+* ``prices``: the four ``disjoint`` writers and a fifth posting ``--trades`` / 100 marks
+  across the four markets, one batch each (an oracle feed): every price batch must commit on a
+  store no other writer touched since it began (ADR 12), so it is refused and serialised.
 
 Printed per scenario: wall seconds until the last writer ends, trades/s, the ratio to one
 writer, and the checks: every command applied (``retries_exhausted`` counted), positions
@@ -68,7 +71,19 @@ def trades(count: int, markets: tuple[str, ...], accounts: range, tag: str, seed
     return found
 
 
+def prices(count: int, seed: int) -> list[dict[str, str]]:
+    """An oracle feed: ``count`` marks over the four markets, each its own batch when posted."""
+    rng = random.Random(seed)
+    return [{"type": "price", "id": f"px-{index}", "market": MARKETS[index % len(MARKETS)],
+             "price": str(50000 + rng.randint(-20, 20)),
+             "at": (START + timedelta(seconds=1, microseconds=index)).isoformat()} for index in range(count)]
+
+
 def scenario(name: str, total: int) -> list[list[dict[str, str]]]:
+    if name == "prices":  # four writers on disjoint markets and a fifth posting marks into all of them
+        share = ACCOUNTS // len(MARKETS)
+        return [*(trades(total // 4, (market,), range(n * share, (n + 1) * share), f"w{n}", n)
+                  for n, market in enumerate(MARKETS)), prices(max(1, total // 100), 99)]
     if name == "one":
         return [trades(total, ("M0",), range(ACCOUNTS), "one", 1)]
     if name == "disjoint":
@@ -95,8 +110,9 @@ def run(url: str, name: str, total: int, directory: str) -> dict[str, object]:
             path.write_text("\n".join(json.dumps(line) for line in lines) + "\n")
             files.append((path, lines))
         started = time.perf_counter()
-        processes = [subprocess.Popen([CLEARING, "--db", db, "post", "--no-sync", "--json", str(path)],
-                                      stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True) for path, _ in files]
+        processes = [subprocess.Popen([CLEARING, "--db", db, "post", "--no-sync", "--json",
+                                       *(["--batch-size", "1"] if lines[0]["type"] == "price" else []), str(path)],
+                                      stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True) for path, lines in files]
         outputs = [process.communicate() for process in processes]
         wall = time.perf_counter() - started
         statuses: Counter[str] = Counter()
@@ -104,7 +120,8 @@ def run(url: str, name: str, total: int, directory: str) -> dict[str, object]:
             for line in out.splitlines():
                 result = json.loads(line)
                 statuses[result.get("code") or result["status"]] += 1
-        return {"wall": wall, "trades": sum(len(lines) for _, lines in files), "statuses": statuses,
+        return {"wall": wall, "trades": sum(len(lines) for _, lines in files if lines[0]["type"] == "trade"),
+                "statuses": statuses,
                 "checks": check(db, [line for _, lines in files for line in lines])}
     finally:
         with psycopg.connect(url, autocommit=True) as connection:
@@ -124,6 +141,8 @@ def check(db: str, posted: list[dict[str, str]]) -> str:
                for market in MARKETS}
         expected: Counter[str] = Counter()
         for line in posted:
+            if line["type"] != "trade":
+                continue
             expected[line["buyer"]] += 1
             expected[line["seller"]] += 1
         fills: Counter[str] = Counter()
@@ -149,7 +168,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--url", default=os.environ.get("CLEARING_TEST_POSTGRES", "postgresql://postgres@127.0.0.1:5432/test"))
     parser.add_argument("--trades", type=int, default=20_000)
-    parser.add_argument("--scenarios", default="one,disjoint,shared")
+    parser.add_argument("--scenarios", default="one,disjoint,shared,prices")
     args = parser.parse_args()
     print(f"machine: {platform.machine()}, {os.cpu_count()} cores, Python {platform.python_version()}, load "
           f"{os.getloadavg()[0]:.2f}; PostgreSQL at {args.url.split('@')[-1]}; {args.trades} trades per scenario")
