@@ -90,10 +90,6 @@ class Answer:
     field: str | None = None
     message: str | None = None
 
-    @classmethod
-    def of(cls, record: CommandRecord) -> Answer:
-        return cls(record.content, record.code, record.field, record.message)
-
 
 @dataclass(frozen=True)
 class Envelope:
@@ -522,21 +518,12 @@ def save_in_order(app: ClearingApplication, events: list[Any]) -> list[Any]:
 
 
 def stored_answers(app: ClearingApplication, envelopes: Sequence[Envelope]) -> dict[str, Answer]:
-    """Answers already stored for the batch's command ids (applied or rejected): from the
-    command index (one query), else from a command record written before the index."""
+    """Answers already stored for the batch's command ids (applied or rejected), from the
+    command index in one query. The index holds every answer of the log: a store written
+    before it is indexed from its records before its first batch (``command_index.ensure_built``)."""
     posted = list(dict.fromkeys(envelope.command.id for envelope in envelopes))
-    stored = {command_id: Answer(row.content_dict(), row.code, row.field, row.message)
-              for command_id, row in cast(CommandIndex, app.recorder).select_commands(posted).items()}
-    for command_id in posted:
-        if command_id in stored:
-            continue
-        try:
-            record: Aggregate = app.repository.get(ids.command_id(command_id))
-        except AggregateNotFoundError:
-            continue
-        assert isinstance(record, CommandRecord)
-        stored[command_id] = Answer.of(record)  # canonical content, "type" included
-    return stored
+    return {command_id: Answer(row.content_dict(), row.code, row.field, row.message)
+            for command_id, row in cast(CommandIndex, app.recorder).select_commands(posted).items()}
 
 
 def _if_later(watermark: datetime, at: datetime) -> datetime | None:

@@ -19,14 +19,15 @@ command carried one. Example: alice's fill of trade t7, buying 0.5 BTC-PERP from
 50000, gives ``("t7", "trade", {"type": "trade", "market": "BTC-PERP", "buyer": "alice",
 "seller": "bob", "size": "0.5", "price": "50000"}, None, None, None)``.
 
-Logs written before the index keep their command records, which the application still
-reads for an id the index does not hold (``clearing.application.stored_answers``).
+A store written before the index is indexed from its command records once, before its first
+batch (:func:`ensure_built`); from then on the index alone answers re-posted ids.
 """
 
 from __future__ import annotations
 
 import decimal
 from collections.abc import Iterable, Sequence
+from decimal import Decimal
 from typing import Any, NamedTuple, Protocol
 
 import orjson
@@ -35,7 +36,7 @@ from eventsourcing.utils import get_topic
 from clearing.audit.log import read_log
 from clearing.domain.account import Account
 from clearing.domain.command_record import CommandRecord
-from clearing.domain.fills import FILL_FIELDS, from_wire
+from clearing.domain.fills import FILL_FIELDS
 from clearing.money import LEDGER_CONTEXT, canonical_text
 
 TABLE = "clearing_commands"
@@ -43,7 +44,8 @@ BUILT_TABLE = "clearing_commands_built"  # one row once the index holds every an
 #: The topics whose events give index rows (what an import decodes to rebuild the index).
 INDEXED_TOPICS = frozenset({get_topic(Account.FillsRecorded), get_topic(CommandRecord.Accepted),
                             get_topic(CommandRecord.Rejected)})
-SIZE = FILL_FIELDS.index("size_delta")
+TRADE_ID, MARKET, COUNTERPARTY, SIZE, PRICE, AT, POSTED_AT = (
+    FILL_FIELDS.index(name) for name in ("trade_id", "market", "counterparty", "size_delta", "price", "at", "posted_at"))
 COMMANDS_KWARG = "command_rows"  # the rows a save writes, passed to the recorder's insert
 COLUMNS = ("command_id", "command_type", "content", "code", "field", "message")
 
@@ -83,9 +85,8 @@ def ensure_built(app: Any) -> None:
     every answer of the log before the first batch is decided. The rows come from the log's
     records (``index_rows``), read and written holding the writers' lock exclusively (no batch
     can commit meanwhile), with the marker ``clearing_commands_built`` in the same transaction;
-    a new store gets the marker alone on its first post. A record that cannot be decoded is
-    left out (its id is still found through the record when a batch is refused:
-    ``clearing.application.stored_answers``).
+    a new store gets the marker alone on its first post. A record that cannot be decoded (an
+    edited row) is left out; ``audit verify`` names it (``unreadable``).
     """
     recorder: CommandIndex = app.recorder
     if recorder.command_index_built():
@@ -107,8 +108,8 @@ def index_rows(events: Iterable[Any]) -> list[CommandRow]:
             if cls is Account.FillsRecorded:
                 for wire in event.fills:
                     if wire[SIZE][0] != "-":  # the buyer's side (a fill's size is never zero): one row per trade
-                        fill = from_wire(event.account, wire)
-                        rows.append(CommandRow(fill.trade_id, "trade", _json(trade_content(fill)), None, None, None))
+                        rows.append(CommandRow(wire[TRADE_ID], "trade", _json(trade_content(event.account, wire)),
+                                               None, None, None))
             elif cls is CommandRecord.Accepted:
                 rows.append(CommandRow(event.command_id, event.command_type, _json(event.content), None, None, None))
             elif cls is CommandRecord.Rejected:
@@ -117,15 +118,17 @@ def index_rows(events: Iterable[Any]) -> list[CommandRow]:
     return rows
 
 
-def trade_content(fill: Any) -> dict[str, Any]:
-    """The canonical content of the trade command whose buyer's fill is ``fill``
-    (``Command.content``: ``type`` and the fields as posted, numbers in canonical text)."""
+def trade_content(buyer: str, wire: Sequence[Any]) -> dict[str, Any]:
+    """The canonical content of the trade command whose buyer's fill is stored as ``wire``
+    (``Command.content``: ``type`` and the fields as posted, numbers in canonical text; the
+    time as posted, which the fill keeps as text in the same ISO form). Read from the stored
+    text: only the size and price are parsed, on the posting path's save."""
     content: dict[str, Any] = {
-        "type": "trade", "market": fill.market, "buyer": fill.account, "seller": fill.counterparty,
-        "size": canonical_text(fill.size_delta), "price": canonical_text(fill.price),
+        "type": "trade", "market": wire[MARKET], "buyer": buyer, "seller": wire[COUNTERPARTY],
+        "size": canonical_text(Decimal(wire[SIZE])), "price": canonical_text(Decimal(wire[PRICE])),
     }
-    if fill.posted_at:
-        content["at"] = fill.at.isoformat()
+    if wire[POSTED_AT]:
+        content["at"] = wire[AT]
     return content
 
 

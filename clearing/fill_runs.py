@@ -18,6 +18,7 @@ and carol's one fill each at 10 and 3; then the price is decided.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from datetime import UTC, date
 from typing import TYPE_CHECKING, Any
 from uuid import UUID
@@ -30,12 +31,23 @@ if TYPE_CHECKING:
     from clearing.working_set import WorkingSet
 
 
+@dataclass
+class _AccountFills:
+    """One account's part of the run: its name, the version of its first fill, its fills
+    (stored form) and the library timestamp of the last."""
+
+    name: str
+    version: int
+    fills: list[list[Any]]
+    timestamp: Any
+
+
 class FillRun:
     """The trades of the run being decided: per account, its first version and its fills."""
 
     def __init__(self, working_set: WorkingSet) -> None:
         self._working_set = working_set
-        self._accounts: dict[UUID, tuple[str, int, list[list[Any]], Any]] = {}
+        self._accounts: dict[UUID, _AccountFills] = {}
         self._first: str | None = None
         self._operator = ""
         self._day: date | None = None
@@ -57,9 +69,9 @@ class FillRun:
         for event in fills:
             entry = accounts.get(event.originator_id)
             if entry is None:
-                entry = accounts[event.originator_id] = (event.account, event.originator_version, [], event.timestamp)
-            entry[2].append(to_wire(event, posted_at))
-            accounts[event.originator_id] = (entry[0], entry[1], entry[2], event.timestamp)
+                entry = accounts[event.originator_id] = _AccountFills(event.account, event.originator_version, [], None)
+            entry.fills.append(to_wire(event, posted_at))
+            entry.timestamp = event.timestamp
 
     def flush(self, latest_at: Any) -> list[Any]:
         """One ``FillsRecorded`` per account of the run, in the order the run first touched
@@ -67,13 +79,13 @@ class FillRun:
         if self._first is None:
             return []
         events: list[Any] = []
-        for aggregate_id, (name, version, fills, timestamp) in self._accounts.items():
+        for aggregate_id, entry in self._accounts.items():
             events.append(Account.FillsRecorded(  # type: ignore[call-arg]  # the library's dataclass fields
-                originator_id=aggregate_id, originator_version=version, timestamp=timestamp, account=name,
-                run=self._first, operator=self._operator, latest_at=latest_at, fills=fills))
-            account = self._working_set.peek_account(name)
-            assert account is not None and account.id == aggregate_id, f"account {name} of the run is not held"
-            account.version = version
+                originator_id=aggregate_id, originator_version=entry.version, timestamp=entry.timestamp,
+                account=entry.name, run=self._first, operator=self._operator, latest_at=latest_at, fills=entry.fills))
+            account = self._working_set.peek_account(entry.name)
+            assert account is not None and account.id == aggregate_id, f"account {entry.name} of the run is not held"
+            account.version = entry.version
         self._accounts = {}
         self._first, self._operator, self._day = None, "", None
         return events

@@ -95,10 +95,9 @@ class ClearingPostgresRecorder(PostgresApplicationRecorder):
         quiet_since = kwargs.get(QUIET_SINCE_KWARG)
         if quiet_since is not None:  # under the table lock every earlier insert has committed
             self._lock_table(curs)
-            curs.execute(SQL("SELECT MAX(notification_id) AS head FROM {schema}.{table}").format(
-                schema=Identifier(self.datastore.schema), table=Identifier(self.events_table_name)))
+            curs.execute(self.max_notification_id_statement)
             row = curs.fetchone()
-            if row and (row["head"] or 0) > quiet_since:
+            if row and (row["max"] or 0) > quiet_since:
                 raise IntegrityError(f"another process wrote after position {quiet_since}, which this batch started from")
         expected = _unwritten(kwargs.get(READ_SET_KWARG), stored_events)
         if expected:

@@ -4,15 +4,17 @@ from __future__ import annotations
 
 import dataclasses
 from datetime import UTC, datetime
-from decimal import Decimal
+from decimal import Decimal, localcontext
 from uuid import uuid4
 
 from hypothesis import given
 from hypothesis import strategies as st
 
 from clearing.command_index import index_rows, trade_content
+from clearing.commands import parse_command
 from clearing.domain.account import Account
 from clearing.domain.fills import FILL_FIELDS, TradeFill, from_wire, to_wire, trade_fills
+from clearing.money import LEDGER_CONTEXT
 
 LIBRARY_FIELDS = {"originator_id", "originator_version", "timestamp"}
 
@@ -49,9 +51,28 @@ def test_a_trade_is_indexed_once_from_its_buyers_fill():
                                                   account=side.account, run="t1", operator="", latest_at=at,
                                                   fills=[to_wire(side, side.posted_at)])])
     assert [row.command_id for row in rows] == ["t1"]
-    assert rows[0].content_dict() == trade_content(buyer) == {
+    assert rows[0].content_dict() == trade_content("alice", to_wire(buyer, False)) == {
         "type": "trade", "market": "BTC-PERP", "buyer": "alice", "seller": "bob", "size": "0.5", "price": "50000"}
-    assert trade_content(buyer._replace(posted_at=True))["at"] == "2025-01-01T00:00:01+00:00"
+    assert trade_content("alice", to_wire(buyer, True))["at"] == "2025-01-01T00:00:01+00:00"
     assert [fill.account for fill in trade_fills(Account.FillsRecorded(
         originator_id=uuid4(), originator_version=2, timestamp=at, account="alice", run="t1", operator="",
         latest_at=at, fills=[to_wire(buyer, False), to_wire(buyer, False)]))] == ["alice", "alice"]
+
+
+@given(size=st.decimals(min_value=Decimal("0.001"), max_value=10**6, places=3),
+       price=st.decimals(min_value=Decimal("0.5"), max_value=10**6, places=1),
+       at=st.none() | st.datetimes(min_value=datetime(2000, 1, 1), max_value=datetime(2100, 1, 1), timezones=st.just(UTC)))
+def test_a_trade_indexed_from_its_fill_has_the_content_the_command_has(size, price, at):
+    """The index rebuilds a trade's content from its buyer's fill (on import too): it must be
+    exactly what ``Command.content`` gives the posted command, which a re-post is compared with."""
+    posted = {"type": "trade", "id": "t1", "market": "BTC-PERP", "buyer": "alice", "seller": "bob",
+              "size": format(size, "f"), "price": format(price, "f")}
+    if at is not None:
+        posted["at"] = at.isoformat().replace("+00:00", "Z")  # as a client writes it
+    command = parse_command(posted)
+    when = command.at or datetime(2025, 1, 1, tzinfo=UTC)
+    size, price = command.size, command.price  # type: ignore[attr-defined]
+    fill = TradeFill("alice", "t1", "BTC-PERP", 1, "bob", size, price, price, Decimal(0), size, size * price,
+                     Decimal(1), Decimal(1), Decimal(1), True, when, at is not None)
+    with localcontext(LEDGER_CONTEXT):
+        assert trade_content("alice", to_wire(fill, at is not None)) == command.content()
