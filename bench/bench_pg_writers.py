@@ -10,6 +10,10 @@ posted first; then ``clearing post --no-sync`` processes run at once, each on it
   250 accounts (writers routed by market);
 * ``shared``: eight writers, each ``--trades`` / 8 trades across the four markets among all
   1,000 accounts (every batch collides with the others);
+* ``samemarket``: four writers, each ``--trades`` / 4 trades in the one market ``M0`` among
+  its own 250 accounts, every account already holding a position there (set up first): batches
+  that change no holder write nothing on the market (ADR 26), so the writers share only the
+  table lock;
 * ``prices``: the four ``disjoint`` writers and a fifth posting ``--trades`` / 100 marks
   across the four markets, one batch each (an oracle feed): every price batch must commit on a
   store no other writer touched since it began (ADR 12), so it is refused and serialised.
@@ -45,7 +49,9 @@ ACCOUNTS = 1000
 START = datetime(2025, 1, 1, tzinfo=UTC)
 
 
-def setup_lines() -> list[str]:
+def setup_lines(holders: bool = False) -> list[str]:
+    """Markets, marks, accounts and deposits; with ``holders`` every account also opens a
+    position in ``M0`` (a(2k) buys 0.001 from a(2k+1))."""
     at = START.isoformat()
     lines = []
     for market in MARKETS:
@@ -56,6 +62,9 @@ def setup_lines() -> list[str]:
     for index in range(ACCOUNTS):
         lines.append({"type": "open_account", "id": f"o{index}", "account": f"a{index}", "at": at})
         lines.append({"type": "deposit", "id": f"d{index}", "account": f"a{index}", "amount": "100000000", "at": at})
+    for index in range(0, ACCOUNTS if holders else 0, 2):
+        lines.append({"type": "trade", "id": f"h{index}", "market": "M0", "buyer": f"a{index}", "seller": f"a{index + 1}",
+                      "size": "0.001", "price": "50000", "at": at})
     return [json.dumps(line) for line in lines]
 
 
@@ -84,6 +93,9 @@ def scenario(name: str, total: int) -> list[list[dict[str, str]]]:
         share = ACCOUNTS // len(MARKETS)
         return [*(trades(total // 4, (market,), range(n * share, (n + 1) * share), f"w{n}", n)
                   for n, market in enumerate(MARKETS)), prices(max(1, total // 100), 99)]
+    if name == "samemarket":  # four writers in one market, each among its own accounts
+        share = ACCOUNTS // 4
+        return [trades(total // 4, ("M0",), range(n * share, (n + 1) * share), f"q{n}", 20 + n) for n in range(4)]
     if name == "one":
         return [trades(total, ("M0",), range(ACCOUNTS), "one", 1)]
     if name == "disjoint":
@@ -102,13 +114,14 @@ def run(url: str, name: str, total: int, directory: str) -> dict[str, object]:
     db = f"{url}{'&' if '?' in url else '?'}schema={schema}"
     try:
         setup = Path(directory, "setup.jsonl")
-        setup.write_text("\n".join(setup_lines()) + "\n")
+        setup.write_text("\n".join(setup_lines(holders=name == "samemarket")) + "\n")
         subprocess.run([CLEARING, "--db", db, "post", str(setup)], check=True, capture_output=True)
         files = []
         for number, lines in enumerate(scenario(name, total)):
             path = Path(directory, f"{name}-{number}.jsonl")
             path.write_text("\n".join(json.dumps(line) for line in lines) + "\n")
             files.append((path, lines))
+        versions_before = market_versions(db)
         started = time.perf_counter()
         processes = [subprocess.Popen([CLEARING, "--db", db, "post", "--no-sync", "--json",
                                        *(["--batch-size", "1"] if lines[0]["type"] == "price" else []), str(path)],
@@ -120,12 +133,26 @@ def run(url: str, name: str, total: int, directory: str) -> dict[str, object]:
             for line in out.splitlines():
                 result = json.loads(line)
                 statuses[result.get("code") or result["status"]] += 1
+        setup_trades = [json.loads(line) for line in setup.read_text().splitlines() if '"trade"' in line]
         return {"wall": wall, "trades": sum(len(lines) for _, lines in files if lines[0]["type"] == "trade"),
-                "statuses": statuses,
-                "checks": check(db, [line for _, lines in files for line in lines])}
+                "statuses": statuses, "market_events": market_versions(db) - versions_before,
+                "checks": check(db, setup_trades + [line for _, lines in files for line in lines])}
     finally:
         with psycopg.connect(url, autocommit=True) as connection:
             connection.execute(f'DROP SCHEMA "{schema}" CASCADE')
+
+
+def market_versions(db: str) -> int:
+    """The markets' versions summed: their difference over a run counts the events the writers
+    wrote on the markets (``HoldersChanged``, and the marks of ``prices``)."""
+    from clearing.application import ClearingApplication
+    from clearing.settings import store_env
+
+    app = ClearingApplication(env=store_env(db))
+    try:
+        return sum(app.get_market(market).version for market in MARKETS)
+    finally:
+        app.close()
 
 
 def check(db: str, posted: list[dict[str, str]]) -> str:
@@ -168,7 +195,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--url", default=os.environ.get("CLEARING_TEST_POSTGRES", "postgresql://postgres@127.0.0.1:5432/test"))
     parser.add_argument("--trades", type=int, default=20_000)
-    parser.add_argument("--scenarios", default="one,disjoint,shared,prices")
+    parser.add_argument("--scenarios", default="one,disjoint,shared,samemarket,prices")
     args = parser.parse_args()
     print(f"machine: {platform.machine()}, {os.cpu_count()} cores, Python {platform.python_version()}, load "
           f"{os.getloadavg()[0]:.2f}; PostgreSQL at {args.url.split('@')[-1]}; {args.trades} trades per scenario")
@@ -178,8 +205,8 @@ def main() -> None:
             results[name] = result = run(args.url, name, args.trades, directory)
             rate = result["trades"] / result["wall"]  # type: ignore[operator]
             ratio = f", {rate / (results['one']['trades'] / results['one']['wall']):.2f} x one writer" if "one" in results else ""  # type: ignore[operator]
-            print(f"{name:<9}: {result['wall']:.1f} s, {rate:.0f} trades/s{ratio}; outcomes {dict(result['statuses'])}; "
-                  f"{result['checks']}", flush=True)
+            print(f"{name:<10}: {result['wall']:.1f} s, {rate:.0f} trades/s{ratio}; outcomes {dict(result['statuses'])}; "
+                  f"market events {result['market_events']}; {result['checks']}", flush=True)
 
 
 if __name__ == "__main__":

@@ -437,7 +437,7 @@ class ClearingApplication(Application[UUID]):
                 continue
             if isinstance(event, CommandRecord.Accepted):
                 current = by_command.setdefault(event.command_id, [])
-            elif isinstance(event, (Market.TradingRecorded, CommandRecord.Rejected)):
+            elif isinstance(event, (Market.HoldersChanged, Market.TradingRecorded, CommandRecord.Rejected)):
                 current = []  # batch-level, after every command of the batch
             current.append(recording.notification.id)
         for outcome in outcomes:

@@ -112,7 +112,7 @@ def trade(ws: WorkingSet, command: c.Trade, at: datetime) -> str:
     buy, sell = decide_trade(market, buyer, seller, command.size, command.price, at, ws.markets)
     record_side(buy, market, command.id, command.price, at)
     record_side(sell, market, command.id, command.price, at)
-    ws.trading.note_trade(market, command.size, buy.open_interest_change + sell.open_interest_change, at, buyer, seller)
+    ws.trading.note_position(market, at, buyer, seller)
     return f"{command.buyer} bought {fmt(command.size)} {command.market} from {command.seller} at {fmt(command.price)}"
 
 

@@ -87,7 +87,6 @@ def settle_market(ws: WorkingSet, market: Market, price: Decimal, at: datetime) 
         settled.append((account, position.size, pnl))
     covers = _allocate_settlement_losses(ws, market, settled, params, price, at)  # while positions are open
     record_settlement(market, settled, price, at)
-    ws.forget_open_interest_change(market)
     for account, loss_id, fund_paid, rest, policy in covers:
         record_loss_covered(account, loss_id, market, fund_paid, rest, policy, at)
     losses = len(covers)

@@ -5,9 +5,10 @@ It records what each command touched and read (the read set the insert validates
 liquidation-price indexes current, and hands the handlers their parts. The aggregates
 themselves are kept between batches by ``AggregateCache`` (loaded once, shared ones caught
 up each batch, absent ids remembered), and the batch's trading by ``TradingBatch``. A stale
-account or traded market cannot be *written*: the event store refuses a stale write with
-``IntegrityError`` (every batch that trades a market writes one ``TradingRecorded`` event on
-it for that reason), and the whole cache is dropped. A *rejection* writes nothing, so before
+account cannot be *written*, and a market it read cannot have moved: the event store refuses
+a stale write with ``IntegrityError``, and our recorders refuse a batch whose read set moved
+(ADR 12; a traded market is read, and written only when its holders change, ADR 26); then the
+whole cache is dropped. A *rejection* writes nothing, so before
 one is reported the aggregates the command read are caught up and the command is decided
 again (``catch_up_command_reads``). Marks of *other* markets, read for an account's margin,
 are at most one batch old.
@@ -17,7 +18,6 @@ from __future__ import annotations
 
 from collections.abc import Iterator, Mapping
 from datetime import datetime
-from decimal import Decimal
 from typing import TYPE_CHECKING, Any, TypeVar
 from uuid import UUID
 
@@ -183,14 +183,9 @@ class WorkingSet:
             self.read_versions[aggregate_id] = version
             self._command_first_reads.add(aggregate_id)
 
-    def note_position(self, market: Market, account: Account, size_before: Decimal, volume: Decimal, at: datetime) -> None:
-        """Record a position change (liquidation, deleveraging, settlement) for the batch event."""
-        self.trading.note_position(market, account, size_before, volume, at)
-        self._markets_by_name[market.market] = market
-
-    def forget_open_interest_change(self, market: Market) -> None:
-        """Settlement zeroed the market's open interest (``TradingBatch.forget_open_interest_change``)."""
-        self.trading.forget_open_interest_change(market)
+    def note_position(self, market: Market, account: Account, at: datetime) -> None:
+        """Record a position change (liquidation, deleveraging) for the batch's holder changes."""
+        self.trading.note_position(market, at, account)
         self._markets_by_name[market.market] = market
 
     def holders(self, market: str) -> set[str]:
@@ -212,7 +207,7 @@ class WorkingSet:
             self.quiet_since = self.known_head or 0
 
     def record_trading(self) -> list[Any]:
-        """One ``TradingRecorded`` event per market traded in this batch (see the event)."""
+        """One ``HoldersChanged`` event per market whose holders this batch changed (ADR 26)."""
         return self.trading.record(self._markets_by_name)
 
     # -- risk engine support ---------------------------------------------------------------

@@ -101,8 +101,8 @@ def account_list_lines(rows: Any) -> Any:
 
 def market_text(view: dict[str, Any]) -> str:
     lines = [f"market {view['market']} ({view['kind']}, {view['status']})"]
-    for key in ("mark_price", "mark_time", "open_interest", "volume", "expiry", "contract_size", "tick_size", "step_size",
-                "price_band", "collateral_asset"):
+    for key in ("mark_price", "mark_time", "open_interest", "volume", "trades", "expiry", "contract_size", "tick_size",
+                "step_size", "price_band", "collateral_asset"):
         lines.append(f"  {key:<17} {view[key] if view[key] is not None else '-'}")
     columns = ("notional_floor", "initial_margin_fraction", "maintenance_margin_fraction", "maintenance_margin_deduction")
     lines.append(table(columns, [[t[c] for c in columns] for t in view["tiers"]], indent="  "))

@@ -6,7 +6,8 @@ Tables (``<table>_g<N>``):
   times, the amount called, the amount still due after ``MarginCallPaid`` and the rule it
   was issued under), totals;
 * ``margin_positions``: size, entry cost and realized PnL per account and market;
-* ``margin_markets``: contract terms, tiers, mark, open interest, volume;
+* ``margin_markets``: contract terms, tiers, mark, and open interest (sum of long sizes),
+  volume and trades summed fill by fill (ADR 26: the market records no totals);
 * ``margin_flows``: per account and business day: deposits, withdrawals, realized PnL,
   funding, penalties, liquidator fees, loss shares, calls issued and met, largest call;
 * ``margin_eod_accounts`` / ``margin_eod_positions`` / ``margin_eod_markets``: the state at
@@ -89,6 +90,7 @@ MARKETS = TableSpec("margin_markets", [
     Column("mark_at", Text),
     Column("price_settlement", N),
     Column("listed_at", Text, nullable=False),
+    Column("trades", Integer, nullable=False),
     Column("position", Integer, nullable=False),
 ], ("market",))
 
@@ -193,7 +195,8 @@ class MarginProjection(Projection):
             "Account.RecoveredFromBankruptcy": self._recovered,
             "Market.Listed": self._listed,
             "Market.MarkPriceSet": self._marked,
-            "Market.TradingRecorded": self._trading,
+            "Market.HoldersChanged": self._holders_changed,
+            "Market.TradingRecorded": self._holders_changed,
             "Market.MarketSettled": self._market_settled,
             "Market.MarketClosed": self._market_closed,
         }
@@ -230,17 +233,20 @@ class MarginProjection(Projection):
         row["position"] = position
         return row
 
-    def _position(self, position: int, event: Any, size: Decimal, cost: Decimal, realized: Decimal) -> None:
+    def _position(self, position: int, event: Any, size: Decimal, cost: Decimal, realized: Decimal) -> Decimal:
+        """Set the account's position after a fill; returns the open-interest change (longs)."""
         key = (event.account, event.market)
         rows = self.state["margin_positions"]
         row = rows.touch(key)
         if row is None:
             row = rows.put(key, {"account": event.account, "market": event.market, "size": ZERO, "cost": ZERO,
                                  "realized_pnl": ZERO, "funding": ZERO, "position": position})
+        change: Decimal = max(size, ZERO) - max(row["size"], ZERO)
         row["size"] = size
         row["cost"] = cost
         row["realized_pnl"] += realized
         row["position"] = position
+        return change
 
     def _opened(self, position: int, event: Any, _: Any) -> None:
         self.state["margin_accounts"].put(event.account, {
@@ -267,10 +273,23 @@ class MarginProjection(Projection):
             flow[name] += amount
         return row
 
-    def _fill(self, position: int, event: Any, size: Decimal, cost: Decimal, **amounts: Any) -> dict[str, Any]:
-        """A fill on the account's side: position after it, collateral, realized PnL, flows."""
+    def _fill(self, position: int, event: Any, size: Decimal, cost: Decimal, volume: Decimal = ZERO,
+              **amounts: Any) -> dict[str, Any]:
+        """A fill on the account's side: position after it, collateral, realized PnL, flows,
+        and the market's open interest, volume and trades.
+
+        ``volume`` is the fill's size, given by one side of each fill only (the buyer of a
+        trade, the liquidated account of a liquidation step), so each is counted once.
+        Example: A (flat) buys 0.3 from B (flat): A's fill adds 0.3 to open interest and 0.3
+        to volume, B's (short 0.3) adds neither.
+        """
         row = self._move(position, event, event.collateral_after, **amounts)
-        self._position(position, event, size, cost, amounts.get("realized_pnl", ZERO))
+        change = self._position(position, event, size, cost, amounts.get("realized_pnl", ZERO))
+        if change or volume:
+            market = self._market(position, event)
+            market["open_interest"] += change
+            market["volume"] += volume
+            market["trades"] += 1 if volume else 0
         return row
 
     def _deposited(self, position: int, event: Any, _: Any) -> None:
@@ -281,7 +300,7 @@ class MarginProjection(Projection):
 
     def _traded(self, position: int, event: Any, _: Any) -> None:
         self._fill(position, event, event.position_size_after, event.position_cost_after,
-                   realized_pnl=event.realized_pnl, trades=1)
+                   max(event.size_delta, ZERO), realized_pnl=event.realized_pnl, trades=1)
 
     def _closed(self, position: int, event: Any, _: Any) -> None:
         self._account(position, event)["status"] = "closed"
@@ -311,7 +330,7 @@ class MarginProjection(Projection):
         self._flow(position, event, event.account)["calls_met"] += 1
 
     def _liquidated(self, position: int, event: Any, _: Any) -> None:
-        row = self._fill(position, event, event.position_size_after, event.position_cost_after,
+        row = self._fill(position, event, event.position_size_after, event.position_cost_after, abs(event.size_delta),
                          realized_pnl=event.realized_pnl, penalties=event.penalty, liquidation_fills=1)
         row["risk_status"] = event.risk_status_after
         if event.risk_status_after in (RiskStatus.HEALTHY, RiskStatus.BANKRUPT):
@@ -336,7 +355,9 @@ class MarginProjection(Projection):
             position_row["funding"] += event.amount
 
     def _settled(self, position: int, event: Any, _: Any) -> None:
-        self._fill(position, event, ZERO, ZERO, realized_pnl=event.realized_pnl)
+        """A position closed by settlement: the market's open interest is zeroed by ``MarketSettled``."""
+        self._move(position, event, event.collateral_after, realized_pnl=event.realized_pnl)
+        self._position(position, event, ZERO, ZERO, event.realized_pnl)
 
     def _deferred(self, position: int, event: Any, _: Any) -> None:
         """``LiquidationDeferred`` or ``TakeoverRefused``: the account is being liquidated."""
@@ -360,7 +381,7 @@ class MarginProjection(Projection):
             "market": event.market, "kind": event.kind, "status": "active", "expiry": _iso(event.expiry),
             "contract_size": event.contract_size, "tick_size": event.tick_size, "step_size": event.step_size,
             "price_band": event.price_band, "collateral_quantum": event.collateral_quantum, "open_interest": ZERO, "volume": ZERO,
-            "collateral_asset": event.collateral_asset, "tiers": tiers_to_text(event.tiers), "mark": None,
+            "trades": 0, "collateral_asset": event.collateral_asset, "tiers": tiers_to_text(event.tiers), "mark": None,
             "mark_at": None, "price_settlement": None, "listed_at": event.at.isoformat(), "position": position,
         })
 
@@ -369,10 +390,11 @@ class MarginProjection(Projection):
         row["mark"] = event.price_mark
         row["mark_at"] = event.at.isoformat()
 
-    def _trading(self, position: int, event: Any, _: Any) -> None:
-        row = self._market(position, event)
-        row["open_interest"] = event.open_interest_after
-        row["volume"] = event.volume_total_after
+    def _holders_changed(self, position: int, event: Any, _: Any) -> None:
+        """A batch's holder changes (``TradingRecorded`` before ADR 26, whose open interest and
+        volume are not read: the fills give both). It moves the market row's position and the
+        business clock, as the batch's last event."""
+        self._market(position, event)
 
     def _market_settled(self, position: int, event: Any, _: Any) -> None:
         row = self._market(position, event)

@@ -378,7 +378,7 @@ def market_view(views: Views, name: str) -> dict[str, Any]:
         "contract_size": fmt(row["contract_size"]), "tick_size": fmt(row["tick_size"]),
         "step_size": fmt(row["step_size"]), "price_band": fmt(row["price_band"]),
         "collateral_asset": row["collateral_asset"], "mark_price": _optional(row["mark"]), "mark_time": row["mark_at"],
-        "open_interest": fmt(row["open_interest"]), "volume": fmt(row["volume"]),
+        "open_interest": fmt(row["open_interest"]), "volume": fmt(row["volume"]), "trades": row["trades"],
         "tiers": [{"notional_floor": fmt(t.notional_floor), "initial_margin_fraction": fmt(t.initial_margin_fraction),
                    "maintenance_margin_fraction": fmt(t.maintenance_margin_fraction),
                    "initial_margin_deduction": fmt(t.initial_margin_deduction),

@@ -15,14 +15,14 @@ Reusable core of ``tests/e2e/test_kill_harness.py`` and ``bench/kill_cycles.py``
 
 What legitimately differs between two runs and is left out of the comparison: the library's
 timestamps (events and aggregates), notification positions (PostgreSQL leaves gaps), the
-batch-level ``Market.TradingRecorded`` events (one per traded market per batch) and therefore
-markets' version numbers (also recorded in each fill as ``market_version``), and the order
-of a market's ``holders`` (an ordered set that the engine always reads sorted). Everything
-else is compared: every other event in log order by (originator id, topic, version for
-non-market aggregates, stored state without timestamp), the final state of every aggregate
-(accounts, markets, the insurance fund, the clearinghouse), and each line's final outcome
-(``applied`` = ``already_applied``; ``rejected`` = ``already_rejected`` with the same code
-and field).
+batch-level ``Market.HoldersChanged`` events (one per market whose holders a batch changed;
+``Market.TradingRecorded`` before ADR 26) and therefore markets' version numbers (also recorded
+in each fill as ``market_version``), and the order of a market's ``holders`` (an ordered set
+that the engine always reads sorted). Everything else is compared: every other event in log
+order by (originator id, topic, version for non-market aggregates, stored state without
+timestamp), the final state of every aggregate (accounts, markets, the insurance fund, the
+clearinghouse), and each line's final outcome (``applied`` = ``already_applied``; ``rejected`` =
+``already_rejected`` with the same code and field).
 """
 
 from __future__ import annotations
@@ -288,10 +288,10 @@ class PostgresStores:
 
 _VOLATILE = ("_created_on", "_modified_on", "_pending_events")
 #: event fields that legitimately differ: the library's timestamp, and the version of the market
-#: a fill was decided on (``Account.TradeFilled.market_version``), which counts TradingRecorded events
+#: a fill was decided on (``Account.TradeFilled.market_version``), which counts batch-level events
 BATCH_DEPENDENT_FIELDS = ("timestamp", "market_version")
 OPERATOR = "kill-harness"
-TRADING_RECORDED = "Market.TradingRecorded"
+BATCH_LEVEL = frozenset({"Market.TradingRecorded", "Market.HoldersChanged"})  # one per batch, where batches were cut
 FILLS_RECORDED = "Account.FillsRecorded"
 
 
@@ -361,7 +361,7 @@ def capture(db: str, completed: subprocess.CompletedProcess[str]) -> Capture:
         stretch: list[tuple[Any, ...]] = []  # fills of consecutive runs, in a canonical order (below)
         for notification in notifications:
             topic = notification.topic.rsplit(":", 1)[-1]
-            if topic == TRADING_RECORDED:
+            if topic in BATCH_LEVEL:
                 continue
             state = json.loads(notification.state)
             if topic == FILLS_RECORDED:  # one entry per fill: how fills group into events depends on batching
@@ -459,7 +459,7 @@ def _outcome_differences(clean: Capture, other: Capture, limit: int, lines: list
 
 
 def _event_log_differences(clean: Capture, other: Capture, limit: int) -> list[str]:
-    """Where the event logs differ (in order, TradingRecorded left out)."""
+    """Where the event logs differ (in order, batch-level market events left out)."""
     found: list[str] = []
     a = [json.dumps(e, sort_keys=True, default=str) for e in clean.events]
     b = [json.dumps(e, sort_keys=True, default=str) for e in other.events]

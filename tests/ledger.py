@@ -144,7 +144,8 @@ def accounts_with(*pairs: tuple[str, str]) -> str:
 
 
 def trade_order_free_events(app: ClearingApplication) -> list[tuple[str, str]]:
-    """(event type, aggregate) of every event but the per-batch ``TradingRecorded``, with each
+    """(event type, aggregate) of every event but the per-batch ``HoldersChanged`` (``TradingRecorded``
+    before ADR 26), with each
     run's fills (``Account.FillsRecorded``, ADR 25) as one ``("fill <trade id>", account)``
     entry per fill, the fills of consecutive runs sorted: how trades group into runs and
     events depends on where batches were cut, which fills were recorded does not."""
@@ -152,7 +153,7 @@ def trade_order_free_events(app: ClearingApplication) -> list[tuple[str, str]]:
     entries: list[tuple[str, str]] = []
     stretch: list[tuple[str, str]] = []
     for notification in notifications:
-        if notification.topic.endswith("TradingRecorded"):
+        if notification.topic.endswith(("TradingRecorded", "HoldersChanged")):
             continue
         if notification.topic.endswith(":Account.FillsRecorded"):
             event = app.mapper.to_domain_event(notification)

@@ -13,9 +13,11 @@ from typing import Any
 from eventsourcing.application import AggregateNotFoundError
 
 from clearing.application import ClearingApplication
+from clearing.audit.log import read_log
 from clearing.domain import ids, loss_policies
 from clearing.domain.account import Account
 from clearing.domain.clearinghouse import Clearinghouse
+from clearing.domain.fills import TradeFill, trade_fills
 from clearing.domain.insurance import InsuranceFund
 from clearing.domain.loss_policies import Holder
 from clearing.domain.margin import total
@@ -120,8 +122,9 @@ def market_view(app: ClearingApplication, name: str) -> dict[str, Any]:
         "collateral_asset": market.collateral_asset,
         "mark_price": _optional(market.price_mark),
         "mark_time": market.price_mark_at.isoformat() if market.price_mark_at else None,
-        "open_interest": fmt(market.open_interest),
-        "volume": fmt(market.volume_total),
+        "open_interest": fmt(sum((max(app.get_account(holder).position(name).size, ZERO) for holder in market.holders),
+                                 ZERO)),
+        **_traded(app, name),
         "tiers": [
             {
                 "notional_floor": fmt(tier.notional_floor),
@@ -135,6 +138,23 @@ def market_view(app: ClearingApplication, name: str) -> dict[str, Any]:
         "listed_at": market.listed_at.isoformat(),
         "version": market.version,
     }
+
+
+def _traded(app: ClearingApplication, name: str) -> dict[str, Any]:
+    """Volume and trades of a market from the log: each trade's buying fill, each liquidation step.
+
+    The market aggregate keeps neither (ADR 26); this reads the events the aggregates are built
+    from, not the projection's tables."""
+    volume, trades = ZERO, 0
+    for page in read_log(app.recorder, app.mapper):
+        for _, event in page.decoded():
+            fills = trade_fills(event) if isinstance(event, Account.FillsRecorded) else [event]
+            for fill in fills:
+                if isinstance(fill, (Account.TradeFilled, TradeFill)) and fill.market == name and fill.size_delta > ZERO:
+                    volume, trades = volume + fill.size_delta, trades + 1
+                elif isinstance(fill, Account.Liquidated) and fill.market == name and fill.size_delta:
+                    volume, trades = volume + abs(fill.size_delta), trades + 1
+    return {"volume": fmt(volume), "trades": trades}
 
 
 def insurance_fund_view(app: ClearingApplication) -> dict[str, Any]:

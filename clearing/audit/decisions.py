@@ -120,7 +120,8 @@ aggregate by aggregate in the order the command first touched them (so a fund dr
 come before or after the fill it pays for). Both are audited alike: checks that join
 events of several aggregates run when the command ends, joining fills, draws and covers by
 (account, liquidation id), since one command can reuse an id for two accounts. Batch-level
-``Market.TradingRecorded`` events end the batch's last command. An account's fills of a run of
+``Market.HoldersChanged`` events (``Market.TradingRecorded`` in logs before ADR 26) end the
+batch's last command. An account's fills of a run of
 trades (``Account.FillsRecorded``, ADR 25) are read as a trade command of their own, each fill as
 the ``TradeFilled`` it replaces.
 
@@ -620,7 +621,8 @@ class DecisionAudit:
         market = content.get("market")
         self.command = _Command(position, event.command_id, event.command_type, market if isinstance(market, str) else None, self.fund)
 
-    def on_trading_recorded(self, position: int, event: Any) -> None:
+    def on_batch_end(self, position: int, event: Any) -> None:
+        """A batch-level event (``HoldersChanged``; ``TradingRecorded`` before ADR 26) ends its last command."""
         self.end_command()
 
     def on_fills(self, position: int, event: Any) -> None:
@@ -1625,7 +1627,8 @@ _HANDLERS: dict[type, Callable[[DecisionAudit, int, Any], None]] = {
     CommandRecord.Accepted: DecisionAudit.on_accepted,
     Market.Listed: DecisionAudit.on_listed,
     Market.MarkPriceSet: DecisionAudit.on_mark,
-    Market.TradingRecorded: DecisionAudit.on_trading_recorded,
+    Market.TradingRecorded: DecisionAudit.on_batch_end,
+    Market.HoldersChanged: DecisionAudit.on_batch_end,
     Market.ParametersSet: DecisionAudit.on_market_parameters,
     Market.FundingApplied: DecisionAudit.on_funding_applied,
     Market.MarketSettled: DecisionAudit.on_market_settled,

@@ -7,7 +7,8 @@ without using the aggregates' code. It then checks:
 * ``money_conserved``: sum over accounts of (collateral + unrealized PnL at the mark) plus
   the insurance fund equals deposits - withdrawals + contributions, exactly;
 * ``positions_net_to_zero``: in every market longs equal shorts;
-* ``open_interest_matches``: each market's recorded open interest equals its long sizes;
+* ``holders_match``: each market's recorded holders (``HoldersChanged``, and ``TradingRecorded``
+  in logs before ADR 26) are exactly the accounts the fold finds with an open position;
 * ``insurance_fund_not_negative``: after every fund event, not only at the end;
 * ``closed_accounts_are_flat``: no closed account holds a position or collateral;
 * ``flat_accounts_pay_no_losses``: every loss allocation falls on an account that held a
@@ -88,7 +89,7 @@ class Fold:
     contract_sizes: dict[str, Decimal] = field(default_factory=dict)
     closed: set[str] = field(default_factory=set)
     account_ids: dict[str, UUID] = field(default_factory=dict)
-    open_interest_recorded: dict[str, Decimal] = field(default_factory=dict)
+    holders_recorded: dict[str, set[str]] = field(default_factory=lambda: defaultdict(set))  # market -> recorded holders
     allocations: dict[tuple[str, str], list[Decimal]] = field(default_factory=dict)
     counts: dict[str, int] = field(default_factory=lambda: defaultdict(int))  # events per kind (Account.Deposited)
     fund_established: bool = False
@@ -184,7 +185,7 @@ class InvariantCheck:
             _covered_end_at_zero_or_above(fold)
             _money_conserved(fold)
             _positions_net_to_zero(fold)
-            _open_interest_matches(fold)
+            _holders_match(fold)
             if fold.insurance_fund < ZERO:
                 raise InvariantViolation(f"insurance_fund_not_negative: balance {fold.insurance_fund}")
             _closed_accounts_are_flat(fold)
@@ -326,12 +327,15 @@ def _market_settled(fold: Fold, event: Market.MarketSettled) -> None:
     fold.marks[event.market] = event.price_settlement
     unit = fold.unit_values[event.market] = event.price_settlement * fold.contract_sizes[event.market]
     fold.dirty.update(fold.cushions.remarked(event.market, unit, fold.holders[event.market]))
-    fold.open_interest_recorded[event.market] = ZERO
+    fold.holders_recorded[event.market] = set()
 
 
-@ON.register(Market.TradingRecorded)
-def _trading_recorded(fold: Fold, event: Market.TradingRecorded) -> None:
-    fold.open_interest_recorded[event.market] = event.open_interest_after
+@ON.register(Market.HoldersChanged, Market.TradingRecorded)
+def _holders_changed(fold: Fold, event: Any) -> None:
+    """``HoldersChanged``, or ``TradingRecorded`` in logs before ADR 26 (the same two fields)."""
+    recorded = fold.holders_recorded[event.market]
+    recorded.difference_update(event.holders_removed)
+    recorded.update(event.holders_added)
 
 
 @ON.register(InsuranceFund.Established)
@@ -461,13 +465,19 @@ def _positions_net_to_zero(fold: Fold) -> None:
             raise InvariantViolation(f"positions_net_to_zero: market {market} nets to {total}")
 
 
-def _open_interest_matches(fold: Fold) -> None:
-    longs: dict[str, Decimal] = defaultdict(lambda: ZERO)
-    for (_, market), size in fold.sizes.items():
-        longs[market] += max(size, ZERO)
-    for market, recorded in fold.open_interest_recorded.items():
-        if recorded != longs[market]:
-            raise InvariantViolation(f"open_interest_matches: {market} records {recorded}, positions hold {longs[market]}")
+def _holders_match(fold: Fold) -> None:
+    """The holders a price sweep values are the accounts with a position: a holder missing
+    from the record would be left out of every sweep, so its calls would never be issued."""
+    for market in fold.contract_sizes:
+        holding = {account for (account, held), size in fold.sizes.items() if held == market and size != ZERO}
+        recorded = fold.holders_recorded[market]
+        if recorded != holding:
+            raise InvariantViolation(f"holders_match: {market} records holders {_names(recorded - holding)} without "
+                                     f"a position and leaves out {_names(holding - recorded)}")
+
+
+def _names(accounts: set[str]) -> str:
+    return ", ".join(sorted(accounts)) or "none"
 
 
 def _closed_accounts_are_flat(fold: Fold) -> None:
@@ -517,9 +527,8 @@ def _replay_equals_live(app: ClearingApplication, fold: Fold, aggregates: dict[U
         if loaded.price_mark != fold.marks.get(market):
             raise InvariantViolation(f"replay_equals_live: market {market} mark {loaded.price_mark} != "
                                      f"{fold.marks.get(market)} in the log")
-        if loaded.open_interest != fold.open_interest_recorded.get(market, ZERO):
-            raise InvariantViolation(f"replay_equals_live: market {market} open interest {loaded.open_interest} != "
-                                     f"{fold.open_interest_recorded.get(market, ZERO)} in the log")
+        if set(loaded.holders) != fold.holders_recorded[market]:
+            raise InvariantViolation(f"replay_equals_live: market {market} holders differ from the log")
     if fold.fund_established:
         fund: InsuranceFund = app.repository.get(ids.insurance_fund_id())
         balance = fund.balance

@@ -115,7 +115,7 @@ class RiskContext(Protocol):
     def fund(self, at: datetime) -> InsuranceFund: ...
     def parameters(self, market: str) -> ParameterSet: ...
     def holders(self, market: str) -> Iterable[str]: ...
-    def note_position(self, market: Market, account: Account, size_before: Decimal, volume: Decimal, at: datetime) -> None: ...
+    def note_position(self, market: Market, account: Account, at: datetime) -> None: ...
 
 
 def totals_of(account: Account, markets: Mapping[str, Market]) -> MarginTotals:
@@ -354,7 +354,7 @@ def _close_out(
         parameters=params.as_record(),
         at=at,
     )
-    ctx.note_position(market, account, position.size, abs(terms.delta), at)
+    ctx.note_position(market, account, at)
     _take(ctx, taker, account, market, terms, liquidation_id, at)
 
 
@@ -391,7 +391,7 @@ def _take(
         initial_margin_after=terms.capacity.initial_margin_after if terms.capacity else None,
         notional_after=terms.capacity.notional_after if terms.capacity else None,
     )
-    ctx.note_position(market, taker, position.size, ZERO, at)
+    ctx.note_position(market, taker, at)
 
 
 # -- deficits: fund, then the loss policy ------------------------------------------------------

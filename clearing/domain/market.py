@@ -30,8 +30,21 @@ PERPETUAL = "perpetual"
 FUTURE = "future"
 
 
+def _upcast_v1_v2(state: dict[str, Any]) -> None:
+    """Snapshots before ADR 26 held open interest and volume, which readers now sum from the fills."""
+    state.pop("open_interest", None)
+    state.pop("volume_total", None)
+
+
 class Market(InDecisionOrder):
-    """A listed contract. Id: uuid5 of the symbol."""
+    """A listed contract. Id: uuid5 of the symbol.
+
+    Version 2 (ADR 26): the aggregate keeps no open interest or volume (the readers sum them
+    from the fills); a version-1 snapshot is upcast by dropping them.
+    """
+
+    class_version = 2
+    upcast_v1_v2 = staticmethod(_upcast_v1_v2)
 
     class Listed(Aggregate.Created):
         market: str
@@ -79,8 +92,6 @@ class Market(InDecisionOrder):
         self.price_mark: Decimal | None = None
         self.price_mark_at: datetime | None = None
         self.closed_at: datetime | None = None
-        self.open_interest = ZERO
-        self.volume_total = ZERO
         self.holders: dict[str, bool] = {}  # ordered set (JSON-encodable for snapshots)
         self.overrides: dict[str, Any] = {}
         self.parameters_version = 0
@@ -133,12 +144,12 @@ class Market(InDecisionOrder):
             market.recent_marks.append((self.at, self.price_mark))
 
     class TradingRecorded(Aggregate.Event):
-        """Trades cleared in this market by one committed batch, and open interest after.
+        """Written by versions before ADR 26, once per batch that traded the market: its
+        trades, volume and open interest after, and the holders it added and removed.
 
-        Written once per batch that trades the market. Besides keeping open interest (sum
-        of long sizes) and volume, it puts the market in the batch's write set, so a batch
-        decided on a market that another process changed meanwhile (a new mark, a close)
-        is refused by the event store and decided again.
+        Kept so that old logs replay. Only the holders are applied: open interest and volume
+        are summed from the fills by their readers (the projection's fold of every fill equals
+        the figures these events carry, which is how the change was checked).
         """
 
         market: str
@@ -152,11 +163,25 @@ class Market(InDecisionOrder):
         at: datetime
 
         def apply(self, market: Market) -> None:
-            market.open_interest = self.open_interest_after
-            market.volume_total = self.volume_total_after
-            for name in self.holders_removed:
-                market.holders.pop(name, None)
-            market.holders.update(dict.fromkeys(self.holders_added, True))
+            _change_holders(market, self.holders_added, self.holders_removed)
+
+    class HoldersChanged(Aggregate.Event):
+        """The accounts that became and stopped being holders of the market in one batch.
+
+        Written only by a batch whose fills opened a position from flat or closed one to zero
+        (ADR 26): a price sweep values the market's holders, so a trade in another process
+        that adds a holder must move the market's version, which the price batch read. A
+        batch that changes no holder writes nothing on the market, and its writers do not
+        collide on it. Example: A (flat) buys 0.5 from B (short 1): A is added, B stays.
+        """
+
+        market: str
+        holders_added: list[str]
+        holders_removed: list[str]
+        at: datetime
+
+        def apply(self, market: Market) -> None:
+            _change_holders(market, self.holders_added, self.holders_removed)
 
     class ParametersSet(Aggregate.Event):
         """Market overrides of the clearinghouse parameter defaults, versioned.
@@ -199,7 +224,6 @@ class Market(InDecisionOrder):
             market.status = SETTLED
             market.price_settlement = self.price_settlement
             market.price_mark = self.price_settlement
-            market.open_interest = ZERO
             market.holders = {}
 
     class MarketClosed(Aggregate.Event):
@@ -278,21 +302,9 @@ class Market(InDecisionOrder):
             return price_now
         return round_down(weighted / seconds, self.tick_size)
 
-    def record_trading(
-        self, trades: int, volume: Decimal, open_interest_change: Decimal, added: list[str], removed: list[str], at: datetime
-    ) -> None:
-        self.trigger_event(
-            self.TradingRecorded,
-            market=self.market,
-            trades=trades,
-            volume=volume,
-            open_interest_after=self.open_interest + open_interest_change,
-            volume_total_after=self.volume_total + volume,
-            price_mark=self.price_mark,
-            holders_added=added,
-            holders_removed=removed,
-            at=at,
-        )
+    def change_holders(self, added: list[str], removed: list[str], at: datetime) -> None:
+        """Record a batch's holder changes (``HoldersChanged``); ``added``/``removed`` sorted."""
+        self.trigger_event(self.HoldersChanged, market=self.market, holders_added=added, holders_removed=removed, at=at)
 
     def set_parameters(self, changes: dict[str, Any], at: datetime, governance: dict[str, Any]) -> None:
         """Override defaults; ``governance`` was decided by the clearinghouse (``authorize``)."""
@@ -450,3 +462,9 @@ def _check_brackets(brackets: list[tuple[Decimal, Decimal, Decimal]]) -> None:
                 "tier floors must increase and margin fractions must not decrease from tier to tier",
             )
         previous = (floor, initial, maintenance)
+
+
+def _change_holders(market: Market, added: list[str], removed: list[str]) -> None:
+    for name in removed:
+        market.holders.pop(name, None)
+    market.holders.update(dict.fromkeys(added, True))

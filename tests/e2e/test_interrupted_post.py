@@ -14,6 +14,7 @@ import subprocess
 
 from clearing.audit.invariants import check_ledger
 from clearing.settings import store_env
+from tests import margin_state
 from tests.e2e.test_cli import CLEARING
 from tests.ledger import Ledger, trade_order_free_events, unversioned
 
@@ -69,7 +70,9 @@ def test_killed_post_rerun_ends_exactly_like_a_clean_run(tmp_path):
     assert trade_order_free_events(killed.app) == trade_order_free_events(reference.app)
     assert [unversioned(killed.account(name)) for name in ACCOUNTS] == [unversioned(reference.account(name))
                                                                          for name in ACCOUNTS]
-    market, expected = killed.app.get_market("BTC-PERP"), reference.app.get_market("BTC-PERP")
-    assert (market.open_interest, market.volume_total) == (expected.open_interest, expected.volume_total)
+    market, expected = (margin_state.market_view(ledger.app, "BTC-PERP") for ledger in (killed, reference))
+    assert (market["open_interest"], market["volume"], market["trades"]) == (
+        expected["open_interest"], expected["volume"], expected["trades"])
+    assert dict(killed.app.get_market("BTC-PERP").holders) == dict(reference.app.get_market("BTC-PERP").holders)
     check_ledger(killed.app)
 

@@ -14,6 +14,11 @@ from eventsourcing.persistence import OperationalError
 from clearing.audit.decisions import audit_log
 from clearing.audit.invariants import check_ledger
 from clearing.settings import store_env
+from projections.queries import market_view
+from projections.read import Views
+from projections.runner import READ_MODELS, Projector
+from projections.store import ProjectionStore
+from tests import margin_state
 from tests.ledger import MARKET_BTC, Ledger, accounts_with
 
 SETUP = f"""
@@ -90,14 +95,28 @@ def test_a_store_error_while_deciding_forgets_the_batch_so_no_money_is_made(stor
     check_ledger(fresh.app)
 
 
-def test_trading_records_open_interest_per_batch(store_db):
+def test_a_batch_writes_on_the_market_only_when_its_holders_change(store_db):
+    """ADR 26: holders are recorded per batch that changes them; open interest and volume are
+    summed from the fills by the projection."""
     ledger = Ledger(store_env(store_db))
     ledger.post_ok(SETUP)
+    version = lambda: Ledger(store_env(store_db)).app.get_market("BTC-PERP").version  # noqa: E731
+    listed = version()
     ledger.post_ok('{"type":"trade","market":"BTC-PERP","buyer":"alice","seller":"bob","size":"0.3","price":"50000"}\n'
                    '{"type":"trade","market":"BTC-PERP","buyer":"bob","seller":"alice","size":"0.5","price":"50000"}')
-    market = Ledger(store_env(store_db)).app.get_market("BTC-PERP")
-    # alice long 0.3 then short 0.2; bob the mirror: open interest 0.2, volume 0.8
-    assert (market.open_interest, market.volume_total) == (Decimal("0.2"), Decimal("0.8"))
+    assert version() == listed + 1  # alice and bob became holders: one HoldersChanged
+    assert dict(Ledger(store_env(store_db)).app.get_market("BTC-PERP").holders) == {"alice": True, "bob": True}
+    ledger.post_ok('{"type":"trade","market":"BTC-PERP","buyer":"alice","seller":"bob","size":"0.1","price":"50000"}')
+    assert version() == listed + 1  # the same holders: nothing written on the market
+    ledger.post_ok('{"type":"trade","market":"BTC-PERP","buyer":"alice","seller":"bob","size":"0.1","price":"50000"}')
+    assert version() == listed + 2 and Ledger(store_env(store_db)).app.get_market("BTC-PERP").holders == {}
+    Projector(ledger.app, ProjectionStore(store_db), READ_MODELS).catch_up()
+    view = market_view(Views(ProjectionStore(store_db)), "BTC-PERP")
+    oracle = margin_state.market_view(ledger.app, "BTC-PERP")  # from the aggregates and the log
+    oracle.pop("version")
+    assert view == oracle
+    # alice long 0.3, short 0.2, flat after two buys of 0.1; volume 0.3 + 0.5 + 0.1 + 0.1
+    assert (view["open_interest"], view["volume"], view["trades"]) == ("0", "1", 4)
     check_ledger(ledger.app)
 
 

@@ -191,12 +191,12 @@ def clearinghouse_parameter(table: SnapshotTable, ledger: Ledger) -> Tampered:
 
 
 def number_as_text(table: SnapshotTable, ledger: Ledger) -> Tampered:
-    """Same digits, other type: the market's open interest as a JSON string, not a Decimal."""
+    """Same digits, other type: the market's price band as a JSON string, not a Decimal."""
     row = table.of("Market")
-    interest = json.loads(row.state)["state"]["open_interest"]["_data_"]
-    table.update(row, edited(row, lambda state: state.update(open_interest=interest)))
+    band = json.loads(row.state)["state"]["price_band"]["_data_"]
+    table.update(row, edited(row, lambda state: state.update(price_band=band)))
     return Tampered("snapshot_differs", "Market BTC-PERP", row.version,
-                    f"open_interest: events {interest} (Decimal), snapshot '{interest}' (str)",
+                    f"price_band: events {band} (Decimal), snapshot '{band}' (str)",
                     lambda: table.update(row, row.state))
 
 
