@@ -19,9 +19,11 @@ posted first; then ``clearing post --no-sync`` processes run at once, each on it
   store no other writer touched since it began (ADR 12), so it is refused and serialised.
 
 Printed per scenario: wall seconds until the last writer ends, trades/s, the ratio to one
-writer, and the checks: every command applied (``retries_exhausted`` counted), positions
-netting to zero in every market, money conserved (the invariants' fold), and each account's
-number of fills equal to the number of posted trades naming it. Nothing is asserted.
+writer, the events the writers wrote on the markets, how busy the machine's cores were while
+they ran (all processes, the server's included), and the checks: every command applied
+(``retries_exhausted`` counted), positions netting to zero in every market, money conserved (the
+invariants' fold), and each account's number of fills equal to the number of posted trades
+naming it. Nothing is asserted.
 """
 
 from __future__ import annotations
@@ -122,24 +124,54 @@ def run(url: str, name: str, total: int, directory: str) -> dict[str, object]:
             path.write_text("\n".join(json.dumps(line) for line in lines) + "\n")
             files.append((path, lines))
         versions_before = market_versions(db)
+        cpu_before = machine_cpu()
         started = time.perf_counter()
-        processes = [subprocess.Popen([CLEARING, "--db", db, "post", "--no-sync", "--json",
-                                       *(["--batch-size", "1"] if lines[0]["type"] == "price" else []), str(path)],
-                                      stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True) for path, lines in files]
-        outputs = [process.communicate() for process in processes]
+        # each writer's results go to a file of its own, as an operator would redirect them: read
+        # through pipes one after another, a writer blocks on its full pipe until the bench
+        # reaches it (the figures before 2026-12-03's ADR 26 run were held back by exactly that)
+        results = [path.with_suffix(".results") for path, _ in files]
+        processes = []
+        for (path, lines), result_path in zip(files, results, strict=True):
+            with result_path.open("w") as sink:
+                processes.append(subprocess.Popen(
+                    [CLEARING, "--db", db, "post", "--no-sync", "--json",
+                     *(["--batch-size", "1"] if lines[0]["type"] == "price" else []), str(path)],
+                    stdout=sink, stderr=subprocess.DEVNULL))
+        for process in processes:
+            process.wait()
         wall = time.perf_counter() - started
+        busy = busy_share(cpu_before, machine_cpu())
         statuses: Counter[str] = Counter()
-        for out, _ in outputs:
-            for line in out.splitlines():
+        for result_path in results:
+            for line in result_path.read_text().splitlines():
                 result = json.loads(line)
                 statuses[result.get("code") or result["status"]] += 1
         setup_trades = [json.loads(line) for line in setup.read_text().splitlines() if '"trade"' in line]
         return {"wall": wall, "trades": sum(len(lines) for _, lines in files if lines[0]["type"] == "trade"),
-                "statuses": statuses, "market_events": market_versions(db) - versions_before,
+                "statuses": statuses, "market_events": market_versions(db) - versions_before, "busy": busy,
                 "checks": check(db, setup_trades + [line for _, lines in files for line in lines])}
     finally:
         with psycopg.connect(url, autocommit=True) as connection:
             connection.execute(f'DROP SCHEMA "{schema}" CASCADE')
+
+
+def machine_cpu() -> tuple[int, int] | None:
+    """(busy, idle) jiffies of the whole machine from ``/proc/stat`` (None where there is none)."""
+    try:
+        fields = [int(value) for value in Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:8]]
+    except OSError:
+        return None
+    user, nice, system, idle, iowait, irq, softirq = fields
+    return user + nice + system + irq + softirq, idle + iowait
+
+
+def busy_share(before: tuple[int, int] | None, after: tuple[int, int] | None) -> str:
+    """How busy every core was while the writers ran (writers and server together): a share
+    near 100 % means the scenario is bound by this machine's CPUs, not by contention."""
+    if before is None or after is None:
+        return "n/a"
+    busy, idle = after[0] - before[0], after[1] - before[1]
+    return f"{100 * busy / max(busy + idle, 1):.0f} %"
 
 
 def market_versions(db: str) -> int:
@@ -206,7 +238,7 @@ def main() -> None:
             rate = result["trades"] / result["wall"]  # type: ignore[operator]
             ratio = f", {rate / (results['one']['trades'] / results['one']['wall']):.2f} x one writer" if "one" in results else ""  # type: ignore[operator]
             print(f"{name:<10}: {result['wall']:.1f} s, {rate:.0f} trades/s{ratio}; outcomes {dict(result['statuses'])}; "
-                  f"market events {result['market_events']}; {result['checks']}", flush=True)
+                  f"market events {result['market_events']}; CPUs busy {result['busy']}; {result['checks']}", flush=True)
 
 
 if __name__ == "__main__":
