@@ -46,6 +46,10 @@ class ConflictError(ClearingError):
     """The command id was used before with different content, or retries ran out."""
 
 
+class StoreError(ClearingError):
+    """The store cannot be used: unreachable, refused, read-only where a write is needed."""
+
+
 class InvariantViolation(AssertionError):
     """A ledger invariant does not hold. Never caught: it means a bug, so stop."""
 
@@ -61,7 +65,7 @@ class ErrorCode:
     """One registered code: the class that carries it, where it arises, and what it means."""
 
     code: str
-    kind: str  # InputError, NotFoundError, RuleError, ConflictError or ProjectionError
+    kind: str  # InputError, NotFoundError, RuleError, ConflictError, StoreError or ProjectionError
     surface: str
     meaning: str
 
@@ -166,9 +170,18 @@ REGISTRY: dict[str, ErrorCode] = _codes(
     ("trading_paused", _R, "command", "a trade while trading is paused"),
     # -- options and arguments of the command line
     ("store_not_found", _N, "option", "a read of a store that does not exist (no event store at --db / CLEARING_DB)"),
+    ("store_read_only", "StoreError", "store",
+     "a read-only SQLite copy whose write-ahead log holds transactions this user cannot read without writing"),
+    ("store_unreachable", "StoreError", "store", "the event store cannot be opened: server down, refused, bad file (exit 3)"),
+    ("store_failed", "StoreError", "store", "the event store failed during the command; nothing of the failed batch was "
+     "reported (exit 3)"),
+    ("io_failed", "StoreError", "store", "a file the command reads or writes cannot be used (exit 3)"),
+    ("interrupted", "StoreError", "store", "the command was interrupted (Ctrl-C; exit 130): committed batches stay"),
+    ("internal_error", "StoreError", "store", "a bug: the message names the exception; --debug prints the traceback (exit 70)"),
     ("invalid_db", _I, "option",
      "a --db / CLEARING_DB that is neither a file path in an existing directory nor a PostgreSQL URL"),
     ("invalid_operator", _I, "option", "an --as / CLEARING_OPERATOR that is not a name"),
+    ("demo_store_not_empty", _I, "option", "`clearing demo` into a store that already holds events, without --force"),
     ("invalid_setting", _I, "option", "an environment setting that is not a whole number of seconds in range"),
     ("invalid_until", _I, "option", "--until / --as-of neither a positive log position nor an ISO-8601 time with zone"),
     ("invalid_digest", _I, "option", "a digest not of the form audit digest prints"),

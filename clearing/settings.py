@@ -12,7 +12,7 @@ import os
 from pathlib import Path
 from urllib.parse import parse_qs, unquote, urlsplit
 
-from clearing.errors import InputError
+from clearing.errors import InputError, StoreError
 
 DEFAULT_BATCH_SIZE = 1000  # commands committed per transaction by `clearing post`
 MAX_BATCH_SIZE = 100_000
@@ -57,10 +57,18 @@ def is_postgres(db: str) -> bool:
     return db.startswith(("postgresql://", "postgres://"))
 
 
-def store_env(db: str) -> dict[str, str]:
-    """Environment for the eventsourcing application from the one ``db`` setting."""
+def store_env(db: str, read_only: bool = False) -> dict[str, str]:
+    """Environment for the eventsourcing application from the one ``db`` setting.
+
+    ``read_only``: for a command that only reads. No table is created (the library's
+    ``CREATE_TABLE=n``) and an SQLite file is opened read-only (``sqlite_read_uri``), so a
+    read works on an auditor's read-only copy and can never change the store.
+    """
     if is_postgres(db):
-        return _postgres_env(db)
+        env = _postgres_env(db)
+        if read_only:
+            env["CREATE_TABLE"] = "n"
+        return env
     if db.startswith(("sqlite:", "file:")) and db != ":memory:":
         raise InputError("invalid_db", "db", "give SQLite as a plain file path, not a URL")
     if db != ":memory:":
@@ -68,7 +76,42 @@ def store_env(db: str) -> dict[str, str]:
         if not parent.is_dir():
             raise InputError("invalid_db", "db", f"directory {parent} does not exist")
         db = str(Path(db).expanduser())
-    return _with_defaults({"PERSISTENCE_MODULE": "eventsourcing.sqlite", "SQLITE_DBNAME": db}, SQLITE_LOCK_TIMEOUT="30")
+    env = {"PERSISTENCE_MODULE": "eventsourcing.sqlite", "SQLITE_DBNAME": db}
+    if read_only and db != ":memory:":
+        env.update(SQLITE_DBNAME=sqlite_read_uri(db), CREATE_TABLE="n")
+    return _with_defaults(env, SQLITE_LOCK_TIMEOUT="30")
+
+
+def sqlite_read_uri(path: str) -> str:
+    """An SQLite URI that opens ``path`` without ever writing to it.
+
+    ``mode=ro``: SQLite refuses every write. A store in WAL mode is read through its shared
+    memory file (``-shm``), which SQLite creates beside the store when it can; on a copy in a
+    directory this user cannot write, it cannot, and the copy is opened ``immutable=1``
+    (nothing else writes a copy), unless a write-ahead log (``-wal``) with committed
+    transactions lies beside it: those would be missed, so that is an error
+    (``store_read_only``). Example: ``/audit/ledger.db`` in a read-only directory ->
+    ``file:/audit/ledger.db?mode=ro&immutable=1``.
+    """
+    import sqlite3
+    from contextlib import closing
+    from urllib.parse import quote
+
+    resolved = Path(path).expanduser().resolve()
+    uri = f"file:{quote(str(resolved))}?mode=ro"
+    try:
+        with closing(sqlite3.connect(uri, uri=True)) as connection:
+            connection.execute("PRAGMA journal_mode").fetchone()
+        return uri
+    except sqlite3.OperationalError:
+        log = resolved.with_name(resolved.name + "-wal")
+        if log.exists() and log.stat().st_size > 0:
+            raise StoreError("store_read_only", "db",
+                             f"{path} cannot be read read-only: its write-ahead log {log.name} holds transactions and "
+                             "this user cannot write the directory's shared-memory file; copy the store after its "
+                             "writers stop (the log is then folded in) or give this user write access to the "
+                             "directory") from None
+        return f"{uri}&immutable=1"
 
 
 def _postgres_env(url: str) -> dict[str, str]:

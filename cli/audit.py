@@ -15,6 +15,7 @@ import click
 from clearing.errors import ClearingError
 from cli import render
 from cli.context import Store, fail, pass_store
+from cli.failures import VERIFY_FAILED
 
 PROGRESS_MIN_EVENTS = 20_000
 
@@ -57,9 +58,8 @@ def projections() -> None:
 @pass_store
 def projections_status(store: Store, as_json: bool) -> None:
     """Each projection's position against the head of the log (does not catch up)."""
-    store.existing_app  # noqa: B018
     rows = [{"name": s.name, "generation": s.generation, "position": s.position, "head": s.head, "lag": s.lag,
-             "rows": s.rows, "description": s.description} for s in store.projector.status()]
+             "rows": s.rows, "description": s.description} for s in store.reading_projector.status()]
     if as_json:
         click.echo(render.dumps(rows))
         return
@@ -72,7 +72,8 @@ def projections_status(store: Store, as_json: bool) -> None:
 @pass_store
 def projections_catch_up(store: Store) -> None:
     """Apply every event not yet projected, then return (what `projections follow` does continuously)."""
-    app = store.existing_app
+    store.require_existing()
+    app = store.app
     head = app.recorder.max_notification_id() or 0
     started = time.perf_counter()
     with Bar("catching up", head) as progress:
@@ -101,7 +102,7 @@ def projections_follow(store: Store, interval: float, max_idle: float | None, re
 
     from projections.follow import Follower, Progress, follower_lock
 
-    store.existing_app  # noqa: B018 - a missing store is an error, not a new one
+    store.require_existing()
     follower = Follower(store.projector, interval=interval, max_idle=max_idle)
 
     def report(progress: Progress) -> None:
@@ -136,7 +137,8 @@ def projections_rebuild(store: Store, names: tuple[str, ...], batch: int) -> Non
     """
     from projections.runner import check_names, rebuild
 
-    app = store.existing_app
+    store.require_existing()
+    app = store.app
     try:
         chosen = check_names(names or None, rebuildable=True)
     except ClearingError as error:
@@ -272,7 +274,7 @@ def audit_verify(store: Store, digest_text: str | None, skip: tuple[str, ...]) -
     except ClearingError as error:
         fail(error)
     if not run_verify(store, expected, skip):
-        sys.exit(1)
+        sys.exit(VERIFY_FAILED)
 
 
 def run_verify(store: Store, expected: Any = None, skip: tuple[str, ...] = (), workers: int | None = None) -> bool:
@@ -286,7 +288,7 @@ def run_verify(store: Store, expected: Any = None, skip: tuple[str, ...] = (), w
     from clearing.audit.verify import CHECKS, GROUPS, Verification, verify
 
     workers = (2 if (os.cpu_count() or 1) >= 2 else 1) if workers is None else workers
-    head = store.app.recorder.max_notification_id() or 0
+    head = store.existing_app.recorder.max_notification_id() or 0
     groups = [tuple(name for name in CHECKS if name not in group or name in skip) for group in GROUPS]
     groups = [others for others in groups if len(others) < len(CHECKS)]  # groups with a check left to run
     if workers > 1 and len(groups) > 1 and store.db != ":memory:":
@@ -298,7 +300,7 @@ def run_verify(store: Store, expected: Any = None, skip: tuple[str, ...] = (), w
         reads = f"{len(groups)} processes, each reading the log once"
     else:
         with Bar("verifying", head) as progress:
-            outcome = verify(store.app, store.projector, digest=expected, skip=skip,
+            outcome = verify(store.existing_app, store.reading_projector, digest=expected, skip=skip,
                              progress=lambda done: progress(done, head))
         reads = "read once for every check"
     for name in outcome.skipped:
@@ -323,9 +325,10 @@ def _verify_group(db: str, digest_text: str | None, skip: tuple[str, ...], show_
     tune_collector_for_batches()  # a spawned process starts with the defaults again
     store = Store(db)
     expected = Digest.parse(digest_text) if digest_text else None
-    head = store.app.recorder.max_notification_id() or 0
+    head = store.existing_app.recorder.max_notification_id() or 0
     with Bar("verifying", head if show_progress else 0) as progress:
-        return verify(store.app, store.projector, digest=expected, skip=skip, progress=lambda done: progress(done, head))
+        return verify(store.existing_app, store.reading_projector, digest=expected, skip=skip,
+                      progress=lambda done: progress(done, head))
 
 
 #: The top-level commands and groups this module adds to ``clearing`` (``cli.main``).

@@ -44,9 +44,11 @@ from clearing.posting import post_lines
 from cli import render
 from cli.audit import run_verify
 from cli.context import Store, pass_store
+from cli.failures import REJECTED, VERIFY_FAILED, Failure
 from projections.queries import LossPolicies, account_names, account_view, insurance_fund_view, market_view
 
 START = datetime(2025, 10, 10, 20, 0, tzinfo=UTC)
+DEMO_DB = "demo.db"  # the demo's own store when neither --db nor CLEARING_DB names one
 BACKSTOP = "backstop"  # the default ``backstop_liquidator``
 BACKSTOP_CAPITAL = Decimal(1_000_000)  # see the module docstring
 
@@ -129,10 +131,25 @@ def _step(rng: random.Random, step: int, at: datetime, prices: dict[str, Decimal
               help="Accounts to print in full (the most leveraged first).")
 @click.option("--reports", "reports_dir", type=click.Path(file_okay=False), default="demo-reports", show_default=True,
               help="Directory for the regulator reports (CSV) of the demo's business day.")
+@click.option("--force", is_flag=True, help="Post the demo into a store that already holds events.")
 @pass_store
-def demo(store: Store, accounts: int, steps: int, seed: int, show_accounts: int, reports_dir: str) -> None:
-    """Run a demo scenario on the store and print market, account and fund summaries."""
+@click.pass_context
+def demo(ctx: click.Context, store: Store, accounts: int, steps: int, seed: int, show_accounts: int, reports_dir: str,
+         force: bool) -> None:
+    """Run a demo scenario on its own store and print market, account and fund summaries.
+
+    The store is demo.db in the current directory unless --db or CLEARING_DB names one. A
+    store that already holds events (a real ledger, or an earlier demo) is refused unless
+    --force: the demo posts accounts, trades and an insurance-fund contribution.
+    """
+    if not store.db_chosen:
+        store = Store(DEMO_DB, store.operator)
+        ctx.call_on_close(store.close)
     app = store.app
+    held = app.recorder.max_notification_id() or 0
+    if held and not force:
+        raise Failure("demo_store_not_empty", f"{store.db} already holds {held} event(s): the demo posts into its own "
+                      "store (give a new --db, delete the demo's file, or pass --force)", REJECTED, "db")
     lines = (json.dumps(command) for command in scenario(accounts, steps, seed))
     started = time.perf_counter()
     statuses: Counter[str] = Counter()
@@ -152,11 +169,12 @@ def demo(store: Store, accounts: int, steps: int, seed: int, show_accounts: int,
         click.echo("rejected by code: " + ", ".join(f"{c} {n}" for c, n in codes.most_common()))
     if statuses["already_applied"] and not statuses["applied"]:
         click.echo("(every command was already in this store: the demo is idempotent; use a fresh --db to start over)")
+    store.catch_up()  # the demo wrote: it brings its projections up before it reads them
     _summaries(app, store.views, accounts, show_accounts)
     _reports(store, reports_dir)
     click.echo("\nclearing audit verify")
     if not run_verify(store):
-        sys.exit(1)
+        sys.exit(VERIFY_FAILED)
 
 
 def _summaries(app: Any, projections: Any, accounts: int, show_accounts: int) -> None:

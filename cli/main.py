@@ -6,13 +6,15 @@
     clearing events --from 100            the event log
 
 The store is chosen by ``--db`` or ``CLEARING_DB``: a file path (SQLite, created on first
-use) or a ``postgresql://`` URL. Exit status: 0 when every command was applied (or already
-applied), 1 when any was rejected, 2 for usage errors, 3 when the store is unreachable.
+use) or a ``postgresql://`` URL. Exit status: the table of ``cli.failures`` (0 done, 1 a
+command rejected, 2 usage, 3 store unusable, 4 verification failed, 5 retries exhausted,
+70 a bug, 130 interrupted).
 """
 
 from __future__ import annotations
 
 import importlib
+import os
 import sys
 import time
 from typing import TextIO
@@ -24,7 +26,8 @@ from clearing.errors import ClearingError
 from clearing.runtime import tune_collector_for_batches
 from clearing.settings import DEFAULT_BATCH_SIZE, DEFAULT_DB, ENV_VAR, MAX_BATCH_SIZE, OPERATOR_VAR, resolve_db, resolve_operator
 from cli import render
-from cli.context import PROGRESS_SECONDS, Store, escape_unencodable_output, fail, pass_store
+from cli.context import PROGRESS_SECONDS, Store, escape_unencodable_output, pass_store
+from cli.failures import DEBUG_VAR, RETRIES_EXHAUSTED, STORE, Failure, failure_of
 
 #: Every command and group defined outside this module: its module (which lists it in
 #: ``COMMANDS``) and its one-line help as ``clearing --help`` shows it. A module is imported
@@ -39,7 +42,7 @@ INDEX: dict[str, tuple[str, str]] = {
     "close-account": ("cli.commands", "Close ACCOUNT (it must be flat and hold no collateral)."),
     "close-market": ("cli.commands", "Stop trading in MARKET (mark prices are still accepted)."),
     "create-market": ("cli.commands", "List a new MARKET (perpetual, or future with --expiry)."),
-    "demo": ("cli.demo", "Run a demo scenario on the store and print market, account and fund summaries."),
+    "demo": ("cli.demo", "Run a demo scenario on its own store and print market, account and fund summaries."),
     "deposit": ("cli.commands", "Deposit AMOUNT of collateral (USDC, up to 6 decimals) into ACCOUNT."),
     "export": ("cli.transfer", "Write the whole event log, verifiably, to --output or standard output."),
     "fund-insurance": ("cli.commands", "Contribute AMOUNT to the insurance fund."),
@@ -73,6 +76,17 @@ class LazyGroup(click.Group):
     running a command (or asking for its ``--help``) imports its module, which adds all of
     that module's ``COMMANDS``.
     """
+
+    def invoke(self, ctx: click.Context) -> object:
+        """Run the command; any exception it lets out is reported by the one error contract
+        (``cli.failures``): a line with a code and the status of its kind, no traceback
+        unless ``--debug``."""
+        try:
+            return super().invoke(ctx)
+        except (click.ClickException, click.exceptions.Exit, click.Abort, SystemExit):
+            raise
+        except BaseException as error:  # KeyboardInterrupt included: exit 130
+            raise failure_of(error) from None
 
     def list_commands(self, ctx: click.Context) -> list[str]:
         return sorted({*self.commands, *INDEX})
@@ -114,18 +128,21 @@ class LazyGroup(click.Group):
     help=f"Who is posting: recorded on every command, and the only officer an `approve` may name. "
          f"[env {OPERATOR_VAR}; default the login name]",
 )
+@click.option("--debug", is_flag=True, help=f"Print the traceback of a failure too. [env {DEBUG_VAR}=1]")
 @click.version_option(package_name="clearing-ledger")
 @click.pass_context
-def main(ctx: click.Context, db: str | None, operator: str | None) -> None:
+def main(ctx: click.Context, db: str | None, operator: str | None, debug: bool) -> None:
     """Event-sourced clearinghouse ledger for perpetuals and dated futures.
 
     Every deposit, withdrawal, trade and price is an immutable event. Post commands as
     JSON Lines with `clearing post`, or one at a time with the subcommands below.
     """
+    ctx.meta["debug"] = debug
     escape_unencodable_output()
     tune_collector_for_batches()
     try:
         ctx.obj = Store(resolve_db(db), resolve_operator(operator))
+        ctx.obj.db_chosen = db is not None or bool(os.environ.get(ENV_VAR))
     except ClearingError as error:
         raise click.UsageError(str(error)) from None
     ctx.call_on_close(ctx.obj.close)
@@ -154,7 +171,7 @@ class _PostCommand(click.Command):
 @click.option("--sync/--no-sync", default=None,
               help="Bring the projections up to the last command before returning; --no-sync returns after the "
                    "commit and leaves them to `projections follow` or `projections catch-up`. "
-                   "[default: --sync when reading a terminal, else --no-sync]")
+                   "[default: --sync when reading from or printing to a terminal, else --no-sync]")
 @pass_store
 def post(store: Store, file: TextIO, as_json: bool, batch_size: int | None, sync: bool | None) -> None:
     """Post a stream of JSON Lines commands from FILE (or - for standard input).
@@ -170,8 +187,9 @@ def post(store: Store, file: TextIO, as_json: bool, batch_size: int | None, sync
     original code) and decides nothing again, so an interrupted post can simply be run
     again. Exit status 1 if any command was rejected (now or before).
 
-    Queries bring the projections up to date before they read; with a follower running
-    (`clearing projections follow`) they find them there already.
+    Queries never write: they read the projections as they stand and say on standard
+    error how far behind the log they are. Keep them current with `--sync`, with
+    `clearing projections catch-up`, or with a follower (`clearing projections follow`).
     """
     from eventsourcing.persistence import PersistenceError
 
@@ -180,12 +198,14 @@ def post(store: Store, file: TextIO, as_json: bool, batch_size: int | None, sync
     interactive = file.isatty()
     size = batch_size or (1 if interactive else DEFAULT_BATCH_SIZE)
     counts = {"applied": 0, "already_applied": 0, "rejected": 0, "already_rejected": 0}
+    exhausted = 0
     started = last_report = time.monotonic()
     app = store.app
     try:
         for outcome in post_lines(app, file, batch_size=size, operator=store.operator):
             render.echo_outcome(outcome, as_json)
             counts[outcome.status] += 1
+            exhausted += outcome.code == "retries_exhausted"
             now = time.monotonic()
             if now - last_report >= PROGRESS_SECONDS and sys.stderr.isatty():
                 done = sum(counts.values())
@@ -193,24 +213,26 @@ def post(store: Store, file: TextIO, as_json: bool, batch_size: int | None, sync
                 last_report = now
     except PersistenceError as error:
         done = sum(counts.values())
-        click.echo(f"error: the event store failed after {done} reported command(s): {str(error).splitlines()[0]}", err=True)
-        click.echo("error: results of the failed batch were not reported; run the same post again: commands "
-                   "already stored are reported 'already applied'", err=True)
-        sys.exit(3)
-    if (interactive if sync is None else sync) and counts["applied"]:
+        raise Failure("store_failed", f"the event store failed after {done} reported command(s): "
+                      f"{str(error).strip().splitlines()[0]}; results of the failed batch were not reported: run "
+                      "the same post again (commands already stored are reported 'already applied')", STORE) from None
+    watched = interactive or sys.stdout.isatty()  # a person reads the results: read-your-writes
+    if (watched if sync is None else sync) and counts["applied"]:
         store.catch_up()
-    _summary(counts)
+    _summary(counts, exhausted)
 
 
 
 
-def _summary(counts: dict[str, int]) -> None:
+def _summary(counts: dict[str, int], exhausted: int) -> None:
     total = sum(counts.values())
     click.echo(
         f"{total} command(s): {counts['applied']} applied, {counts['already_applied']} already applied, "
         f"{counts['rejected']} rejected, {counts['already_rejected']} already rejected",
         err=True,
     )
+    if exhausted:
+        sys.exit(RETRIES_EXHAUSTED)
     sys.exit(1 if counts["rejected"] or counts["already_rejected"] else 0)
 
 
@@ -240,5 +262,5 @@ def events(store: Store, start: int, limit: int | None, as_json: bool) -> None:
                                   if k not in ("account", "market", "command_id"))
                 click.echo(f"{record['position']:>8}  {record['type']:<28} {key:<16} {fields}")
     except Unreadable as unreadable:  # an edited row: say where, as audit verify would
-        fail(f"[unreadable_event] {unreadable}", 3)
+        raise Failure("unreadable_event", str(unreadable), STORE) from None
 

@@ -60,7 +60,8 @@ class ProjectionCheck:
         self.live = live
         self.head = head
         positions = {s.name: s.position for s in live.status() if s.name in READ_MODELS}
-        behind = ", ".join(f"{name} at {position}" for name, position in positions.items() if position != head)
+        behind = ", ".join(f"{name} {'not built' if name in live.missing else f'at {position}'}"
+                           for name, position in positions.items() if position != head or name in live.missing)
         if behind:
             raise CheckFailed(f"[projections_behind] head is {head} but {behind}; run `clearing projections catch-up` "
                               "(verify only reads)")

@@ -107,16 +107,31 @@ class Projector:
         self.expected: dict[str, int] = {}
         self.trackers: dict[str, Any] = {}
         self.outdated: dict[str, list[str]] = {}  # columns the bound tables lack (built by an older version)
+        self.missing: set[str] = set()  # never built (a read-only store creates nothing)
         self._prepared = False
+
+    def require_built(self, names: Iterable[str] | None = None) -> None:
+        """``projection_missing`` for the first of ``names`` (default: all) never built."""
+        self.prepare()
+        for name in names or self.projections:
+            if name in self.missing:
+                raise ProjectionError("projection_missing", name,
+                                      f"projection {name} has not been built in this store; a writer builds it "
+                                      "(`clearing projections catch-up`, or post with --sync)")
 
     # -- binding to table generations ---------------------------------------------------
 
     def prepare(self) -> None:
-        """Create missing tables; the first generation of a new projection is 1."""
+        """Create missing tables; the first generation of a new projection is 1. On a
+        read-only store nothing is created: a projection never built is left unbound and
+        named in ``missing`` (``require_built`` refuses it)."""
         if self._prepared:
             return
         for name in self.projections:
             generation = self.pinned.get(name) or self.store.generation(name)
+            if generation is None and self.store.read_only:
+                self.missing.add(name)
+                continue
             if generation is None:
                 self._bind(name, 1)
                 with self.store.datastore.transaction(commit=True) as session:
@@ -318,6 +333,9 @@ class Projector:
         result = []
         with self.store.engine.connect() as connection:
             for name, projection in self.projections.items():
+                if name in self.missing:  # never built: generation 0, nothing applied
+                    result.append(Status(name, 0, 0, head, 0, projection.DESCRIPTION))
+                    continue
                 rows = sum(connection.execute(select(func.count()).select_from(t)).scalar() or 0
                            for t in projection.tables.values())
                 position = self.trackers[name].max_tracking_id(APPLICATION) or 0

@@ -35,7 +35,7 @@ from sqlalchemy.pool import StaticPool
 from sqlalchemy.types import TypeDecorator
 
 from clearing.money import fmt
-from clearing.settings import is_postgres, store_env
+from clearing.settings import is_postgres, sqlite_read_uri, store_env
 
 CREATE_ATTEMPTS = 8
 
@@ -67,8 +67,9 @@ class ExactDecimal(TypeDecorator[Decimal]):
         return Decimal(fmt(value)) if isinstance(value, Decimal) else Decimal(value)
 
 
-def sqlalchemy_url(db: str) -> tuple[str, dict[str, Any]]:
-    """SQLAlchemy URL and engine arguments for the ``--db`` setting (file path or PG URL)."""
+def sqlalchemy_url(db: str, read_only: bool = False) -> tuple[str, dict[str, Any]]:
+    """SQLAlchemy URL and engine arguments for the ``--db`` setting (file path or PG URL);
+    ``read_only`` opens an SQLite file as ``clearing.settings.sqlite_read_uri`` says."""
     if is_postgres(db):
         env = store_env(db)
         auth = quote(env["POSTGRES_USER"], safe="")
@@ -81,15 +82,22 @@ def sqlalchemy_url(db: str) -> tuple[str, dict[str, Any]]:
         return url, {"connect_args": connect_args, "pool_pre_ping": True}
     if db == ":memory:":
         return "sqlite:///:memory:", {"poolclass": StaticPool}
+    if read_only:
+        return f"sqlite:///{sqlite_read_uri(db)}&uri=true", {"connect_args": {"timeout": 60}}
     return f"sqlite:///{Path(db).expanduser().resolve()}", {"connect_args": {"timeout": 60}}
 
 
 class ProjectionStore:
-    """The database holding projection tables, their tracking records and the registry."""
+    """The database holding projection tables, their tracking records and the registry.
 
-    def __init__(self, db: str) -> None:
+    ``read_only``: for readers (queries, reports, ``audit verify``): nothing is created, and an
+    SQLite file is opened so that it cannot be written (``sqlite_read_uri``).
+    """
+
+    def __init__(self, db: str, read_only: bool = False) -> None:
         self.db = db
-        url, engine_args = sqlalchemy_url(db)
+        self.read_only = read_only
+        url, engine_args = sqlalchemy_url(db, read_only)
         self.datastore = SQLAlchemyDatastore(url=url, **engine_args)
         assert isinstance(self.datastore.engine, Engine)  # built from a URL: an Engine, not a Connection
         self.engine: Engine = self.datastore.engine
@@ -102,8 +110,9 @@ class ProjectionStore:
             Column("generation", Integer, nullable=False),
         )
         self._trackers: dict[str, SQLAlchemyTrackingRecorder] = {}
-        self._create(lambda: self.registry.create(self.engine, checkfirst=True))
-        self.datastore.init_sqlite_wal_mode()
+        if not read_only:
+            self._create(lambda: self.registry.create(self.engine, checkfirst=True))
+            self.datastore.init_sqlite_wal_mode()
 
     # -- tables -------------------------------------------------------------------------
 
@@ -115,7 +124,8 @@ class ProjectionStore:
         return Table(full, self.metadata, *[column._copy() for column in columns])
 
     def create_tables(self, tables: list[Table]) -> None:
-        self._create(lambda: self.metadata.create_all(self.engine, tables=tables, checkfirst=True))
+        if not self.read_only:
+            self._create(lambda: self.metadata.create_all(self.engine, tables=tables, checkfirst=True))
 
     def missing_columns(self, tables: list[Table]) -> list[str]:
         """``table.column`` names the stored tables lack: tables built by an older version.
@@ -141,7 +151,8 @@ class ProjectionStore:
         key = self.tracking_table(projection, generation)
         if key not in self._trackers:
             recorder = SQLAlchemyTrackingRecorder(datastore=self.datastore, tracking_table_name=key)
-            self._create(recorder.create_table)
+            if not self.read_only:
+                self._create(recorder.create_table)
             self._trackers[key] = recorder
         return self._trackers[key]
 
@@ -156,6 +167,10 @@ class ProjectionStore:
     # -- registry ---------------------------------------------------------------------
 
     def generation(self, projection: str, session: Any | None = None) -> int | None:
+        """The live generation of ``projection``; None before it was first built (a
+        read-only store that never had projections has no registry: None too)."""
+        if self.read_only and session is None and not inspect(self.engine).has_table(self.registry.name):
+            return None
         query = select(self.registry.c.generation).where(self.registry.c.name == projection)
         generation: int | None
         if session is not None:

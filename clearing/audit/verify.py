@@ -121,6 +121,9 @@ def verify(app: Any, projector: Any, *, digest: Digest | None = None, skip: tupl
 def _check(name: str, app: Any, projector: Any, digest: Digest | None, head: int, stack: ExitStack) -> Consumer:
     if name == "chain":
         projector.prepare()  # verify only reads: events not yet chained are reported, not chained
+        if "chain" in projector.missing:
+            raise CheckFailed("[event_unchained] the hash chain has not been built in this store: run "
+                              "`clearing projections catch-up` (verify only reads)")
         connection = stack.enter_context(projector.store.engine.connect())
         return ChainCheck(projector.projections["chain"].stored(connection), digest)
     if name == "commands":

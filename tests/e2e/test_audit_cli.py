@@ -88,10 +88,10 @@ def test_verify_names_the_position_of_a_changed_event_and_a_digest_catches_a_rew
         connection.execute("UPDATE stored_events SET state = ? WHERE rowid = ?",
                            (state.replace(b'"1000"', b'"9000"'), rowid))
     verify = clearing(ledger_db, "audit", "verify")
-    assert verify.returncode == 1
+    assert verify.returncode == 4
     assert f"at position {rowid}" in verify.stdout and "chain" in verify.stdout
     with_digest = clearing(ledger_db, "audit", "verify", "--digest", digest, "--skip", "projections")
-    assert with_digest.returncode == 1
+    assert with_digest.returncode == 4
 
 
 def test_an_event_edited_with_a_text_function_is_a_hash_mismatch_at_its_position_not_a_crash(ledger_db):
@@ -103,7 +103,7 @@ def test_an_event_edited_with_a_text_function_is_a_hash_mismatch_at_its_position
                            (rowid,))
         assert connection.execute("SELECT typeof(state) FROM stored_events WHERE rowid = ?", (rowid,)).fetchone()[0] == "text"
     verify = clearing(ledger_db, "audit", "verify")
-    assert verify.returncode == 1
+    assert verify.returncode == 4
     assert f"chain        FAILED [hash_mismatch] at position {rowid}:" in verify.stdout, verify.stdout
     assert "Traceback" not in verify.stderr and "check_failed" not in verify.stdout
 
@@ -170,15 +170,15 @@ def test_events_stops_at_an_undecodable_row_with_its_position_and_no_traceback(l
 
 def test_verify_after_a_post_that_did_not_sync_names_what_is_behind_until_caught_up(tmp_path):
     """Verify only reads (ADR 22): after a --no-sync post the chain and the read models are
-    behind the head, verify says so (event_unchained, projections_behind) and exits 1;
+    behind the head, verify says so (event_unchained, projections_behind) and exits 4;
     after `projections catch-up` it passes."""
     db = str(tmp_path / "lagging.db")
     assert clearing(db, "post", "--sync", "-", stdin=SCRIPT).returncode == 0
     assert clearing(db, "post", "--no-sync", "-", stdin=LATER).returncode == 0
     behind = clearing(db, "audit", "verify")
-    assert behind.returncode == 1 and "[event_unchained]" in behind.stdout, behind.stdout
+    assert behind.returncode == 4 and "[event_unchained]" in behind.stdout, behind.stdout
     read_models = clearing(db, "audit", "verify", "--skip", "chain")
-    assert read_models.returncode == 1 and "[projections_behind]" in read_models.stdout, read_models.stdout
+    assert read_models.returncode == 4 and "[projections_behind]" in read_models.stdout, read_models.stdout
     assert clearing(db, "projections", "catch-up").returncode == 0
     verified = clearing(db, "audit", "verify")
     assert verified.returncode == 0, verified.stdout + verified.stderr

@@ -37,21 +37,21 @@ def db(tmp_path) -> str:
 def test_post_prints_one_line_per_command_and_is_idempotent(db, tmp_path):
     script = tmp_path / "s.jsonl"
     script.write_text(SCRIPT)
-    first = run(db, "post", str(script))
+    first = run(db, "post", "--sync", str(script))
     assert first.exit_code == 0, first.output
     lines = first.stdout.strip().splitlines()
     assert len(lines) == 7 and all(" applied: " in line for line in lines)
     assert "7 command(s): 7 applied, 0 already applied, 0 rejected" in first.stderr
-    again = run(db, "post", "--json", str(script))
+    again = run(db, "post", "--sync", "--json", str(script))
     assert again.exit_code == 0
     assert [json.loads(line)["status"] for line in again.stdout.splitlines()] == ["already_applied"] * 7
 
 
 def test_rejections_give_code_field_one_line_and_exit_one(db):
-    run(db, "post", "-", stdin=SCRIPT)
+    run(db, "post", "--sync", "-", stdin=SCRIPT)
     bad = ('{"type":"deposit","id":"d9","account":"alice","amount":1.5}\nnot json\n'
            '{"type":"deposit","id":"d10","account":"alice","amount":"5"}\n')
-    result = run(db, "post", "--json", "-", stdin=bad)
+    result = run(db, "post", "--sync", "--json", "-", stdin=bad)
     assert result.exit_code == 1
     rows = [json.loads(line) for line in result.stdout.splitlines()]
     assert [(r["line"], r["status"], r.get("code"), r.get("field")) for r in rows] == [
@@ -59,7 +59,7 @@ def test_rejections_give_code_field_one_line_and_exit_one(db):
 
 
 def test_account_show_json_has_every_field_as_strings(db):
-    run(db, "post", "-", stdin=SCRIPT)
+    run(db, "post", "--sync", "-", stdin=SCRIPT)
     result = run(db, "account", "show", "alice", "--json")
     assert result.exit_code == 0
     view = json.loads(result.stdout)
@@ -77,7 +77,7 @@ def test_account_show_json_has_every_field_as_strings(db):
 
 
 def test_text_views_and_event_log(db):
-    run(db, "post", "-", stdin=SCRIPT + '{"type":"fund_insurance","id":"f1","amount":"500"}\n')
+    run(db, "post", "--sync", "-", stdin=SCRIPT + '{"type":"fund_insurance","id":"f1","amount":"500"}\n')
     account = run(db, "account", "show", "alice")
     assert "liquidation_price" in account.stdout and "31746" in account.stdout
     market = run(db, "market", "show", "BTC-PERP")
@@ -92,7 +92,7 @@ def test_text_views_and_event_log(db):
 
 
 def test_unknown_account_is_an_error_exit(db):
-    run(db, "post", "-", stdin=SCRIPT)
+    run(db, "post", "--sync", "-", stdin=SCRIPT)
     result = run(db, "account", "show", "nobody")
     assert result.exit_code == 1 and "account_not_found" in result.stderr
 
@@ -135,7 +135,7 @@ def test_subprocess_post_from_stdin_and_file_with_env_db(tmp_path):
     env = {**os.environ, "CLEARING_DB": str(tmp_path / "env.db")}
     script = tmp_path / "s.jsonl"
     script.write_text(SCRIPT)
-    first = subprocess.run([CLEARING, "post", str(script)], capture_output=True, text=True, env=env, timeout=120)
+    first = subprocess.run([CLEARING, "post", "--sync", str(script)], capture_output=True, text=True, env=env, timeout=120)
     assert first.returncode == 0, first.stderr
     assert (tmp_path / "env.db").exists()
     bad = subprocess.run([CLEARING, "post", "-"], input='{"type":"withdraw","id":"w","account":"alice","amount":"99999"}\n',
@@ -168,14 +168,14 @@ def test_demo_runs_on_postgres_too(postgres_db, tmp_path):
 def test_reads_never_create_a_store(tmp_path):
     db = str(tmp_path / "absent.db")
     result = run(db, "account", "show", "alice")
-    assert result.exit_code == 1 and "store_not_found" in result.stderr
+    assert result.exit_code == 3 and "store_not_found" in result.stderr
     assert not (tmp_path / "absent.db").exists()
 
 
 def test_a_byte_order_mark_from_an_editor_is_accepted(db, tmp_path):
     script = tmp_path / "bom.jsonl"
     script.write_bytes(b'\xef\xbb\xbf{"type":"open_account","id":"o1","account":"alice"}\n')
-    result = run(db, "post", str(script))
+    result = run(db, "post", "--sync", str(script))
     assert result.exit_code == 0 and "o1 applied" in result.stdout
 
 
@@ -195,12 +195,12 @@ def test_a_store_failure_mid_stream_exits_three_and_a_rerun_completes(db, tmp_pa
         return original(self, processing_event)
 
     monkeypatch.setattr(ClearingApplication, "_record", failing_second_batch)
-    failed = run(db, "post", "--batch-size", "3", str(script))
+    failed = run(db, "post", "--sync", "--batch-size", "3", str(script))
     assert failed.exit_code == 3
     assert "disk I/O error" in failed.stderr and "run the same post again" in failed.stderr
     assert len(failed.stdout.splitlines()) == 3  # only the committed first batch was reported
     monkeypatch.setattr(ClearingApplication, "_record", original)
-    rerun = run(db, "post", "--json", str(script))
+    rerun = run(db, "post", "--sync", "--json", str(script))
     assert rerun.exit_code == 0
     assert [json.loads(line)["status"] for line in rerun.stdout.splitlines()] == ["already_applied"] * 3 + ["applied"] * 4
 
@@ -208,7 +208,7 @@ def test_a_store_failure_mid_stream_exits_three_and_a_rerun_completes(db, tmp_pa
 def test_subprocess_adl_rank_json_and_a_bad_deficit(db):
     # bob long 0.3 and alice short 0.3 at 30,000; at 31,000 bob gains 300 and alice loses 300 (equity 700)
     moved = SCRIPT + '{"type":"price","id":"p2","market":"BTC-PERP","price":"31000","at":"2025-01-01T00:00:02Z"}\n'
-    assert run(db, "post", "-", stdin=moved).exit_code == 0
+    assert run(db, "post", "--sync", "-", stdin=moved).exit_code == 0
     head = len(run(db, "events", "--json").stdout.splitlines())
 
     def adl_rank(*args: str) -> subprocess.CompletedProcess:
@@ -231,7 +231,8 @@ def test_subprocess_adl_rank_json_and_a_bad_deficit(db):
                                {"charged": "shorts", "borne": "0", "uncovered": "100"}]
     bad = adl_rank("--deficit", "1e2", "--json")
     assert (bad.returncode, bad.stdout) == (1, "")
-    assert bad.stderr == "error: [invalid_number] deficit: '1e2' is not a plain decimal number\n"
+    assert json.loads(bad.stderr) == {"error": {"code": "invalid_number", "field": "deficit",
+                                                "message": "deficit: '1e2' is not a plain decimal number"}}
     assert len(run(db, "events", "--json").stdout.splitlines()) == head  # neither read wrote anything
     helped = CliRunner().invoke(main, ["adl", "rank", "--help"])
     assert helped.exit_code == 0 and "--deficit AMOUNT" in helped.output and "waterfill_leverage" in helped.output

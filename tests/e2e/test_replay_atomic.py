@@ -65,7 +65,7 @@ main(sys.argv[1:], prog_name="clearing")
 @pytest.fixture
 def ledger_db(tmp_path) -> str:
     db = str(tmp_path / "audit.db")
-    posted = clearing(db, "post", "-", stdin=SCRIPT)
+    posted = clearing(db, "post", "--sync", "-", stdin=SCRIPT)
     assert posted.returncode == 0, posted.stdout + posted.stderr
     return db
 
@@ -167,7 +167,7 @@ def test_a_postgres_replay_killed_midway_leaves_no_schema_and_a_rerun_equals_a_c
     target, clean = f"{store_schema}_past", f"{store_schema}_clean"
     into = f"{url}?schema={target}"
     try:
-        posted = clearing(postgres_db, "post", "-", stdin=SCRIPT)
+        posted = clearing(postgres_db, "post", "--sync", "-", stdin=SCRIPT)
         assert posted.returncode == 0, posted.stdout + posted.stderr
         until = head(postgres_db)
         _drop(url, target)

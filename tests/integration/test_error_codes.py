@@ -80,5 +80,5 @@ def test_a_second_replay_into_the_same_schema_is_replay_in_progress():
 
 def test_a_read_of_a_store_that_does_not_exist_is_store_not_found(tmp_path):
     code, output = run("--db", str(tmp_path / "missing.db"), "account", "list")
-    assert code == 1 and "[store_not_found]" in output, output
+    assert code == 3 and "[store_not_found]" in output, output
     assert not (tmp_path / "missing.db").exists()

@@ -304,5 +304,5 @@ def test_cli_import_refuses_a_broken_chain_or_a_non_empty_store(source, tmp_path
 def test_cli_export_usage_errors(source, tmp_path):
     assert run(source.db, "export", "--format", "csv").exit_code == 2
     missing = run(str(tmp_path / "missing.db"), "export")
-    assert missing.exit_code == 1 and "store_not_found" in missing.stderr
+    assert missing.exit_code == 3 and "store_not_found" in missing.stderr
     assert run(source.db, "import", str(tmp_path / "missing.jsonl")).exit_code == 2

@@ -56,8 +56,8 @@ def test_cli_posts_the_risk_script_and_lists_losses_and_fund_movements(tmp_path)
     db = str(tmp_path / "risk.db")
     lines = [line for line in SCRIPT.splitlines() if line.strip()]
     text = "\n".join(line if '"id"' in line else f'{{"id":"c{n}",' + line.strip()[1:] for n, line in enumerate(lines))
-    posted = subprocess.run([CLEARING, "--db", db, "--as", "olga", "post", "-", "--json"], input=text, capture_output=True,
-                            text=True, cwd=REPO)
+    posted = subprocess.run([CLEARING, "--db", db, "--as", "olga", "post", "--sync", "-", "--json"], input=text,
+                            capture_output=True, text=True, cwd=REPO)
     assert posted.returncode == 0, posted.stderr
     assert {json.loads(row)["status"] for row in posted.stdout.splitlines()} == {"applied"}
     losses = subprocess.run([CLEARING, "--db", db, "losses", "--market", "BTC-PERP", "--json"], capture_output=True, text=True)
@@ -82,7 +82,7 @@ def test_each_new_loss_policy_through_the_cli_on_each_store(store_db, policy):
     lines = [line.strip() for line in book.splitlines() if line.strip()]
     text = "\n".join(line if '"id"' in line else f'{{"id":"q{n}",' + line[1:] for n, line in enumerate(lines))
     run = functools.partial(subprocess.run, capture_output=True, text=True, env=env, cwd=REPO)
-    assert run([CLEARING, "post", "-"], input=text).returncode == 0
+    assert run([CLEARING, "post", "--sync", "-"], input=text).returncode == 0
     assert run([CLEARING, "set-parameters", "--market", "X-PERP", f"loss_policy={policy}"]).returncode == 0
     crash = run([CLEARING, "price", "X-PERP", "1200"])
     assert crash.returncode == 0, crash.stderr

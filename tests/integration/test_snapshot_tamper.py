@@ -291,7 +291,7 @@ def test_every_sqlite_snapshot_edit_is_caught_naming_the_aggregate(sqlite_base, 
     assert_caught(str(work), tampered, capsys)
 
 
-def test_lowered_margin_fractions_let_a_trade_through_and_verify_exits_one(sqlite_base, tmp_path):
+def test_lowered_margin_fractions_let_a_trade_through_and_verify_exits_four(sqlite_base, tmp_path):
     """The incident: 5.5M notional on 22k equity, decided on a tampered snapshot."""
     trade = ('{"type":"trade","id":"t-whale","market":"BTC-PERP","buyer":"whale","seller":"maker",'
              '"size":"110","price":"50000"}')
@@ -308,7 +308,7 @@ def test_lowered_margin_fractions_let_a_trade_through_and_verify_exits_one(sqlit
     assert applied.status == "applied"  # the decision was taken on the snapshot
     subprocess.run([CLEARING, "--db", str(work), "projections", "catch-up"], check=True, capture_output=True)
     verify = subprocess.run([CLEARING, "--db", str(work), "audit", "verify"], capture_output=True, text=True, timeout=300)
-    assert verify.returncode == 1, verify.stdout + verify.stderr
+    assert verify.returncode == 4, verify.stdout + verify.stderr
     assert f"snapshots    FAILED {tampered.line()}" in verify.stdout, verify.stdout
     assert "verified" not in verify.stdout
 

@@ -27,7 +27,7 @@ TESTS = sorted((REPO / "tests").rglob("*.py"))
 #: the class a user sees for an error raised as each of these (pydantic and money errors are
 #: turned into InputError at the boundary)
 CARRIERS = {"InputError": "InputError", "NotFoundError": "NotFoundError", "RuleError": "RuleError",
-            "ConflictError": "ConflictError", "ProjectionError": "ProjectionError",
+            "ConflictError": "ConflictError", "ProjectionError": "ProjectionError", "StoreError": "StoreError",
             "PydanticCustomError": "InputError", "MoneyError": "InputError"}
 #: command codes the catalogue cannot hold (its ledger would need a state that breaks other
 #: rows, or a clock), each with the test that rejects it

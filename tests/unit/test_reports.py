@@ -620,7 +620,7 @@ def test_cli_bad_input_is_one_line_and_writes_nothing(tmp_path, args, code, fiel
 
 def test_cli_missing_store_is_an_error(tmp_path):
     result = invoke(str(tmp_path / "missing.db"), "positions", "--date", "2025-03-02")
-    assert result.exit_code == 1 and "store_not_found" in result.stderr
+    assert result.exit_code == 3 and "store_not_found" in result.stderr
 
 
 def test_cli_help_documents_every_option():
