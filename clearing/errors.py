@@ -173,6 +173,12 @@ REGISTRY: dict[str, ErrorCode] = _codes(
     ("store_read_only", "StoreError", "store",
      "a read-only SQLite copy whose write-ahead log holds transactions this user cannot read without writing"),
     ("store_unreachable", "StoreError", "store", "the event store cannot be opened: server down, refused, bad file (exit 3)"),
+    ("auth_failed", "StoreError", "store", "PostgreSQL refused the user: no such role, wrong password, no pg_hba entry"),
+    ("database_missing", "StoreError", "store", "PostgreSQL has no database of the name in --db"),
+    ("connection_refused", "StoreError", "store", "nothing accepts connections at the host and port in --db"),
+    ("host_unknown", "StoreError", "store", "the host name in --db does not resolve"),
+    ("host_unreachable", "StoreError", "store", "the network has no route to the host in --db"),
+    ("connect_timeout", "StoreError", "store", "PostgreSQL did not answer within POSTGRES_CONNECT_TIMEOUT seconds"),
     ("store_failed", "StoreError", "store", "the event store failed during the command; nothing of the failed batch was "
      "reported (exit 3)"),
     ("io_failed", "StoreError", "store", "a file the command reads or writes cannot be used (exit 3)"),

@@ -9,6 +9,7 @@ by hand. ``postgresql://user:secret@host:5432/db?schema=clearing`` selects a sch
 from __future__ import annotations
 
 import os
+import re
 from pathlib import Path
 from urllib.parse import parse_qs, unquote, urlsplit
 
@@ -18,6 +19,7 @@ DEFAULT_BATCH_SIZE = 1000  # commands committed per transaction by `clearing pos
 MAX_BATCH_SIZE = 100_000
 
 DEFAULT_DB = "clearing.db"
+SCHEMA_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]{0,62}\Z")  # a PostgreSQL identifier that needs no quoting
 ENV_VAR = "CLEARING_DB"
 OPERATOR_VAR = "CLEARING_OPERATOR"
 DEFAULT_OPERATOR = "operator"
@@ -129,12 +131,16 @@ def _postgres_env(url: str) -> dict[str, str]:
         "POSTGRES_PASSWORD": unquote(parts.password or ""),
     }
     if "schema" in query:
-        env["POSTGRES_SCHEMA"] = query["schema"][0]
+        schema = query["schema"][0]
+        if not SCHEMA_NAME.match(schema):
+            raise InputError("invalid_db", "db", f"schema {schema[:64]!r} must be 1-63 letters, digits and _ (not starting "
+                             "with a digit)")
+        env["POSTGRES_SCHEMA"] = schema
     # The library waits forever for its table lock by default; a stuck writer must surface.
     # Its pool opens 5 connections per process up front; a command uses one at a time
     # (verify's parallel checks are processes; the writers' lock borrows a second one while
     # a batch is saved, clearing/writer_lock.py), so open one and allow a few more.
-    return _with_defaults(env, POSTGRES_LOCK_TIMEOUT="10", POSTGRES_CONNECT_TIMEOUT="10",
+    return _with_defaults(env, POSTGRES_LOCK_TIMEOUT="10", POSTGRES_CONNECT_TIMEOUT="5",
                           POSTGRES_POOL_SIZE="1", POSTGRES_MAX_OVERFLOW="4")
 
 

@@ -46,6 +46,7 @@ class Store:
         self._reading_store: Any = None
         self._projector: Any = None
         self._reading_projector: Any = None
+        self._probed = False
 
     def close(self) -> None:
         """Give the store's connections back when the command ends (pools included)."""
@@ -151,6 +152,11 @@ class Store:
 
     def _opened(self, open_it: Callable[[], _T]) -> _T:
         try:
+            if is_postgres(self.db) and not self._probed:  # the cause of a refusal, before the pool hides it
+                from clearing.pg_probe import probe
+
+                probe(store_env(self.db))
+                self._probed = True
             return open_it()
         except StoreError as error:
             fail(error, STORE)

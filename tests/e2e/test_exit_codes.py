@@ -44,7 +44,7 @@ def test_a_missing_store_and_an_unreachable_server_exit_3_without_the_password(t
     assert missing.returncode == 3 and missing.stderr.startswith("error: [store_not_found] ")
     unreachable = clearing("--db", "postgresql://alice:s3cret@127.0.0.1:1/ledger", "account", "list")
     assert unreachable.returncode == 3, unreachable.stderr
-    assert unreachable.stderr.startswith("error: [store_unreachable] ") and "Traceback" not in unreachable.stderr
+    assert unreachable.stderr.startswith("error: [connection_refused] ") and "Traceback" not in unreachable.stderr
     assert "s3cret" not in unreachable.stderr + unreachable.stdout
 
 
@@ -102,3 +102,29 @@ def test_demo_refuses_a_store_that_holds_events_and_defaults_to_its_own_file(db,
     forced = clearing("--db", str(tmp_path / "demo.db"), "demo", "--accounts", "2", "--steps", "1", "--force",
                       "--reports", str(tmp_path / "r2"))
     assert forced.returncode == 0 and "already applied" in forced.stdout, forced.stdout + forced.stderr
+
+
+@pytest.mark.parametrize(("change", "code"), [
+    ({"user": "nobody_here", "password": "s3cret"}, "auth_failed"),
+    ({"database": "no_such_database", "password": "s3cret"}, "database_missing"),
+    ({"host": "no-such-host.invalid", "password": "s3cret"}, "host_unknown"),
+    ({"port": "1", "password": "s3cret"}, "connection_refused"),
+])
+def test_each_postgres_failure_has_its_own_code_and_never_shows_the_password(postgres_db, change, code):
+    """One direct connection before the library's pool (``clearing.pg_probe``) says why."""
+    from urllib.parse import urlsplit
+
+    parts = urlsplit(postgres_db)
+    values = {"user": parts.username or "postgres", "host": parts.hostname, "port": str(parts.port or 5432),
+              "database": parts.path.lstrip("/"), **change}
+    url = f"postgresql://{values['user']}:{values['password']}@{values['host']}:{values['port']}/{values['database']}"
+    for args in (("account", "list"), ("deposit", "alice", "1")):  # a read and a write
+        result = clearing("--db", url, *args)
+        assert result.returncode == 3, result.stderr
+        assert result.stderr.startswith(f"error: [{code}] ") and len(result.stderr.splitlines()) == 1, result.stderr
+        assert "s3cret" not in result.stdout + result.stderr
+
+
+def test_a_schema_name_that_is_not_an_identifier_is_a_usage_error(postgres_db):
+    result = clearing("--db", postgres_db.split("?")[0] + '?schema=a";drop', "account", "list")
+    assert result.returncode == 2 and "[invalid_db]" in result.stderr and "Traceback" not in result.stderr
