@@ -15,7 +15,7 @@ import click
 from clearing.errors import ClearingError, StoreError
 from clearing.settings import is_postgres, store_env
 from cli import render
-from cli.failures import RETRIES_EXHAUSTED, STORE, Failure
+from cli.failures import RETRIES_EXHAUSTED, STORE, Failure, first_line
 
 if TYPE_CHECKING:  # the application (eventsourcing, SQLAlchemy, drivers) is imported on first use
     from clearing.application import ClearingApplication, Outcome
@@ -164,7 +164,7 @@ class Store:
             raise click.UsageError(str(error)) from None
         except Exception as error:  # driver errors: unreachable server, bad file
             raise Failure("store_unreachable", f"cannot open the event store {self.db!r}: "
-                          f"{(str(error).strip().splitlines() or [type(error).__name__])[0]}", STORE) from None
+                          f"{first_line(error)}", STORE) from None
 
 
 def note_lag(views: Any, head: int) -> None:

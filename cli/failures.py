@@ -108,12 +108,12 @@ def failure_of(error: BaseException) -> Failure:
     if isinstance(error, ClearingError):
         return Failure.of(error)
     if _is_store_error(error):
-        return Failure("store_failed", f"the event store failed: {_first_line(error)}", STORE)
+        return Failure("store_failed", f"the event store failed: {first_line(error)}", STORE)
     if isinstance(error, UnicodeDecodeError):
-        return Failure("invalid_utf8", f"input is not UTF-8 text: {_first_line(error)}", REJECTED)
+        return Failure("invalid_utf8", f"input is not UTF-8 text: {first_line(error)}", REJECTED)
     if isinstance(error, OSError):
-        return Failure("io_failed", _first_line(error), STORE)
-    return Failure("internal_error", f"{type(error).__name__}: {_first_line(error)} (a bug: run again with --debug "
+        return Failure("io_failed", first_line(error), STORE)
+    return Failure("internal_error", f"{type(error).__name__}: {first_line(error)} (a bug: run again with --debug "
                                      "for the traceback and report it)", INTERNAL)
 
 
@@ -126,7 +126,8 @@ def _is_store_error(error: BaseException) -> bool:
     return any(name.startswith(("sqlalchemy.exc.", "psycopg.", "psycopg_pool.")) for name in names)
 
 
-def _first_line(error: BaseException) -> str:
+def first_line(error: BaseException) -> str:
+    """The first line of the exception's message (its class name when it has none)."""
     lines = str(error).strip().splitlines()
     return lines[0] if lines else type(error).__name__
 

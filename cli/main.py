@@ -27,7 +27,7 @@ from clearing.runtime import tune_collector_for_batches
 from clearing.settings import DEFAULT_BATCH_SIZE, DEFAULT_DB, ENV_VAR, MAX_BATCH_SIZE, OPERATOR_VAR, resolve_db, resolve_operator
 from cli import render
 from cli.context import PROGRESS_SECONDS, Store, escape_unencodable_output, pass_store
-from cli.failures import DEBUG_VAR, RETRIES_EXHAUSTED, STORE, Failure, failure_of
+from cli.failures import DEBUG_VAR, RETRIES_EXHAUSTED, STORE, Failure, failure_of, first_line
 
 #: Every command and group defined outside this module: its module (which lists it in
 #: ``COMMANDS``) and its one-line help as ``clearing --help`` shows it. A module is imported
@@ -214,7 +214,7 @@ def post(store: Store, file: TextIO, as_json: bool, batch_size: int | None, sync
     except PersistenceError as error:
         done = sum(counts.values())
         raise Failure("store_failed", f"the event store failed after {done} reported command(s): "
-                      f"{str(error).strip().splitlines()[0]}; results of the failed batch were not reported: run "
+                      f"{first_line(error)}; results of the failed batch were not reported: run "
                       "the same post again (commands already stored are reported 'already applied')", STORE) from None
     watched = interactive or sys.stdout.isatty()  # a person reads the results: read-your-writes
     if (watched if sync is None else sync) and counts["applied"]:

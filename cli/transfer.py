@@ -25,7 +25,7 @@ from eventsourcing.persistence import PersistenceError
 from clearing.errors import ClearingError
 from clearing.transfer import BATCH, export_log, import_log
 from cli.context import PROGRESS_SECONDS, Store, fail, pass_store
-from cli.failures import STORE, Failure
+from cli.failures import STORE, Failure, first_line
 
 
 @click.command("export")
@@ -50,7 +50,7 @@ def export_command(store: Store, output: Path | None, file_format: str) -> None:
     except ClearingError as error:
         fail(error)
     except PersistenceError as error:
-        raise Failure("store_failed", f"the event store failed: {str(error).strip().splitlines()[0]}", STORE) from None
+        raise Failure("store_failed", f"the event store failed: {first_line(error)}", STORE) from None
     click.echo(f"exported {digest.events} events; digest {digest.to_text()}", err=True)
 
 
@@ -72,7 +72,7 @@ def import_command(store: Store, file: Path, batch_size: int) -> None:
     except ClearingError as error:
         fail(error)
     except PersistenceError as error:
-        raise Failure("store_failed", f"the event store failed: {str(error).strip().splitlines()[0]}; the batches "
+        raise Failure("store_failed", f"the event store failed: {first_line(error)}; the batches "
                       "already committed stay: run the same import again to continue", STORE) from None
     store.catch_up()  # the imported events are projected (and chained) before the command returns
     click.echo(digest.to_text())

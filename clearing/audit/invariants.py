@@ -469,7 +469,7 @@ def _holders_match(fold: Fold) -> None:
     """The holders a price sweep values are the accounts with a position: a holder missing
     from the record would be left out of every sweep, so its calls would never be issued."""
     for market in fold.contract_sizes:
-        holding = {account for (account, held), size in fold.sizes.items() if held == market and size != ZERO}
+        holding = fold.holders[market]  # the fold's own: every account whose size there is not zero
         recorded = fold.holders_recorded[market]
         if recorded != holding:
             raise InvariantViolation(f"holders_match: {market} records holders {_names(recorded - holding)} without "

@@ -38,13 +38,6 @@ class SideDecision:
     collateral_after: Decimal
     totals_after: MarginTotals
 
-    @property
-    def open_interest_change(self) -> Decimal:
-        """Change of this side's long size (open interest counts longs only)."""
-        after = self.fill.position_after.size
-        before = after - self.fill.size_delta
-        return max(after, ZERO) - max(before, ZERO)
-
 
 @exact
 def decide_side(
