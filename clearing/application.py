@@ -47,6 +47,7 @@ from clearing.domain.account import Account
 from clearing.domain.command_record import RECORD_TOPICS, CommandRecord, accepted, first_difference, rejected
 from clearing.domain.insurance import InsuranceFund
 from clearing.domain.market import Market
+from clearing.effects import effect_of
 from clearing.errors import ClearingError, ConflictError, InputError, NotFoundError, RuleError
 from clearing.fill_runs import FillRun
 from clearing.handlers import HANDLERS
@@ -114,6 +115,16 @@ class Outcome:
     field: str | None = None
     message: str | None = None
     positions: list[int] = dataclasses.field(default_factory=list)
+    effects: list[dict[str, Any]] = dataclasses.field(default_factory=list)  # clearing.effects, with positions
+
+    @property
+    def result(self) -> str:
+        """The summary, with what the command caused (``clearing.effects.describe``)."""
+        if not self.effects:
+            return self.summary
+        from clearing.effects import describe
+
+        return f"{self.summary}; {describe(self.effects)}"
 
     @classmethod
     def rejected(cls, error: ClearingError, command_id: str, command_type: str, line: int | None) -> Outcome:
@@ -425,9 +436,12 @@ class ClearingApplication(Application[UUID]):
 
     @staticmethod
     def _attach_positions(outcomes: list[Outcome], recordings: Sequence[Any]) -> None:
-        """Tell each applied command the log positions of its events (in command order)."""
+        """Tell each applied command the log positions of its events (in command order) and
+        the effects they record (``clearing.effects``)."""
         by_command: dict[str, list[int]] = {}
+        effects: dict[str, list[dict[str, Any]]] = {}
         current: list[int] = []
+        caused: list[dict[str, Any]] = []
         for recording in recordings:
             event = recording.domain_event
             if isinstance(event, Account.FillsRecorded):  # an account's fills of a run: each trade's
@@ -437,12 +451,17 @@ class ClearingApplication(Application[UUID]):
                 continue
             if isinstance(event, CommandRecord.Accepted):
                 current = by_command.setdefault(event.command_id, [])
+                caused = effects.setdefault(event.command_id, [])
             elif isinstance(event, (Market.HoldersChanged, Market.TradingRecorded, CommandRecord.Rejected)):
-                current = []  # batch-level, after every command of the batch
+                current, caused = [], []  # batch-level, after every command of the batch
             current.append(recording.notification.id)
+            effect = effect_of(event, recording.notification.id)
+            if effect is not None:
+                caused.append(effect)
         for outcome in outcomes:
             if outcome.status == APPLIED:
                 outcome.positions = by_command.get(outcome.command_id, [])
+                outcome.effects = effects.get(outcome.command_id, [])
 
     def _snapshot_touched(self) -> None:
         """Snapshot aggregates whose version crossed a multiple of SNAPSHOT_INTERVAL."""

@@ -191,6 +191,7 @@ REGISTRY: dict[str, ErrorCode] = _codes(
     ("invalid_setting", _I, "option", "an environment setting that is not a whole number of seconds in range"),
     ("invalid_until", _I, "option", "--until / --as-of neither a positive log position nor an ISO-8601 time with zone"),
     ("invalid_digest", _I, "option", "a digest not of the form audit digest prints"),
+    ("digest_mismatch", "StoreError", "store", "`audit combine --expect`: the combined digest is not the one expected (exit 4)"),
     ("invalid_partition", _I, "option", "a partition name for `audit combine` that is not 1-64 letters, digits, _ . -"),
     ("unreadable_event", _I, "store", "an `events` listing reached a stored event that cannot be decoded (an edited row)"),
     ("retries_exhausted", _C, "store", "the store kept refusing a batch (conflicting writers) after every attempt"),

@@ -31,6 +31,7 @@ from eventsourcing.popo import POPOApplicationRecorder
 from eventsourcing.sqlite import SQLiteApplicationRecorder
 from eventsourcing.utils import get_topic
 
+from clearing import store_schema
 from clearing.command_index import BUILT_TABLE, COLUMNS, COMMANDS_KWARG, CommandRow
 from clearing.command_index import TABLE as COMMAND_TABLE
 
@@ -75,6 +76,7 @@ class ClearingSQLiteRecorder(SQLiteApplicationRecorder):
             "content TEXT NOT NULL, code TEXT, field TEXT, message TEXT) WITHOUT ROWID"
         )
         statements.append(f"CREATE TABLE IF NOT EXISTS {BUILT_TABLE} (id INTEGER PRIMARY KEY CHECK (id = 1))")
+        statements.extend(store_schema.SQLITE_STATEMENTS)
         return statements
 
     def command_index_built(self) -> bool:

@@ -15,6 +15,7 @@ from eventsourcing.persistence import IntegrityError, StoredEvent
 from eventsourcing.postgres import PostgresApplicationRecorder
 from psycopg.sql import SQL, Identifier
 
+from clearing import store_schema
 from clearing.command_index import BUILT_TABLE, COLUMNS, COMMANDS_KWARG, CommandRow
 from clearing.command_index import TABLE as COMMAND_TABLE
 from clearing.recorders import QUIET_SINCE_KWARG, READ_SET_KWARG, SHARED_LOCK_KWARG, _refuse_if_moved, _unwritten
@@ -37,6 +38,10 @@ class ClearingPostgresRecorder(PostgresApplicationRecorder):
         )
         self.sql_create_statements.append(
             SQL("CREATE TABLE IF NOT EXISTS {table} (id integer PRIMARY KEY CHECK (id = 1))").format(table=self.built_table))
+        schema_table = SQL("{schema}.{table}").format(schema=Identifier(self.datastore.schema),
+                                                      table=Identifier(store_schema.SCHEMA_TABLE))
+        self.sql_create_statements.extend(SQL(statement).format(table=schema_table)
+                                          for statement in store_schema.POSTGRES_STATEMENTS)
         # the library's stored-function insert bypasses _insert_events: the read set and the
         # command index would go unwritten, so this recorder always inserts itself
         self.datastore.enable_db_functions = False

@@ -14,8 +14,8 @@ import click
 
 from clearing.errors import ClearingError
 from cli import render
-from cli.context import Store, fail, pass_store
-from cli.failures import VERIFY_FAILED
+from cli.context import CodedChoice, Store, echo_result, fail, json_option, pass_store
+from cli.failures import VERIFY_FAILED, Failure
 
 PROGRESS_MIN_EVENTS = 20_000
 
@@ -69,8 +69,9 @@ def projections_status(store: Store, as_json: bool) -> None:
 
 
 @projections.command("catch-up")
+@json_option()
 @pass_store
-def projections_catch_up(store: Store) -> None:
+def projections_catch_up(store: Store, as_json: bool) -> None:
     """Apply every event not yet projected, then return (what `projections follow` does continuously)."""
     store.require_existing()
     app = store.app
@@ -78,7 +79,9 @@ def projections_catch_up(store: Store) -> None:
     started = time.perf_counter()
     with Bar("catching up", head) as progress:
         read = store.projector.catch_up(progress=progress)
-    click.echo(f"{read} event(s) applied in {time.perf_counter() - started:.1f}s; projections at position {head}")
+    seconds = time.perf_counter() - started
+    echo_result(as_json, {"applied": read, "position": head, "seconds": round(seconds, 3)},
+                f"{read} event(s) applied in {seconds:.1f}s; projections at position {head}")
 
 
 @projections.command("follow")
@@ -88,8 +91,10 @@ def projections_catch_up(store: Store) -> None:
               help="Stop after this many seconds with nothing new to apply. [default: run until stopped]")
 @click.option("--report-every", type=click.FloatRange(0.1, None), default=10.0, show_default=True,
               help="Seconds between two progress lines on stderr.")
+@json_option("Progress lines (stderr) and the closing line (stdout) as JSON objects.")
 @pass_store
-def projections_follow(store: Store, interval: float, max_idle: float | None, report_every: float) -> None:
+def projections_follow(store: Store, interval: float, max_idle: float | None, report_every: float,
+                       as_json: bool) -> None:
     """Keep every projection current: follow the log until stopped (Ctrl-C or SIGTERM).
 
     Posting returns after its commit and leaves the projections to this runner (or to
@@ -106,8 +111,10 @@ def projections_follow(store: Store, interval: float, max_idle: float | None, re
     follower = Follower(store.projector, interval=interval, max_idle=max_idle)
 
     def report(progress: Progress) -> None:
-        click.echo(f"follow: position {progress.position}, head {progress.head}, lag {progress.lag}, "
-                   f"{progress.applied} event(s) applied ({progress.rate:.0f}/s)", err=True)
+        echo_result(as_json, {"position": progress.position, "head": progress.head, "lag": progress.lag,
+                              "applied": progress.applied, "rate": round(progress.rate, 1)},
+                    f"follow: position {progress.position}, head {progress.head}, lag {progress.lag}, "
+                    f"{progress.applied} event(s) applied ({progress.rate:.0f}/s)", err=True)
 
     try:
         with follower_lock(store.projection_store):
@@ -118,16 +125,34 @@ def projections_follow(store: Store, interval: float, max_idle: float | None, re
             done = follower.run(report, report_every)
     except ClearingError as error:
         fail(error, 3)
-    click.echo(f"stopped at position {done.position} (head {done.head}, lag {done.lag}): "
-               f"{done.applied} event(s) applied in {done.seconds:.1f}s")
+    echo_result(as_json, {"stopped": True, "position": done.position, "head": done.head, "lag": done.lag,
+                          "applied": done.applied, "seconds": round(done.seconds, 3)},
+                f"stopped at position {done.position} (head {done.head}, lag {done.lag}): "
+                f"{done.applied} event(s) applied in {done.seconds:.1f}s")
+
+
+def _read_models() -> tuple[str, ...]:
+    from projections.runner import READ_MODELS
+
+    return READ_MODELS
+
+
+def _check_read_model(name: str) -> object:
+    from projections.runner import check_names
+
+    return check_names([name], rebuildable=True)
+
+
+READ_MODEL = CodedChoice(_read_models, _check_read_model)
 
 
 @projections.command("rebuild")
-@click.argument("names", nargs=-1, metavar="[NAME]...")
+@click.argument("names", nargs=-1, type=READ_MODEL)
 @click.option("--batch", type=click.IntRange(100, 100_000), default=5000, show_default=True,
               help="Events per transaction.")
+@json_option()
 @pass_store
-def projections_rebuild(store: Store, names: tuple[str, ...], batch: int) -> None:
+def projections_rebuild(store: Store, names: tuple[str, ...], batch: int, as_json: bool) -> None:
     """Rebuild projections from event 1 into fresh tables, then switch readers over.
 
     Readers keep the old tables until the new ones have caught up with the head of the
@@ -149,8 +174,9 @@ def projections_rebuild(store: Store, names: tuple[str, ...], batch: int) -> Non
         generations = rebuild(app, store.projection_store, chosen, page=batch, progress=progress)
     elapsed = time.perf_counter() - started
     rate = f", {head / elapsed:,.0f} events/s" if elapsed > 0 and head else ""
-    click.echo(f"rebuilt to position {head} in {elapsed:.1f}s{rate}: "
-               + ", ".join(f"{name} generation {generation}" for name, generation in generations.items()))
+    echo_result(as_json, {"position": head, "seconds": round(elapsed, 3), "generations": generations},
+                f"rebuilt to position {head} in {elapsed:.1f}s{rate}: "
+                + ", ".join(f"{name} generation {generation}" for name, generation in generations.items()))
 
 
 # -- audit ---------------------------------------------------------------------------------
@@ -166,9 +192,10 @@ def audit() -> None:
               help="Last log position, or an ISO-8601 business time (the log is cut before the first later event).")
 @click.option("--into", "into", required=True, metavar="PATH|URL",
               help="A new SQLite file or a postgresql:// URL with ?schema= to build the projections into.")
-@click.argument("names", nargs=-1, metavar="[NAME]...")
+@click.argument("names", nargs=-1, type=READ_MODEL)
+@json_option()
 @pass_store
-def audit_replay(store: Store, until: str, into: str, names: tuple[str, ...]) -> None:
+def audit_replay(store: Store, until: str, into: str, names: tuple[str, ...], as_json: bool) -> None:
     """Rebuild projections as of --until into a separate database (the store is not touched).
 
     The target gets the same tables as the live projections, as they stood at that
@@ -193,22 +220,33 @@ def audit_replay(store: Store, until: str, into: str, names: tuple[str, ...]) ->
             replay_to(app, target, position, chosen, progress=progress)
     except ClearingError as error:
         fail(error)
-    click.echo(f"projections {', '.join(chosen)} as of position {position} written to {into}")
+    from cli.failures import redact
+
+    echo_result(as_json, {"projections": list(chosen), "position": position, "into": redact(into)},
+                f"projections {', '.join(chosen)} as of position {position} written to {redact(into)}")
 
 
 @audit.command("digest")
+@json_option("JSON: the digest and its parts (scheme, position, events, head).")
 @pass_store
-def audit_digest(store: Store) -> None:
+def audit_digest(store: Store, as_json: bool) -> None:
     """Print the head of the hash chain: keep it, and later `audit verify --digest` it."""
     from clearing.audit.chain import digest
 
-    click.echo(digest(store.existing_app.recorder).to_text())
+    found = digest(store.existing_app.recorder)
+    echo_result(as_json, _digest_document(found), found.to_text())
+
+
+def _digest_document(found: Any) -> dict[str, Any]:
+    return {"digest": found.to_text(), "scheme": found.scheme, "position": found.position, "events": found.events,
+            "head": found.head}
 
 
 @audit.command("combine")
 @click.argument("partitions", nargs=-1, required=True, metavar="NAME=STORE...")
 @click.option("--expect", metavar="DIGEST", help="A combined digest kept earlier: exit 4 unless it is this one.")
-def audit_combine(partitions: tuple[str, ...], expect: str | None) -> None:
+@json_option("JSON: each partition's digest and the combined digest.")
+def audit_combine(partitions: tuple[str, ...], expect: str | None, as_json: bool) -> None:
     """One digest over the stores of a partitioned ledger (ADR 24).
 
     Each NAME=STORE is a partition's name and its store (an SQLite file or a PostgreSQL
@@ -235,12 +273,15 @@ def audit_combine(partitions: tuple[str, ...], expect: str | None) -> None:
         combined = combined_digest(digests)
     except ClearingError as error:
         fail(error)
-    for name in sorted(digests):
-        click.echo(f"{name} {digests[name].to_text()}")
-    click.echo(combined)
+    if as_json:
+        click.echo(render.dumps({"partitions": {name: _digest_document(digests[name]) for name in sorted(digests)},
+                                 "combined": combined}))
+    else:
+        for name in sorted(digests):
+            click.echo(f"{name} {digests[name].to_text()}")
+        click.echo(combined)
     if expect is not None and expect.strip() != combined:
-        click.echo(f"error: [digest_mismatch] the combined digest is {combined}, not the one expected", err=True)
-        sys.exit(4)
+        raise Failure("digest_mismatch", f"the combined digest is {combined}, not the one expected", VERIFY_FAILED)
 
 
 @audit.command("verify")
@@ -248,8 +289,9 @@ def audit_combine(partitions: tuple[str, ...], expect: str | None) -> None:
 @click.option("--skip", "skip", multiple=True,
               type=click.Choice(["chain", "commands", "snapshots", "projections", "invariants", "decisions"]),
               help="Leave out a check (repeatable).")
+@json_option("One JSON document: each check's result (ok, detail, seconds, failure), the skipped ones, verified.")
 @pass_store
-def audit_verify(store: Store, digest_text: str | None, skip: tuple[str, ...]) -> None:
+def audit_verify(store: Store, digest_text: str | None, skip: tuple[str, ...], as_json: bool) -> None:
     """Verify the ledger; exit 1 naming the first failing check and log position.
 
     \b
@@ -273,11 +315,12 @@ def audit_verify(store: Store, digest_text: str | None, skip: tuple[str, ...]) -
         expected = Digest.parse(digest_text) if digest_text else None
     except ClearingError as error:
         fail(error)
-    if not run_verify(store, expected, skip):
+    if not run_verify(store, expected, skip, as_json=as_json):
         sys.exit(VERIFY_FAILED)
 
 
-def run_verify(store: Store, expected: Any = None, skip: tuple[str, ...] = (), workers: int | None = None) -> bool:
+def run_verify(store: Store, expected: Any = None, skip: tuple[str, ...] = (), workers: int | None = None,
+               as_json: bool = False) -> bool:
     """Run ``clearing.audit.verify`` and print its report, one line a check; False on a failure.
 
     On a file or PostgreSQL store and a machine with two cores or more, the checks run in the
@@ -303,6 +346,8 @@ def run_verify(store: Store, expected: Any = None, skip: tuple[str, ...] = (), w
             outcome = verify(store.existing_app, store.reading_projector, digest=expected, skip=skip,
                              progress=lambda done: progress(done, head))
         reads = "read once for every check"
+    if as_json:
+        return _verify_document(outcome, reads)
     for name in outcome.skipped:
         click.echo(f"{name:<12} skipped")
     for result in outcome.reported():
@@ -314,6 +359,18 @@ def run_verify(store: Store, expected: Any = None, skip: tuple[str, ...] = (), w
         click.echo(f"{'log':<12} {reads}: {outcome.read.detail} ({outcome.read.seconds:.1f}s)")
     click.echo("verified")
     return True
+
+
+def _verify_document(outcome: Any, reads: str) -> bool:
+    """``audit verify --json``: the checks up to the first failure, as one document."""
+    checks = [{"name": r.name, "ok": r.ok, "detail": r.detail, "failure": r.failure, "seconds": round(r.seconds, 3)}
+              for r in outcome.reported()]
+    verified = all(check["ok"] for check in checks)
+    read = outcome.read
+    click.echo(render.dumps({"verified": verified, "head": outcome.head, "checks": checks, "skipped": list(outcome.skipped),
+                             "log": None if read is None else {"reads": reads, "detail": read.detail,
+                                                               "seconds": round(read.seconds, 3)}}))
+    return verified
 
 
 def _verify_group(db: str, digest_text: str | None, skip: tuple[str, ...], show_progress: bool) -> Any:

@@ -53,11 +53,11 @@ def submit(store: Store, command_type: str, command_id: str | None, at: str | No
 @click.argument("market")
 @click.option("--kind", type=click.Choice(["perpetual", "future"]), required=True, help="Contract kind.")
 @click.option("--expiry", metavar="TIME", help="Expiry time of a future (ISO-8601 with zone).")
-@click.option("--tick-size", required=True, help="Price tick, e.g. 0.1.")
-@click.option("--step-size", required=True, help="Size step, e.g. 0.001.")
-@click.option("--contract-size", help="Underlying per contract. [default 1]")
-@click.option("--initial-margin-fraction", "--imf", "imf", help="Initial margin fraction, e.g. 0.05.")
-@click.option("--maintenance-margin-fraction", "--mmf", "mmf", help="Maintenance margin fraction, e.g. 0.03.")
+@click.option("--tick-size", metavar="DECIMAL", required=True, help="Price tick, e.g. 0.1.")
+@click.option("--step-size", metavar="DECIMAL", required=True, help="Size step, e.g. 0.001.")
+@click.option("--contract-size", metavar="DECIMAL", help="Underlying per contract. [default 1]")
+@click.option("--initial-margin-fraction", "--imf", "imf", metavar="DECIMAL", help="Initial margin fraction, e.g. 0.05.")
+@click.option("--maintenance-margin-fraction", "--mmf", "mmf", metavar="DECIMAL", help="Maintenance margin fraction, e.g. 0.03.")
 @click.option(
     "--tier",
     "tiers",
@@ -65,7 +65,7 @@ def submit(store: Store, command_type: str, command_id: str | None, at: str | No
     metavar="FLOOR:IMF:MMF",
     help="Margin tier from notional FLOOR (repeat, first FLOOR 0); replaces --imf/--mmf.",
 )
-@click.option("--price-band", help="Largest mark move per update as a fraction. [default 0.1]")
+@click.option("--price-band", metavar="DECIMAL", help="Largest mark move per update as a fraction. [default 0.1]")
 @command_options
 @pass_store
 def create_market(store: Store, market: str, kind: str, expiry: str | None, tick_size: str, step_size: str,
@@ -134,10 +134,10 @@ def withdraw(store: Store, account: str, amount: str, command_id: str | None, at
 
 @click.command()
 @click.argument("market")
-@click.option("--buyer", required=True, help="Buying account.")
-@click.option("--seller", required=True, help="Selling account.")
-@click.option("--size", required=True, help="Size in contracts, on the market's step.")
-@click.option("--price", required=True, help="Trade price, on the market's tick.")
+@click.option("--buyer", required=True, metavar="ACCOUNT", help="Buying account.")
+@click.option("--seller", required=True, metavar="ACCOUNT", help="Selling account.")
+@click.option("--size", required=True, metavar="DECIMAL", help="Size in contracts, on the market's step.")
+@click.option("--price", required=True, metavar="DECIMAL", help="Trade price, on the market's tick.")
 @command_options
 @pass_store
 def trade(store: Store, market: str, buyer: str, seller: str, size: str, price: str,
@@ -151,7 +151,7 @@ def trade(store: Store, market: str, buyer: str, seller: str, size: str, price: 
 @click.argument("price")
 @command_options
 @pass_store
-@click.option("--source", help="Named price source (when the market marks at the median of its sources).")
+@click.option("--source", metavar="NAME", help="Named price source (when the market marks at the median of its sources).")
 def price(store: Store, market: str, price: str, source: str | None, command_id: str | None, at: str | None,
           as_json: bool) -> None:
     """Set the mark PRICE of MARKET (on tick, within the price band, time not going back).
@@ -164,7 +164,7 @@ def price(store: Store, market: str, price: str, source: str | None, command_id:
 
 @click.command("fund-insurance")
 @click.argument("amount")
-@click.option("--contributor", help="Who contributed (recorded with the movement).")
+@click.option("--contributor", metavar="NAME", help="Who contributed (recorded with the movement).")
 @command_options
 @pass_store
 def fund_insurance(store: Store, amount: str, contributor: str | None, command_id: str | None, at: str | None,
@@ -196,9 +196,9 @@ def settle(store: Store, market: str, price: str, command_id: str | None, at: st
 @click.command()
 @click.argument("account")
 @click.argument("market")
-@click.option("--price", required=True, help="Auction price, on the market's tick.")
-@click.option("--size", help="Contracts to close. [default: the whole position]")
-@click.option("--liquidator", help="Account taking the position. [default: the backstop liquidator]")
+@click.option("--price", required=True, metavar="DECIMAL", help="Auction price, on the market's tick.")
+@click.option("--size", metavar="DECIMAL", help="Contracts to close. [default: the whole position]")
+@click.option("--liquidator", metavar="ACCOUNT", help="Account taking the position. [default: the backstop liquidator]")
 @command_options
 @pass_store
 def liquidate(store: Store, account: str, market: str, price: str, size: str | None, liquidator: str | None,
@@ -213,7 +213,7 @@ OPERATION = click.Choice(["liquidations", "trading"])
 
 @click.command()
 @click.argument("operation", type=OPERATION)
-@click.option("--market", help="Only this market. [default: everywhere]")
+@click.option("--market", metavar="MARKET", help="Only this market. [default: everywhere]")
 @command_options
 @pass_store
 def pause(store: Store, operation: str, market: str | None, command_id: str | None, at: str | None, as_json: bool) -> None:
@@ -223,7 +223,7 @@ def pause(store: Store, operation: str, market: str | None, command_id: str | No
 
 @click.command()
 @click.argument("operation", type=OPERATION)
-@click.option("--market", help="Only this market. [default: everywhere]")
+@click.option("--market", metavar="MARKET", help="Only this market. [default: everywhere]")
 @command_options
 @pass_store
 def resume(store: Store, operation: str, market: str | None, command_id: str | None, at: str | None, as_json: bool) -> None:
@@ -239,7 +239,7 @@ APPROVABLE = ["pause", "resume", "set-parameters", "register-officer", "liquidat
 @click.argument("action", metavar="|".join(APPROVABLE))
 @click.argument("what", nargs=-1, required=True,
                 metavar="OPERATION|NAME=VALUE...|CANDIDATE|ACCOUNT price=P [size=S] [liquidator=L]")
-@click.option("--market", help="Only this market. [default: everywhere / the clearinghouse defaults]")
+@click.option("--market", metavar="MARKET", help="Only this market. [default: everywhere / the clearinghouse defaults]")
 @command_options
 @pass_store
 def approve(store: Store, officer: str, action: str, what: tuple[str, ...], market: str | None, command_id: str | None,
@@ -255,7 +255,7 @@ def approve(store: Store, officer: str, action: str, what: tuple[str, ...], mark
     A liquidation is approved when its auction price lies outside manual_liquidation_band;
     size defaults to the whole position and liquidator to the backstop. The change must later
     be posted with exactly the same content (same NAME=VALUE set and --market); see
-    docs/commands.md.
+    `clearing docs commands`.
     """
     if action.replace("_", "-") not in APPROVABLE:
         raise click.BadParameter(f"{action!r} is not one of {', '.join(APPROVABLE)}", param_hint="ACTION")
@@ -294,17 +294,19 @@ def register_officer(store: Store, officer: str, command_id: str | None, at: str
 
 @click.command("set-parameters")
 @click.argument("assignments", nargs=-1, required=True, metavar="NAME=VALUE...")
-@click.option("--market", help="Override for this market. [default: clearinghouse defaults]")
+@click.option("--market", metavar="MARKET", help="Override for this market. [default: clearinghouse defaults]")
 @command_options
 @pass_store
 def set_parameters(store: Store, assignments: tuple[str, ...], market: str | None, command_id: str | None,
                    at: str | None, as_json: bool) -> None:
-    """Set risk parameters, e.g. liquidation_fee_rate=0.015 margin_call_grace=3600.
+    """Set risk parameters: clearinghouse defaults, or --market overrides.
+
+    Example: clearing set-parameters liquidation_fee_rate=0.015 margin_call_grace=3600.
 
     Whole numbers (margin_call_grace, twap_window, approvals_required, officers_max,
     approval_ttl, governance_timelock) are given as digits; oracle_sources as a
     comma-separated list. Governed changes need M officers' approvals of exactly this
-    change first (clearing approve OFFICER set-parameters ...). See docs/commands.md.
+    change first (clearing approve OFFICER set-parameters ...). See `clearing docs commands`.
     """
     submit(store, "set_parameters", command_id, at, as_json, market=market,
            parameters=dict(_assignment(text) for text in assignments))

@@ -6,7 +6,7 @@ the package has no import cycle."""
 from __future__ import annotations
 
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, NoReturn, TypeVar
 
@@ -235,6 +235,44 @@ def exit_status(outcomes: list[Outcome]) -> int:
     if any(outcome.code == "retries_exhausted" for outcome in outcomes):
         return RETRIES_EXHAUSTED
     return 1 if any(outcome.is_rejection for outcome in outcomes) else 0
+
+
+class CodedChoice(click.Choice):  # type: ignore[type-arg]
+    """A ``click.Choice`` whose names are listed in help and shell completion, but whose
+    refusal is our own coded error (``check`` raises it: ``unknown_report`` and the like),
+    so a wrong name reads like every other bad input. ``names`` is called when first
+    needed, so a module defining the option imports nothing heavy."""
+
+    def __init__(self, names: Callable[[], Sequence[str]], check: Callable[[str], object]) -> None:
+        self._names, self._check = names, check
+        super().__init__([], case_sensitive=True)
+
+    @property
+    def choices(self) -> Sequence[str]:
+        return tuple(self._names())
+
+    @choices.setter
+    def choices(self, _: Sequence[str]) -> None:
+        """Choice's constructor assigns the names; ours are read from ``names``."""
+
+    def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> Any:
+        if value not in self.choices:
+            try:
+                self._check(value)
+            except ClearingError as error:
+                fail(error)
+        return value
+
+
+def json_option(help_text: str = "Print the result as one JSON document.") -> Callable[[FC], FC]:
+    """``--json``: every command has it (one document for a query or a result; JSON Lines
+    for the streams ``post``, ``events`` and ``losses``)."""
+    return click.option("--json", "as_json", is_flag=True, help=help_text)
+
+
+def echo_result(as_json: bool, document: dict[str, Any], text: str, err: bool = False) -> None:
+    """A command's closing result: ``document`` as JSON with ``--json``, else ``text``."""
+    click.echo(render.dumps(document) if as_json else text, err=err)
 
 
 def echo_view(view: dict[str, Any], as_json: bool, text: Any) -> None:

@@ -39,9 +39,11 @@ INDEX: dict[str, tuple[str, str]] = {
     "adl": ("cli.adl", "Auto-deleveraging and loss-allocation standings."),
     "approve": ("cli.commands", "Record OFFICER's approval of one exact change; post it as OFFICER (--as OFFICER)."),
     "audit": ("cli.audit", "Auditor's tools: replay as of a point, digest of the log, full verification."),
+    "controls": ("cli.controls", "Risk officers' controls: pauses, officers, approvals, the liquidation queue."),
     "close-account": ("cli.commands", "Close ACCOUNT (it must be flat and hold no collateral)."),
     "close-market": ("cli.commands", "Stop trading in MARKET (mark prices are still accepted)."),
     "create-market": ("cli.commands", "List a new MARKET (perpetual, or future with --expiry)."),
+    "docs": ("cli.docs", "Print reference document NAME (Markdown); without NAME, list them."),
     "demo": ("cli.demo", "Run a demo scenario on its own store and print market, account and fund summaries."),
     "deposit": ("cli.commands", "Deposit AMOUNT of collateral (USDC, up to 6 decimals) into ACCOUNT."),
     "export": ("cli.transfer", "Write the whole event log, verifiably, to --output or standard output."),
@@ -56,13 +58,14 @@ INDEX: dict[str, tuple[str, str]] = {
     "market": ("cli.queries", "Query markets."),
     "open-account": ("cli.commands", "Open a cross-margin ACCOUNT."),
     "pause": ("cli.commands", "Pause OPERATION; takes effect only once M risk officers approved it."),
+    "parameters": ("cli.controls", "Risk parameters in force (defaults and per-market overrides)."),
     "price": ("cli.commands", "Set the mark PRICE of MARKET (on tick, within the price band, time not going back)."),
     "projections": ("cli.audit", "Read models built from the event log (SQL tables beside the event store)."),
     "register-officer": ("cli.commands", "Register risk OFFICER (at most officers_max; once a quorum exists, M "
                                          "officers approve it first)."),
     "report": ("cli.reports", "Build regulator report NAME for business day --date from the projection tables."),
     "resume": ("cli.commands", "Resume OPERATION (with M approvals); queued liquidations are then processed in order."),
-    "set-parameters": ("cli.commands", "Set risk parameters, e.g."),
+    "set-parameters": ("cli.commands", "Set risk parameters: clearinghouse defaults, or --market overrides."),
     "settle": ("cli.commands", "Settle expired future MARKET at the final PRICE: close every position, cover losses."),
     "trade": ("cli.commands", "Clear a trade in MARKET between --buyer and --seller (both margin-checked)."),
     "withdraw": ("cli.commands", "Withdraw AMOUNT from ACCOUNT if free collateral covers it."),
@@ -113,7 +116,8 @@ class LazyGroup(click.Group):
             formatter.write_dl(rows)
 
 
-@click.group(cls=LazyGroup, context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
+@click.group(cls=LazyGroup, invoke_without_command=True,
+             context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
 @click.option(
     "--db",
     metavar="PATH|URL",
@@ -129,15 +133,23 @@ class LazyGroup(click.Group):
          f"[env {OPERATOR_VAR}; default the login name]",
 )
 @click.option("--debug", is_flag=True, help=f"Print the traceback of a failure too. [env {DEBUG_VAR}=1]")
-@click.version_option(package_name="clearing-ledger")
+@click.option("--version", "show_version", is_flag=True,
+              help="Show the versions of clearing-ledger, Python and its libraries, and the schema of the store "
+                   "--db names, then exit.")
 @click.pass_context
-def main(ctx: click.Context, db: str | None, operator: str | None, debug: bool) -> None:
+def main(ctx: click.Context, db: str | None, operator: str | None, debug: bool, show_version: bool) -> None:
     """Event-sourced clearinghouse ledger for perpetuals and dated futures.
 
     Every deposit, withdrawal, trade and price is an immutable event. Post commands as
     JSON Lines with `clearing post`, or one at a time with the subcommands below.
     """
     ctx.meta["debug"] = debug
+    if show_version:
+        _echo_version(resolve_db(db))
+        ctx.exit(0)
+    if ctx.invoked_subcommand is None:
+        click.echo(ctx.get_help())
+        ctx.exit(2)
     escape_unencodable_output()
     tune_collector_for_batches()
     try:
@@ -146,6 +158,32 @@ def main(ctx: click.Context, db: str | None, operator: str | None, debug: bool) 
     except ClearingError as error:
         raise click.UsageError(str(error)) from None
     ctx.call_on_close(ctx.obj.close)
+
+
+#: distributions whose versions ``--version`` prints, in this order
+VERSIONED = ("eventsourcing", "SQLAlchemy", "pydantic", "click", "psycopg")
+
+
+def _echo_version(db: str) -> None:
+    """``clearing --version``: this package, Python, the libraries, and the store's schema.
+
+    Versions come from the installed distributions' metadata, so nothing heavy is imported;
+    the store is only read (``clearing.store_schema.describe``), its password never shown.
+    """
+    from importlib.metadata import PackageNotFoundError, version
+
+    from clearing.store_schema import STORE_SCHEMA, describe
+    from cli.failures import redact
+
+    def installed(name: str) -> str:
+        try:
+            return version(name)
+        except PackageNotFoundError:
+            return "not installed"
+
+    click.echo(f"clearing-ledger {installed('clearing-ledger')} (store schema {STORE_SCHEMA})")
+    click.echo(f"Python {sys.version.split()[0]}; " + ", ".join(f"{name} {installed(name)}" for name in VERSIONED))
+    click.echo(redact(describe(db)))
 
 
 class _PostCommand(click.Command):
@@ -178,8 +216,8 @@ def post(store: Store, file: TextIO, as_json: bool, batch_size: int | None, sync
 
     Each line is one command object with "type" and a client-chosen "id", and an
     optional ISO-8601 "at" business time (stamped with the current time when absent).
-    Types: {types}. Numbers are JSON strings or integers; docs/commands.md gives each
-    type's fields and docs/errors.md every error code.
+    Types: {types}. Numbers are JSON strings or integers; `clearing docs commands`
+    gives each type's fields and `clearing docs errors` every error code.
 
     Every command is atomic, and one result line is printed per command once it is
     committed. Every answer is final: re-posting a command with the same id and content

@@ -24,6 +24,7 @@ from projections.queries import (
     account_view,
     insurance_fund_view,
     loss_allocations,
+    market_list,
     market_view,
 )
 
@@ -122,7 +123,8 @@ def account_show(store: Store, name: str, as_of: str | None, as_json: bool) -> N
 @account.command("list")
 @click.option("--status", type=click.Choice(ACCOUNT_STATUSES), default=None,
               help="Only accounts in this status (a risk status, or closed).")
-@click.option("--json", "as_json", is_flag=True, help="JSON Lines output, one account per line; every decimal is a string.")
+@click.option("--json", "as_json", is_flag=True,
+              help="One JSON array, one object per account a line (streamed); every decimal is a string.")
 @pass_store
 def account_list_command(store: Store, status: str | None, as_json: bool) -> None:
     """Every account by name: status, collateral, equity, initial and maintenance
@@ -130,18 +132,22 @@ def account_list_command(store: Store, status: str | None, as_json: bool) -> Non
 
     Status is the risk status (healthy, margin_call, liquidating, bankrupt) or closed.
     Read from the margin projection and streamed, so a large store is never held in
-    memory; a store without accounts prints nothing.
+    memory; a store without accounts prints "no accounts" (with --json, []).
 
     \b
     Example:
       clearing account list --status margin_call
-      clearing account list --json | jq -r 'select(.positions > 0) | .account'
+      clearing account list --json | jq -r '.[] | select(.positions > 0) | .account'
     """
     rows = account_list(store.views, status)
-    lines = (render.dumps(row) for row in rows) if as_json else render.account_list_lines(rows)
+    lines = render.json_array_lines(rows) if as_json else render.account_list_lines(rows)
     try:
+        shown = False
         for line in lines:
             click.echo(line)
+            shown = True
+        if not shown:
+            click.echo("no accounts")
     except ClearingError as error:
         fail(error)
 
@@ -160,6 +166,21 @@ def market_show(store: Store, name: str, as_json: bool, as_of: str | None) -> No
     """Contract terms, margin tiers, status and mark price of market NAME."""
     views = views_as_of(store, as_of, ["margin"])
     echo_view(show(market_view, views, name), as_json, render.market_text)
+
+
+@market.command("list")
+@click.option("--json", "as_json", is_flag=True, help="One JSON array, one object per market; decimals are strings.")
+@pass_store
+def market_list_command(store: Store, as_json: bool) -> None:
+    """Every market by name: kind, status, mark price, open interest, volume, trades and
+    expiry, read from the margin projection. `clearing market show NAME` gives one
+    market's terms and margin tiers."""
+    rows = show(market_list, store.views)
+    if as_json:
+        for line in render.json_array_lines(rows):
+            click.echo(line)
+    else:
+        click.echo(render.market_list_text(rows))
 
 
 @click.group("insurance-fund")

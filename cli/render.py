@@ -35,9 +35,11 @@ def outcome_json(outcome: Outcome) -> str:
     if outcome.is_rejection:
         data.update(code=outcome.code, field=outcome.field, message=outcome.message)
     else:
-        data["summary"] = outcome.summary
+        data["summary"] = outcome.result
         if outcome.positions:
             data["positions"] = outcome.positions
+        if outcome.effects:
+            data["effects"] = outcome.effects
     return dumps(data)
 
 
@@ -47,7 +49,7 @@ def outcome_text(outcome: Outcome) -> str:
         field = f" [{outcome.field}]" if outcome.field else ""
         status = outcome.status.replace("_", " ")
         return f"{where}{outcome.command_id} {status} {outcome.code}{field}: {outcome.message}"
-    return f"{where}{outcome.command_id} {outcome.status.replace('_', ' ')}: {outcome.summary}"
+    return f"{where}{outcome.command_id} {outcome.status.replace('_', ' ')}: {outcome.result}"
 
 
 def echo_outcome(outcome: Outcome, as_json: bool) -> None:
@@ -138,3 +140,55 @@ def losses_text(rows: list[dict[str, Any]]) -> str:
         return "no loss allocations"
     columns = ("at", "loss_id", "market", "account", "policy", "share", "basis", "basis_total")
     return table(columns, [[str(r[c]) if r.get(c) is not None else "-" for c in columns] for r in rows])
+
+
+def json_array_lines(rows: Any) -> Any:
+    """One JSON document (an array) for a listing, streamed a row a line: ``[``, the rows
+    with commas, ``]``; an empty listing is ``[]``, never nothing."""
+    first = True
+    for row in rows:
+        yield ("[" if first else ",") + dumps(row)
+        first = False
+    yield "[]" if first else "]"
+
+
+MARKET_LIST_COLUMNS = ("market", "kind", "status", "mark_price", "open_interest", "volume", "trades", "expiry")
+
+
+def market_list_text(rows: list[dict[str, Any]]) -> str:
+    if not rows:
+        return "no markets"
+    return table(MARKET_LIST_COLUMNS, [[str(r[c]) if r[c] is not None else "-" for c in MARKET_LIST_COLUMNS] for r in rows])
+
+
+def parameters_text(view: dict[str, Any]) -> str:
+    scope = "clearinghouse defaults" if view["scope"] == "clearinghouse" else f"market {view['scope']}"
+    lines = [f"parameters in force for {scope} as of log position {view['as_of_position']}"]
+    rows = [[r["name"], text_value(r["value"]), r["source"] if r["set_at_position"] is None
+             else f"{r['source']} at {r['set_at_position']}", r["governed"]] for r in view["parameters"]]
+    lines.append(table(("name", "value", "source", "governed"), rows, indent="  "))
+    return "\n".join(lines)
+
+
+def controls_text(view: dict[str, Any]) -> str:
+    paused = ", ".join(f"{p['operation']} in {'all markets' if p['market'] == '*' else p['market']}"
+                       for p in view["paused"]) or "nothing"
+    officers = ", ".join(view["officers"]) or "none registered"
+    lines = [f"controls as of log position {view['as_of_position']}",
+             f"  paused: {paused}",
+             f"  officers: {officers} (at most {view['officers_max']}; {view['approvals_required']} approval(s) "
+             f"required, each counting {view['approval_ttl']} s; governance timelock {view['governance_timelock']} s)"]
+    if not view["pending_approvals"]:
+        lines.append("  pending approvals: none")
+    for pending in view["pending_approvals"]:
+        held = ", ".join(f"{a['officer']} at {a['approved_at']} (counts until {a['counts_until']})"
+                         for a in pending["approvals"])
+        lines.append(f"  pending: {pending['describe']}: {len(pending['approvals'])} of {pending['approvals_required']} "
+                     f"({held}) [{pending['fingerprint']}]")
+    if not view["liquidation_queue"]:
+        lines.append("  liquidation queue: empty")
+    for entry in view["liquidation_queue"]:
+        detail = (f" queued at {entry['queued_at']} (position {entry['position']}, mark {entry['price_mark']}, equity "
+                  f"{entry['equity']}, maintenance {entry['maintenance_margin']})") if "queued_at" in entry else ""
+        lines.append(f"  queued #{entry['sequence']}: {entry['account']} in {entry['market']}{detail}")
+    return "\n".join(lines)

@@ -15,8 +15,8 @@ from pathlib import Path
 import click
 
 from clearing.errors import ClearingError, InputError
-from cli.context import Store, fail, pass_store
-from projections.reports.registry import build_report, check_request
+from cli.context import CodedChoice, Store, fail, pass_store
+from projections.reports.registry import REPORT_NAMES, build_report, check_report_name, check_request
 from projections.reports.rendering import render
 from projections.reports.shocks import DEFAULT_SHOCKS, signed
 
@@ -54,12 +54,13 @@ _SHOCKS = ",".join(signed(shock) for shock in DEFAULT_SHOCKS)
 
 
 @click.command("report")
-@click.argument("name", metavar="NAME")
+@click.argument("name", metavar="NAME", type=CodedChoice(lambda: REPORT_NAMES, check_report_name))
 @click.option("--date", "day", required=True, metavar="YYYY-MM-DD",
               help="Business day (UTC date) the report is for. A day not yet closed gives a provisional report.")
 @click.option("--format", "output_format", type=click.Choice(["csv", "json"]), default="csv", show_default=True,
               help="csv: a header row of the column names, then rows. json: report, date, as_of_position, "
                    "provisional, columns, rows and totals; every decimal is a string.")
+@click.option("--json", "as_json", is_flag=True, help="The same as --format json (the flag every command takes).")
 @click.option("--output", metavar="FILE", default=None,
               help="Write the report to FILE (atomically: a temporary file renamed over FILE) instead of stdout.")
 @click.option("--prices", metavar="FILE", default=None,
@@ -69,8 +70,8 @@ _SHOCKS = ",".join(signed(shock) for shock in DEFAULT_SHOCKS)
               help=f"stress/disclosures: comma-separated relative shocks applied to every mark, each -1 < shock <= 10, "
                    f"replacing the default {_SHOCKS}.")
 @pass_store
-def report(store: Store, name: str, day: str, output_format: str, output: str | None, prices: str | None,
-           shock: str | None) -> None:
+def report(store: Store, name: str, day: str, output_format: str, as_json: bool, output: str | None,
+           prices: str | None, shock: str | None) -> None:
     """Build regulator report NAME for business day --date from the projection tables.
 
     \b
@@ -83,11 +84,13 @@ def report(store: Store, name: str, day: str, output_format: str, output: str | 
       disclosures       CPMI-IOSCO PQD items 4.1, 4.4, 6.1, 6.2, 6.6-6.8
       stress            mark shocks: liquidations, losses, fund use, cover-1/cover-2
 
-    Columns, units and regulatory anchors are in docs/reports.md. The same event
+    Columns, units and regulatory anchors are in `clearing docs reports`. The same event
     log always gives byte-identical output. A day not yet closed is computed live
     and marked provisional. stress works on a copy of the state and writes nothing.
     Bad input prints one line "error: [code] field: message" and exits 1.
     """
+    if as_json:
+        output_format = "json"
     try:
         request = check_request(name, day, shock, prices)
         target = check_output(output) if output is not None else None

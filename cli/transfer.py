@@ -24,7 +24,7 @@ from eventsourcing.persistence import PersistenceError
 
 from clearing.errors import ClearingError
 from clearing.transfer import BATCH, export_log, import_log
-from cli.context import PROGRESS_SECONDS, Store, fail, pass_store
+from cli.context import PROGRESS_SECONDS, Store, echo_result, fail, json_option, pass_store
 from cli.failures import STORE, Failure, first_line
 
 
@@ -33,8 +33,9 @@ from cli.failures import STORE, Failure, first_line
               help="File to write (replaced only once the export is complete). [default: standard output]")
 @click.option("--format", "file_format", type=click.Choice(["jsonl"]), default="jsonl", show_default=True,
               help="File format: JSON Lines, a header, one line per event with its chain hash, a trailer.")
+@json_option("The closing summary (events, digest) as a JSON object, on standard error like the text one.")
 @pass_store
-def export_command(store: Store, output: Path | None, file_format: str) -> None:
+def export_command(store: Store, output: Path | None, file_format: str, as_json: bool) -> None:
     """Write the whole event log, verifiably, to --output or standard output.
 
     The file starts with a header, has one line per event (position, aggregate id and
@@ -51,15 +52,17 @@ def export_command(store: Store, output: Path | None, file_format: str) -> None:
         fail(error)
     except PersistenceError as error:
         raise Failure("store_failed", f"the event store failed: {first_line(error)}", STORE) from None
-    click.echo(f"exported {digest.events} events; digest {digest.to_text()}", err=True)
+    echo_result(as_json, {"exported": digest.events, "digest": digest.to_text(), "output": str(output) if output else None},
+                f"exported {digest.events} events; digest {digest.to_text()}", err=True)
 
 
 @click.command("import")
 @click.argument("file", type=click.Path(exists=True, dir_okay=False, path_type=Path))
 @click.option("--batch-size", type=click.IntRange(1, 100_000), default=BATCH, show_default=True,
               help="Events written per transaction.")
+@json_option("JSON: the store's digest and its parts once the import is done.")
 @pass_store
-def import_command(store: Store, file: Path, batch_size: int) -> None:
+def import_command(store: Store, file: Path, batch_size: int, as_json: bool) -> None:
     """Load an exported event log FILE into the store, after verifying all of it.
 
     Every line's chain hash is recomputed and the trailer checked before anything is
@@ -75,7 +78,8 @@ def import_command(store: Store, file: Path, batch_size: int) -> None:
         raise Failure("store_failed", f"the event store failed: {first_line(error)}; the batches "
                       "already committed stay: run the same import again to continue", STORE) from None
     store.catch_up()  # the imported events are projected (and chained) before the command returns
-    click.echo(digest.to_text())
+    echo_result(as_json, {"digest": digest.to_text(), "position": digest.position, "events": digest.events,
+                          "head": digest.head}, digest.to_text())
 
 
 @contextlib.contextmanager

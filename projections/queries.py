@@ -388,6 +388,17 @@ def market_view(views: Views, name: str) -> dict[str, Any]:
     }
 
 
+def market_list(views: Views) -> list[dict[str, Any]]:
+    """Every market by name: kind, status, mark, open interest, volume and trades."""
+    table = views.table("margin", "margin_markets")
+    name = table.c.market.collate("C") if views.store.dialect == "postgresql" else table.c.market
+    with views.reading() as connection:
+        rows = list(connection.execute(select(table).order_by(name)).mappings())
+    return [{"market": r["market"], "kind": r["kind"], "status": r["status"], "mark_price": _optional(r["mark"]),
+             "mark_time": r["mark_at"], "open_interest": fmt(r["open_interest"]), "volume": fmt(r["volume"]),
+             "trades": r["trades"], "expiry": r["expiry"], "listed_at": r["listed_at"]} for r in rows]
+
+
 def insurance_fund_view(views: Views) -> dict[str, Any]:
     """Balance and every movement of the insurance fund, from ``fund_movements``."""
     table = views.table("insurance_fund", "fund_movements")

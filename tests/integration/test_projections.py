@@ -418,7 +418,7 @@ def test_account_list_gives_every_account_by_name_with_its_status_and_totals(sto
     ledger = _ledger(store_db, STATUSES)
     result = _cli(store_db, "account", "list", "--json")
     assert result.exit_code == 0, result.output
-    rows = [json.loads(line) for line in result.stdout.splitlines()]
+    rows = json.loads(result.stdout)  # one document: an array
     names = ["alice", "backstop", "bob", "dave", "erin", "frank", "gina", "maker"]
     assert [row["account"] for row in rows] == names
     assert rows == [_list_row(margin_state.account_view(ledger.app, name)) for name in names]
@@ -434,7 +434,7 @@ def test_account_list_gives_every_account_by_name_with_its_status_and_totals(sto
     for status in ACCOUNT_STATUSES:
         filtered = _cli(store_db, "account", "list", "--status", status, "--json")
         assert filtered.exit_code == 0
-        assert [json.loads(line) for line in filtered.stdout.splitlines()] == [r for r in rows if r["status"] == status]
+        assert json.loads(filtered.stdout) == [r for r in rows if r["status"] == status]
     text = _cli(store_db, "account", "list", "--status", "margin_call").stdout.splitlines()
     assert text[0].split() == ["account", "status", "collateral", "equity", "initial_margin", "maintenance_margin", "positions"]
     alice = rows[0]
@@ -459,11 +459,11 @@ def test_account_list_streams_in_pages_and_sorts_by_code_point(store_db, monkeyp
     assert [first["account"], *[row["account"] for row in rows]] == sorted(names)
 
 
-def test_account_list_of_a_store_without_accounts_prints_nothing(store_db):
+def test_account_list_of_a_store_without_accounts_prints_an_empty_listing(store_db):
     Ledger(env=store_env(store_db))  # creates the (empty) store
-    for args in ([], ["--json"], ["--status", "healthy"]):
+    for args, printed in (([], "no accounts\n"), (["--json"], "[]\n"), (["--status", "healthy"], "no accounts\n")):
         result = _cli(store_db, "account", "list", *args)
-        assert (result.exit_code, result.stdout) == (0, ""), result.output
+        assert (result.exit_code, result.stdout) == (0, printed), result.output
 
 
 CALL = """
