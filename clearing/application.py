@@ -36,6 +36,7 @@ from eventsourcing.persistence import IntegrityError, InternalError, JSONTransco
 from eventsourcing.popo import POPOFactory
 from eventsourcing.utils import get_topic
 
+from clearing import store_schema
 from clearing.audit.log import read_log
 from clearing.business_time import TimeLimits, check_not_backdated
 from clearing.command_index import BUILT_TABLE, COMMANDS_KWARG, CommandIndex, ensure_built, index_rows
@@ -551,8 +552,11 @@ def _if_later(watermark: datetime, at: datetime) -> datetime | None:
 
 
 def _postgres_tables_exist(factory: Any) -> bool:
-    """The library's tables (events, snapshots) and the command index exist in the configured schema."""
-    names = [f"{ClearingApplication.name.lower()}_{kind}" for kind in ("events", "snapshots")] + [COMMAND_TABLE, BUILT_TABLE]
+    """The library's tables (events, snapshots), the command index and the schema version
+    exist in the configured schema (a store written before versions were recorded gets
+    its ``clearing_schema`` table from the next writer)."""
+    names = [f"{ClearingApplication.name.lower()}_{kind}" for kind in ("events", "snapshots")] + [
+        COMMAND_TABLE, BUILT_TABLE, store_schema.SCHEMA_TABLE]
     schema = factory.datastore.schema or "public"
     with factory.datastore.get_connection() as connection, connection.cursor() as cursor:
         cursor.execute(

@@ -179,6 +179,8 @@ REGISTRY: dict[str, ErrorCode] = _codes(
     ("host_unknown", "StoreError", "store", "the host name in --db does not resolve"),
     ("host_unreachable", "StoreError", "store", "the network has no route to the host in --db"),
     ("connect_timeout", "StoreError", "store", "PostgreSQL did not answer within POSTGRES_CONNECT_TIMEOUT seconds"),
+    ("ssl_failed", "StoreError", "store", "the SSL that sslmode in --db (or PGSSLMODE) asks for cannot be set up: the "
+     "server does not support SSL, or its certificate cannot be verified"),
     ("store_failed", "StoreError", "store", "the event store failed during the command; nothing of the failed batch was "
      "reported (exit 3)"),
     ("io_failed", "StoreError", "store", "a file the command reads or writes cannot be used (exit 3)"),
@@ -215,6 +217,7 @@ REGISTRY: dict[str, ErrorCode] = _codes(
     # -- reports
     ("unknown_report", _I, "report", "a report name that is not one of the reports"),
     ("invalid_date", _I, "report", "a --date that is not a day written YYYY-MM-DD"),
+    ("date_outside_log", _I, "report", "a --date before the log's first business day or after its last (or an empty log)"),
     ("invalid_shock", _I, "report", "--shock not a comma-separated list of numbers, or too many"),
     ("invalid_prices", _I, "report", "a --prices file without a header row with a close or price column"),
     ("unreadable_prices", _I, "report", "a --prices file that cannot be read"),

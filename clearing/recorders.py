@@ -76,8 +76,20 @@ class ClearingSQLiteRecorder(SQLiteApplicationRecorder):
             "content TEXT NOT NULL, code TEXT, field TEXT, message TEXT) WITHOUT ROWID"
         )
         statements.append(f"CREATE TABLE IF NOT EXISTS {BUILT_TABLE} (id INTEGER PRIMARY KEY CHECK (id = 1))")
-        statements.extend(store_schema.SQLITE_STATEMENTS)
+        statements.append(store_schema.SQLITE_CREATE)
         return statements
+
+    def create_table(self) -> None:
+        """The library's tables and ours; the schema version is written only when the
+        store records none or an older one (``store_schema.SQLITE_READ``)."""
+        super().create_table()
+        with self.datastore.transaction(commit=False) as c:
+            c.execute(store_schema.SQLITE_READ)
+            row = c.fetchone()
+        if row is None or int(row[0]) < store_schema.STORE_SCHEMA:
+            with self.datastore.transaction(commit=True) as c:  # the first statement writes: the lock is waited for
+                for statement in store_schema.SQLITE_RECORD:
+                    c.execute(statement)
 
     def command_index_built(self) -> bool:
         """Whether the index holds every answer of the log (``command_index.ensure_built``)."""

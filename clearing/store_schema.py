@@ -22,9 +22,16 @@ from __future__ import annotations
 STORE_SCHEMA = 1
 SCHEMA_TABLE = "clearing_schema"
 
-#: SQLite statements that record the version (run with the library's create statements)
-SQLITE_STATEMENTS = (
-    f"CREATE TABLE IF NOT EXISTS {SCHEMA_TABLE} (id INTEGER PRIMARY KEY CHECK (id = 1), version INTEGER NOT NULL)",
+#: SQLite: the table, created with the library's create statements (a no-op, taking no
+#: lock, once it exists)
+SQLITE_CREATE = f"CREATE TABLE IF NOT EXISTS {SCHEMA_TABLE} (id INTEGER PRIMARY KEY CHECK (id = 1), version INTEGER NOT NULL)"
+
+#: SQLite: what a writer reads first, and writes only when the version it reads is missing
+#: or lower than its own. Writing on every open would make each starting process take the
+#: write lock inside the library's deferred create transaction, which fails at once
+#: ("database is locked") when another process has committed since that transaction read.
+SQLITE_READ = f"SELECT version FROM {SCHEMA_TABLE} WHERE id = 1"
+SQLITE_RECORD = (
     f"INSERT OR IGNORE INTO {SCHEMA_TABLE} VALUES (1, {STORE_SCHEMA})",
     f"UPDATE {SCHEMA_TABLE} SET version = {STORE_SCHEMA} WHERE id = 1 AND version < {STORE_SCHEMA}",
 )
@@ -81,13 +88,12 @@ def _sqlite_version(db: str) -> int | None:
 def _postgres_version(db: str) -> int | None:
     import psycopg
 
+    from clearing.pg_probe import connect_arguments
     from clearing.settings import store_env
 
     env = store_env(db, read_only=True)
     schema = env.get("POSTGRES_SCHEMA") or "public"
-    with psycopg.connect(host=env["POSTGRES_HOST"], port=env["POSTGRES_PORT"], user=env["POSTGRES_USER"],
-                         dbname=env["POSTGRES_DBNAME"], password=env.get("POSTGRES_PASSWORD") or None,
-                         connect_timeout=int(env.get("POSTGRES_CONNECT_TIMEOUT", "5"))) as connection:
+    with psycopg.connect(**connect_arguments(env)) as connection:
         found = connection.execute(
             "SELECT table_name FROM information_schema.tables WHERE table_schema = %s", (schema,)).fetchall()
         tables = {row[0] for row in found}

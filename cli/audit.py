@@ -146,6 +146,21 @@ def _check_read_model(name: str) -> object:
 READ_MODEL = CodedChoice(_read_models, _check_read_model)
 
 
+def _projections() -> tuple[str, ...]:
+    from projections.runner import BY_NAME
+
+    return tuple(BY_NAME)
+
+
+def _check_projection(name: str) -> object:
+    from projections.runner import check_names
+
+    return check_names([name])
+
+
+PROJECTION = CodedChoice(_projections, _check_projection)
+
+
 @projections.command("rebuild")
 @click.argument("names", nargs=-1, type=READ_MODEL)
 @click.option("--batch", type=click.IntRange(100, 100_000), default=5000, show_default=True,
@@ -192,7 +207,7 @@ def audit() -> None:
               help="Last log position, or an ISO-8601 business time (the log is cut before the first later event).")
 @click.option("--into", "into", required=True, metavar="PATH|URL",
               help="A new SQLite file or a postgresql:// URL with ?schema= to build the projections into.")
-@click.argument("names", nargs=-1, type=READ_MODEL)
+@click.argument("names", nargs=-1, type=PROJECTION)
 @json_option()
 @pass_store
 def audit_replay(store: Store, until: str, into: str, names: tuple[str, ...], as_json: bool) -> None:
@@ -204,13 +219,17 @@ def audit_replay(store: Store, until: str, into: str, names: tuple[str, ...], as
     staging file (.NAME.partial-PID beside it) or schema (SCHEMA__partial) and moved
     into place at the end, so a replay killed midway leaves no target and can simply
     be run again. An existing file, or a schema holding tables, is refused.
+
+    NAMES default to every projection, the hash chain included: a report built from
+    the target then carries the same provenance (log position and chain hash) as one
+    built from the live store.
     """
     from projections.replay import ReplayTarget, replay_to, resolve_until
     from projections.runner import check_names
 
     app = store.existing_app
     try:
-        chosen = check_names(names or None, rebuildable=True)
+        chosen = check_names(names or None)
         position = resolve_until(app, until)
         target = ReplayTarget(into)
     except ClearingError as error:

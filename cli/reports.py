@@ -8,6 +8,7 @@ target, so a reader never sees half a report.
 
 from __future__ import annotations
 
+import json
 import os
 import tempfile
 from pathlib import Path
@@ -17,7 +18,7 @@ import click
 from clearing.errors import ClearingError, InputError
 from cli.context import CodedChoice, Store, fail, pass_store
 from projections.reports.registry import REPORT_NAMES, build_report, check_report_name, check_request
-from projections.reports.rendering import render
+from projections.reports.rendering import provenance, render
 from projections.reports.shocks import DEFAULT_SHOCKS, signed
 
 
@@ -31,6 +32,15 @@ def check_output(path: str) -> Path:
     return target
 
 
+def file_mode() -> int:
+    """The mode a new file gets from this process's umask (0o644 under the usual 022), as
+    ``open`` would give it: a temporary file made private by ``mkstemp`` gets it before
+    it is renamed into place, so every file the CLI writes honours the umask."""
+    umask = os.umask(0)
+    os.umask(umask)
+    return 0o666 & ~umask
+
+
 def write_atomic(target: Path, data: bytes) -> None:
     """Write ``data`` to a temporary file beside ``target``, fsync it, then rename it over ``target``."""
     try:
@@ -38,6 +48,7 @@ def write_atomic(target: Path, data: bytes) -> None:
     except OSError as error:
         raise InputError("invalid_output", "output", f"cannot write in {target.resolve().parent}: {error.strerror}") from None
     try:
+        os.fchmod(handle, file_mode())
         with os.fdopen(handle, "wb") as stream:
             stream.write(data)
             stream.flush()
@@ -86,7 +97,10 @@ def report(store: Store, name: str, day: str, output_format: str, as_json: bool,
 
     Columns, units and regulatory anchors are in `clearing docs reports`. The same event
     log always gives byte-identical output. A day not yet closed is computed live
-    and marked provisional. stress works on a copy of the state and writes nothing.
+    and marked provisional; a day outside the log is refused (date_outside_log).
+    Provenance (log position, hash-chain head, closed or provisional): inside a JSON
+    report; beside an --output file as FILE.meta.json (with the file's sha256); for CSV
+    on standard output, a note on standard error. stress works on a copy of the state and writes nothing.
     Bad input prints one line "error: [code] field: message" and exits 1.
     """
     if as_json:
@@ -98,14 +112,27 @@ def report(store: Store, name: str, day: str, output_format: str, as_json: bool,
         fail(error)
     views = store.views
     try:
-        data = render(build_report(views, request), output_format).encode("utf-8")
+        built = build_report(views, request)
+        data = render(built, output_format).encode("utf-8")
+        meta = provenance(built, output_format, data)
         if target is None:
             click.echo(data, nl=False)
+            if output_format == "csv":  # JSON carries its provenance inside
+                click.echo(f"provenance: {_provenance_line(meta)}", err=True)
             return
+        sidecar = target.with_name(target.name + ".meta.json")
+        write_atomic(sidecar, (json.dumps(meta, sort_keys=True, indent=2) + "\n").encode("utf-8"))
         write_atomic(target, data)
     except ClearingError as error:
         fail(error)
-    click.echo(f"wrote {name} {day} ({output_format}) to {target}", err=True)
+    click.echo(f"wrote {name} {day} ({output_format}) to {target}: {_provenance_line(meta)}; provenance in {sidecar.name}",
+               err=True)
+
+
+def _provenance_line(meta: dict[str, object]) -> str:
+    """``log position 120, chain head 3fa2..., day closed``: where a report came from."""
+    state = "provisional (day not closed)" if meta["provisional"] else "day closed"
+    return f"{meta['report']} {meta['date']} from log position {meta['as_of_position']}, chain head {meta['chain_hash']}, {state}"
 
 
 #: The top-level commands and groups this module adds to ``clearing`` (``cli.main``).

@@ -138,9 +138,23 @@ class Projector:
                     self.store.lock(session)
                     if self.store.generation(name, session) is None:
                         self.store.set_generation(session, name, 1)
+                        self.store.point_views(session, list(self.tables_of(name, 1).values()))
             else:
                 self._bind(name, generation)
         self._prepared = True
+        self._add_missing_views()
+
+    def _add_missing_views(self) -> None:
+        """A store built before the stable views gets them from its first writer (one
+        catalog read; nothing when they exist, never on a read-only store)."""
+        if self.store.read_only or self.pinned:
+            return
+        live = [table for name, generation in self.bound.items() for table in self.tables_of(name, generation).values()]
+        missing = self.store.missing_views(live)
+        if missing:
+            with self.store.datastore.transaction(commit=True) as session:
+                self.store.lock(session)
+                self.store.point_views(session, missing)
 
     def tables_of(self, name: str, generation: int) -> dict[str, Table]:
         projection = self.projections[name]
@@ -368,6 +382,7 @@ def rebuild(app: Any, store: ProjectionStore, names: str | Iterable[str], page: 
             pass
         for name in chosen:
             store.set_generation(session, name, new[name])
+            store.point_views(session, list(builder.tables_of(name, new[name]).values()))
             store.drop_generation(session, list(live.tables_of(name, old[name]).values()), name, old[name])
     return new
 

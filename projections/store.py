@@ -18,12 +18,12 @@ then switches the registry row and drops N in one transaction.
 
 from __future__ import annotations
 
+import os
 import time
 import warnings
 from decimal import Decimal
 from pathlib import Path
 from typing import Any
-from urllib.parse import quote
 
 from eventsourcing.persistence import IntegrityError, InternalError, ProgrammingError
 from eventsourcing_sqlalchemy.datastore import SQLAlchemyDatastore
@@ -35,6 +35,7 @@ from sqlalchemy.pool import StaticPool
 from sqlalchemy.types import TypeDecorator
 
 from clearing.money import fmt
+from clearing.pg_probe import connect_arguments
 from clearing.settings import is_postgres, sqlite_read_uri, store_env
 
 CREATE_ATTEMPTS = 8
@@ -72,14 +73,13 @@ def sqlalchemy_url(db: str, read_only: bool = False) -> tuple[str, dict[str, Any
     ``read_only`` opens an SQLite file as ``clearing.settings.sqlite_read_uri`` says."""
     if is_postgres(db):
         env = store_env(db)
-        auth = quote(env["POSTGRES_USER"], safe="")
-        if env.get("POSTGRES_PASSWORD"):
-            auth += ":" + quote(env["POSTGRES_PASSWORD"], safe="")
-        url = f"postgresql+psycopg://{auth}@{env['POSTGRES_HOST']}:{env['POSTGRES_PORT']}/{env['POSTGRES_DBNAME']}"
-        connect_args: dict[str, Any] = {"connect_timeout": 10}
+        # every parameter as the library's pool and the probe connect with (clearing.pg_probe);
+        # libpq takes the rest (sslmode, ...) from the PG* variables clearing.settings exported
+        connect_args: dict[str, Any] = connect_arguments(env)
         if env.get("POSTGRES_SCHEMA"):
-            connect_args["options"] = f"-csearch_path={env['POSTGRES_SCHEMA']}"
-        return url, {"connect_args": connect_args, "pool_pre_ping": True}
+            options = os.environ.get("PGOPTIONS", "")  # an explicit options argument replaces PGOPTIONS
+            connect_args["options"] = f"{options} -csearch_path={env['POSTGRES_SCHEMA']}".strip()
+        return "postgresql+psycopg://", {"connect_args": connect_args, "pool_pre_ping": True}
     if db == ":memory:":
         return "sqlite:///:memory:", {"poolclass": StaticPool}
     if read_only:
@@ -163,6 +163,34 @@ class ProjectionStore:
         key = self.tracking_table(projection, generation)
         session.execute(text(f'DROP TABLE IF EXISTS "{key}"'))
         self._trackers.pop(key, None)
+
+    # -- stable names -------------------------------------------------------------------
+
+    @staticmethod
+    def view_name(table: Table) -> str:
+        """The stable name of a generation's table: ``margin_accounts_g3`` -> ``margin_accounts``."""
+        name, _, generation = table.name.rpartition("_g")
+        assert generation.isdigit(), table.name
+        return name
+
+    def point_views(self, session: Any, tables: list[Table]) -> None:
+        """Make each table's stable view (``view_name``) select from this generation's table.
+
+        Readers who query with SQL use the views: their names never change, while a rebuild
+        fills a new generation and switches the views to it in the transaction that drops the
+        old tables (PostgreSQL refuses to drop a table a view still reads, so the views move
+        first). Example: after ``clearing projections rebuild margin`` the view
+        ``margin_accounts`` reads ``margin_accounts_g2``; the SQL a regulator wrote still runs.
+        """
+        for table in tables:
+            view = self.view_name(table)
+            session.execute(text(f'DROP VIEW IF EXISTS "{view}"'))
+            session.execute(text(f'CREATE VIEW "{view}" AS SELECT * FROM "{table.name}"'))
+
+    def missing_views(self, tables: list[Table]) -> list[Table]:
+        """The tables whose stable view does not exist yet (a store built before the views)."""
+        views = set(inspect(self.engine).get_view_names())
+        return [table for table in tables if self.view_name(table) not in views]
 
     # -- registry ---------------------------------------------------------------------
 

@@ -7,6 +7,7 @@ indent), line endings are ``\\n``; docs/reports.md, "Conventions".
 from __future__ import annotations
 
 import csv
+import hashlib
 import io
 import json
 from typing import Any
@@ -35,7 +36,7 @@ def to_json(report: Report) -> str:
     """The JSON document: sorted keys, two-space indent, one trailing newline."""
     document: dict[str, Any] = {
         "report": report.name, "date": report.date, "as_of_position": report.as_of_position,
-        "provisional": report.provisional, "columns": list(report.columns), "rows": report.rows,
+        "chain_hash": report.chain_hash, "provisional": report.provisional, "columns": list(report.columns), "rows": report.rows,
     }
     if report.totals is not None:
         document["totals"] = report.totals
@@ -50,6 +51,17 @@ def to_csv(report: Report) -> str:
     for row in report.csv_rows or []:
         writer.writerow([cell(row[column]) for column in report.columns])
     return buffer.getvalue()
+
+
+def provenance(report: Report, output_format: str, data: bytes) -> dict[str, Any]:
+    """The sidecar ``FILE.meta.json`` of a report file: where it came from and what it holds.
+
+    ``sha256`` is of the report file's bytes, so the sidecar names exactly one file.
+    """
+    return {"report": report.name, "date": report.date, "format": output_format,
+            "as_of_position": report.as_of_position, "chain_hash": report.chain_hash,
+            "provisional": report.provisional, "rows": len(report.csv_rows or []),
+            "sha256": hashlib.sha256(data).hexdigest()}
 
 
 def render(report: Report, output_format: str) -> str:

@@ -26,6 +26,7 @@ class Report:
     rows: list[dict[str, Any]]
     csv_rows: list[dict[str, Any]] | None = None
     totals: dict[str, Any] | None = None
+    chain_hash: str = ""  # the hash chain's head at as_of_position (provenance; set by build_report)
 
     def __post_init__(self) -> None:
         if self.csv_rows is None:

@@ -76,6 +76,9 @@ def test_replay_until_writes_projections_into_a_separate_file(ledger_db, tmp_pat
         (collateral,) = connection.execute(f'SELECT collateral FROM "{accounts[0]}" WHERE account = ?',
                                            ("alice",)).fetchone()
     assert collateral == "1000"
+    with sqlite3.connect(target) as connection:  # the chain too, as the stable view names it, up to the cut
+        (last,) = connection.execute("SELECT max(position) FROM audit_chain").fetchone()
+    assert last == int(cut)
     again = clearing(ledger_db, "audit", "replay", "--until", "3", "--into", target)
     assert again.returncode == 1 and "[target_exists]" in again.stderr
 
@@ -135,7 +138,7 @@ BAD_AUDIT_INPUT = [
     (["audit", "replay", "--until", "soon", "--into", "{tmp}/r.db"], "invalid_until"),
     (["audit", "replay", "--until", "3", "--into", "{db}"], "target_exists"),
     (["audit", "replay", "--until", "3", "--into", "postgresql://postgres@127.0.0.1/test"], "invalid_target"),
-    (["audit", "replay", "--until", "3", "--into", "{tmp}/r2.db", "chain"], "unknown_projection"),
+    (["audit", "replay", "--until", "3", "--into", "{tmp}/r2.db", "margins"], "unknown_projection"),
     (["projections", "rebuild", "margins"], "unknown_projection"),
     (["audit", "verify", "--digest", "sha256-v1:1:1:zz"], "invalid_digest"),
     (["report", "daily-margin", "--date", "2025-13-01"], "invalid_date"),

@@ -103,13 +103,13 @@ def test_report_json_is_format_json_and_names_are_coded_choices(tmp_path):
     chain = run(db, "projections", "rebuild", "chain")
     assert chain.exit_code == 1 and "[unknown_projection]" in chain.stderr and "never rebuilt" in chain.stderr
     from projections.reports.registry import REPORT_NAMES
-    from projections.runner import READ_MODELS
+    from projections.runner import BY_NAME, READ_MODELS
 
     shown = run(db, "report", "--help").stdout
     assert all(re.search(rf"\n +{name} ", shown) for name in REPORT_NAMES), shown  # the help lists each name
-    for path in (["projections", "rebuild"], ["audit", "replay"]):
+    for path, names in ((["projections", "rebuild"], READ_MODELS), (["audit", "replay"], tuple(BY_NAME))):
         usage = "".join(run(db, *path, "--help").stdout.split("\n\n")[0].split())
-        assert "[" + "|".join(READ_MODELS) + "]" in usage, usage
+        assert "[" + "|".join(names) + "]" in usage, usage
 
 
 def test_decimal_options_say_so_and_post_help_lists_every_command_type():

@@ -292,7 +292,7 @@ def test_every_report_is_byte_identical_after_a_rebuild_and_in_a_replay(sqlite_d
 
     ledger = _post_script(sqlite_db)
     store = ProjectionStore(sqlite_db)
-    Projector(ledger.app, store, READ_MODELS).catch_up()
+    Projector(ledger.app, store).catch_up()  # every projection: a report names the chain's head
 
     def reports(views: Views) -> dict[tuple[str, str, str], str]:
         return {(name, day, fmt): render(build_report(views, check_request(name, day)), fmt)
@@ -301,7 +301,7 @@ def test_every_report_is_byte_identical_after_a_rebuild_and_in_a_replay(sqlite_d
     live = reports(Views(store))
     rebuild(ledger.app, store, list(READ_MODELS))
     replayed = ProjectionStore(str(tmp_path / "replay.db"))
-    replay_into(ledger.app, replayed, ledger.head(), list(READ_MODELS))
+    replay_into(ledger.app, replayed, ledger.head())
     assert reports(Views(store)) == live
     assert reports(Views(replayed)) == live
     assert any("liquidation_fill" in text for text in live.values())
@@ -568,7 +568,8 @@ def test_a_projection_built_without_a_new_column_is_refused_until_rebuilt(store_
     ledger = _ledger(store_db, CALL)
     store = ProjectionStore(store_db)
     Projector(ledger.app, store, READ_MODELS).catch_up()
-    with store.engine.begin() as connection:  # as an older version left it: no call_rule column
+    with store.engine.begin() as connection:  # as an older version left it: no call_rule column, no views
+        connection.execute(text('DROP VIEW IF EXISTS "margin_accounts"'))
         connection.execute(text('ALTER TABLE "margin_accounts_g1" DROP COLUMN call_rule'))
     stale = Projector(ledger.app, ProjectionStore(store_db), READ_MODELS)
     with pytest.raises(ProjectionError) as refused:
@@ -580,3 +581,45 @@ def test_a_projection_built_without_a_new_column_is_refused_until_rebuilt(store_
     assert rebuild(ledger.app, ProjectionStore(store_db), "margin") == {"margin": 2}
     shown_json = _cli(store_db, "account", "show", "alice", "--json")
     assert json.loads(shown_json.stdout) == margin_state.account_view(ledger.app, "alice")
+
+
+def _view_rows(store: ProjectionStore, view: str) -> list[tuple[object, ...]]:
+    from sqlalchemy import text
+
+    with store.engine.connect() as connection:
+        return [tuple(row) for row in connection.execute(text(f'SELECT * FROM "{view}" ORDER BY 1, 2'))]
+
+
+def test_stable_views_keep_their_names_across_rebuilds(store_db):
+    """SQL written against ``margin_accounts`` keeps working when a rebuild moves the data
+    to ``margin_accounts_g2``: the view is switched in the rebuild's last transaction."""
+    from sqlalchemy import inspect
+
+    ledger = _ledger(store_db, STATUSES)
+    store = ProjectionStore(store_db)
+    projector = Projector(ledger.app, store)
+    projector.catch_up()
+    spec_names = {spec.name for name in (*READ_MODELS, "chain") for spec in projector.projections[name].SPECS}
+    assert spec_names <= set(inspect(store.engine).get_view_names())
+    before = _view_rows(store, "margin_accounts")
+    assert [row[0] for row in before] == ["alice", "backstop", "bob", "dave", "erin", "frank", "gina", "maker"]
+    assert rebuild(ledger.app, store, ["margin"]) == {"margin": 2}
+    assert _view_rows(store, "margin_accounts") == before
+    assert not inspect(store.engine).has_table("margin_accounts_g1")
+
+
+def test_a_store_built_before_the_views_gets_them_from_its_next_writer(store_db):
+    from sqlalchemy import inspect, text
+
+    ledger = _ledger(store_db, STATUSES)
+    store = ProjectionStore(store_db)
+    Projector(ledger.app, store).catch_up()
+    with store.datastore.transaction(commit=True) as session:  # as an older version left it
+        for view in inspect(store.engine).get_view_names():
+            session.execute(text(f'DROP VIEW "{view}"'))
+    assert inspect(store.engine).get_view_names() == []
+    reader = Projector(ledger.app, ProjectionStore(store_db, read_only=True))
+    reader.prepare()
+    assert inspect(store.engine).get_view_names() == []  # a reader never creates them
+    Projector(ledger.app, store).prepare()
+    assert "margin_positions" in inspect(store.engine).get_view_names()

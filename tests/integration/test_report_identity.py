@@ -12,7 +12,12 @@ renumbers them while every number a report shows stays the same.
 
 The book's digests were regenerated once since, by ADR 26 (its positions report books a
 fill's volume on the fill's own day; the code before it gave the same figures only when no
-batch spanned midnight, which the batch-size test below now requires).
+batch spanned midnight, which the batch-size test below now requires); and once for
+provenance (issue 11): every JSON report gained ``chain_hash`` (compared as a placeholder,
+``without_chain_hash``: its value differs between two builds of the same input), so each
+exact JSON digest changed while every CSV digest and every digest without positions stayed
+the same; the scenario's day before its log was dropped (such a day is now
+``date_outside_log``).
 
 Regenerate (only with a change that is meant to change a report, named in its ADR)::
 
@@ -26,6 +31,7 @@ import hashlib
 import io
 import json
 import random
+import re
 import sys
 import tempfile
 from collections.abc import Iterator
@@ -62,7 +68,7 @@ def digests_of(db: str, days: tuple[str, ...]) -> dict[str, str]:
                 report = build_report(views, check_request(name, day))
                 for output_format in ("csv", "json"):
                     text = render(report, output_format)
-                    found[f"{name}/{day}/{output_format}"] = _digest(text)
+                    found[f"{name}/{day}/{output_format}"] = _digest(without_chain_hash(text, output_format))
                     found[f"{name}/{day}/{output_format}-without-positions"] = _digest(
                         without_positions(text, output_format))
         return found
@@ -71,16 +77,35 @@ def digests_of(db: str, days: tuple[str, ...]) -> dict[str, str]:
         ledger.app.close()
 
 
+CHAIN_HASH = re.compile(r'"chain_hash": "[0-9a-f]{64}"')
+
+
+def without_chain_hash(text: str, output_format: str) -> str:
+    """The exact text with JSON's ``chain_hash`` value replaced by a placeholder.
+
+    The chain hashes the stored events, whose library timestamps are the wall-clock times
+    they were recorded at: a ledger built again from the same input has another head (the
+    same log copied keeps it: ``tests/integration/test_reports.py``). Every other byte is
+    compared; the field must be there, once.
+    """
+    if output_format != "json":
+        return text
+    replaced, count = CHAIN_HASH.subn('"chain_hash": "<the chain head>"', text)
+    assert count == 1, f"a JSON report without exactly one chain_hash: {count}"
+    return replaced
+
+
 def _digest(text: str) -> str:
     return hashlib.sha256(text.encode()).hexdigest()
 
 
 def without_positions(text: str, output_format: str) -> str:
-    """The report without log positions: JSON's ``as_of_position`` and every ``position`` field;
-    CSV's ``position`` column."""
+    """The report without log positions: JSON's ``as_of_position``, its ``chain_hash`` (the
+    chain's head there) and every ``position`` field; CSV's ``position`` column."""
     if output_format == "json":
         document = json.loads(text)
         document.pop("as_of_position", None)
+        document.pop("chain_hash", None)  # the chain's head at that position: a log position's hash
         for row in document.get("rows", []):
             row.pop("position", None)
         return json.dumps(document, sort_keys=True, indent=2, ensure_ascii=False) + "\n"

@@ -25,13 +25,15 @@ loss_policy socialize_per_contract). Each business day is posted as one batch:
 
 from __future__ import annotations
 
+import hashlib
 import json
+import os
 from decimal import Decimal as Dec
 from pathlib import Path
 
 import pytest
 from click.testing import CliRunner
-from sqlalchemy import inspect, text
+from sqlalchemy import inspect, select, text
 
 import cli.reports  # noqa: F401 - registers `clearing report` on the group
 from clearing.errors import InputError
@@ -50,7 +52,7 @@ from projections.runner import Projector
 from projections.store import ProjectionStore
 from tests.ledger import Ledger
 
-PROJECTIONS = ["margin", "insurance_fund", "losses", "liquidations"]
+PROJECTIONS = ["margin", "insurance_fund", "losses", "liquidations", "chain"]  # the chain gives reports their provenance
 
 DAY1 = """
 {"type":"create_market","market":"BTC-PERP","kind":"perpetual","tick_size":"0.1","step_size":"0.001","initial_margin_fraction":"0.1","maintenance_margin_fraction":"0.05","price_band":"0.5","at":"2025-03-01T09:00:00Z"}
@@ -89,7 +91,7 @@ DAY3 = """
 DAY5 = """
 {"type":"withdraw","account":"bob","amount":"1000","at":"2025-03-05T09:00:00Z"}
 """
-DATES = ("2025-02-28", "2025-03-01", "2025-03-02", "2025-03-03", "2025-03-04", "2025-03-05")
+DATES = ("2025-03-01", "2025-03-02", "2025-03-03", "2025-03-04", "2025-03-05")  # the log's business days
 
 
 class Built:
@@ -216,7 +218,7 @@ def test_collateral_reconciles_with_the_days_flows(closed):
     """collateral(D) - collateral(D-1) = deposits - withdrawals + realized + funding - penalties
     + liquidator fees - loss shares + loss covered, for every account and day (a projection check)."""
     previous: dict[str, Dec] = {}
-    for day in DATES[1:]:
+    for day in DATES:
         for row in closed.report("daily-margin", day).rows:
             change = (row["deposits"] - row["withdrawals"] + row["realized_pnl"] + row["funding"] - row["penalties"]
                       + row["liquidator_fees"] - row["loss_shares"] + row["loss_covered"])
@@ -238,10 +240,20 @@ def test_a_day_without_events_carries_the_state_over(closed):
     assert fund.rows == [] and fund.totals["opening_balance"] == fund.totals["closing_balance"] == 0
 
 
-def test_a_day_before_the_first_event_is_empty(closed):
-    report = closed.report("daily-margin", "2025-02-28")
-    assert (report.rows, report.as_of_position, report.provisional) == ([], 0, False)
-    assert closed.report("positions", "2025-02-28").rows == []
+def test_a_day_outside_the_log_is_refused_naming_the_days_it_covers(closed):
+    for day in ("2025-02-28", "2025-03-06"):  # the day before the first event, the day after the last
+        for name in ("daily-margin", "positions", "insurance-fund"):
+            with pytest.raises(InputError, match=r"date_outside_log.*covers 2025-03-01 to 2025-03-05"):
+                closed.report(name, day)
+
+
+def test_a_report_names_the_chain_head_at_its_position(closed):
+    report = closed.report("daily-margin", "2025-03-02")
+    with closed.views.reading() as connection:
+        table = closed.views.table("chain", "audit_chain")
+        hashes = dict(connection.execute(select(table.c.position, table.c.hash)).all())
+    assert report.chain_hash == hashes[report.as_of_position] and len(report.chain_hash) == 64
+    assert json.loads(closed.text("daily-margin", "2025-03-02", "json"))["chain_hash"] == report.chain_hash
 
 
 def test_the_day_after_the_withdrawal_is_the_open_day(closed):
@@ -464,7 +476,7 @@ def test_stress_and_disclosures_write_nothing(open_day, tmp_path):
     prices = tmp_path / "p.csv"
     prices.write_text("close\n100\n60\n")
     before = stored_state(open_day)
-    for day in ("2025-03-02", "2025-03-03", "2025-03-09"):  # closed, open, future (both live)
+    for day in ("2025-03-02", "2025-03-03"):  # closed, open (live)
         open_day.report("stress", day, prices=str(prices))
         open_day.report("stress", day, shock="-0.9,0.5")
         open_day.report("disclosures", day)
@@ -527,12 +539,16 @@ def test_json_and_csv_shapes(closed, name):
         assert csv_text.splitlines()[0] == ",".join(document["columns"])
 
 
-def test_same_log_gives_byte_identical_reports(closed, tmp_path):
+def test_same_input_gives_byte_identical_reports_but_the_chain_head(closed, tmp_path):
+    """A second ledger from the same input: its events carry other recording times, so its
+    hash chain differs (it is another history); every report is otherwise the same bytes."""
     twin = build(str(tmp_path / "twin.db"))
     for name in REPORT_NAMES:
         for day in DATES:
-            for output_format in ("csv", "json"):
-                assert twin.text(name, day, output_format) == closed.text(name, day, output_format), (name, day)
+            assert twin.text(name, day, "csv") == closed.text(name, day, "csv"), (name, day)
+            ours, theirs = (json.loads(built.text(name, day, "json")) for built in (twin, closed))
+            assert ours.pop("chain_hash") != theirs.pop("chain_hash")
+            assert ours == theirs, (name, day)
 
 
 # -- input checks -----------------------------------------------------------------------------
@@ -584,9 +600,21 @@ def test_cli_writes_the_report_atomically(closed, tmp_path):
     result = invoke(closed.db, "daily-margin", "--date", "2025-03-02", "--output", str(target))
     assert result.exit_code == 0, result.output
     assert target.read_bytes() == closed.text("daily-margin", "2025-03-02", "csv").encode()
-    assert sorted(p.name for p in target.parent.iterdir()) == ["margin.csv"]  # no temporary file left
+    assert sorted(p.name for p in target.parent.iterdir()) == ["margin.csv", "margin.csv.meta.json"]  # no temporary file
+    meta = json.loads((target.parent / "margin.csv.meta.json").read_text())
+    report = closed.report("daily-margin", "2025-03-02")
+    assert meta == {"report": "daily-margin", "date": "2025-03-02", "format": "csv", "as_of_position": report.as_of_position,
+                    "chain_hash": report.chain_hash, "provisional": False, "rows": len(report.rows),
+                    "sha256": hashlib.sha256(target.read_bytes()).hexdigest()}
+    assert oct(target.stat().st_mode & 0o777) == oct(0o666 & ~_umask())  # as open() would make it
     shown = invoke(closed.db, "daily-margin", "--date", "2025-03-02")
     assert shown.exit_code == 0 and shown.stdout_bytes == target.read_bytes()
+
+
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
 
 
 def test_cli_json_output(closed):
