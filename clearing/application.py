@@ -377,7 +377,20 @@ class ClearingApplication(Application[UUID]):
 
     def _read_watermark(self, head: int) -> datetime | None:
         """``latest_at`` of the last command record or run of fills in the log (pages read backwards)."""
-        stop = head
+        return self.watermark_at(head)[0]
+
+    def watermark_at(self, position: int) -> tuple[datetime | None, int]:
+        """The log's business-time watermark as of ``position``, and the position of the last
+        row it was read from (0 when there is none).
+
+        The greatest ``latest_at`` of the last ``WATERMARK_RECORDS`` command records and runs
+        of fills at or before ``position`` (concurrent batches commit in any order), read
+        backwards a page at a time. Every command answered up to that row had a business
+        time at or before the watermark, which is what a replay as of a time relies on
+        (``projections.replay.resolve_until``). Example: records at 3 (latest_at 10:00) and
+        7 (10:05) -> ``watermark_at(8)`` is (10:05, 7).
+        """
+        stop = position
         while stop > 0:
             start = max(1, stop - WATERMARK_PAGE + 1)
             found = [note for page in read_log(self.recorder, start=start, stop=stop, page=WATERMARK_PAGE, topics=TIME_TOPICS)
@@ -385,9 +398,9 @@ class ClearingApplication(Application[UUID]):
             if found:  # the greatest of the last few: concurrent batches commit in any order
                 times = [self._record_time(n) for n in found[-WATERMARK_RECORDS:]]
                 known = [t for t in times if t is not None]
-                return max(known) if known else None
+                return (max(known) if known else None), found[-1].id
             stop = start - 1
-        return None
+        return None, 0
 
     def _record_time(self, notification: Any) -> datetime | None:
         event = self.mapper.to_domain_event(notification)

@@ -197,7 +197,25 @@ def projections_rebuild(store: Store, names: tuple[str, ...], batch: int, as_jso
 # -- audit ---------------------------------------------------------------------------------
 
 
-@click.group()
+class _AuditGroup(click.Group):
+    """``audit``, which also holds ``export`` and ``import`` (defined in ``cli.transfer``,
+    imported only when one of them is used or listed): an auditor's tools in one place."""
+
+    MOVED = ("export", "import")
+
+    def list_commands(self, ctx: click.Context) -> list[str]:
+        return sorted({*self.commands, *self.MOVED})
+
+    def get_command(self, ctx: click.Context, cmd_name: str) -> click.Command | None:
+        if cmd_name in self.MOVED and cmd_name not in self.commands:
+            from cli.transfer import COMMANDS as TRANSFER
+
+            for command in TRANSFER:
+                self.add_command(command)
+        return self.commands.get(cmd_name)
+
+
+@click.group(cls=_AuditGroup)
 def audit() -> None:
     """Auditor's tools: replay as of a point, digest of the log, full verification."""
 

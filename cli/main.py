@@ -72,6 +72,29 @@ INDEX: dict[str, tuple[str, str]] = {
 }
 
 
+#: The commands by who uses them: (group, heading, names). ``clearing --help`` lists them
+#: in these sections; ``write``, ``admin`` and ``query`` are also groups of their own, so
+#: ``clearing query account show alice`` is ``clearing account show alice`` (the top-level
+#: names stay, as aliases); ``audit`` holds ``export`` and ``import`` too. Every command is
+#: in exactly one section (``tests/unit/test_cli_index.py``).
+SECTIONS: tuple[tuple[str, str, tuple[str, ...]], ...] = (
+    ("write", "Writes: operators post commands (also `clearing write NAME`)",
+     ("post", "open-account", "deposit", "withdraw", "trade", "price", "funding", "liquidate", "fund-insurance",
+      "create-market", "close-market", "settle", "close-account")),
+    ("admin", "Admin: risk officers govern (also `clearing admin NAME`)",
+     ("set-parameters", "register-officer", "pause", "resume", "approve")),
+    ("query", "Queries: read the projections and the log (also `clearing query NAME`)",
+     ("account", "market", "insurance-fund", "losses", "adl", "parameters", "controls", "events")),
+    ("audit", "Audit: verify, replay, move the log (`audit export`, `audit import` too)", ("audit", "export", "import")),
+    ("report", "Reports: regulators' files", ("report",)),
+    ("projections", "Projections: the read models' runner", ("projections",)),
+    ("other", "Other", ("demo", "docs", "lab")),
+)
+#: the groups that only gather commands of the top level: name -> (help, members)
+SECTION_GROUPS = {name: (heading.split(" (")[0], members) for name, heading, members in SECTIONS
+                  if name in ("write", "admin", "query")}
+
+
 class LazyGroup(click.Group):
     """The ``clearing`` group: commands of other modules are imported when first needed.
 
@@ -92,12 +115,22 @@ class LazyGroup(click.Group):
             raise failure_of(error) from None
 
     def list_commands(self, ctx: click.Context) -> list[str]:
-        return sorted({*self.commands, *INDEX})
+        return sorted({*self.commands, *INDEX, *SECTION_GROUPS})
 
     def get_command(self, ctx: click.Context, cmd_name: str) -> click.Command | None:
         if cmd_name not in self.commands and cmd_name in INDEX:
             self.load(INDEX[cmd_name][0])
+        if cmd_name not in self.commands and cmd_name in SECTION_GROUPS:
+            self.add_command(SectionGroup(cmd_name, self))
         return self.commands.get(cmd_name)
+
+    def one_line_help(self, name: str, limit: int) -> str:
+        """The one-line help of command ``name``, from ``INDEX`` unless it is loaded."""
+        if name in self.commands:
+            return self.commands[name].get_short_help_str(limit)
+        if name in SECTION_GROUPS:
+            return make_default_short_help(SECTION_GROUPS[name][0] + ".", limit)
+        return make_default_short_help(INDEX[name][1], limit)
 
     def load(self, module_name: str) -> None:
         """Add every command of ``module_name`` (its ``COMMANDS``) to the group."""
@@ -106,14 +139,36 @@ class LazyGroup(click.Group):
                 self.add_command(command)
 
     def format_commands(self, ctx: click.Context, formatter: click.HelpFormatter) -> None:
-        names = self.list_commands(ctx)
-        if not names:
-            return
-        limit = formatter.width - 6 - max(len(name) for name in names)
-        rows = [(name, self.commands[name].get_short_help_str(limit) if name in self.commands
-                 else make_default_short_help(INDEX[name][1], limit)) for name in names]
+        """The commands in their ``SECTIONS``, each with its one-line help."""
+        for _, heading, members in SECTIONS:
+            limit = formatter.width - 6 - max(len(name) for name in members)
+            with formatter.section(heading):
+                formatter.write_dl([(name, self.one_line_help(name, limit)) for name in members])
+
+
+class SectionGroup(click.Group):
+    """``clearing write|admin|query NAME ...``: the top-level command NAME of that section.
+
+    Holds no commands of its own: each name is looked up in the top-level group (and so
+    imported only when used), so the grouped and the top-level spelling are one command.
+    """
+
+    def __init__(self, name: str, top: LazyGroup) -> None:
+        help_text, self.members = SECTION_GROUPS[name]
+        super().__init__(name, help=f"{help_text}: the commands {', '.join(self.members)}.",
+                         context_settings={"help_option_names": ["-h", "--help"]})
+        self.top = top
+
+    def list_commands(self, ctx: click.Context) -> list[str]:
+        return list(self.members)
+
+    def get_command(self, ctx: click.Context, cmd_name: str) -> click.Command | None:
+        return self.top.get_command(ctx, cmd_name) if cmd_name in self.members else None
+
+    def format_commands(self, ctx: click.Context, formatter: click.HelpFormatter) -> None:
+        limit = formatter.width - 6 - max(len(name) for name in self.members)
         with formatter.section("Commands"):
-            formatter.write_dl(rows)
+            formatter.write_dl([(name, self.top.one_line_help(name, limit)) for name in self.members])
 
 
 @click.group(cls=LazyGroup, invoke_without_command=True,

@@ -75,13 +75,31 @@ def views_as_of(store: Store, as_of: str | None, names: list[str]) -> Any:
     """Live views, or views replayed into memory up to ``as_of``."""
     if as_of is None:
         return store.views
+    from cli.audit import Bar
     from projections.replay import replay_views, resolve_until
 
     try:
         until = resolve_until(store.existing_app, as_of)
-        return replay_views(store.existing_app, until, names)
+        with Bar(f"replaying to {until}", until) as progress:
+            return replay_views(store.existing_app, until, names, live=_live_views(store), progress=progress)
     except ClearingError as error:
         fail(error)
+
+
+def _live_views(store: Store) -> Any:
+    """The store's own views, where a replay as of a past point may start from a checkpoint;
+    None when its margin tables were never built or were built by an older version (the
+    replay then starts at position 1)."""
+    from projections.read import Views
+
+    try:
+        projector = store.reading_projector
+        projector.prepare()
+        if "margin" in projector.missing or projector.outdated.get("margin"):
+            return None
+        return Views(store.reading_store)
+    except ClearingError:
+        return None
 
 
 def show(view_function: Callable[_P, _T], *args: _P.args, **kwargs: _P.kwargs) -> _T:
@@ -188,26 +206,44 @@ def insurance_fund() -> None:
     """Query the insurance fund."""
 
 
+AS_OF_HELP = ("As of a log position, or an ISO-8601 business time with its zone (the log cut before the first "
+              "later event); read from the stored rows at or before it, no replay.")
+
+
+def position_as_of(store: Store, as_of: str | None) -> int | None:
+    """The log position ``--as-of`` names (``projections.replay.resolve_until``), or None."""
+    if as_of is None:
+        return None
+    from projections.replay import resolve_until
+
+    try:
+        return resolve_until(store.existing_app, as_of)
+    except ClearingError as error:
+        fail(error)
+
+
 @insurance_fund.command("show")
+@click.option("--as-of", "as_of", metavar="POSITION|TIME", help=AS_OF_HELP)
 @click.option("--json", "as_json", is_flag=True, help="JSON output; every decimal is a string.")
 @pass_store
-def insurance_fund_show(store: Store, as_json: bool) -> None:
+def insurance_fund_show(store: Store, as_of: str | None, as_json: bool) -> None:
     """Balance of the insurance fund and every movement with its cause."""
-    echo_view(show(insurance_fund_view, store.views), as_json, render.fund_text)
+    echo_view(show(insurance_fund_view, store.views, position_as_of(store, as_of)), as_json, render.fund_text)
 
 
 @click.command()
 @click.option("--market", metavar="MARKET", help="Only allocations in this market.")
+@click.option("--as-of", "as_of", metavar="POSITION|TIME", help=AS_OF_HELP)
 @click.option("--json", "as_json", is_flag=True, help="JSON Lines output, one allocation per line.")
 @pass_store
-def losses(store: Store, market: str | None, as_json: bool) -> None:
+def losses(store: Store, market: str | None, as_of: str | None, as_json: bool) -> None:
     """Socialized-loss allocations and deleveraging fills, in log order.
 
     One row per account and loss: the policy (adl, socialize_per_contract,
     haircut_gains), the share it paid, and the basis the share was computed from
     (|size|, unrealized gain, or for adl the size closed; share = cost against the mark).
     """
-    rows = show(loss_allocations, store.views, market)
+    rows = show(loss_allocations, store.views, market, position_as_of(store, as_of))
     if as_json:
         for row in rows:
             click.echo(json.dumps(row))

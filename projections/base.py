@@ -27,6 +27,7 @@ from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from clearing.money import fmt
 
 CACHE_ROWS = 300_000
+NEVER = 1 << 62  # a position no log reaches: no checkpoint is ever due
 
 
 @dataclass(frozen=True)
@@ -118,6 +119,7 @@ class Projection:
         self.tables: dict[str, Table] = {}
         self.session: Any = None
         self.dispatch: dict[str, Callable[[int, Any, Any], None]] = self.handlers()
+        self.checkpoint_due = NEVER  # the runner calls ``checkpoint`` for an event beyond this position
 
     def handlers(self) -> dict[str, Callable[[int, Any, Any], None]]:
         """Event type (``Account.Deposited``) -> handler(position, event, notification)."""
@@ -168,6 +170,13 @@ class Projection:
 
     def on_day_closed(self, day: str, as_of_position: int) -> None:
         """A business day ended (the margin projection writes its end-of-day rows here)."""
+
+    def at_position(self, position: int) -> None:
+        """The runner starts a page with the projection at log ``position`` (the margin
+        projection sets when its next checkpoint is due, ``projections.checkpoints``)."""
+
+    def checkpoint(self, position: int) -> None:
+        """The event at ``position`` is the first beyond ``checkpoint_due``: called before it applies."""
 
     def bind(self, tables: dict[str, Table]) -> None:
         self.tables = tables

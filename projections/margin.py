@@ -13,7 +13,10 @@ Tables (``<table>_g<N>``):
 * ``margin_eod_accounts`` / ``margin_eod_positions`` / ``margin_eod_markets``: the state at
   the end of each business day, with equity, requirements and liquidation prices computed
   on that day's closing marks;
-* ``margin_clock``: the business clock (one row).
+* ``margin_clock``: the business clock (one row);
+* ``margin_cp_accounts`` / ``margin_cp_positions`` / ``margin_cp_markets`` /
+  ``margin_cp_flows`` and ``margin_checkpoints``: the state every ``checkpoints.EVERY`` log
+  positions, from which ``--as-of`` replays only the tail (``projections.checkpoints``).
 
 Stored are the exact inputs (collateral, size, cost, marks, tiers) that the events carry
 as "after" values; equity, requirements and liquidation prices are computed from them
@@ -40,6 +43,7 @@ from clearing.domain.account import AccountStatus, Position, RiskStatus
 from clearing.domain.margin import MarginTier
 from clearing.domain.risk.totals import account_margin
 from clearing.money import LEDGER_CONTEXT, ZERO, fmt
+from projections import checkpoints
 from projections.base import Projection, TableSpec, clock_spec
 from projections.store import ExactDecimal
 
@@ -171,7 +175,8 @@ def _iso(at: Any) -> str | None:
 class MarginProjection(Projection):
     NAME = "margin"
     DESCRIPTION = "accounts, positions, markets, daily flows and end-of-day margin state"
-    SPECS = (ACCOUNTS, POSITIONS, MARKETS, FLOWS, CLOCK, EOD_ACCOUNTS, EOD_POSITIONS, EOD_MARKETS)
+    SPECS = (ACCOUNTS, POSITIONS, MARKETS, FLOWS, CLOCK, EOD_ACCOUNTS, EOD_POSITIONS, EOD_MARKETS,
+             *checkpoints.specs({spec.name: spec for spec in (ACCOUNTS, POSITIONS, MARKETS, FLOWS)}))
     CLOCK = "margin_clock"
 
     def handlers(self) -> dict[str, Callable[[int, Any, Any], None]]:
@@ -213,6 +218,19 @@ class MarginProjection(Projection):
         self.state["margin_flows"].cache.clear()
         for table, row in end_of_day_rows(self.session, self.tables, day, as_of_position):
             self.append(table, row)
+
+    def at_position(self, position: int) -> None:
+        self.checkpoint_due = checkpoints.due_after(position)
+
+    def checkpoint(self, position: int) -> None:
+        """Copy the state as of the multiple of ``checkpoints.EVERY`` before ``position``."""
+        boundary = checkpoints.label(position)
+        self.checkpoint_due = boundary + checkpoints.EVERY
+        clock = self.state[self.CLOCK].get(1)
+        if boundary == 0 or clock is None:  # nothing applied yet: nothing to copy
+            return
+        self.flush(self.session)
+        checkpoints.write(self.session, self.tables, boundary, clock)
 
     def _flow(self, position: int, event: Any, account: str) -> dict[str, Any]:
         day = self.day

@@ -34,7 +34,7 @@ from clearing.errors import InputError, NotFoundError
 from clearing.money import ZERO, exact, fmt, is_multiple
 from projections.margin import MarketTerms, tiers_from_text
 from projections.read import Views
-from projections.runner import topic_of
+from projections.runner import ProjectionError, topic_of
 
 PAGE = 1000  # rows fetched at a time by the streamed listings
 #: ``status`` of an account view: its risk status, or ``closed``.
@@ -399,11 +399,27 @@ def market_list(views: Views) -> list[dict[str, Any]]:
              "trades": r["trades"], "expiry": r["expiry"], "listed_at": r["listed_at"]} for r in rows]
 
 
-def insurance_fund_view(views: Views) -> dict[str, Any]:
-    """Balance and every movement of the insurance fund, from ``fund_movements``."""
+def require_reached(views: Views, connection: Any, projection: str, until: int) -> None:
+    """``projection_behind`` unless ``projection`` has reached log position ``until``: the rows
+    as of a position are complete only once every event up to it was applied."""
+    reached = views.position(projection, connection)
+    if reached < until:
+        raise ProjectionError("projection_behind", projection,
+                              f"projection {projection} is at log position {reached}, before {until}; a writer "
+                              "catches it up (`clearing projections catch-up`)")
+
+
+def insurance_fund_view(views: Views, until: int | None = None) -> dict[str, Any]:
+    """Balance and every movement of the insurance fund, from ``fund_movements``; with
+    ``until``, as of that log position (the movements at or before it: the table only
+    grows, each row at its event's position, so no replay is needed)."""
     table = views.table("insurance_fund", "fund_movements")
+    query = select(table).order_by(table.c.position)
     with views.reading() as connection:
-        rows = [dict(r) for r in connection.execute(select(table).order_by(table.c.position)).mappings()]
+        if until is not None:
+            require_reached(views, connection, "insurance_fund", until)
+            query = query.where(table.c.position <= until)
+        rows = [dict(r) for r in connection.execute(query).mappings()]
     inflows = total(r["amount"] for r in rows if r["direction"] == "in")
     outflows = total(r["amount"] for r in rows if r["direction"] == "out")
     return {
@@ -416,13 +432,17 @@ def insurance_fund_view(views: Views) -> dict[str, Any]:
     }
 
 
-def loss_allocations(views: Views, market: str | None = None) -> list[dict[str, Any]]:
-    """Every loss allocation and deleveraging fill in log order (optionally one market)."""
+def loss_allocations(views: Views, market: str | None = None, until: int | None = None) -> list[dict[str, Any]]:
+    """Every loss allocation and deleveraging fill in log order (optionally one market;
+    with ``until``, those at or before that log position, as ``insurance_fund_view``)."""
     table = views.table("losses", "loss_allocations")
     query = select(table).order_by(table.c.position)
     if market is not None:
         query = query.where(table.c.market == market)
     with views.reading() as connection:
+        if until is not None:
+            require_reached(views, connection, "losses", until)
+            query = query.where(table.c.position <= until)
         rows = [dict(r) for r in connection.execute(query).mappings()]
     return [_loss_row(r) for r in rows]
 

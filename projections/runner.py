@@ -263,6 +263,7 @@ class Projector:
                 if position == 0 and self._is_empty(session, projection):
                     projection.mark_empty()
             projection.begin_page(session)
+            projection.at_position(position)
             positions[name] = position
         return positions
 
@@ -300,6 +301,9 @@ class Projector:
                 calls = calls_of[note.topic] = self._calls(note.topic, positions)
             if not calls:
                 continue
+            for reached, projection, _ in calls:
+                if position > projection.checkpoint_due and position > reached:
+                    projection.checkpoint(position)  # the state before this event (projections.checkpoints)
             event = to_event(note) if events is None else events[index]
             for each in trade_fills(event) if note.topic == FILLS_TOPIC else (event,):
                 for reached, projection, handler in calls:

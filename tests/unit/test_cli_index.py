@@ -7,6 +7,7 @@ import subprocess
 import sys
 
 import click
+from click.testing import CliRunner
 import pytest
 from click.utils import make_default_short_help
 
@@ -62,3 +63,43 @@ def test_the_postgres_recorder_is_named_by_its_topic_and_not_loaded_for_sqlite(t
              "print('loaded:', [m for m in ('eventsourcing.postgres', 'psycopg') if m in sys.modules], file=sys.stderr)\n")
     done = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, timeout=120)
     assert "applied" in done.stdout and "loaded: []" in done.stderr, (done.stdout, done.stderr)
+
+
+def test_every_command_is_in_exactly_one_section_of_the_help():
+    from cli.main import SECTIONS
+
+    listed = [name for _, _, members in SECTIONS for name in members]
+    top_level = set(INDEX) | {"post", "events"}
+    assert sorted(listed) == sorted(top_level), "a command missing from the sections, or in two of them"
+    shown = CliRunner().invoke(main, ["--help"]).stdout
+    for _, heading, members in SECTIONS:
+        section = shown.split(f"{heading}:\n", 1)[1].split("\n\n", 1)[0]
+        assert [line.split()[0] for line in section.splitlines()] == list(members), heading
+
+
+@pytest.mark.parametrize(("grouped", "top"), [
+    (["query", "account", "show"], ["account", "show"]),
+    (["write", "deposit"], ["deposit"]),
+    (["admin", "pause"], ["pause"]),
+    (["audit", "export"], ["export"]),
+    (["audit", "import"], ["import"]),
+])
+def test_a_grouped_spelling_is_the_top_level_command(grouped, top):
+    """``clearing query account show`` runs the very command ``clearing account show`` runs."""
+    context = click.Context(main)
+    command: click.Command | None = main
+    for name in grouped:
+        assert isinstance(command, click.Group)
+        command = command.get_command(context, name)
+    expected: click.Command | None = main
+    for name in top:
+        assert isinstance(expected, click.Group)
+        expected = expected.get_command(context, name)
+    assert command is not None and command is expected
+    help_grouped = CliRunner().invoke(main, [*grouped, "--help"])
+    assert help_grouped.exit_code == 0 and (expected.help or "").split("\n")[0] in help_grouped.stdout
+
+
+def test_a_section_group_refuses_a_command_of_another_section():
+    refused = CliRunner().invoke(main, ["query", "deposit", "alice", "1"])
+    assert refused.exit_code == 2 and "No such command 'deposit'" in refused.stderr
