@@ -7,8 +7,8 @@ import subprocess
 import sys
 
 import click
-from click.testing import CliRunner
 import pytest
+from click.testing import CliRunner
 from click.utils import make_default_short_help
 
 from cli.main import INDEX, main
