@@ -224,6 +224,23 @@ class Projection:
         for rows in self.state.values():
             rows.known_empty = True
 
+    def hold(self, rows: dict[str, list[dict[str, Any]]]) -> None:
+        """Take ``rows`` as every row of each state table named (just written to an empty
+        store, ``projections.replay.seed_from_checkpoint``): they are cached and a key not
+        among them does not exist, so applying events reads nothing back.
+        Example: ``{"margin_accounts": [{"account": "alice", ...}]}`` -> ``get("alice")``
+        is that dict, ``get("bob")`` None without a query."""
+        for name, table_rows in rows.items():
+            state = self.state.get(name)
+            if state is None:
+                continue
+            key = state.spec.key
+            if len(key) == 1:
+                state.cache = {row[key[0]]: row for row in table_rows}
+            else:
+                state.cache = {tuple(row[column] for column in key): row for row in table_rows}
+            state.known_empty = True
+
 
 _STATEMENTS: dict[tuple[str, str, bool], tuple[str, list[str] | None]] = {}
 

@@ -9,8 +9,8 @@ the state then (every event up to that multiple applied, nothing after it) is co
 the projection's own transaction, into the checkpoint tables labelled with the multiple:
 accounts, positions and markets whole, the flows of the current business day (earlier
 days' flows are final: a back-dated event is booked on the current day), and one row of
-``margin_checkpoints`` with the business clock. Example, ``EVERY`` 50,000: events at
-49,998 and 50,003 -> before 50,003 applies, the state is copied as checkpoint 50,000.
+``margin_checkpoints`` with the business clock. Example, ``EVERY`` 40,000: events at
+39,998 and 40,003 -> before 40,003 applies, the state is copied as checkpoint 40,000.
 
 Because the label is a multiple of ``EVERY`` and the copy is made before the first event
 past it, however the log is paged, a rebuild, a replay and ``audit verify``'s scratch
@@ -18,10 +18,12 @@ build all write the same checkpoint rows as the live projection (verify compares
 like every other table). Changing ``EVERY`` changes those rows: it is part of the margin
 projection's layout and needs ``clearing projections rebuild margin``.
 
-Seeding (``seed``): a fresh store's margin tables are filled with checkpoint C's rows,
-the live store's flows and end-of-day rows of the days before C's business day, and the
-clock; its tracking record is set at C. Catching it up to P then gives exactly the tables a
-replay from position 1 gives (``tests/integration/test_checkpoints.py`` checks every cut).
+Seeding (``projections.replay.seed_from_checkpoint``): a fresh store's margin tables are
+filled with checkpoint C's rows, the clock, and (``history``) the live store's flows and
+end-of-day rows of the days before C's business day; its tracking record is set at C.
+Catching it up to P then gives exactly the tables a replay from position 1 gives (without
+the history, exactly its state tables): ``tests/integration/test_checkpoints.py`` checks
+every cut.
 """
 
 from __future__ import annotations
@@ -35,7 +37,7 @@ from sqlalchemy.sql import insert
 from projections.base import TableSpec
 
 #: log positions between two checkpoints: a seeded ``--as-of`` replays at most this many
-EVERY = 50_000
+EVERY = 40_000
 
 #: the state tables copied whole at a checkpoint, and the flows table (its current day)
 COPIED = ("margin_accounts", "margin_positions", "margin_markets")
@@ -65,13 +67,13 @@ def specs(state: dict[str, TableSpec]) -> tuple[TableSpec, ...]:
 
 
 def label(position: int) -> int:
-    """The multiple of ``EVERY`` just before ``position``: 50,003 -> 50,000; 50,000 -> 0."""
+    """The multiple of ``EVERY`` just before ``position``: 40,003 -> 40,000; 40,000 -> 0."""
     return ((position - 1) // EVERY) * EVERY
 
 
 def due_after(position: int) -> int:
-    """The multiple of ``EVERY`` at or above ``position`` (a projection at 50,000 has
-    checkpoint 50,000 due when the next event arrives)."""
+    """The multiple of ``EVERY`` at or above ``position`` (a projection at 40,000 has
+    checkpoint 40,000 due when the next event arrives)."""
     return -(-position // EVERY) * EVERY
 
 
@@ -105,18 +107,27 @@ def latest(connection: Any, tables: dict[str, Table], until: int) -> Checkpoint 
     return None if row is None else Checkpoint(row["position"], row["day"], row["clock_position"])
 
 
-def seed_rows(connection: Any, tables: dict[str, Table], checkpoint: Checkpoint) -> dict[str, list[dict[str, Any]]]:
-    """The rows of each margin table at ``checkpoint``, read from the live store."""
+def seed_rows(connection: Any, tables: dict[str, Table], checkpoint: Checkpoint,
+              history: bool = True) -> dict[str, list[dict[str, Any]]]:
+    """The rows of each margin table at ``checkpoint``, read from the live store.
+
+    ``history=False`` leaves out the closed days' flows and end-of-day rows: no handler
+    reads them again (a closed day never changes), so the state tables, the clock and
+    every later row come out the same, and a query as of a point (which reads the state
+    tables) is served without copying every account's row of every past day.
+    """
     rows: dict[str, list[dict[str, Any]]] = {}
     for name in (*COPIED, FLOWS):
         copy = tables[copy_name(name)]
         found = connection.execute(select(copy).where(copy.c.checkpoint == checkpoint.position)).mappings()
         rows[name] = [{key: value for key, value in row.items() if key != "checkpoint"} for row in found]
+    rows["margin_clock"] = [{"id": 1, "day": checkpoint.day, "position": checkpoint.clock_position}]
+    if not history:
+        return rows
     flows = tables[FLOWS]
     rows[FLOWS] += [dict(row) for row in connection.execute(
         select(flows).where(flows.c.day < checkpoint.day)).mappings()]
     for name in BY_DAY:
         table = tables[name]
         rows[name] = [dict(row) for row in connection.execute(select(table).where(table.c.day < checkpoint.day)).mappings()]
-    rows["margin_clock"] = [{"id": 1, "day": checkpoint.day, "position": checkpoint.clock_position}]
     return rows

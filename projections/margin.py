@@ -216,8 +216,14 @@ class MarginProjection(Projection):
         """
         self.flush(self.session)
         self.state["margin_flows"].cache.clear()
+        if not self.end_of_day_rows:
+            return
         for table, row in end_of_day_rows(self.session, self.tables, day, as_of_position):
             self.append(table, row)
+
+    #: False for a replay that serves a query as of a point (``projections.replay.replay_views``):
+    #: the queries read the state tables only, which end-of-day rows never feed back into
+    end_of_day_rows = True
 
     def at_position(self, position: int) -> None:
         self.checkpoint_due = checkpoints.due_after(position)

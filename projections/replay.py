@@ -31,7 +31,7 @@ import hashlib
 import os
 from datetime import datetime
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, cast
 from urllib.parse import parse_qs, urlencode, urlsplit, urlunsplit
 
 from clearing.audit.log import read_log
@@ -42,7 +42,7 @@ from clearing.settings import is_postgres, store_env
 from projections import checkpoints
 from projections.margin import MarginProjection
 from projections.read import Views
-from projections.runner import PAGE, Progress, Projector
+from projections.runner import Progress, Projector
 from projections.store import ProjectionStore
 
 if TYPE_CHECKING:
@@ -51,6 +51,9 @@ if TYPE_CHECKING:
 PARTIAL = ".partial-"  # SQLite staging files: .<name>.partial-<pid>
 SCHEMA_SUFFIX = "__partial"
 REPLAY_LOCK = 7202612  # first key of the two-key advisory lock on a PostgreSQL target
+#: pages of the scan for a time's cut: it starts just before the cut (``time_floor``), and
+#: every row of a page is decoded, so a small page decodes little past the cut
+SCAN_PAGE = 1000
 
 
 def resolve_until(app: Any, text: str) -> int:
@@ -102,7 +105,7 @@ def _position_before(app: ClearingApplication, moment: datetime, head: int, star
     after ``moment``: the caller scans again from position 1.
     """
     run: tuple[str, int] | None = None  # (run, position of its first row)
-    for page in read_log(app.recorder, app.mapper, start=start + 1, page=PAGE, stop=head):
+    for page in read_log(app.recorder, app.mapper, start=start + 1, page=SCAN_PAGE, stop=head):
         for note, event in page.decoded():
             if isinstance(event, Account.FillsRecorded):
                 if run is None or run[0] != event.run:
@@ -133,19 +136,23 @@ def replay_views(app: Any, until: int, names: list[str], live: Views | None = No
     last checkpoint at or before ``until`` (``projections.checkpoints``) and replays only
     the tail after it; without one (a log shorter than a checkpoint interval, a store
     built before checkpoints) it replays from position 1, as every other projection does.
+    Seeded so, it serves a query: its state tables (accounts, positions, markets, the
+    clock) are exact, and the closed days' flows and end-of-day rows, which no query as of
+    a point reads, are neither copied nor written.
     """
     store = ProjectionStore(":memory:")
     projector = Projector(app, store, names)
-    if names == ["margin"] and live is not None:
-        seed_from_checkpoint(projector, live, until)
+    if names == ["margin"] and live is not None:  # the queries read the state tables only
+        seed_from_checkpoint(projector, live, until, history=False)
+        cast(MarginProjection, projector.projections["margin"]).end_of_day_rows = False
     projector.catch_up(until=until, progress=progress)
     return Views(store)
 
 
-def seed_from_checkpoint(projector: Projector, live: Views, until: int) -> int:
+def seed_from_checkpoint(projector: Projector, live: Views, until: int, history: bool = True) -> int:
     """Fill ``projector``'s (empty) margin tables from the ``live`` store's last checkpoint at
     or before ``until``, its tracking record at the checkpoint; the checkpoint's position, 0
-    when there is none."""
+    when there is none. ``history``: as ``checkpoints.seed_rows``."""
     from eventsourcing.persistence import Tracking
     from sqlalchemy.exc import SQLAlchemyError
 
@@ -156,7 +163,7 @@ def seed_from_checkpoint(projector: Projector, live: Views, until: int) -> int:
         live_tables = {spec.name: live.table("margin", spec.name) for spec in MarginProjection.SPECS}
         with live.reading() as connection:
             found = checkpoints.latest(connection, live_tables, until)
-            rows = checkpoints.seed_rows(connection, live_tables, found) if found is not None else {}
+            rows = checkpoints.seed_rows(connection, live_tables, found, history) if found is not None else {}
     except (ClearingError, SQLAlchemyError):  # margin never built, or tables of an older version: replay all
         return 0
     if found is None:
@@ -168,6 +175,8 @@ def seed_from_checkpoint(projector: Projector, live: Views, until: int) -> int:
             if table_rows:
                 write_many(session, tables[name], table_rows, None)
         projector.trackers["margin"]._insert_tracking(session, Tracking(APPLICATION, found.position))
+    projector.projections["margin"].hold(rows)  # every state row in memory: the tail reads none back
+    projector.expected["margin"] = found.position  # so the first page keeps them
     return found.position
 
 
