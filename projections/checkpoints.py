@@ -45,6 +45,8 @@ FLOWS = "margin_flows"
 #: append tables whose rows of the days before the checkpoint's day are final
 BY_DAY = ("margin_eod_accounts", "margin_eod_positions", "margin_eod_markets")
 INDEX = "margin_checkpoints"
+#: every checkpoint table; the first column of each is the checkpoint's label
+TABLES = frozenset({*(f"margin_cp_{name.removeprefix('margin_')}" for name in (*COPIED, FLOWS)), INDEX})
 
 
 def copy_name(table: str) -> str:
