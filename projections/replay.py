@@ -75,6 +75,15 @@ def resolve_until(app: Any, text: str) -> int:
     return found if found is not None else _position_before(app, moment, head, 0) or 0
 
 
+def _run_at(app: ClearingApplication, position: int) -> str | None:
+    """The run of fills the row at ``position`` belongs to; None for any other row."""
+    notes = app.recorder.select_notifications(start=position, limit=1)
+    if not notes or notes[0].id != position:
+        return None
+    event = app.mapper.to_domain_event(notes[0])
+    return event.run if isinstance(event, Account.FillsRecorded) else None
+
+
 def time_floor(app: ClearingApplication, moment: datetime, head: int) -> int:
     """A log position at or before the cut for ``moment``, found without reading the log.
 
@@ -101,17 +110,19 @@ def _position_before(app: ClearingApplication, moment: datetime, head: int, star
     a run of fills (ADR 25: its rows, consecutive, one per account) counts as one event,
     after ``moment`` when any of its fills is, so the state never holds half a trade.
 
-    None when the scan began inside a run (its first row unseen) and that run is the one
-    after ``moment``: the caller scans again from position 1.
+    None when the scan began inside a run (its first row unseen: the row at ``start`` is a
+    fill of the same run) and that run is the one after ``moment``: the caller scans again
+    from position 1.
     """
     run: tuple[str, int] | None = None  # (run, position of its first row)
+    run_before = _run_at(app, start) if start else None
     for page in read_log(app.recorder, app.mapper, start=start + 1, page=SCAN_PAGE, stop=head):
         for note, event in page.decoded():
             if isinstance(event, Account.FillsRecorded):
                 if run is None or run[0] != event.run:
                     run = (event.run, note.id)
                 if latest_fill_at(event) > moment:
-                    return None if start and run[1] == start + 1 else run[1] - 1
+                    return None if run[1] == start + 1 and run[0] == run_before else run[1] - 1
                 continue
             run = None
             at = getattr(event, "at", None)
