@@ -15,7 +15,7 @@ import json
 import re
 from datetime import UTC, datetime
 from decimal import Decimal
-from typing import Annotated, Any, Literal, Union, get_args
+from typing import Annotated, Any, Literal, get_args
 
 import orjson
 from pydantic import (
@@ -25,7 +25,6 @@ from pydantic import (
     ConfigDict,
     Field,
     PlainSerializer,
-    TypeAdapter,
     ValidationError,
 )
 from pydantic_core import PydanticCustomError
@@ -125,9 +124,13 @@ Time = Annotated[datetime, BeforeValidator(_aware_time), PlainSerializer(lambda 
 
 
 class Command(BaseModel):
-    """Fields every command has: its type, the client's id, an optional business time."""
+    """Fields every command has: its type, the client's id, an optional business time.
 
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    ``defer_build``: a model's validator is built on its first use, so a process that
+    posts one deposit builds one model, not all seventeen (start-up, issue 11).
+    """
+
+    model_config = ConfigDict(extra="forbid", frozen=True, defer_build=True)
 
     type: str
     id: CommandId
@@ -139,7 +142,7 @@ class Command(BaseModel):
 
 
 class Tier(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    model_config = ConfigDict(extra="forbid", frozen=True, defer_build=True)
 
     notional_floor: Annotated[Decimal, BeforeValidator(_decimal), AfterValidator(_non_negative), _text]
     initial_margin_fraction: Fraction
@@ -341,9 +344,8 @@ COMMAND_CLASSES = (
     RegisterOfficer,
     SetParameters,
 )
-AnyCommand = Annotated[Union[COMMAND_CLASSES], Field(discriminator="type")]  # type: ignore[valid-type]  # noqa: UP007 - a union of a tuple
 COMMAND_TYPES = tuple(get_args(cls.model_fields["type"].annotation)[0] for cls in COMMAND_CLASSES)
-_ADAPTER: TypeAdapter[Command] = TypeAdapter(AnyCommand)
+_CLASS_OF_TYPE: dict[str, type[Command]] = dict(zip(COMMAND_TYPES, COMMAND_CLASSES, strict=True))
 
 _PYDANTIC_CODES = {
     "missing": "missing_field",
@@ -513,22 +515,22 @@ def parse_command(raw: dict[str, Any]) -> Command:
         raise InputError("unknown_type", "type",
                          f"unknown command type {str(raw['type'])[:40]!r}; one of: {', '.join(COMMAND_TYPES)}")
     try:
-        command = _ADAPTER.validate_python(raw)
+        command = _CLASS_OF_TYPE[raw["type"]].model_validate(raw)
     except ValidationError as error:
-        raise _input_error(error) from None
+        raise _input_error(error, raw["type"]) from None
     if isinstance(command, Approve):
         command.check_fields()
     return command
 
 
-def _input_error(error: ValidationError) -> InputError:
+def _input_error(error: ValidationError, command_type: str) -> InputError:
     first = error.errors(include_url=False)[0]
-    location = [str(part) for part in first["loc"][1:]]  # drop the union tag
+    location = [str(part) for part in first["loc"]]
     field = ".".join(location) or None
     code = _PYDANTIC_CODES.get(first["type"], first["type"])
     if code == "missing_field":
         return InputError(code, field, f"field {field!r} is required")
     if code == "unknown_field":
-        return InputError(code, field, f"field {field!r} is not part of a {first['loc'][0]} command")
+        return InputError(code, field, f"field {field!r} is not part of a {command_type} command")
     message = first["msg"]
     return InputError(code, field, f"{field}: {message}" if field else message)

@@ -29,10 +29,9 @@ from eventsourcing.persistence import IntegrityError, InternalError, Programming
 from eventsourcing_sqlalchemy.datastore import SQLAlchemyDatastore
 from eventsourcing_sqlalchemy.recorders import SQLAlchemyTrackingRecorder
 from sqlalchemy import Column, Engine, Integer, MetaData, String, Table, Text, inspect, select, text
-from sqlalchemy.dialects.postgresql import NUMERIC
 from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.pool import StaticPool
-from sqlalchemy.types import TypeDecorator
+from sqlalchemy.types import NUMERIC, TypeDecorator
 
 from clearing.money import fmt
 from clearing.pg_probe import connect_arguments
