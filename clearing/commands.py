@@ -325,6 +325,30 @@ class FundInsurance(Command):
     contributor: Name | None = None
 
 
+def _sha256_hex(value: Any) -> str:
+    if not isinstance(value, str) or not re.fullmatch(r"[0-9a-f]{64}", value):
+        raise PydanticCustomError("invalid_sha256", "must be a SHA-256 digest: 64 lowercase hexadecimal digits")
+    return value
+
+
+Sha256 = Annotated[str, BeforeValidator(_sha256_hex)]
+
+
+class IssueToken(Command):
+    """Record a reader's access token: its name, role and SHA-256 (never the secret;
+    ``clearing tokens create`` makes the secret and posts this). ADR 29."""
+
+    type: Literal["issue_token"]
+    name: Name
+    role: Literal["regulator", "auditor", "operator", "oracle", "risk_officer"]
+    token_sha256: Sha256
+
+
+class RevokeToken(Command):
+    type: Literal["revoke_token"]
+    name: Name
+
+
 COMMAND_CLASSES = (
     CreateMarket,
     CloseMarket,
@@ -343,6 +367,8 @@ COMMAND_CLASSES = (
     Approve,
     RegisterOfficer,
     SetParameters,
+    IssueToken,
+    RevokeToken,
 )
 COMMAND_TYPES = tuple(get_args(cls.model_fields["type"].annotation)[0] for cls in COMMAND_CLASSES)
 _CLASS_OF_TYPE: dict[str, type[Command]] = dict(zip(COMMAND_TYPES, COMMAND_CLASSES, strict=True))

@@ -57,7 +57,7 @@ class InvariantViolation(AssertionError):
 #: Where a code arises: a JSON Lines command (``post`` and every command-line command), a
 #: command-line option or argument, the store and its projections, export / import / replay,
 #: the regulator reports, the lab.
-SURFACES = ("command", "option", "store", "transfer", "report", "lab")
+SURFACES = ("command", "option", "store", "transfer", "report", "api", "lab")
 
 
 @dataclass(frozen=True)
@@ -168,6 +168,11 @@ REGISTRY: dict[str, ErrorCode] = _codes(
     ("already_paused", _R, "command", "pause of what is already paused"),
     ("not_paused", _R, "command", "resume of what is not paused"),
     ("trading_paused", _R, "command", "a trade while trading is paused"),
+    # -- access tokens (ADR 29)
+    ("invalid_sha256", _I, "command", "a token_sha256 that is not 64 lowercase hexadecimal digits"),
+    ("token_exists", _R, "command", "issue_token of a name already issued (names are never reused)"),
+    ("token_not_found", _N, "command", "revoke_token of a name never issued"),
+    ("token_revoked", _R, "command", "revoke_token of a token already revoked"),
     # -- options and arguments of the command line
     ("store_not_found", _N, "option", "a read of a store that does not exist (no event store at --db / CLEARING_DB)"),
     ("store_read_only", "StoreError", "store",
@@ -222,7 +227,20 @@ REGISTRY: dict[str, ErrorCode] = _codes(
     ("invalid_prices", _I, "report", "a --prices file without a header row with a close or price column"),
     ("unreadable_prices", _I, "report", "a --prices file that cannot be read"),
     ("not_applicable", _I, "report", "an option the chosen report does not take"),
-    ("invalid_output", _I, "report", "an --output that is a directory or in a directory that does not exist"),
+    ("invalid_output", _I, "report", "an --output that is a directory, in a directory that does not exist, or (a chart) "
+     "not .svg or .png"),
+    ("unknown_chart", _I, "report", "a chart name that is not one of the charts (`clearing chart --help`)"),
+    ("invalid_window", _I, "report", "a chart's days: neither --date nor --from and --to, both, --to before --from, "
+     "or more than 366 days"),
+    # -- the HTTP API (clearing serve)
+    ("unauthorized", "ApiError", "api", "a request without a token (Authorization: Bearer, or the dashboard's login) (401)"),
+    ("invalid_token", "ApiError", "api", "a token this ledger never issued (401)"),
+    ("revoked_token", "ApiError", "api", "a token that was revoked (`clearing tokens revoke`) (401)"),
+    ("forbidden_role", "ApiError", "api", "a token whose role may not read (operator, oracle, risk_officer) (403)"),
+    ("not_found", "ApiError", "api", "a path the API does not have (404)"),
+    ("method_not_allowed", "ApiError", "api", "a method other than GET (the API only reads) (405)"),
+    ("event_not_found", "ApiError", "api", "/events/{position} beyond the head of the log (404)"),
+    ("http_error", "ApiError", "api", "any other refusal by the HTTP layer, with its status"),
     # -- the lab
     ("tape_not_found", _I, "lab", "a --tape that cannot be read"),
     ("tape_malformed", _I, "lab", "a --tape that is not a CSV of 1-minute candles in time order"),
@@ -236,7 +254,8 @@ _SURFACE_TITLES = {
     "option": "Command-line options and settings",
     "store": "The store and its projections",
     "transfer": "Export, import and replay",
-    "report": "Regulator reports",
+    "report": "Regulator reports and charts",
+    "api": "The HTTP API (`clearing serve`): the other refusals carry the codes above, with a status by class",
     "lab": "The loss-policy lab",
 }
 

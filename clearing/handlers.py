@@ -14,6 +14,7 @@ from typing import Any, TypeVar
 from clearing import commands as c
 from clearing import risk_engine, settlement
 from clearing.domain import ids
+from clearing.domain.access import AccessToken
 from clearing.domain.account import Account
 from clearing.domain.clearinghouse import Clearinghouse
 from clearing.domain.governance import QUORUM, Change, not_governed
@@ -28,7 +29,7 @@ from clearing.domain.trading import (
     decide_withdrawal,
     record_side,
 )
-from clearing.errors import InputError, RuleError
+from clearing.errors import InputError, NotFoundError, RuleError
 from clearing.money import USDC, ZERO, fmt
 from clearing.working_set import WorkingSet
 
@@ -264,6 +265,23 @@ def _set_market_parameters(ws: WorkingSet, ch: Clearinghouse, name: str, changes
     return f"parameters of {name} now version {market.parameters_version} ({governance['rule']})"
 
 
+def issue_token(ws: WorkingSet, command: c.IssueToken, at: datetime) -> str:
+    """Record a token's name, role and digest (``clearing.domain.access``); a name is issued once."""
+    if ws.token(command.name) is not None:
+        raise RuleError("token_exists", "name", f"token {command.name} was already issued (names are never reused)")
+    ws.add(AccessToken(command.name, command.role, command.token_sha256, ws.operator, at))
+    return f"issued {command.role} token {command.name}"
+
+
+def revoke_token(ws: WorkingSet, command: c.RevokeToken, at: datetime) -> str:
+    """Revoke a token: the server refuses it from this event's log position on."""
+    token = ws.token(command.name)
+    if token is None:
+        raise NotFoundError("token_not_found", "name", f"token {command.name} does not exist")
+    token.revoke(ws.operator, at)
+    return f"revoked token {command.name} ({token.role})"
+
+
 Handler = Callable[[WorkingSet, c.Command, datetime], str]
 _C = TypeVar("_C", bound=c.Command)
 
@@ -297,5 +315,7 @@ HANDLERS: dict[str, Handler] = {
     "pause": _handles(c.Pause, _control),
     "resume": _handles(c.Resume, _control),
     "set_parameters": _handles(c.SetParameters, set_parameters),
+    "issue_token": _handles(c.IssueToken, issue_token),
+    "revoke_token": _handles(c.RevokeToken, revoke_token),
 }
 assert set(HANDLERS) == set(c.COMMAND_TYPES)

@@ -26,6 +26,7 @@ from eventsourcing.domain import Aggregate
 from clearing.aggregate_cache import AggregateCache
 from clearing.audit.log import read_log
 from clearing.domain import ids
+from clearing.domain.access import AccessToken
 from clearing.domain.account import Account
 from clearing.domain.clearinghouse import Clearinghouse
 from clearing.domain.decision_order import forget_numbers, in_decision_order
@@ -332,6 +333,9 @@ class WorkingSet:
         if found.id not in self.read_versions:  # _note_read, inlined on this hot path
             self._note_read(found.id, found.version)
         return found
+
+    def token(self, name: str) -> AccessToken | None:
+        return self._get(ids.token_id(name), AccessToken)
 
     def insurance_fund(self) -> InsuranceFund | None:
         return self._get(ids.insurance_fund_id(), InsuranceFund)

@@ -8,6 +8,7 @@ import sys
 import time
 from collections.abc import Callable
 from concurrent.futures import ProcessPoolExecutor
+from datetime import UTC, datetime
 from typing import Any
 
 import click
@@ -15,7 +16,7 @@ import click
 from clearing.errors import ClearingError
 from cli import render
 from cli.context import CodedChoice, Store, echo_result, fail, json_option, pass_store
-from cli.failures import VERIFY_FAILED, Failure
+from cli.failures import STORE, VERIFY_FAILED, Failure, first_line
 
 PROGRESS_MIN_EVENTS = 20_000
 
@@ -326,9 +327,12 @@ def audit_combine(partitions: tuple[str, ...], expect: str | None, as_json: bool
 @click.option("--skip", "skip", multiple=True,
               type=click.Choice(["chain", "commands", "snapshots", "projections", "invariants", "decisions"]),
               help="Leave out a check (repeatable).")
+@click.option("--record", is_flag=True,
+              help="Record the result (time, head, chain hash, each check) in the store's audit_verifications table, "
+                   "which `clearing serve` shows at /api/v1/audit/verification; needs write access to the store.")
 @json_option("One JSON document: each check's result (ok, detail, seconds, failure), the skipped ones, verified.")
 @pass_store
-def audit_verify(store: Store, digest_text: str | None, skip: tuple[str, ...], as_json: bool) -> None:
+def audit_verify(store: Store, digest_text: str | None, skip: tuple[str, ...], record: bool, as_json: bool) -> None:
     """Verify the ledger; exit 1 naming the first failing check and log position.
 
     \b
@@ -352,12 +356,41 @@ def audit_verify(store: Store, digest_text: str | None, skip: tuple[str, ...], a
         expected = Digest.parse(digest_text) if digest_text else None
     except ClearingError as error:
         fail(error)
-    if not run_verify(store, expected, skip, as_json=as_json):
+    started = datetime.now(UTC)
+    recorded: list[Any] = []
+    verified = run_verify(store, expected, skip, as_json=as_json, on_outcome=recorded.append if record else None)
+    if record:
+        _record(store, recorded[0], started)
+    if not verified:
         sys.exit(VERIFY_FAILED)
 
 
+def _record(store: Store, outcome: Any, started: datetime) -> None:
+    """Append the verification to ``audit_verifications`` (``projections.verifications``)."""
+    from clearing.audit.chain import digest
+    from projections.verifications import record
+
+    try:
+        found = digest(store.existing_app.recorder)
+        chain_hash = found.head if found.position == outcome.head else None
+    except ClearingError:
+        chain_hash = None
+    failed = next((result for result in outcome.results if not result.ok), None)
+    checks = [{"name": r.name, "ok": r.ok, "detail": r.detail, "failure": r.failure, "seconds": round(r.seconds, 3)}
+              for r in outcome.reported()]
+    try:
+        record(store.projection_store.engine, {
+            "started_at": started.isoformat(timespec="seconds"), "finished_at": datetime.now(UTC).isoformat(timespec="seconds"),
+            "head": outcome.head, "chain_hash": chain_hash, "verified": failed is None and not outcome.skipped,
+            "failure": None if failed is None else f"{failed.name}: {failed.failure}", "checks": checks})
+    except Exception as error:  # a read-only store: the verification stands, its record could not be written
+        raise Failure("store_read_only", f"the verification ran but could not be recorded: {first_line(error)}",
+                      STORE) from None
+    click.echo(f"recorded the verification of head {outcome.head} in audit_verifications", err=True)
+
+
 def run_verify(store: Store, expected: Any = None, skip: tuple[str, ...] = (), workers: int | None = None,
-               as_json: bool = False) -> bool:
+               as_json: bool = False, on_outcome: Callable[[Any], None] | None = None) -> bool:
     """Run ``clearing.audit.verify`` and print its report, one line a check; False on a failure.
 
     On a file or PostgreSQL store and a machine with two cores or more, the checks run in the
@@ -383,6 +416,8 @@ def run_verify(store: Store, expected: Any = None, skip: tuple[str, ...] = (), w
             outcome = verify(store.existing_app, store.reading_projector, digest=expected, skip=skip,
                              progress=lambda done: progress(done, head))
         reads = "read once for every check"
+    if on_outcome is not None:
+        on_outcome(outcome)
     if as_json:
         return _verify_document(outcome, reads)
     for name in outcome.skipped:

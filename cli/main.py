@@ -40,6 +40,7 @@ INDEX: dict[str, tuple[str, str]] = {
     "approve": ("cli.commands", "Record OFFICER's approval of one exact change; post it as OFFICER (--as OFFICER)."),
     "audit": ("cli.audit", "Auditor's tools: replay as of a point, digest of the log, full verification."),
     "controls": ("cli.controls", "Risk officers' controls: pauses, officers, approvals, the liquidation queue."),
+    "chart": ("cli.serve", "Draw chart NAME from the projection tables into an SVG or PNG file."),
     "close-account": ("cli.commands", "Close ACCOUNT (it must be flat and hold no collateral)."),
     "close-market": ("cli.commands", "Stop trading in MARKET (mark prices are still accepted)."),
     "create-market": ("cli.commands", "List a new MARKET (perpetual, or future with --expiry)."),
@@ -65,8 +66,10 @@ INDEX: dict[str, tuple[str, str]] = {
                                          "officers approve it first)."),
     "report": ("cli.reports", "Build regulator report NAME for business day --date from the projection tables."),
     "resume": ("cli.commands", "Resume OPERATION (with M approvals); queued liquidations are then processed in order."),
+    "serve": ("cli.serve", "Serve the read-only HTTP API and the dashboard over the store."),
     "set-parameters": ("cli.commands", "Set risk parameters: clearinghouse defaults, or --market overrides."),
     "settle": ("cli.commands", "Settle expired future MARKET at the final PRICE: close every position, cover losses."),
+    "tokens": ("cli.tokens", "Access tokens for `clearing serve`: issued and revoked as events in the log."),
     "trade": ("cli.commands", "Clear a trade in MARKET between --buyer and --seller (both margin-checked)."),
     "withdraw": ("cli.commands", "Withdraw AMOUNT from ACCOUNT if free collateral covers it."),
 }
@@ -82,11 +85,11 @@ SECTIONS: tuple[tuple[str, str, tuple[str, ...]], ...] = (
      ("post", "open-account", "deposit", "withdraw", "trade", "price", "funding", "liquidate", "fund-insurance",
       "create-market", "close-market", "settle", "close-account")),
     ("admin", "Admin: risk officers govern (also `clearing admin NAME`)",
-     ("set-parameters", "register-officer", "pause", "resume", "approve")),
+     ("set-parameters", "register-officer", "pause", "resume", "approve", "tokens")),
     ("query", "Queries: read the projections and the log (also `clearing query NAME`)",
      ("account", "market", "insurance-fund", "losses", "adl", "parameters", "controls", "events")),
     ("audit", "Audit: verify, replay, move the log (`audit export`, `audit import` too)", ("audit", "export", "import")),
-    ("report", "Reports: regulators' files", ("report",)),
+    ("report", "Reports: regulators' files, charts and the HTTP API", ("report", "chart", "serve")),
     ("projections", "Projections: the read models' runner", ("projections",)),
     ("other", "Other", ("demo", "docs", "lab")),
 )
@@ -343,7 +346,7 @@ def events(store: Store, start: int, limit: int | None, as_json: bool) -> None:
     (fill N of M), under the event's log position.
     """
     from clearing.audit.log import Unreadable
-    from cli.queries import iter_events
+    from projections.event_records import iter_events
 
     try:
         for record in iter_events(store.existing_app, start, limit):

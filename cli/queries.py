@@ -3,17 +3,11 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Callable, Iterator
-from itertools import islice
+from collections.abc import Callable
 from typing import Any, ParamSpec, TypeVar
 
 import click
-from eventsourcing.domain import DomainEvent
 
-from clearing.application import ClearingApplication
-from clearing.audit.log import read_log
-from clearing.domain.account import Account
-from clearing.domain.fills import trade_fills
 from clearing.errors import ClearingError
 from cli import render
 from cli.context import Store, echo_view, fail, pass_store
@@ -28,47 +22,8 @@ from projections.queries import (
     market_view,
 )
 
-PAGE = 1000
-_SKIP = {"originator_id", "originator_version", "timestamp", "originator_topic"}
 _P = ParamSpec("_P")
 _T = TypeVar("_T")
-
-
-def iter_events(app: ClearingApplication, start: int, limit: int | None) -> Iterator[dict[str, Any]]:
-    """Events from log position ``start`` on, at most ``limit`` (``clearing.audit.log.read_log``).
-
-    ``islice`` stops before asking for the page after the last event wanted, so a later row
-    that cannot be decoded is never read. A limit counts stored events (log positions), so
-    paging on with ``--from`` the last position shown plus one misses nothing: a run's row of
-    fills (ADR 25) is printed whole, one record per fill.
-    """
-    page = PAGE if limit is None else max(1, min(PAGE, limit))
-    pages = read_log(app.recorder, app.mapper, start=start, page=page)
-    rows = islice(((notification, event) for log_page in pages for notification, event in log_page.decoded()), limit)
-    return (record for notification, event in rows for record in _records(notification, event))
-
-
-def _records(notification: Any, event: Any) -> Iterator[dict[str, Any]]:
-    """The event as one record; an account's fills of a run of trades (ADR 25) as one record
-    per fill, each with the fields a ``TradeFilled`` has and its place in the event
-    (``fill``: 1-based, ``fills``: how many), so every trade is shown on its own."""
-    assert isinstance(event, DomainEvent)  # every event in the log is an aggregate's (it has a timestamp)
-    record = {
-        "position": notification.id,
-        "type": notification.topic.rsplit(":", 1)[-1],
-        "aggregate_id": str(event.originator_id),
-        "aggregate_version": event.originator_version,
-        "recorded_at": event.timestamp.isoformat(),
-    }
-    data = {k: v for k, v in vars(event).items() if k not in _SKIP}
-    if not isinstance(event, Account.FillsRecorded):
-        yield {**record, "data": data}
-        return
-    shared = {k: v for k, v in data.items() if k != "fills"}
-    count = len(event.fills)
-    for number, fill in enumerate(trade_fills(event), start=1):
-        fields = {key: value for key, value in fill._asdict().items() if key not in _SKIP}
-        yield {**record, "data": {**shared, "fill": number, "fills": count, **fields}}
 
 
 def views_as_of(store: Store, as_of: str | None, names: list[str]) -> Any:

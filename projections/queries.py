@@ -18,7 +18,7 @@ from decimal import Decimal
 from itertools import groupby
 from typing import Any
 
-from sqlalchemy import select
+from sqlalchemy import func, select
 
 from clearing.audit.log import read_log
 from clearing.domain import loss_policies
@@ -327,7 +327,7 @@ def _holders(connection: Any, accounts: Any, positions: Any, terms: dict[str, Ma
 # -- every account ---------------------------------------------------------------------------
 
 
-def account_list(views: Views, status: str | None = None) -> Iterator[dict[str, Any]]:
+def account_list(views: Views, status: str | None = None, after: str | None = None) -> Iterator[dict[str, Any]]:
     """Every account (or those of one ``status``) by name, with its margin totals, streamed.
 
     ``status`` as in ``account_view``: a risk status (``healthy``, ``margin_call``,
@@ -346,6 +346,8 @@ def account_list(views: Views, status: str | None = None) -> Iterator[dict[str, 
                                              & (positions.c.size != ZERO)))
              .order_by(name, positions.c.market)
              .execution_options(yield_per=PAGE))
+    if after is not None:  # a page's cursor: the names after the last one shown
+        query = query.where(name > after)
     if status == "closed":
         query = query.where(accounts.c.status == "closed")
     elif status is not None:
@@ -430,6 +432,58 @@ def insurance_fund_view(views: Views, until: int | None = None) -> dict[str, Any
                        "counterparty": r["counterparty"], "reference": r["reference"],
                        "balance_after": fmt(r["balance_after"]), "position": r["position"]} for r in rows],
     }
+
+
+def fund_page(views: Views, until: int | None = None, offset: int = 0, limit: int = 100,
+              newest_first: bool = False) -> dict[str, Any]:
+    """One page of the fund's movements (``insurance_fund_view``'s rows) with the balance and
+    the number of movements, as of ``until``: the balance is the last row's
+    ``balance_after`` (exact, no sum), the page is ``limit`` rows from ``offset`` in log
+    order (or newest first)."""
+    table = views.table("insurance_fund", "fund_movements")
+    where = [] if until is None else [table.c.position <= until]
+    order = table.c.position.desc() if newest_first else table.c.position
+    with views.reading() as connection:
+        if until is not None:
+            require_reached(views, connection, "insurance_fund", until)
+        count = int(connection.execute(select(func.count()).select_from(table).where(*where)).scalar() or 0)
+        last = connection.execute(select(table.c.balance_after).where(*where).order_by(table.c.position.desc())
+                                  .limit(1)).scalar()
+        rows = [dict(r) for r in connection.execute(select(table).where(*where).order_by(order).offset(offset)
+                                                    .limit(limit)).mappings()]
+    return {"balance": fmt(last) if last is not None else "0", "movements_total": count, "offset": offset,
+            "movements": [_fund_row(r) for r in rows]}
+
+
+def _fund_row(r: dict[str, Any]) -> dict[str, Any]:
+    return {"at": r["at"], "direction": r["direction"], "cause": r["cause"], "amount": fmt(r["amount"]),
+            "counterparty": r["counterparty"], "reference": r["reference"], "balance_after": fmt(r["balance_after"]),
+            "position": r["position"]}
+
+
+#: The liquidation register's columns as the API and its CSV give them (``liquidation_register``).
+REGISTER_FIELDS = ("position", "at", "day", "kind", "account", "market", "reference", "reason", "size_delta", "price_mark",
+                   "price", "price_bankruptcy", "equity", "maintenance_margin", "amount", "penalty", "fee_liquidator",
+                   "counterparty")
+
+
+def liquidation_register(views: Views, day: str | None = None, account: str | None = None, offset: int = 0,
+                         limit: int = 100) -> dict[str, Any]:
+    """Margin calls, liquidation fills, deleveraging, fund draws and loss cover in log order
+    (the ``liquidations`` projection), optionally of one business day or one account;
+    ``limit`` rows from ``offset``, with the number of rows that match."""
+    table = views.table("liquidations", "liquidation_register")
+    where = [table.c[name] == value for name, value in (("day", day), ("account", account)) if value is not None]
+    with views.reading() as connection:
+        count = int(connection.execute(select(func.count()).select_from(table).where(*where)).scalar() or 0)
+        rows = [dict(r) for r in connection.execute(select(table).where(*where).order_by(table.c.position)
+                                                    .offset(offset).limit(limit)).mappings()]
+    return {"rows_total": count, "offset": offset,
+            "rows": [{name: _text_of(r[name]) for name in REGISTER_FIELDS} for r in rows]}
+
+
+def _text_of(value: Any) -> Any:
+    return fmt(value) if isinstance(value, Decimal) else value
 
 
 def loss_allocations(views: Views, market: str | None = None, until: int | None = None) -> list[dict[str, Any]]:

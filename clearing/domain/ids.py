@@ -28,6 +28,10 @@ def insurance_fund_id() -> UUID:
     return INSURANCE_FUND_ID
 
 
+def token_id(name: str) -> UUID:
+    return uuid5(NAMESPACE, f"token/{name}")
+
+
 def command_id(command: str) -> UUID:
     return uuid5(NAMESPACE, f"command/{command}")
 

@@ -23,7 +23,7 @@ from clearing.domain.fills import trade_fills
 from clearing.recorders import READ_SET_KWARG
 from clearing.settings import store_env
 from clearing.transfer import export_log, import_log
-from cli.queries import iter_events
+from projections.event_records import iter_events
 from projections.queries import account_view
 from projections.replay import replay_views, resolve_until
 from tests.integration.test_concurrency_review import interleave

@@ -13,7 +13,7 @@ is below MM 470 and she is being liquidated, waiting for a liquidator: the backs
 opened on first use with nothing and cannot carry her position (ADR 13). GAP-PERP (the same
 terms): frank (10,000) bought 1,000 from gabe (20,000) at 100 and is waiting likewise at 94.
 In BTC-FUT hana (5,000) bought 1 from ivy (100,000) at 50,000 and is queued at 47,000 (liquidations
-paused there). Rows are posted
+paused there). Tokens: fca (regulator) issued, old-auditor issued and revoked. Rows are posted
 as the operator ``POSTED_AS`` names (default: nobody).
 Grow this table with every feature (docs/errors.md lists the codes).
 """
@@ -74,9 +74,13 @@ olga> {"type":"approve","id":"a-quorum","officer":"olga","action":"set_parameter
 {"type":"deposit","id":"d-ivy","account":"ivy","amount":"100000"}
 {"type":"trade","id":"t-hana","market":"BTC-FUT","buyer":"hana","seller":"ivy","size":"1","price":"50000","at":"2025-01-01T02:00:00Z"}
 {"type":"price","id":"p-fut-47","market":"BTC-FUT","price":"47000","at":"2025-01-01T02:00:00Z"}
+{"type":"issue_token","id":"tk-used","name":"fca","role":"regulator","token_sha256":"aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa"}
+{"type":"issue_token","id":"tk-gone","name":"old-auditor","role":"auditor","token_sha256":"bbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbb"}
+{"type":"revoke_token","id":"tk-revoke","name":"old-auditor"}
 """  # noqa: E501 - a JSON Lines script: one command per line, as posted
 LIQUIDATE = {"type": "liquidate", "id": "l-new", "account": "alice", "market": "BTC-PERP", "price": "50000"}
 PARAMS = {"type": "set_parameters", "id": "sp-new"}
+TOKEN = {"type": "issue_token", "id": "tk-new", "name": "esma", "role": "regulator", "token_sha256": "c" * 64}
 APPROVE = {"type": "approve", "id": "a-new", "officer": "omar", "action": "pause", "operation": "trading"}
 
 TRADE = {"type": "trade", "id": "t-new", "market": "BTC-PERP", "buyer": "alice", "seller": "bob", "size": "0.01",
@@ -294,6 +298,16 @@ CASES = [
      "parameters.approvals_required"),
     ("no parameters", line(PARAMS, parameters={}), "missing_field", "parameters"),
     ("grace as a string", line(PARAMS, parameters={"margin_call_grace": "60"}), "invalid_value", "parameters.margin_call_grace"),
+    # -- access tokens (ADR 29)
+    ("token name issued twice", line(TOKEN, name="fca"), "token_exists", "name"),
+    ("token digest not hex", line(TOKEN, token_sha256="zz" * 32), "invalid_sha256", "token_sha256"),
+    ("token digest too short", line(TOKEN, token_sha256="ab"), "invalid_sha256", "token_sha256"),
+    ("token digest in capitals", line(TOKEN, token_sha256="AB" * 32), "invalid_sha256", "token_sha256"),
+    ("token role unknown", line(TOKEN, role="admin"), "invalid_value", "role"),
+    ("token without a digest", '{"type":"issue_token","id":"tk-new","name":"x","role":"auditor"}', "missing_field",
+     "token_sha256"),
+    ("revoke a token never issued", '{"type":"revoke_token","id":"tk-new","name":"nobody"}', "token_not_found", "name"),
+    ("revoke a token twice", '{"type":"revoke_token","id":"tk-new","name":"old-auditor"}', "token_revoked", "name"),
     # -- idempotency
     ("same id, other content", line(DEPOSIT, id="dep-used", account="dave", amount="200"), "id_conflict", "amount"),
     ("same id, other type", line(DEPOSIT, id="dep-used", type="withdraw", account="dave"), "id_conflict", "type"),

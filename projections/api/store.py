@@ -1,0 +1,68 @@
+"""The server's one read-only view of a store: the log, the projection tables, the tokens.
+
+Opened as every read command opens it (``store_env(..., read_only=True)``): nothing is
+created or written, so a read-only SQLite copy or a PostgreSQL role granted only ``SELECT``
+serves. Connections come from the library's and SQLAlchemy's pools, shared by the
+server's worker threads.
+"""
+
+from __future__ import annotations
+
+import threading
+from pathlib import Path
+from typing import Any
+
+from clearing.errors import NotFoundError
+from clearing.settings import is_postgres, store_env
+from projections.access import TokenRegistry
+
+
+class ReadStore:
+    """The application, the projection tables and the token registry, opened read-only."""
+
+    def __init__(self, db: str) -> None:
+        from clearing.application import open_application
+        from projections.read import Views
+        from projections.runner import Projector
+        from projections.store import ProjectionStore
+
+        if not is_postgres(db) and db != ":memory:" and not Path(db).exists():
+            raise NotFoundError("store_not_found", "db", f"no event store at {db} (use --db or CLEARING_DB)")
+        if is_postgres(db):
+            from clearing.pg_probe import probe
+
+            probe(store_env(db))  # the cause of a refusal (auth, database, host), before a pool hides it
+        self.db = db
+        self.app = open_application(store_env(db, read_only=True))
+        self.projection_store = ProjectionStore(db, read_only=True)
+        self.projector = Projector(self.app, self.projection_store)
+        self.tokens = TokenRegistry(self.app)
+        self._views = Views(self.projection_store)
+        self._lock = threading.Lock()
+
+    def close(self) -> None:
+        self.projection_store.close()
+        self.app.close()
+
+    def head(self) -> int:
+        return int(self.app.recorder.max_notification_id() or 0)
+
+    def views(self) -> Any:
+        """The projection tables, refusing ``projection_missing`` / ``projection_outdated``."""
+        from projections.runner import READ_MODELS
+
+        with self._lock:  # the projector's catalogue checks are not thread-safe
+            self.projector.require_built(READ_MODELS)
+            self.projector.check_schema()
+        return self._views
+
+    def lag(self) -> dict[str, int]:
+        """How far the projections are behind the log: ``position`` (the least of the read
+        models'), ``head`` and ``behind``."""
+        from projections.runner import READ_MODELS
+
+        views = self.views()
+        head = self.head()
+        with views.reading() as connection:
+            position = min(views.position(name, connection) for name in READ_MODELS)
+        return {"position": position, "head": head, "behind": max(0, head - position)}
