@@ -107,7 +107,9 @@ bearer = HTTPBearer(auto_error=False, description="A token from `clearing tokens
 
 def _require(permission: str) -> Callable[..., Any]:
     def check(request: Request, credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(bearer)]) -> str:
-        return authorize(request, credentials.credentials if credentials is not None else None, permission)
+        name = authorize(request, credentials.credentials if credentials is not None else None, permission)
+        refuse_unknown_parameters(request)
+        return name
 
     return check
 
@@ -132,6 +134,29 @@ def authorize(request: Request, secret: str | None, permission: str) -> str:
         raise ApiError(403, "forbidden_role", f"role {token.role} may not {permission}; this needs a regulator or "
                        "auditor token", "authorization")
     return token.name
+
+
+def refuse_unknown_parameters(request: Request) -> None:
+    """``unknown_field`` for a query parameter the endpoint does not take (as for a JSON field
+    a command does not have): a misspelt ``?limt=10`` is an error, not a silent default."""
+    route = request.scope.get("route")
+    dependant = getattr(route, "dependant", None)
+    if dependant is None:
+        return
+    allowed = _query_names(dependant)
+    for key in request.query_params:
+        if key not in allowed:
+            shown = key if key.isprintable() and len(key) <= 40 else repr(key[:40])
+            raise ApiError(422, "unknown_field", f"{shown}: not a parameter of this endpoint "
+                           f"(it takes {', '.join(sorted(allowed)) or 'none'})", shown)
+
+
+def _query_names(dependant: Any) -> set[str]:
+    """The query parameters an endpoint takes, its dependencies' included."""
+    names = {param.alias for param in dependant.query_params}
+    for sub in dependant.dependencies:
+        names |= _query_names(sub)
+    return names
 
 
 class AccessLog:

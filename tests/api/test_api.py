@@ -215,3 +215,8 @@ def test_the_openapi_schema_in_docs_is_the_served_one(served: Served):
     served_schema = ok(served.get("/api/v1/openapi.json"))
     stored = json.loads((repo_root() / "docs" / "openapi.json").read_text())
     assert served_schema == stored, "docs/openapi.json is stale: python -m projections.api.schema > docs/openapi.json"
+
+
+def test_an_unknown_query_parameter_is_refused_not_ignored(served: Served):
+    refused(served.get("/api/v1/accounts", params={"limt": 10}), 422, "unknown_field", "limt")
+    refused(served.get("/api/v1/health", params={"x": 1}), 422, "unknown_field", "x")
