@@ -226,6 +226,7 @@ def _reports(store: Store, directory: str) -> None:
         (target / f"{name}.csv").write_text(text, encoding="utf-8")
         click.echo(f"  {name:<17} {len(report.csv_rows or []):>5} rows  as of log position {report.as_of_position}"
                    + ("  (provisional: the day is still open)" if report.provisional else ""))
+    _charts(views, day, target)
     click.echo("\ndisclosures (CPMI-IOSCO PQD items):")
     click.echo(render_report(build_report(views, check_request("disclosures", day)), "csv").rstrip())
     stress = build_report(views, check_request("stress", day))
@@ -233,6 +234,16 @@ def _reports(store: Store, directory: str) -> None:
     click.echo("\nstress (every mark shocked; account lists in stress.csv):")
     click.echo(render.table(columns, [[render.text_value(row.get(c)) if row.get(c) is not None else "-" for c in columns]
                                       for row in stress.csv_rows or []], indent="  "))
+
+
+def _charts(views: Any, day: str, target: Path) -> None:
+    """Every chart of the demo's day as SVG beside the reports (``clearing chart NAME --date D``)."""
+    from projections.charts import CHART_NAMES, render_chart, window
+
+    for name in CHART_NAMES:
+        (target / f"{name}.svg").write_bytes(render_chart(views, name, window(day, None, None), "svg"))
+    click.echo(f"  charts: {', '.join(f'{name}.svg' for name in CHART_NAMES)} (clearing chart NAME --date {day}; "
+               "live at `clearing serve`)")
 
 
 def _takeovers(app: Any) -> str:

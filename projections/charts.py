@@ -205,7 +205,9 @@ def liquidations(views: Views, span: Window, figure: Any) -> None:
     axes.bar(hours, [count.get(h, 0) for h in hours], width=1 / 26, label="liquidation fills")
     axes.set_ylabel("liquidation fills per hour")
     other = axes.twinx()
-    other.plot(hours, [lost.get(h, 0.0) for h in hours], color="darkred", marker="o", label="deficits (USDC)")
+    hit = [h for h in hours if lost.get(h)]  # markers at the hours with a deficit: no line through quiet hours
+    other.plot(hit, [lost[h] for h in hit], color="darkred", marker="o", linestyle="none", label="deficits (USDC)")
+    other.set_ylim(bottom=0)
     other.set_ylabel("deficits per hour (USDC)")
     handles = axes.get_legend_handles_labels()[0] + other.get_legend_handles_labels()[0]
     axes.legend(handles, ["liquidation fills", "deficits (USDC)"], loc="upper left")
