@@ -76,7 +76,7 @@ def _fraction(value: Decimal) -> Decimal:
 
 
 def _name(value: Any) -> str:
-    if not isinstance(value, str) or not NAME_PATTERN.match(value):
+    if not isinstance(value, str) or not NAME_PATTERN.fullmatch(value):
         raise PydanticCustomError(
             "invalid_name", "must be 1-64 characters of letters, digits and _ . : @ -, starting with a letter or digit"
         )
@@ -84,7 +84,7 @@ def _name(value: Any) -> str:
 
 
 def _command_id(value: Any) -> str:
-    if not isinstance(value, str) or not ID_PATTERN.match(value):
+    if not isinstance(value, str) or not ID_PATTERN.fullmatch(value):
         raise PydanticCustomError(
             "invalid_id", "must be 1-128 characters of letters, digits and _ . : / @ -, starting with a letter or digit"
         )
@@ -429,7 +429,7 @@ def fast_trade(line: str) -> Trade | None:
     raw = _flat_trade_fields(line)
     if raw is None:
         return None
-    if not ID_PATTERN.match(raw["id"]) or not all(NAME_PATTERN.match(raw[key]) for key in ("market", "buyer", "seller")):
+    if not ID_PATTERN.fullmatch(raw["id"]) or not all(NAME_PATTERN.fullmatch(raw[key]) for key in ("market", "buyer", "seller")):
         return None
     try:
         size, price = D(raw["size"]), D(raw["price"])

@@ -45,7 +45,7 @@ def resolve_operator(option: str | None) -> str:
     from clearing.commands import NAME_PATTERN
 
     name = option or os.environ.get(OPERATOR_VAR) or _login_name()
-    if not NAME_PATTERN.match(name):
+    if not NAME_PATTERN.fullmatch(name):
         raise InputError("invalid_operator", "as", f"operator {name[:64]!r} must be a name (letters, digits, _ . : @ -)")
     return name
 
@@ -59,7 +59,7 @@ def _login_name() -> str:
         return DEFAULT_OPERATOR
     from clearing.commands import NAME_PATTERN
 
-    return name if NAME_PATTERN.match(name) else DEFAULT_OPERATOR
+    return name if NAME_PATTERN.fullmatch(name) else DEFAULT_OPERATOR
 
 
 def is_postgres(db: str) -> bool:

@@ -22,6 +22,7 @@ DOCUMENTS = {
     "reports": ("reports.md", "regulator reports: columns, units, anchors; provenance; SQL views"),
     "architecture": ("architecture.md", "how the ledger is built: aggregates, events, projections"),
     "loss-policies": ("loss-policies.md", "how a deficit beyond the insurance fund is allocated"),
+    "openapi": ("openapi.json", "the HTTP API's OpenAPI schema (as served at /api/v1/openapi.json)"),
     "api": ("api.md", "clearing serve: the HTTP API with curl examples, tokens and roles, the dashboard and charts"),
 }
 

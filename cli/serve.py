@@ -78,8 +78,10 @@ def _access_log(target: str) -> None:
 @click.option("--from", "first", metavar="YYYY-MM-DD", help="First business day of a window (with --to).")
 @click.option("--to", "last", metavar="YYYY-MM-DD", help="Last business day of a window (with --from).")
 @click.option("--output", required=True, metavar="FILE.svg|FILE.png", help="Where to write the chart (atomically).")
+@click.option("--json", "as_json", is_flag=True, help="Print what was written as one JSON document.")
 @pass_store
-def chart(store: Store, name: str, day: str | None, first: str | None, last: str | None, output: str) -> None:
+def chart(store: Store, name: str, day: str | None, first: str | None, last: str | None, output: str,
+          as_json: bool) -> None:
     """Draw chart NAME from the projection tables into an SVG or PNG file.
 
     \b
@@ -103,7 +105,12 @@ def chart(store: Store, name: str, day: str | None, first: str | None, last: str
         write_atomic(target, data)
     except ClearingError as error:
         fail(error)
-    click.echo(f"wrote chart {name} for {span.label} to {target} ({len(data)} bytes)", err=True)
+    if as_json:
+        from cli.render import dumps
+
+        click.echo(dumps({"chart": name, "from": span.first, "to": span.last, "output": str(target), "bytes": len(data)}))
+    else:
+        click.echo(f"wrote chart {name} for {span.label} to {target} ({len(data)} bytes)", err=True)
 
 
 #: The top-level commands and groups this module adds to ``clearing`` (``cli.main``).

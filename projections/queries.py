@@ -16,7 +16,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Iterator, Mapping
 from decimal import Decimal
 from itertools import groupby
-from typing import Any
+from typing import Any, Protocol
 
 from sqlalchemy import func, select
 
@@ -53,7 +53,7 @@ def _one(connection: Any, table: Any, **where: Any) -> dict[str, Any] | None:
     return None if row is None else dict(row)
 
 
-def account_view(views: Views, name: str, policies: LossPolicies | None = None) -> dict[str, Any]:
+def account_view(views: Views, name: str, policies: PolicySource | None = None) -> dict[str, Any]:
     """Margin state of one account on current marks, from ``margin_*`` tables.
 
     Each open position carries its standing among the same-side holders of its market under
@@ -110,6 +110,12 @@ AdlHolder = Holder
 #: The policy a market is ranked under when no ``LossPolicies`` is given: the default.
 DEFAULT_POLICY: str = DEFAULTS["loss_policy"]
 _PARAMETER_TOPICS = (topic_of("Clearinghouse.ParametersSet"), topic_of("Market.ParametersSet"))
+
+
+class PolicySource(Protocol):
+    """What a view asks of the loss policies: the one in force in a market at a position."""
+
+    def in_force(self, market: str, position: int) -> str: ...
 
 
 class LossPolicies:
@@ -169,7 +175,7 @@ def adl_scores(market: MarketTerms, holders: Iterable[Holder], policy: str = DEF
 
 
 def _adl_standing(views: Views, connection: Any, accounts: Any, positions: Any, terms: dict[str, MarketTerms],
-                  market: str, name: str, policies: LossPolicies | None) -> dict[str, Any]:
+                  market: str, name: str, policies: PolicySource | None) -> dict[str, Any]:
     """``adl_score``, ``adl_rank``, ``adl_holders``, ``adl_policy`` of ``name``'s position in ``market``.
 
     The policy is the one in force at the projection's position (``DEFAULT_POLICY`` without
@@ -206,7 +212,7 @@ def _market_ranking(connection: Any, accounts: Any, positions: Any, terms: dict[
     return ranking
 
 
-def adl_rank_view(views: Views, name: str, policies: LossPolicies | None = None,
+def adl_rank_view(views: Views, name: str, policies: PolicySource | None = None,
                   deficit: Decimal | None = None) -> dict[str, Any]:
     """Every holder of market ``name`` ranked under its loss policy, and a deficit's what-if.
 

@@ -158,7 +158,7 @@ def _call_rule(name: str, raw: Any) -> str:
 def _account_name(name: str, raw: Any) -> str:
     from clearing.commands import NAME_PATTERN
 
-    if not isinstance(raw, str) or not NAME_PATTERN.match(raw):
+    if not isinstance(raw, str) or not NAME_PATTERN.fullmatch(raw):
         raise InputError("invalid_name", f"parameters.{name}", f"parameters.{name} must be an account name")
     return raw
 
@@ -166,7 +166,7 @@ def _account_name(name: str, raw: Any) -> str:
 def _sources(name: str, raw: Any) -> tuple[str, ...]:
     from clearing.commands import NAME_PATTERN
 
-    if not isinstance(raw, list) or len(raw) > 15 or not all(isinstance(s, str) and NAME_PATTERN.match(s) for s in raw):
+    if not isinstance(raw, list) or len(raw) > 15 or not all(isinstance(s, str) and NAME_PATTERN.fullmatch(s) for s in raw):
         raise InputError("invalid_value", f"parameters.{name}", f"parameters.{name} must be a list of up to 15 source names")
     if len(set(raw)) != len(raw):
         raise RuleError("parameter_out_of_range", f"parameters.{name}", f"parameters.{name} names a source twice")

@@ -294,7 +294,8 @@ def _routes(store: ReadStore) -> Any:  # noqa: PLR0915 - one function per endpoi
     def account(name: str, as_of: AsOf = None) -> dict[str, Any]:
         until = _as_of(store, as_of)
         lag = store.lag()
-        view = q.account_view(_views_at(store, until), name, q.LossPolicies(store.app))
+        policies = store.policies() if until is None else q.LossPolicies(store.app)
+        view = q.account_view(_views_at(store, until), name, policies)
         return {**view, "as_of_position": until, "lag": lag}
 
     @router.get("/markets", response_model=m.MarketList, tags=["markets"], responses=CSV_ONLY, summary="Every market")

@@ -39,10 +39,16 @@ class ReadStore:
         self.tokens = TokenRegistry(self.app)
         self._views = Views(self.projection_store)
         self._lock = threading.Lock()
+        self._policies = SharedPolicies(self.app)
 
     def close(self) -> None:
         self.projection_store.close()
         self.app.close()
+
+    def policies(self) -> Any:
+        """The loss policies in force, read from the log once and then only what is new (the
+        live tables' position only grows); a replay as of a past point gets its own."""
+        return self._policies
 
     def head(self) -> int:
         return int(self.app.recorder.max_notification_id() or 0)
@@ -66,3 +72,18 @@ class ReadStore:
         with views.reading() as connection:
             position = min(views.position(name, connection) for name in READ_MODELS)
         return {"position": position, "head": head, "behind": max(0, head - position)}
+
+
+class SharedPolicies:
+    """``projections.queries.LossPolicies`` shared by the server's threads: one reader of the
+    parameter events, under a lock, so a request reads only the events since the last one."""
+
+    def __init__(self, app: Any) -> None:
+        from projections.queries import LossPolicies
+
+        self._policies = LossPolicies(app)
+        self._lock = threading.Lock()
+
+    def in_force(self, market: str, position: int) -> str:
+        with self._lock:
+            return self._policies.in_force(market, position)

@@ -95,6 +95,7 @@ def browser(server: tuple[str, Path]) -> Iterator[Any]:
         options.add_argument(argument)
     driver = webdriver.Chrome(service=Service(CHROMEDRIVER), options=options)
     driver.set_page_load_timeout(60)
+    driver.implicitly_wait(20)  # an element looked up right after a click waits for the next page
     try:
         yield driver
     finally:
@@ -121,12 +122,13 @@ def test_a_wrong_token_is_refused_at_the_login_page(server, browser):
 
 def test_log_in_open_every_page_see_its_chart_and_follow_a_number_to_its_event(server, browser, artifacts):
     from selenium.webdriver.common.by import By
+    from selenium.webdriver.support.wait import WebDriverWait
 
     base, log = server
     browser.get(f"{base}/fund")
     browser.find_element(By.ID, "token").send_keys(SECRETS["fca"])
     browser.find_element(By.ID, "login").click()
-    assert browser.current_url == f"{base}/fund", browser.current_url
+    WebDriverWait(browser, 30).until(lambda driver: driver.current_url == f"{base}/fund")
     for path, chart, label in PAGES:
         browser.get(f"{base}{path}")
         assert "Traceback" not in browser.page_source
@@ -142,6 +144,7 @@ def test_log_in_open_every_page_see_its_chart_and_follow_a_number_to_its_event(s
     position = link.text
     amount_row = link.find_element(By.XPATH, "./ancestor::tr").text
     link.click()
+    WebDriverWait(browser, 30).until(lambda driver: driver.current_url.endswith(f"/events/{position}"))
     assert browser.find_element(By.TAG_NAME, "h1").text == f"Event {position}"
     raw = browser.find_element(By.ID, "raw").text
     assert "balance_after" in raw and any(part in raw for part in amount_row.split() if part.replace(".", "").isdigit())

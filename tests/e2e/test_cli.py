@@ -161,8 +161,9 @@ def test_demo_runs_on_postgres_too(postgres_db, tmp_path):
     assert "Lowest margin ratios" in result.stdout and "insurance fund balance 250000" in result.stdout
     assert result.stdout.rstrip().endswith("verified") and "decisions    ok" in result.stdout
     assert sorted(path.name for path in (tmp_path / "reports").iterdir()) == sorted(
-        f"{name}.csv" for name in ("daily-margin", "positions", "insurance-fund", "liquidations", "loss-allocations",
-                                   "disclosures", "stress"))
+        [f"{name}.csv" for name in ("daily-margin", "positions", "insurance-fund", "liquidations", "loss-allocations",
+                                    "disclosures", "stress")]
+        + [f"{name}.svg" for name in ("insurance-fund", "coverage", "liquidations", "losses", "open-interest")])
 
 
 def test_reads_never_create_a_store(tmp_path):

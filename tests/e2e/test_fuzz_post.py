@@ -76,6 +76,8 @@ BASES: list[dict[str, Any]] = [
     {"type": "resume", "operation": "trading"},
     {"type": "approve", "officer": "olga", "action": "pause", "operation": "trading", "market": "BTC-PERP"},
     {"type": "register_officer", "officer": "olga"},
+    {"type": "issue_token", "name": "fca", "role": "regulator", "token_sha256": "ab" * 32},
+    {"type": "revoke_token", "name": "fca"},
     {"type": "set_parameters", "parameters": {"margin_call_grace": 60, "liquidation_fee_rate": "0.02"}},
     {"type": "set_parameters", "market": "BTC-PERP", "parameters": {"loss_policy": "haircut_gains"}},
 ]
@@ -219,7 +221,7 @@ class Mutator:
                 return self.raw_value(command, key, rng.choice(RAW_BAD_NUMBERS))
             value = rng.choice(BAD_NUMBERS)
         elif key in NAMES:
-            value = rng.choice(BAD_NAMES)
+            value = rng.choice([name for name in BAD_NAMES if name is not None or _required(command, key)])
         elif key in ENUMS:
             value = rng.choice(BAD_ENUMS)
         elif key in TIMES:
@@ -304,6 +306,16 @@ MUTATIONS = [
     Mutator.truncate, Mutator.invalid_utf8, Mutator.control_character, Mutator.long_string, Mutator.whole_line,
     Mutator.out_of_range_time, Mutator.out_of_range_time,
 ]
+
+
+def _required(command: dict[str, Any], key: str) -> bool:
+    """Whether ``key`` is required in ``command``'s type: null for an optional name (a
+    ``market`` of ``set_parameters``) means absent, which is valid, so it is no bad value."""
+    from clearing.commands import COMMAND_CLASSES
+
+    kind = next(cls for cls in COMMAND_CLASSES if cls.model_fields["type"].annotation.__args__[0] == command["type"])
+    field = kind.model_fields.get(key)
+    return field is None or field.is_required()
 
 
 def mutated_lines(count: int = LINES, seed: int = SEED) -> tuple[list[bytes], Counter[str]]:

@@ -55,7 +55,8 @@ def every_command() -> list[tuple[list[str], click.Command]]:
 def test_every_command_takes_json_but_the_tutorials():
     without = [" ".join(path) for path, command in every_command()
                if "--json" not in {opt for param in command.params for opt in getattr(param, "opts", [])}]
-    assert sorted(without) == ["demo", "docs", "lab loss-policies"]  # narratives and documents for people
+    # narratives and documents for people, and the server (its output is the HTTP API and an access log of JSON lines)
+    assert sorted(without) == ["demo", "docs", "lab loss-policies", "serve"]
 
 
 def test_audit_and_projection_results_are_json_documents(tmp_path):
@@ -119,7 +120,7 @@ def test_decimal_options_say_so_and_post_help_lists_every_command_type():
         shown = CliRunner().invoke(main, [*path, "--help"]).stdout
         assert "DECIMAL" in shown and " TEXT " not in shown, shown
     post_help = " ".join(CliRunner().invoke(main, ["post", "--help"]).stdout.split())
-    assert all(kind in post_help for kind in COMMAND_TYPES) and len(COMMAND_TYPES) == 17
+    assert all(kind in post_help for kind in COMMAND_TYPES) and len(COMMAND_TYPES) == 19
 
 
 def test_the_documents_are_shipped_and_printed():

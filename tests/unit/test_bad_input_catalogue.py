@@ -108,6 +108,7 @@ CASES = [
     ("missing id", line(DEPOSIT, id=...), "missing_field", "id"),
     ("empty id", line(DEPOSIT, id=""), "invalid_id", "id"),
     ("id is a number", line(DEPOSIT, id=7), "invalid_id", "id"),
+    ("id with a trailing newline", line(DEPOSIT, id="dep-x\n"), "invalid_id", "id"),
     ("unknown field", line(DEPOSIT, memo="hi"), "unknown_field", "memo"),
     ("naive time", line(DEPOSIT, at="2025-01-01T00:00:00"), "invalid_time", "at"),
     ("garbage time", line(DEPOSIT, at="yesterday"), "invalid_time", "at"),
@@ -155,6 +156,10 @@ CASES = [
     ("unknown account", line(DEPOSIT, account="zed"), "account_not_found", "account"),
     ("bad account name", line(DEPOSIT, account="al ice"), "invalid_name", "account"),
     ("account name not a string", line(DEPOSIT, account=12), "invalid_name", "account"),
+    # a regex's $ matches before a final newline: names and ids are matched whole (found by the fuzz of issue 12)
+    ("account name with a trailing newline", line(DEPOSIT, account="alice\n"), "invalid_name", "account"),
+    ("officer name with a trailing newline", '{"type":"register_officer","id":"r-nl","officer":"otto\\n"}', "invalid_name",
+     "officer"),
     ("deposit to closed account", line(DEPOSIT, account="carol"), "account_closed", "account"),
     ("open existing account", '{"type":"open_account","id":"o-again","account":"alice"}', "account_exists", "account"),
     ("withdraw beyond collateral", line(DEPOSIT, type="withdraw", amount="10001"), "insufficient_collateral", "amount"),
