@@ -2,10 +2,6 @@
 
 from __future__ import annotations
 
-import logging
-import sys
-from pathlib import Path
-
 import click
 
 from clearing.errors import ClearingError
@@ -26,8 +22,11 @@ def _check_chart(name: str) -> object:
 @click.option("--port", type=click.IntRange(0, 65535), default=8000, show_default=True, help="TCP port (0: any free one).")
 @click.option("--access-log", "access_log", metavar="FILE", default="-", show_default=True,
               help="Where to write the access log, one JSON line per request (- for standard error).")
+@click.option("--workers", type=click.IntRange(1, 64), default=1, show_default=True,
+              help="Server processes sharing the port (one per core serves the most requests; each opens its own "
+                   "connections).")
 @pass_store
-def serve(store: Store, host: str, port: int, access_log: str) -> None:
+def serve(store: Store, host: str, port: int, access_log: str, workers: int) -> None:
     """Serve the read-only HTTP API and the dashboard over the store.
 
     Reads only the projection tables and the log, and writes neither (a read-only SQLite
@@ -44,7 +43,7 @@ def serve(store: Store, host: str, port: int, access_log: str) -> None:
     """
     import uvicorn
 
-    from projections.api.app import create_app
+    from projections.api.app import configure_access_log, create_app
     from projections.api.store import ReadStore
 
     store.require_existing()
@@ -53,23 +52,26 @@ def serve(store: Store, host: str, port: int, access_log: str) -> None:
         reader.views()  # refuse at start, not on the first request: projection_missing, projection_outdated
     except ClearingError as error:
         fail(error, STORE)
-    _access_log(access_log)
+    from cli.failures import redact
+
+    click.echo(f"serving {redact(store.db)} on http://{host}:{port}/ with {workers} worker(s) (API under /api/v1; "
+               "Ctrl-C stops)", err=True)
+    if workers > 1:  # processes started by uvicorn, each building the application from the environment
+        import os
+
+        from projections.api.app import ACCESS_LOG_VAR, DB_VAR
+
+        reader.close()
+        os.environ[DB_VAR], os.environ[ACCESS_LOG_VAR] = store.db, access_log
+        uvicorn.run("projections.api.app:app_from_environment", factory=True, workers=workers, host=host, port=port,
+                    log_level="warning", access_log=False, server_header=False)
+        return
+    configure_access_log(access_log)
     app = create_app(store.db, reader)
-    click.echo(f"serving {store.db} on http://{host}:{port}/ (API under /api/v1; Ctrl-C stops)", err=True)
     try:
         uvicorn.run(app, host=host, port=port, log_level="warning", access_log=False, server_header=False)
     finally:
         reader.close()
-
-
-def _access_log(target: str) -> None:
-    logger = logging.getLogger("clearing.access")
-    logger.setLevel(logging.INFO)
-    logger.propagate = False
-    handler: logging.Handler
-    handler = logging.StreamHandler(sys.stderr) if target == "-" else logging.FileHandler(Path(target), encoding="utf-8")
-    handler.setFormatter(logging.Formatter("%(message)s"))
-    logger.handlers[:] = [handler]
 
 
 @click.command("chart")

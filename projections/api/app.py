@@ -100,6 +100,31 @@ def create_app(db: str, read_store: ReadStore | None = None, schema_only: bool =
     return app
 
 
+DB_VAR, ACCESS_LOG_VAR = "CLEARING_SERVE_DB", "CLEARING_SERVE_ACCESS_LOG"
+
+
+def app_from_environment() -> FastAPI:
+    """The application of one worker process of ``clearing serve --workers N`` (uvicorn's
+    factory): the store and the access log's target come from the parent's environment."""
+    import os
+
+    configure_access_log(os.environ.get(ACCESS_LOG_VAR, "-"))
+    return create_app(os.environ[DB_VAR])
+
+
+def configure_access_log(target: str) -> None:
+    """The access log's one handler: JSON lines to standard error (``-``) or appended to a file."""
+    import sys
+    from pathlib import Path
+
+    ACCESS_LOG.setLevel(logging.INFO)
+    ACCESS_LOG.propagate = False
+    handler: logging.Handler
+    handler = logging.StreamHandler(sys.stderr) if target == "-" else logging.FileHandler(Path(target), encoding="utf-8")
+    handler.setFormatter(logging.Formatter("%(message)s"))
+    ACCESS_LOG.handlers[:] = [handler]
+
+
 # -- access: tokens and the access log -------------------------------------------------------
 
 bearer = HTTPBearer(auto_error=False, description="A token from `clearing tokens create` (role regulator or auditor).")
@@ -369,9 +394,14 @@ def _routes(store: ReadStore) -> Any:  # noqa: PLR0915 - one function per endpoi
         from projections.reports.registry import build_report, check_request
         from projections.reports.rendering import provenance, render
 
-        built = build_report(store.views(), check_request(name, date, shock))
-        data = render(built, format).encode("utf-8")
-        meta = provenance(built, format, data)
+        request_checked = check_request(name, date, shock)
+
+        def built() -> tuple[bytes, dict[str, Any]]:
+            report = build_report(store.views(), request_checked)
+            data = render(report, format).encode("utf-8")
+            return data, provenance(report, format, data)
+
+        data, meta = store.report((name, date, format, shock, store.position()), built)
         etag = f'"{meta["sha256"]}"'
         headers = {"ETag": etag, "X-Clearing-Log-Position": str(meta["as_of_position"]),
                    "X-Clearing-Chain-Hash": str(meta["chain_hash"]),

@@ -9,12 +9,16 @@ server's worker threads.
 from __future__ import annotations
 
 import threading
+import time
 from pathlib import Path
 from typing import Any
 
 from clearing.errors import NotFoundError
 from clearing.settings import is_postgres, store_env
 from projections.access import TokenRegistry
+
+LAG_SECONDS = 0.25
+REPORTS_KEPT = 64
 
 
 class ReadStore:
@@ -40,10 +44,38 @@ class ReadStore:
         self._views = Views(self.projection_store)
         self._lock = threading.Lock()
         self._policies = SharedPolicies(self.app)
+        self._lag: tuple[float, dict[str, int]] | None = None
+        self._reports: dict[tuple[Any, ...], Any] = {}
+        self._building: dict[tuple[Any, ...], threading.Lock] = {}
 
     def close(self) -> None:
         self.projection_store.close()
         self.app.close()
+
+    def report(self, key: tuple[Any, ...], build: Any) -> Any:
+        """``build()`` once per ``key`` (a report's name, day, format, options and the
+        projections' position: equal positions mean equal tables, so equal bytes), the last
+        ``REPORTS_KEPT`` kept; concurrent requests for one key wait for the one building it."""
+        with self._lock:
+            found = self._reports.get(key)
+            if found is not None:
+                return found
+            building = self._building.setdefault(key, threading.Lock())
+        with building:
+            with self._lock:
+                found = self._reports.get(key)
+            if found is None:
+                found = build()
+                with self._lock:
+                    while len(self._reports) >= REPORTS_KEPT:
+                        self._reports.pop(next(iter(self._reports)))
+                    self._reports[key] = found
+                    self._building.pop(key, None)
+            return found
+
+    def position(self) -> int:
+        """The projections' position, read now (not the ``lag`` kept for a moment)."""
+        return self._read_lag()["position"]
 
     def policies(self) -> Any:
         """The loss policies in force, read from the log once and then only what is new (the
@@ -64,7 +96,18 @@ class ReadStore:
 
     def lag(self) -> dict[str, int]:
         """How far the projections are behind the log: ``position`` (the least of the read
-        models'), ``head`` and ``behind``."""
+        models'), ``head`` and ``behind``; read at most every ``LAG_SECONDS`` (it costs a
+        query per read model, as much as a small view), so a document's ``lag`` may be that
+        much older than its rows."""
+        now = time.monotonic()
+        cached = self._lag
+        if cached is not None and now - cached[0] < LAG_SECONDS:
+            return dict(cached[1])
+        found = self._read_lag()
+        self._lag = (now, found)
+        return dict(found)
+
+    def _read_lag(self) -> dict[str, int]:
         from projections.runner import READ_MODELS
 
         views = self.views()
