@@ -240,6 +240,9 @@ REGISTRY: dict[str, ErrorCode] = _codes(
     ("not_found", "ApiError", "api", "a path the API does not have (404)"),
     ("method_not_allowed", "ApiError", "api", "a method other than GET (the API only reads) (405)"),
     ("event_not_found", "ApiError", "api", "/events/{position} beyond the head of the log (404)"),
+    ("address_in_use", "Failure", "api", "`clearing serve` on a port something already listens on (exit 3)"),
+    ("address_unusable", "Failure", "api", "`clearing serve` on a host it cannot listen on: not an address of this machine "
+     "(exit 3)"),
     ("http_error", "ApiError", "api", "any other refusal by the HTTP layer, with its status"),
     # -- the lab
     ("tape_not_found", _I, "lab", "a --tape that cannot be read"),

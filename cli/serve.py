@@ -47,6 +47,7 @@ def serve(store: Store, host: str, port: int, access_log: str, workers: int) -> 
     from projections.api.store import ReadStore
 
     store.require_existing()
+    _check_address(host, port)
     try:
         reader = store._opened(lambda: ReadStore(store.db))
         reader.views()  # refuse at start, not on the first request: projection_missing, projection_outdated
@@ -72,6 +73,22 @@ def serve(store: Store, host: str, port: int, access_log: str, workers: int) -> 
         uvicorn.run(app, host=host, port=port, log_level="warning", access_log=False, server_header=False)
     finally:
         reader.close()
+
+
+def _check_address(host: str, port: int) -> None:
+    """``address_in_use`` (or ``address_unusable``) before anything is opened, not uvicorn's
+    log line after start-up."""
+    import socket
+
+    from cli.failures import Failure
+
+    try:
+        with socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET) as probe:
+            probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            probe.bind((host, port))
+    except OSError as error:
+        code = "address_in_use" if error.errno == 98 else "address_unusable"
+        raise Failure(code, f"cannot listen on {host}:{port}: {error.strerror}", STORE, "port") from None
 
 
 @click.command("chart")

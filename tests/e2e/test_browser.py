@@ -153,3 +153,15 @@ def test_log_in_open_every_page_see_its_chart_and_follow_a_number_to_its_event(s
     assert any(entry["path"] == f"/events/{position}" and entry["token"] == "fca" and entry["status"] == 200
                for entry in entries)
     assert SECRETS["fca"] not in log.read_text()
+
+
+def test_serve_refuses_a_port_in_use_and_a_host_it_cannot_listen_on(server, tmp_path):
+    base, _ = server
+    port = base.rsplit(":", 1)[1]
+    db = tmp_path / "any.db"
+    assert subprocess.run([CLEARING, "--db", str(db), "deposit", "a", "1"], capture_output=True).returncode == 1
+    taken = subprocess.run([CLEARING, "--db", str(db), "serve", "--port", port], capture_output=True, text=True, timeout=60)
+    assert taken.returncode == 3 and "[address_in_use]" in taken.stderr, taken.stderr
+    elsewhere = subprocess.run([CLEARING, "--db", str(db), "serve", "--host", "192.0.2.1", "--port", port],
+                               capture_output=True, text=True, timeout=60)
+    assert elsewhere.returncode == 3 and "[address_unusable]" in elsewhere.stderr, elsewhere.stderr
