@@ -6,7 +6,8 @@ Each chart reads one projection table over a window of business days and draws i
 * ``insurance-fund``: the fund's balance after every movement, and each day's inflows and
   outflows by cause (``fund_movements``);
 * ``coverage``: the distribution of margin coverage (equity / maintenance margin) over the
-  accounts with open positions at each day's close (``margin_eod_accounts``);
+  accounts with open positions at each day's close (``margin_eod_accounts``), and for the
+  day still open, as the accounts stand now (``queries.account_list``), labelled ``(open)``;
 * ``liquidations``: liquidation fills and bankruptcy deficits per hour (``liquidation_register``,
   ``loss_events``);
 * ``losses``: loss allocations per market and policy (``loss_allocations``);
@@ -168,21 +169,40 @@ def coverage(views: Views, span: Window, figure: Any) -> None:
     """Equity / maintenance margin of every account with a position at each close (box per day)."""
     rows = _rows(views, "margin", "margin_eod_accounts", span, "day", "margin_ratio", "positions")
     axes = figure.subplots()
-    axes.set_title(f"Margin coverage (equity / maintenance) at the close, {span.label}")
+    axes.set_title(f"Margin coverage (equity / maintenance) at each close (an open day: now), {span.label}")
     by_day: dict[str, list[float]] = defaultdict(list)
     for r in rows:
         if r["positions"] and r["margin_ratio"] is not None:
             by_day[r["day"]].append(_f(r["margin_ratio"]))
+    labels = {}
+    today = log_days(views)
+    if today is not None and span.first <= today.last <= span.last and not by_day.get(today.last):
+        by_day[today.last] = _live_coverage(views)  # the open day: the accounts as they stand now
+        labels[today.last] = f"{today.last} (open)"
     days = [d for d in _days(span) if by_day.get(d)]
     if not days:
         _empty(axes, "accounts with open positions")
         return
-    axes.boxplot([by_day[d] for d in days], tick_labels=days, showfliers=True)
+    floor = 0.01  # a log axis cannot show equity at or below zero: such accounts are drawn at the floor, and counted
+    under = sum(1 for d in days for value in by_day[d] if value <= 0)
+    axes.boxplot([[max(value, floor) for value in by_day[d]] for d in days], tick_labels=[labels.get(d, d) for d in days],
+                 showfliers=True)
+    if under:
+        axes.text(0.01, 0.02, f"{under} account-day(s) at or below zero equity, drawn at {floor}", transform=axes.transAxes)
     axes.axhline(1.0, color="red", linewidth=0.8, label="1 = maintenance (liquidation below)")
     axes.set_yscale("log")
     axes.set_ylabel("coverage (log scale)")
     axes.tick_params(axis="x", rotation=30)
     axes.legend(loc="upper right")
+
+
+def _live_coverage(views: Views) -> list[float]:
+    """Equity / maintenance margin of every account holding a position, on current marks
+    (``queries.account_list``: the same totals ``account list`` prints)."""
+    from projections.queries import account_list
+
+    return [_f(Decimal(r["equity"])) / _f(Decimal(r["maintenance_margin"])) for r in account_list(views)
+            if r["positions"] and Decimal(r["maintenance_margin"]) > 0]
 
 
 def liquidations(views: Views, span: Window, figure: Any) -> None:
