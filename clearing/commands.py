@@ -30,6 +30,7 @@ from pydantic import (
 from pydantic_core import PydanticCustomError
 
 from clearing.business_time import TIME_MAX, TIME_MIN, in_range
+from clearing.domain.roles import Role
 from clearing.errors import InputError
 from clearing.money import USDC, ZERO, D, MoneyError, canonical_text, decimal_places
 
@@ -340,7 +341,7 @@ class IssueToken(Command):
 
     type: Literal["issue_token"]
     name: Name
-    role: Literal["regulator", "auditor", "operator", "oracle", "risk_officer"]
+    role: Role
     token_sha256: Sha256
 
 

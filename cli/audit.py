@@ -376,8 +376,7 @@ def _record(store: Store, outcome: Any, started: datetime) -> None:
     except ClearingError:
         chain_hash = None
     failed = next((result for result in outcome.results if not result.ok), None)
-    checks = [{"name": r.name, "ok": r.ok, "detail": r.detail, "failure": r.failure, "seconds": round(r.seconds, 3)}
-              for r in outcome.reported()]
+    checks = _check_rows(outcome)
     try:
         record(store.projection_store.engine, {
             "started_at": started.isoformat(timespec="seconds"), "finished_at": datetime.now(UTC).isoformat(timespec="seconds"),
@@ -435,14 +434,19 @@ def run_verify(store: Store, expected: Any = None, skip: tuple[str, ...] = (), w
 
 def _verify_document(outcome: Any, reads: str) -> bool:
     """``audit verify --json``: the checks up to the first failure, as one document."""
-    checks = [{"name": r.name, "ok": r.ok, "detail": r.detail, "failure": r.failure, "seconds": round(r.seconds, 3)}
-              for r in outcome.reported()]
+    checks = _check_rows(outcome)
     verified = all(check["ok"] for check in checks)
     read = outcome.read
     click.echo(render.dumps({"verified": verified, "head": outcome.head, "checks": checks, "skipped": list(outcome.skipped),
                              "log": None if read is None else {"reads": reads, "detail": read.detail,
                                                                "seconds": round(read.seconds, 3)}}))
     return verified
+
+
+def _check_rows(outcome: Any) -> list[dict[str, Any]]:
+    """Each check reported (up to the first failure) as ``--json`` and ``--record`` give it."""
+    return [{"name": r.name, "ok": r.ok, "detail": r.detail, "failure": r.failure, "seconds": round(r.seconds, 3)}
+            for r in outcome.reported()]
 
 
 def _verify_group(db: str, digest_text: str | None, skip: tuple[str, ...], show_progress: bool) -> Any:

@@ -6,9 +6,13 @@ import click
 
 from clearing.errors import ClearingError
 from cli.context import CodedChoice, Store, fail, pass_store
-from cli.failures import STORE
+from cli.failures import STORE, Failure
 
-CHARTS = ("insurance-fund", "coverage", "liquidations", "losses", "open-interest")
+
+def _chart_names() -> tuple[str, ...]:
+    from projections.charts import CHART_NAMES
+
+    return CHART_NAMES
 
 
 def _check_chart(name: str) -> object:
@@ -80,8 +84,6 @@ def _check_address(host: str, port: int) -> None:
     log line after start-up."""
     import socket
 
-    from cli.failures import Failure
-
     try:
         with socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET) as probe:
             probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
@@ -92,7 +94,7 @@ def _check_address(host: str, port: int) -> None:
 
 
 @click.command("chart")
-@click.argument("name", metavar="NAME", type=CodedChoice(lambda: CHARTS, _check_chart))
+@click.argument("name", metavar="NAME", type=CodedChoice(_chart_names, _check_chart))
 @click.option("--date", "day", metavar="YYYY-MM-DD", help="One business day.")
 @click.option("--from", "first", metavar="YYYY-MM-DD", help="First business day of a window (with --to).")
 @click.option("--to", "last", metavar="YYYY-MM-DD", help="Last business day of a window (with --from).")

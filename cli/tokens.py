@@ -8,15 +8,14 @@ issued. ``revoke`` posts ``revoke_token``; ``list`` reads the token events from 
 from __future__ import annotations
 
 import secrets
-import sys
 import uuid
 
 import click
 
+from clearing.domain.roles import ROLES
 from cli.context import Store, echo_result, fail, pass_store
 from cli.failures import Failure
 
-ROLE_NAMES = ("regulator", "auditor", "operator", "oracle", "risk_officer")
 PREFIX = "clr_"  # a token is recognisable in a log or a paste (and secret scanners can match it)
 
 
@@ -27,7 +26,7 @@ def tokens() -> None:
 
 @tokens.command("create")
 @click.option("--name", required=True, metavar="NAME", help="Who holds the token (letters, digits, _ . : @ -); never reused.")
-@click.option("--role", required=True, type=click.Choice(ROLE_NAMES),
+@click.option("--role", required=True, type=click.Choice(ROLES),
               help="regulator and auditor read every endpoint; operator, oracle and risk_officer are for the "
                    "write endpoints to come and read nothing yet.")
 @click.option("--id", "command_id", metavar="ID", help="Client command id (idempotency key). [default: random]")
@@ -46,7 +45,7 @@ def create(store: Store, name: str, role: str, command_id: str | None, at: str |
       clearing tokens create --name fca-2026 --role regulator
     """
     from clearing.commands import parse_command
-    from clearing.domain.access import token_digest
+    from clearing.domain.roles import token_digest
     from clearing.errors import ClearingError
     from clearing.posting import post_commands
 
@@ -105,7 +104,6 @@ def list_tokens(store: Store, as_json: bool) -> None:
         state = "active" if record["active"] else f"revoked {record['revoked_at']} by {record['revoked_by']}"
         click.echo(f"{record['name']:<24} {record['role']:<13} issued {record['issued_at']} by {record['issued_by']} "
                    f"(position {record['issued_position']}); {state}")
-    sys.stdout.flush()
 
 
 #: The top-level commands and groups this module adds to ``clearing`` (``cli.main``).

@@ -20,7 +20,8 @@ from typing import Any
 from eventsourcing.utils import get_topic
 
 from clearing.audit.log import read_log
-from clearing.domain.access import AccessToken, token_digest
+from clearing.domain.access import AccessToken
+from clearing.domain.roles import token_digest
 
 TOPICS = (get_topic(AccessToken.Issued), get_topic(AccessToken.Revoked))
 PAGE = 1000

@@ -51,3 +51,15 @@ def _records(notification: Any, event: Any) -> Iterator[dict[str, Any]]:
     for number, fill in enumerate(trade_fills(event), start=1):
         fields = {key: value for key, value in fill._asdict().items() if key not in _SKIP}
         yield {**record, "data": {**shared, "fill": number, "fills": count, **fields}}
+
+
+def plain(record: dict[str, Any]) -> dict[str, Any]:
+    """A record with its values as JSON gives them (decimals and times as text)."""
+    from clearing.jsonable import jsonable
+
+    return {**record, "data": {k: jsonable(v) for k, v in record["data"].items()}}
+
+
+def event_at(app: Any, position: int) -> list[dict[str, Any]]:
+    """The plain records of the event at log ``position`` (a run of fills: one per fill); [] past the head."""
+    return [plain(record) for record in iter_events(app, position, 1) if record["position"] == position]

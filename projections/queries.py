@@ -434,9 +434,7 @@ def insurance_fund_view(views: Views, until: int | None = None) -> dict[str, Any
         "balance": fmt(rows[-1]["balance_after"]) if rows else "0",
         "inflows": fmt(inflows),
         "outflows": fmt(outflows),
-        "movements": [{"at": r["at"], "direction": r["direction"], "cause": r["cause"], "amount": fmt(r["amount"]),
-                       "counterparty": r["counterparty"], "reference": r["reference"],
-                       "balance_after": fmt(r["balance_after"]), "position": r["position"]} for r in rows],
+        "movements": [_fund_row(r) for r in rows],
     }
 
 

@@ -6,7 +6,7 @@ who was given access, when and by whom, and since when it was revoked; the secre
 is printed once by ``clearing tokens create`` and never stored. One aggregate per token
 name (``ids.token_id``): a name is issued once, and revoked at most once.
 
-Roles and what they permit (``PERMISSIONS``): ``regulator`` and ``auditor`` read every
+Roles and what they permit (``clearing.domain.roles``): ``regulator`` and ``auditor`` read every
 endpoint of ``clearing serve``; ``operator``, ``oracle`` and ``risk_officer`` are issued now
 for the write endpoints still to come and read nothing. Example: a token issued as
 ``fca-2026`` with role ``regulator``, then revoked: both events are in the log, and the
@@ -15,7 +15,6 @@ server refuses the token from the revocation's position on.
 
 from __future__ import annotations
 
-import hashlib
 from datetime import datetime
 from uuid import UUID
 
@@ -24,27 +23,6 @@ from eventsourcing.domain import Aggregate
 from clearing.domain.decision_order import InDecisionOrder
 from clearing.domain.ids import token_id
 from clearing.errors import RuleError
-
-ROLES = ("regulator", "auditor", "operator", "oracle", "risk_officer")
-READ = "read"
-#: What each role may do; the server checks a request's permission against this table only.
-PERMISSIONS: dict[str, frozenset[str]] = {
-    "regulator": frozenset({READ}),
-    "auditor": frozenset({READ}),
-    "operator": frozenset(),
-    "oracle": frozenset(),
-    "risk_officer": frozenset(),
-}
-
-
-def token_digest(secret: str) -> str:
-    """The stored form of a token: SHA-256 of its UTF-8 text, in hex.
-
-    A token is 256 random bits, so a plain (unsalted) hash cannot be searched; the server
-    hashes what a request presents and looks the digest up. Example:
-    ``token_digest("clr_x")`` is ``"3b7c..."`` (64 hex digits).
-    """
-    return hashlib.sha256(secret.encode("utf-8")).hexdigest()
 
 
 class AccessToken(InDecisionOrder):

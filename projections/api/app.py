@@ -15,7 +15,6 @@ ever gets a traceback; an unexpected failure is a 500 ``internal_error`` (a bug)
 from __future__ import annotations
 
 import csv
-import hashlib
 import io
 import json
 import logging
@@ -31,7 +30,7 @@ from fastapi.responses import JSONResponse, Response
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from clearing.domain.access import PERMISSIONS, READ
+from clearing.domain.roles import PERMISSIONS, READ
 from clearing.errors import ClearingError
 from projections.api import models as m
 from projections.api.store import ReadStore
@@ -49,11 +48,11 @@ ERRORS: dict[int | str, dict[str, Any]] = {
     422: {"model": m.ErrorBody, "description": "a bad parameter: the code and the field"},
     503: {"model": m.ErrorBody, "description": "the store or a projection is not usable"},
 }
+NOT_FOUND_CODES = frozenset({"date_outside_log"})  # an input error that names something absent: a day outside the log
 Format = Literal["json", "csv"]
 Limit = Annotated[int, Query(ge=1, le=1000, description="Rows per page.")]
 Offset = Annotated[int, Query(ge=0, le=2**31 - 1, description="Rows to skip.")]
 AsOf = Annotated[str | None, Query(max_length=64, description="A log position, or an ISO-8601 business time with zone.")]
-Name = Annotated[str, Query(max_length=64)]
 AccountStatus = Literal[ACCOUNT_STATUSES]  # type: ignore[valid-type]  # a risk status, or closed
 
 
@@ -223,9 +222,7 @@ def _install_errors(app: FastAPI) -> None:
 
     @app.exception_handler(ClearingError)
     async def clearing_error(_: Request, error: ClearingError) -> JSONResponse:
-        status = STATUS_OF_KIND.get(type(error).__name__, 422)
-        if error.code in ("date_outside_log",):
-            status = 404
+        status = 404 if error.code in NOT_FOUND_CODES else STATUS_OF_KIND.get(type(error).__name__, 422)
         return error_response(status, error.code, error.message, error.field)
 
     @app.exception_handler(RequestValidationError)
@@ -429,16 +426,16 @@ def _routes(store: ReadStore) -> Any:  # noqa: PLR0915 - one function per endpoi
 
     @router.get("/events", response_model=m.EventList, tags=["audit"], summary="Events of the log from a position")
     def events(start: Annotated[int, Query(ge=1, le=2**62, alias="from")] = 1, limit: Limit = 100) -> dict[str, Any]:
-        from projections.event_records import iter_events
+        from projections.event_records import iter_events, plain
 
-        return {"events": [_plain(record) for record in iter_events(store.app, start, limit)]}
+        return {"events": [plain(record) for record in iter_events(store.app, start, limit)]}
 
     @router.get("/events/{position}", response_model=m.EventList, tags=["audit"],
                 summary="The event at one log position (a run of fills: one record per fill)")
     def event(position: Annotated[int, Path(ge=1, le=2**62)]) -> dict[str, Any]:
-        from projections.event_records import iter_events
+        from projections.event_records import event_at
 
-        found = [_plain(record) for record in iter_events(store.app, position, 1) if record["position"] == position]
+        found = event_at(store.app, position)
         if not found:
             raise ApiError(404, "event_not_found", f"no event at log position {position} (head {store.head()})", "position")
         return {"events": found}
@@ -474,12 +471,3 @@ def _twap_at(store: ReadStore, name: str, until: int | None, parameters: list[di
     return {"price_twap": None if price is None else fmt(price), "twap_window": window}
 
 
-def _plain(record: dict[str, Any]) -> dict[str, Any]:
-    """An event record with its values as JSON gives them (decimals and times as text)."""
-    from clearing.jsonable import jsonable
-
-    return {**record, "data": {k: jsonable(v) for k, v in record["data"].items()}}
-
-
-def etag_of(data: bytes) -> str:
-    return f'"{hashlib.sha256(data).hexdigest()}"'

@@ -21,7 +21,7 @@ from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from jinja2 import Environment, FileSystemLoader, select_autoescape
 from markupsafe import Markup
 
-from clearing.domain.access import READ
+from clearing.domain.roles import READ
 from projections.api.store import ReadStore
 
 TEMPLATES = Environment(loader=FileSystemLoader(Path(__file__).with_name("templates")),
@@ -299,10 +299,9 @@ def pages(store: ReadStore) -> APIRouter:  # noqa: PLR0915 - one function per pa
     def event_page(request: Request, position: int) -> Response:
         if (refused := login_required(request)) is not None:
             return refused
-        from projections.api.app import _plain
-        from projections.event_records import iter_events
+        from projections.event_records import event_at
 
-        found = [_plain(r) for r in iter_events(store.app, max(1, position), 1) if r["position"] == position]
+        found = event_at(store.app, max(1, position))
         if not found:
             return html(request, f"Event {position}", status=404, raw=f"no event at log position {position}")
         first = found[0]

@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 from fastapi.testclient import TestClient
 
-from clearing.domain.access import token_digest
+from clearing.domain.roles import token_digest
 from projections.runner import Projector
 from projections.store import ProjectionStore
 from tests.conftest import require_postgres

@@ -8,14 +8,12 @@ import hashlib
 import shutil
 import sqlite3
 import subprocess
-import uuid
 from pathlib import Path
-from urllib.parse import urlsplit, urlunsplit
 
 from fastapi.testclient import TestClient
 
 from tests.api.conftest import SECRETS, served_ledger
-from tests.e2e.test_read_only import frozen  # noqa: F401 - the immutable directory fixture
+from tests.e2e.test_read_only import frozen, select_only_role  # noqa: F401 - frozen: the immutable directory fixture
 
 AUTH = {"Authorization": f"Bearer {SECRETS['fca']}"}
 ENDPOINTS = (
@@ -58,21 +56,6 @@ def test_the_server_answers_every_endpoint_on_an_immutable_sqlite_copy(tmp_path:
 
 
 def test_the_server_answers_every_endpoint_with_a_role_that_may_only_select(postgres_db: str):
-    import psycopg
-
     served_ledger(postgres_db)
-    parts = urlsplit(postgres_db)
-    schema = parts.query.split("schema=", 1)[1].split("&", 1)[0]
-    role = f"api_reader_{uuid.uuid4().hex[:8]}"
-    admin = urlunsplit((parts.scheme, parts.netloc, parts.path, "", ""))
-    with psycopg.connect(admin, autocommit=True) as connection:
-        connection.execute(f'CREATE ROLE "{role}" LOGIN')
-        connection.execute(f'GRANT USAGE ON SCHEMA "{schema}" TO "{role}"')
-        connection.execute(f'GRANT SELECT ON ALL TABLES IN SCHEMA "{schema}" TO "{role}"')
-    reader = urlunsplit((parts.scheme, f"{role}@{parts.hostname}:{parts.port or 5432}", parts.path, parts.query, ""))
-    try:
+    with select_only_role(postgres_db) as reader:
         answers_every_endpoint(reader)
-    finally:
-        with psycopg.connect(admin, autocommit=True) as connection:
-            connection.execute(f'DROP OWNED BY "{role}"')
-            connection.execute(f'DROP ROLE "{role}"')

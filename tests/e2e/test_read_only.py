@@ -15,6 +15,7 @@ import shutil
 import subprocess
 import uuid
 from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from urllib.parse import urlsplit, urlunsplit
 
@@ -112,11 +113,13 @@ def test_every_read_works_on_an_immutable_sqlite_copy_and_changes_no_byte(tmp_pa
     assert_queries_show_their_lag(original)
 
 
-def test_every_read_works_with_a_role_that_may_only_select(postgres_db):
+@contextmanager
+def select_only_role(url: str) -> Iterator[str]:
+    """The store at ``url`` seen by a new role granted only ``USAGE`` on its schema and
+    ``SELECT`` on its tables: that role's URL, dropped afterwards."""
     import psycopg
 
-    written(postgres_db)
-    parts = urlsplit(postgres_db)
+    parts = urlsplit(url)
     schema = parts.query.split("schema=", 1)[1].split("&", 1)[0]
     role = f"reader_{uuid.uuid4().hex[:8]}"
     admin = urlunsplit((parts.scheme, parts.netloc, parts.path, "", ""))
@@ -124,16 +127,21 @@ def test_every_read_works_with_a_role_that_may_only_select(postgres_db):
         connection.execute(f'CREATE ROLE "{role}" LOGIN')
         connection.execute(f'GRANT USAGE ON SCHEMA "{schema}" TO "{role}"')
         connection.execute(f'GRANT SELECT ON ALL TABLES IN SCHEMA "{schema}" TO "{role}"')
-    reader = urlunsplit((parts.scheme, f"{role}@{parts.hostname}:{parts.port or 5432}", parts.path, parts.query, ""))
     try:
-        assert_reads_work(reader)
-        refused = clearing(reader, "deposit", "alice", "1")
-        assert refused.returncode != 0 and "Traceback" not in refused.stderr, refused.stderr
-        assert_queries_show_their_lag(postgres_db)
+        yield urlunsplit((parts.scheme, f"{role}@{parts.hostname}:{parts.port or 5432}", parts.path, parts.query, ""))
     finally:
         with psycopg.connect(admin, autocommit=True) as connection:
             connection.execute(f'DROP OWNED BY "{role}"')
             connection.execute(f'DROP ROLE "{role}"')
+
+
+def test_every_read_works_with_a_role_that_may_only_select(postgres_db):
+    written(postgres_db)
+    with select_only_role(postgres_db) as reader:
+        assert_reads_work(reader)
+        refused = clearing(reader, "deposit", "alice", "1")
+        assert refused.returncode != 0 and "Traceback" not in refused.stderr, refused.stderr
+        assert_queries_show_their_lag(postgres_db)
 
 
 def test_a_copy_with_a_write_ahead_log_it_cannot_read_is_refused_with_its_code(tmp_path, frozen):
